@@ -1,0 +1,166 @@
+"""Method-neutral held-out metrics.
+
+Every method is scored the same way, ORPO included (it trains without a reference): the implicit
+reward r(x, y) = log pi_theta(y|x) - log pi_ref(y|x), summed over completion tokens, where pi_ref is the
+initial model. With LoRA, pi_ref is the same PEFT model with its adapter disabled, so policy and
+reference come from batched forward passes of one model and no second copy is held in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _key(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def encode(tok, prompt, completion, max_length: int | None) -> tuple[list[int], int]:
+    """Token ids of prompt+completion and where the completion starts, as TRL's trainers tokenize:
+    chat template for message lists, the completion starting where the two tokenizations diverge."""
+    if isinstance(prompt, list):
+        p_ids = list(tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)["input_ids"])
+        full = list(tok.apply_chat_template(prompt + completion, tokenize=True)["input_ids"])
+    else:
+        p_ids = tok(prompt)["input_ids"]
+        full = tok(prompt + completion + (tok.eos_token or ""))["input_ids"]
+    start = 0
+    while start < min(len(p_ids), len(full)) and p_ids[start] == full[start]:
+        start += 1
+    if max_length is not None:
+        full = full[:max_length]
+    return full, min(start, len(full))
+
+
+def reference_context(model, reference):
+    """Context under which `reference` (or the adapter-less model) gives pi_ref."""
+    if reference is not None:
+        return contextlib.nullcontext()
+    if hasattr(model, "disable_adapter"):
+        return model.disable_adapter()
+    raise ValueError("no reference: the model has no adapter to disable and no reference model was given")
+
+
+@torch.no_grad()
+def score_rows(model, tok, rows, *, batch_size: int, max_length: int | None, reference=None, device=None):
+    """Per row: summed completion log-prob under policy and reference, number of completion tokens, and
+    the summed per-token KL(pi_theta || pi_ref) over those tokens (full-vocabulary KL)."""
+    device = device or next(model.parameters()).device
+    encoded = [encode(tok, r["prompt"], r["completion"], max_length) for r in rows]
+    out = {"logp": [], "ref_logp": [], "tokens": [], "kl": []}
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    was_training = model.training
+    model.eval()
+    for i in range(0, len(encoded), batch_size):
+        chunk = encoded[i:i + batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        attn = torch.zeros_like(ids)
+        mask = torch.zeros_like(ids, dtype=torch.bool)  # completion tokens, by position of the predicted token
+        for j, (seq, start) in enumerate(chunk):
+            ids[j, :len(seq)] = torch.tensor(seq)
+            attn[j, :len(seq)] = 1
+            mask[j, start:len(seq)] = True
+        ids, attn, mask = ids.to(device), attn.to(device), mask.to(device)
+        target, tmask = ids[:, 1:], mask[:, 1:]
+
+        def logprobs(m):
+            logits = m(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+            return F.log_softmax(logits, dim=-1)
+
+        lp = logprobs(model)
+        with reference_context(model, reference):
+            ref_lp = logprobs(reference if reference is not None else model)
+        tok_lp = lp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        tok_ref = ref_lp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        kl = (lp.exp() * (lp - ref_lp)).sum(-1)
+        del lp, ref_lp
+        out["logp"] += (tok_lp * tmask).sum(-1).tolist()
+        out["ref_logp"] += (tok_ref * tmask).sum(-1).tolist()
+        out["tokens"] += tmask.sum(-1).tolist()
+        out["kl"] += (kl * tmask).sum(-1).tolist()
+    model.train(was_training)
+    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else math.nan
+
+
+def summarize(rows, scores, pairs) -> dict:
+    """Metric values from per-row scores. `pairs` are (prompt, chosen, rejected) over the same rows."""
+    labels = np.asarray([bool(r["label"]) for r in rows])
+    reward = scores["logp"] - scores["ref_logp"]
+    tokens = scores["tokens"]
+    index = {(_key(r["prompt"]), _key(r["completion"])): i for i, r in enumerate(rows)}
+    margins = []
+    for p in pairs:
+        c = index[(_key(p["prompt"]), _key(p["chosen"]))]
+        j = index[(_key(p["prompt"]), _key(p["rejected"]))]
+        margins.append(reward[c] - reward[j])
+    margins = np.asarray(margins)
+    des = labels & (tokens > 0)
+    return {
+        "reward_auc": _auc(labels, reward),
+        "preference_accuracy": float((margins > 0).mean()) if len(margins) else math.nan,
+        "reward_margin": float(margins.mean()) if len(margins) else math.nan,
+        "kl": float(scores["kl"].sum() / max(tokens.sum(), 1)),
+        "desirable_nll": float(-scores["logp"][des].sum() / max(tokens[des].sum(), 1)),
+        "desirable_nll_ref": float(-scores["ref_logp"][des].sum() / max(tokens[des].sum(), 1)),
+        "eval_rows": int(len(rows)),
+        "eval_pairs": int(len(margins)),
+    }
+
+
+@torch.no_grad()
+def generate(model, tok, prompts, *, batch_size: int, max_new_tokens: int, reference=None, use_reference=False):
+    """Greedy completions for each prompt (left-padded batches); with use_reference, from pi_ref."""
+    device = next(model.parameters()).device
+    texts = []
+    old_side = tok.padding_side
+    tok.padding_side = "left"
+    m = reference if (use_reference and reference is not None) else model
+    ctx = reference_context(model, reference) if use_reference else contextlib.nullcontext()
+    was_training = model.training
+    model.eval()
+    try:
+        with ctx:
+            for i in range(0, len(prompts), batch_size):
+                chunk = prompts[i:i + batch_size]
+                if isinstance(chunk[0], list):
+                    rendered = [tok.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in chunk]
+                    batch = tok(rendered, return_tensors="pt", padding=True, add_special_tokens=False)
+                else:
+                    batch = tok(chunk, return_tensors="pt", padding=True)
+                batch = batch.to(device)
+                out = m.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id)
+                texts += tok.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    finally:
+        tok.padding_side = old_side
+        model.train(was_training)
+    return texts
+
+
+def verified_success(model, tok, rows, verifier, *, batch_size: int, max_new_tokens: int, reference=None) -> dict:
+    """Share of held-out prompts whose greedy completion passes the verifier, for policy and reference."""
+    first = {}
+    for r in rows:  # one check per distinct prompt; its constraint is the same on every row of the prompt
+        first.setdefault(_key(r["prompt"]), r)
+    prompts = [r["prompt"] for r in first.values()]
+    metas = [r[verifier.column] for r in first.values()]
+    result = {"verified_prompts": len(prompts)}
+    for name, use_ref in (("verified_success", False), ("verified_success_ref", True)):
+        texts = generate(model, tok, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                         reference=reference, use_reference=use_ref)
+        result[name] = float(np.mean([verifier.check(m, t) for m, t in zip(metas, texts)]))
+    result["verified_success_delta"] = result["verified_success"] - result["verified_success_ref"]
+    return result

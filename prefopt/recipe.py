@@ -1,0 +1,246 @@
+"""Recipes: typed YAML, validated before anything heavy is imported.
+
+Every section is a dataclass; `load_recipe` checks keys and types against them and reports every
+problem at once (unknown keys with a "did you mean"). `train` is passed by name to the method's TRL
+config class; its keys are checked against that class by `check_train_fields` once trl is imported.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError, did_you_mean
+
+
+class UserErrors(UserError):
+    """Several problems found in one pass; the CLI prints one line each."""
+
+    def __init__(self, errors: list[UserError]):
+        self.errors = errors
+        super().__init__(errors[0].file, errors[0].field, errors[0].message)
+
+    def __str__(self) -> str:
+        return "\n".join(map(str, getattr(self, "errors", [])))
+
+
+@dataclass
+class LoraSection:
+    enabled: bool = True
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0  # 0 keeps CPU runs bit-for-bit resumable
+    target_modules: typing.Union[str, list[str]] = "all-linear"
+
+
+@dataclass
+class ModelSection:
+    name: str = "smollm2-135m-instruct"  # alias (`prefopt list`), local directory or hub id
+    backend: str = "auto"  # auto | transformers | unsloth
+    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+    lora: LoraSection = field(default_factory=LoraSection)
+
+
+@dataclass
+class DataSection:
+    path: str = "data/feedback.jsonl"
+    format: str = "auto"  # auto | jsonl | json | csv | parquet | arrow
+    strategy: str = "natural"  # unpaired: file_order | natural | balanced | mixed; paired: natural | file_order
+    eval_fraction: float = 0.1
+    weights: typing.Union[str, dict] = "auto"  # auto, or {desirable: x, undesirable: y}
+    pairing: str = "one_to_one"  # one_to_one | all
+    max_pairs_per_prompt: typing.Optional[int] = None
+
+
+@dataclass
+class EvalSection:
+    batch_size: int = 8
+    verifier: typing.Optional[str] = None  # e.g. instructions: greedy generations checked by a program
+    max_new_tokens: int = 64
+
+
+@dataclass
+class Recipe:
+    name: str
+    method: str
+    seed: int = 42
+    seeds: typing.Optional[list[int]] = None  # one training per seed; overrides `seed`
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    train: dict = field(default_factory=dict)  # passed through to the method's TRL config
+    eval: EvalSection = field(default_factory=EvalSection)
+    source: str = field(default="", metadata={"internal": True})  # the recipe file, for messages
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("source")
+        return d
+
+    def fingerprint(self) -> str:
+        """Identifies a resolved recipe: same fingerprint, same run."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+
+    def for_seed(self, seed: int) -> "Recipe":
+        r = copy.deepcopy(self)
+        r.seed, r.seeds = seed, None
+        return r
+
+
+def _type_ok(value, tp) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, typing.get_origin(tp) or tp)
+
+
+def _type_name(tp) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp)).replace("list", "list")
+
+
+def _build(cls, raw, path: str, file: str, errors: list):
+    if not isinstance(raw, dict):
+        errors.append(UserError(file, path or "recipe", f"expected a mapping, got {type(raw).__name__}"))
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    kwargs = {}
+    for key, value in raw.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            errors.append(UserError(file, where, f"unknown key; {did_you_mean(key, fields)}"))
+            continue
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value if value is not None else {}, where, file, errors)
+        elif not _type_ok(value, tp):
+            errors.append(UserError(file, where, f"expected {_type_name(tp)}, got {value!r}"))
+        else:
+            kwargs[key] = float(value) if tp is float else value
+    missing = [n for n, f in fields.items() if f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING and n not in raw]
+    for name in missing:
+        errors.append(UserError(file, f"{path}.{name}" if path else name, "required key is missing; add it"))
+    if errors:
+        return None
+    return cls(**kwargs)
+
+
+def parse_set(item: str) -> tuple[list[str], object]:
+    """`train.max_steps=20` -> (['train', 'max_steps'], 20); the value is read as YAML."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip() or any(not p for p in key.strip().split(".")):
+        raise UserError("--set", item, "expected KEY=VALUE with a dotted key, e.g. --set train.max_steps=20")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        raise UserError("--set", key, f"value {value!r} is not valid YAML; quote strings, e.g. --set "
+                        f"{key}='\"text\"'") from None
+    return key.strip().split("."), parsed
+
+
+def apply_sets(raw: dict, sets: list[str]) -> dict:
+    raw = copy.deepcopy(raw)
+    for item in sets:
+        keys, value = parse_set(item)
+        node = raw
+        for k in keys[:-1]:
+            if not isinstance(node.get(k, {}), dict):
+                raise UserError("--set", ".".join(keys), f"'{k}' is not a section; it cannot hold '{keys[-1]}'")
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+    return raw
+
+
+def read_yaml(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(path, "recipe", "no such file; pass a recipe path such as recipes/kto_mixed.yaml")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "yaml"
+        raise UserError(path, where, f"invalid YAML ({getattr(e, 'problem', None) or e}); fix the syntax") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(path, "recipe", f"cannot read the file ({e.__class__.__name__}); check it is UTF-8 text") from None
+    if raw is None:
+        raise UserError(path, "recipe", "the file is empty; a recipe needs at least name and method")
+    return raw
+
+
+def load_recipe(path: str, sets: list[str] = ()) -> Recipe:
+    raw = apply_sets(read_yaml(path), list(sets))
+    errors: list[UserError] = []
+    recipe = _build(Recipe, raw, "", path, errors)
+    if errors:
+        raise errors[0] if len(errors) == 1 else UserErrors(errors)
+    recipe.source = path
+    _check_values(recipe)
+    return recipe
+
+
+def _check_values(r: Recipe) -> None:
+    """Value checks that need no heavy import (names are checked against their registries)."""
+    from .methods import get_method
+    from .models import BACKENDS
+
+    f = r.source
+    spec = get_method(r.method, file=f)
+    if r.model.backend not in BACKENDS:
+        raise UserError(f, "model.backend", f"unknown backend '{r.model.backend}'; {did_you_mean(r.model.backend, BACKENDS)}")
+    dtypes = ("auto", "float32", "bfloat16", "float16")
+    if r.model.dtype not in dtypes:
+        raise UserError(f, "model.dtype", f"unknown dtype '{r.model.dtype}'; {did_you_mean(r.model.dtype, dtypes)}")
+    if not 0 < r.data.eval_fraction < 1:
+        raise UserError(f, "data.eval_fraction", f"must be between 0 and 1 (exclusive), got {r.data.eval_fraction}; "
+                        "0.1 holds out a tenth of the prompts")
+    w = r.data.weights
+    if isinstance(w, str) and w != "auto" or isinstance(w, dict) and (
+            set(w) != {"desirable", "undesirable"} or not all(_type_ok(v, float) and v > 0 for v in w.values())):
+        raise UserError(f, "data.weights", "expected auto or {desirable: <positive number>, undesirable: "
+                        "<positive number>}")
+    if r.eval.verifier is not None:
+        from .verifiers import get_verifier
+
+        get_verifier(r.eval.verifier)
+    for key, value in r.train.items():
+        if spec.weight_fields and key in spec.weight_fields:
+            raise UserError(f, f"train.{key}", "per-label weights come from data.weights (auto: the KTO paper's "
+                            "rule); set data.weights: {desirable: x, undesirable: y} instead")
+        if key in spec.fixed and value != spec.fixed[key]:
+            raise UserError(f, f"train.{key}", f"{r.method} needs {spec.fixed[key]!r} here; remove the key")
+    bs = r.train.get("per_device_train_batch_size")
+    if bs is not None and isinstance(bs, int) and bs < spec.min_batch_size:
+        raise UserError(f, "train.per_device_train_batch_size", f"must be at least {spec.min_batch_size} for "
+                        f"{r.method} ({spec.min_batch_reason}); set it to {spec.min_batch_size} or more")
+    for i, s in enumerate(r.seeds or []):
+        if s < 0:
+            raise UserError(f, f"seeds[{i}]", "seeds must be non-negative integers")
+
+
+def check_train_fields(r: Recipe, config_class) -> None:
+    """Every train.* key must be a field of the method's TRL config (imports trl: call it late)."""
+    names = {f.name for f in dataclasses.fields(config_class) if f.init}
+    errors = [UserError(r.source, f"train.{k}", f"not a field of {config_class.__name__}; {did_you_mean(k, names)}")
+              for k in r.train if k not in names]
+    if errors:
+        raise errors[0] if len(errors) == 1 else UserErrors(errors)
