@@ -1,0 +1,116 @@
+"""Command line: run, data, list, compare.
+
+Exit status: 0 success, 2 user error (one line per problem on stderr, no traceback), 1 internal failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="prefopt", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train, evaluate and write results for a recipe")
+    run.add_argument("recipe")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a recipe field, e.g. --set train.max_steps=20 (repeatable)")
+    run.add_argument("--results", default="results", help="results directory (default: results)")
+    run.add_argument("--seeds", help="comma-separated seeds, one training each (overrides the recipe's)")
+    run.add_argument("--force", action="store_true", help="rerun a run that already finished")
+
+    data = sub.add_parser("data", help="prepare the data only and print its report (no model is loaded)")
+    data.add_argument("recipe")
+    data.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    data.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    sub.add_parser("list", help="registered methods, data strategies, verifiers and model aliases")
+
+    cmp_ = sub.add_parser("compare", help="rebuild comparison tables and plots from finished runs")
+    cmp_.add_argument("results", nargs="?", default="results")
+    return p
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError("--seeds", text, "expected comma-separated integers, e.g. --seeds 1,2,3") from None
+    if not seeds:
+        raise UserError("--seeds", text, "expected at least one seed, e.g. --seeds 1,2,3")
+    return seeds
+
+
+def _list() -> None:
+    from .data import PAIRINGS, STRATEGIES
+    from .methods import methods
+    from .models import BACKENDS, MODEL_ALIASES
+    from .verifiers import VERIFIERS
+
+    def section(title, items):
+        print(title)
+        for name, text in items:
+            print(f"  {name:<24} {text}")
+        print()
+
+    section("methods:", [(n, f"[{s.form}] {s.description}") for n, s in sorted(methods().items())])
+    section("data strategies (data.strategy):", [(n, f"[{', '.join(v[1])}] {v[2]}") for n, v in STRATEGIES.items()])
+    section("pairings (data.pairing):", PAIRINGS.items())
+    section("verifiers (eval.verifier):", [(n, v.description) for n, v in VERIFIERS.items()])
+    section("model aliases (model.name):", [(n, a.description) for n, a in MODEL_ALIASES.items()])
+    section("backends (model.backend):", BACKENDS.items())
+
+
+def dispatch(ns) -> None:
+    if ns.command == "list":
+        _list()
+    elif ns.command == "data":
+        from .data.report import format_report
+        from .methods import get_method
+        from .recipe import load_recipe
+        from .runner import prepare_data, world
+
+        recipe = load_recipe(ns.recipe, ns.set)
+        prepared, _ = prepare_data(recipe, get_method(recipe.method), world()[1])
+        print(json.dumps(prepared.report, indent=2) if ns.json else format_report(prepared.report))
+    elif ns.command == "run":
+        from .recipe import load_recipe
+
+        recipe = load_recipe(ns.recipe, ns.set)
+        seeds = _seeds(ns.seeds)
+        from .runner import run_recipe
+
+        run_recipe(recipe, results=ns.results, force=ns.force, seeds=seeds)
+    elif ns.command == "compare":
+        from pathlib import Path
+
+        from .compare import rebuild
+
+        for path in rebuild(Path(ns.results)):
+            print(path)
+
+
+def main(argv=None) -> int:
+    ns = _parser().parse_args(argv)
+    try:
+        dispatch(ns)
+    except UserError as e:
+        for line in str(e).splitlines():
+            print(f"prefopt: error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("prefopt: interrupted; `prefopt run` on the same recipe resumes from the last checkpoint",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

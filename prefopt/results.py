@@ -1,0 +1,74 @@
+"""Atomic writes and the results layout.
+
+A file is written to a temporary name in its own directory and renamed over the target, so a reader
+(or a crash) never sees half of it. A run is finished exactly when its metrics.json exists; it is
+written last.
+
+    results/runs/<recipe name>/seed<seed>-<recipe fingerprint>/
+        recipe.yaml  data_report.json  env.json  train_log.csv  adapter/  metrics.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import yaml
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def write_yaml(path: Path, data) -> None:
+    write_atomic(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def _jsonable(x):
+    if hasattr(x, "item"):
+        return x.item()
+    return str(x)
+
+
+def run_dir(results: Path, name: str, seed: int, fingerprint: str) -> Path:
+    return Path(results) / "runs" / name / f"seed{seed}-{fingerprint}"
+
+
+def is_finished(run: Path) -> bool:
+    return (Path(run) / "metrics.json").is_file()
+
+
+def environment(seed: int, world_size: int, backend: str) -> dict:
+    """Library versions and hardware: enough to say what produced a number."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    libs = {}
+    for name in ("prefopt", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth"):
+        try:
+            libs[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+    return {"seed": seed, "world_size": world_size, "backend": backend, "device": device,
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "platform": platform.platform(), "libraries": libs}

@@ -1,0 +1,242 @@
+"""recipe -> data -> model -> TRL trainer -> held-out metrics -> results/.
+
+The runner is method-agnostic: everything method-specific comes from the method's spec (TRL classes,
+data form, defaults, fixed values, weight fields). It is also the only writer of run directories, and
+under torchrun / accelerate only the main process writes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import shutil
+import time
+from pathlib import Path
+
+from .errors import UserError
+from .methods import MethodSpec, get_method
+from .recipe import Recipe, check_train_fields
+from . import results as res
+
+TRL_DEFAULT_BATCH_SIZE = 8  # transformers.TrainingArguments.per_device_train_batch_size
+TRL_DEFAULT_EPOCHS = 3.0  # transformers.TrainingArguments.num_train_epochs
+
+# prefopt's own defaults for every method (a recipe's train.* overrides them): a per-step log, so the
+# training curves have every step, and periodic checkpoints, so an interrupted run resumes.
+BASE_TRAIN = {"logging_steps": 1, "save_strategy": "steps", "save_steps": 20, "save_total_limit": 2,
+              "report_to": "none"}
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) from the variables torchrun and accelerate launch set."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def train_settings(recipe: Recipe, spec: MethodSpec) -> dict:
+    return {**BASE_TRAIN, **spec.defaults, **recipe.train, **spec.fixed}
+
+
+def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
+    """Load and shape the data exactly as the trainer will see it (pure; no torch)."""
+    from .data import prepare
+    from .data.io import load_rows
+
+    d, t = recipe.data, train_settings(recipe, spec)
+    rows = load_rows(d.path, d.format)
+    weights = d.weights if d.weights == "auto" else (d.weights["desirable"], d.weights["undesirable"])
+    kwargs = dict(file=d.path, method=recipe.method, form=spec.form, strategy=d.strategy,
+                  eval_fraction=d.eval_fraction, seed=recipe.seed,
+                  batch_size=t.get("per_device_train_batch_size", TRL_DEFAULT_BATCH_SIZE), world_size=world_size,
+                  weights=weights, pairing=d.pairing, max_pairs_per_prompt=d.max_pairs_per_prompt)
+    prepared = prepare(rows, epochs=1, **kwargs)
+    epochs = planned_epochs(t, len(prepared.train), world_size) if spec.ordered else 1
+    if epochs > 1:  # ordered methods get one materialized ordering per epoch and train one pass over them
+        prepared = prepare(rows, epochs=epochs, **kwargs)
+    return prepared, epochs
+
+
+def planned_epochs(t: dict, epoch_rows: int, world_size: int) -> int:
+    per_step = t.get("per_device_train_batch_size", TRL_DEFAULT_BATCH_SIZE) * \
+        t.get("gradient_accumulation_steps", 1) * world_size
+    if t.get("max_steps", -1) > 0:
+        return max(1, math.ceil(t["max_steps"] / max(1, math.ceil(epoch_rows / per_step))))
+    return max(1, math.ceil(t.get("num_train_epochs", TRL_DEFAULT_EPOCHS)))
+
+
+def run_recipe(recipe: Recipe, *, results: str = "results", force: bool = False, seeds=None) -> list[Path]:
+    seeds = seeds or recipe.seeds or [recipe.seed]
+    runs = [run_one(recipe.for_seed(s), results=Path(results), force=force) for s in seeds]
+    if world()[0] == 0:
+        from .compare import rebuild
+
+        rebuild(Path(results))
+    return runs
+
+
+def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
+    rank, world_size = world()
+    main = rank == 0
+    spec = get_method(recipe.method, file=recipe.source)
+    run = res.run_dir(results, recipe.name, recipe.seed, recipe.fingerprint())
+    if res.is_finished(run) and not force:
+        if main:
+            print(f"prefopt: {run} is already finished (same resolved recipe); --force reruns it")
+        return run
+
+    from .models import pick_backend
+
+    backend = pick_backend(recipe.model.backend, file=recipe.source)
+    if backend == "unsloth":
+        import unsloth  # noqa: F401  -- patches transformers/trl, so it must be imported before them
+
+    config_class = spec.config_class()
+    check_train_fields(recipe, config_class)
+    prepared, epochs = prepare_data(recipe, spec, world_size)
+    args = build_config(recipe, spec, config_class, prepared.report, epochs, run)
+
+    if main:
+        if force and run.exists():
+            shutil.rmtree(run)
+        res.write_yaml(run / "recipe.yaml", recipe.to_dict())
+        res.write_json(run / "data_report.json", prepared.report)
+        res.write_json(run / "env.json", res.environment(recipe.seed, world_size, backend))
+
+    try:
+        return _train_and_evaluate(recipe, spec, backend, args, prepared, run, main)
+    except Exception as e:  # out of memory is the user's setting to lower, not a crash
+        if _is_oom(e):
+            raise UserError(recipe.source, "train.per_device_train_batch_size",
+                            "out of memory; lower train.per_device_train_batch_size (raise gradient_accumulation_steps "
+                            "to keep the effective batch), train.max_length or eval.batch_size") from None
+        raise
+
+
+def build_config(recipe: Recipe, spec: MethodSpec, config_class, report: dict, epochs: int, run: Path):
+    t = train_settings(recipe, spec)
+    if spec.weight_fields:
+        t[spec.weight_fields[0]] = report["desirable_weight"]
+        t[spec.weight_fields[1]] = report["undesirable_weight"]
+    if spec.ordered and t.get("max_steps", -1) <= 0:
+        # the data already holds `epochs` orderings back to back: one pass over them
+        t["num_train_epochs"] = t.get("num_train_epochs", TRL_DEFAULT_EPOCHS) / epochs
+    t.update(output_dir=str(run / "checkpoints"), seed=recipe.seed)
+    try:
+        return config_class(**t)
+    except (ValueError, TypeError) as e:
+        raise UserError(recipe.source, "train", f"{config_class.__name__} rejected the settings: "
+                        f"{str(e).splitlines()[0]}") from None
+
+
+def _lora(recipe: Recipe):
+    lora = recipe.model.lora
+    if not lora.enabled:
+        return None
+    return {"r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout, "target_modules": lora.target_modules}
+
+
+def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: bool) -> Path:
+    import torch
+    from datasets import Dataset
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from .models import load_model
+
+    lora = _lora(recipe)
+    if backend == "unsloth" and lora and lora["target_modules"] == "all-linear":
+        lora["target_modules"] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    model, tok = load_model(recipe.model.name, dtype=recipe.model.dtype, backend=backend, file=recipe.source,
+                            max_length=getattr(args, "max_length", None) or 2048,
+                            lora=lora if backend == "unsloth" else None, seed=recipe.seed)
+    peft_config = None
+    if lora and backend != "unsloth":
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(task_type="CAUSAL_LM", **lora)
+
+    columns = ["prompt", "completion", "label"] if spec.form == "unpaired" else ["prompt", "chosen", "rejected"]
+    train = Dataset.from_list(prepared.train[columns].to_dict("records"))
+    trainer = spec.trainer_class()(model=model, args=args, train_dataset=train, processing_class=tok,
+                                   peft_config=peft_config)
+    if spec.ordered and len(trainer.train_dataset) != len(train):
+        # TRL drops rows whose prompt alone fills max_length; that would shift every batch of the order.
+        raise UserError(recipe.source, "train.max_length", f"{len(train) - len(trainer.train_dataset)} prompts are "
+                        f"at least max_length={args.max_length} tokens; raise train.max_length")
+
+    last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+    if last and main:
+        print(f"prefopt: resuming {run} from {last}")
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=last)
+    train_seconds = time.perf_counter() - start
+
+    if main:
+        import pandas as pd
+
+        res.write_atomic(run / "train_log.csv", pd.DataFrame(trainer.state.log_history).to_csv(index=False))
+        trainer.save_model(str(run / "adapter"))
+        metrics = evaluate(recipe, trainer.model, tok, prepared, args)
+        metrics.update(
+            recipe=recipe.name, method=recipe.method, strategy=prepared.report["strategy"], seed=recipe.seed,
+            run_id=run.name, eval_fingerprint=prepared.report["eval_fingerprint"], data_path=recipe.data.path,
+            steps=trainer.state.global_step, examples_used=prepared.report["examples_used"],
+            train_seconds=train_seconds,
+            train_tokens_per_second=_tokens_seen(trainer, args) / train_seconds if train_seconds else math.nan,
+            peak_memory_mb=_peak_memory_mb(),
+        )
+        res.write_json(run / "metrics.json", metrics)  # last: the run counts as finished from here on
+        shutil.rmtree(args.output_dir, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    del trainer, model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return run
+
+
+def evaluate(recipe: Recipe, model, tok, prepared, args) -> dict:
+    from .metrics import score_rows, summarize, verified_success
+
+    start = time.perf_counter()
+    reference = None
+    if not hasattr(model, "disable_adapter"):  # full fine-tuning: pi_ref needs its own copy, for eval only
+        from .models import load_model
+
+        reference, _ = load_model(recipe.model.name, dtype=recipe.model.dtype, file=recipe.source)
+        reference.to(next(model.parameters()).device)
+    rows = prepared.eval_rows.to_dict("records")
+    pairs = prepared.eval_pairs.to_dict("records")
+    scores = score_rows(model, tok, rows, batch_size=recipe.eval.batch_size,
+                        max_length=getattr(args, "max_length", None), reference=reference)
+    metrics = summarize(rows, scores, pairs)
+    if recipe.eval.verifier:
+        from .verifiers import get_verifier
+
+        metrics.update(verified_success(model, tok, rows, get_verifier(recipe.eval.verifier),
+                                        batch_size=recipe.eval.batch_size,
+                                        max_new_tokens=recipe.eval.max_new_tokens, reference=reference))
+    metrics["eval_seconds"] = time.perf_counter() - start
+    return metrics
+
+
+def _tokens_seen(trainer, args) -> int:
+    """Tokens in the training rows the run consumed (prompt + every completion the trainer reads)."""
+    ds = trainer.train_dataset
+    cols = [c for c in ds.column_names if c.endswith("_ids") and "type" not in c]
+    rows = min(len(ds), trainer.state.global_step * args.per_device_train_batch_size *
+               args.gradient_accumulation_steps * args.world_size)
+    return int(sum(len(x) for c in cols for x in ds.select(range(rows))[c]))
+
+
+def _peak_memory_mb() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _is_oom(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, torch.OutOfMemoryError) or (
+        isinstance(e, RuntimeError) and ("out of memory" in str(e) or "can't allocate memory" in str(e)))
