@@ -1,0 +1,99 @@
+"""Recipe validation: every problem reported at once, one line each, with a "did you mean"."""
+
+import pytest
+import yaml
+
+from prefopt.errors import UserError
+from prefopt.recipe import UserErrors, apply_sets, check_train_fields, load_recipe, parse_set
+
+
+def write(tmp_path, data, name="r.yaml"):
+    p = tmp_path / name
+    p.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return str(p)
+
+
+def test_minimal_recipe_gets_defaults(tmp_path):
+    r = load_recipe(write(tmp_path, {"name": "x", "method": "kto"}))
+    assert (r.seed, r.model.name, r.model.lora.enabled, r.data.eval_fraction) == (42, "smollm2-135m-instruct", True, 0.1)
+    assert r.source.endswith("r.yaml")
+
+
+def test_unknown_keys_at_every_level_are_all_reported(tmp_path):
+    path = write(tmp_path, {"name": "x", "method": "kto", "sed": 1, "model": {"lora": {"rank": 4}},
+                            "data": {"strategi": "mixed"}, "eval": {"verifer": "instructions"}})
+    with pytest.raises(UserErrors) as e:
+        load_recipe(path)
+    lines = str(e.value).splitlines()
+    assert sorted(l.split(": ")[1] for l in lines) == ["data.strategi", "eval.verifer", "model.lora.rank", "sed"]
+    assert any("sed: unknown key; did you mean 'seed'?" in l for l in lines)
+    assert all(l.startswith(path) for l in lines)
+
+
+@pytest.mark.parametrize("key,value,field", [
+    ("seed", "three", "seed"), ("data", {"eval_fraction": "x"}, "data.eval_fraction"),
+    ("model", {"lora": {"enabled": "yes"}}, "model.lora.enabled"), ("seeds", [1, "b"], "seeds"),
+    ("train", [1, 2], "train"),
+])
+def test_wrong_types_name_the_field(tmp_path, key, value, field):
+    with pytest.raises(UserError) as e:
+        load_recipe(write(tmp_path, {"name": "x", "method": "kto", key: value}))
+    assert e.value.field == field and "expected" in e.value.message
+
+
+@pytest.mark.parametrize("patch,field,fix", [
+    ({"method": "ktoo"}, "method", "did you mean 'kto'?"),
+    ({"model": {"backend": "unslot"}}, "model.backend", "did you mean 'unsloth'?"),
+    ({"model": {"dtype": "fp32"}}, "model.dtype", "choices"),
+    ({"data": {"eval_fraction": 1.0}}, "data.eval_fraction", "between 0 and 1"),
+    ({"data": {"weights": "equal"}}, "data.weights", "auto or"),
+    ({"train": {"per_device_train_batch_size": 1}}, "train.per_device_train_batch_size", "at least 2"),
+    ({"train": {"desirable_weight": 2.0}}, "train.desirable_weight", "data.weights"),
+    ({"train": {"train_sampling_strategy": "random"}}, "train.train_sampling_strategy", "'sequential'"),
+])
+def test_bad_values(tmp_path, patch, field, fix):
+    with pytest.raises(UserError) as e:
+        load_recipe(write(tmp_path, {"name": "x", "method": "kto", **patch}))
+    assert e.value.field == field and fix in e.value.message
+
+
+def test_missing_required_and_yaml_errors(tmp_path):
+    with pytest.raises(UserError, match="required key is missing"):
+        load_recipe(write(tmp_path, {"name": "x"}))
+    with pytest.raises(UserError) as e:
+        load_recipe(write(tmp_path, "name: [x\nmethod: kto\n"))
+    assert "invalid YAML" in e.value.message and e.value.field.startswith("line ")
+    with pytest.raises(UserError, match="empty"):
+        load_recipe(write(tmp_path, ""))
+    with pytest.raises(UserError, match="no such file"):
+        load_recipe(str(tmp_path / "nope.yaml"))
+
+
+def test_set_overrides_and_bad_sets(tmp_path):
+    path = write(tmp_path, {"name": "x", "method": "kto"})
+    r = load_recipe(path, ["train.max_steps=20", "seed=3", "data.strategy=mixed", "model.lora.enabled=false"])
+    assert (r.train["max_steps"], r.seed, r.data.strategy, r.model.lora.enabled) == (20, 3, "mixed", False)
+    assert parse_set("a.b=[1, 2]") == (["a", "b"], [1, 2])
+    for bad in ("noequals", "=3", "a..b=1"):
+        with pytest.raises(UserError, match="KEY=VALUE"):
+            parse_set(bad)
+    with pytest.raises(UserError, match="not a section"):
+        apply_sets({"seed": 1}, ["seed.x=2"])
+    with pytest.raises(UserError, match="did you mean 'max_new_tokens'"):
+        load_recipe(path, ["eval.max_new_token=3"])
+
+
+def test_train_fields_checked_against_trl_config(tmp_path):
+    from trl import DPOConfig
+
+    r = load_recipe(write(tmp_path, {"name": "x", "method": "dpo", "train": {"learning_rat": 1e-4, "beta": 0.2}}))
+    with pytest.raises(UserError) as e:
+        check_train_fields(r, DPOConfig)
+    assert e.value.field == "train.learning_rat" and "did you mean 'learning_rate'?" in e.value.message
+
+
+def test_fingerprint_tracks_the_resolved_recipe(tmp_path):
+    path = write(tmp_path, {"name": "x", "method": "kto"})
+    a, b, c = load_recipe(path), load_recipe(path), load_recipe(path, ["seed=1"])
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+    assert a.for_seed(1).fingerprint() == c.fingerprint()
