@@ -120,12 +120,20 @@ def build_config(recipe: Recipe, spec: MethodSpec, config_class, report: dict, e
     if spec.ordered and t.get("max_steps", -1) <= 0:
         # the data already holds `epochs` orderings back to back: one pass over them
         t["num_train_epochs"] = t.get("num_train_epochs", TRL_DEFAULT_EPOCHS) / epochs
+    # TRL's configs default to bf16, which a CPU (or an older GPU) refuses: use it only where it works.
+    t.setdefault("bf16", _bf16_supported())
     t.update(output_dir=str(run / "checkpoints"), seed=recipe.seed)
     try:
         return config_class(**t)
     except (ValueError, TypeError) as e:
         raise UserError(recipe.source, "train", f"{config_class.__name__} rejected the settings: "
                         f"{str(e).splitlines()[0]}") from None
+
+
+def _bf16_supported() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
 def _lora(recipe: Recipe):
