@@ -1,0 +1,82 @@
+"""Held-out metrics: policy/reference log-probs from one PEFT model with the adapter toggled."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from prefopt.metrics import encode, score_rows, summarize
+
+
+@pytest.fixture(scope="module")
+def peft_model(tiny_model):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+    return model, tok
+
+
+ROWS = [
+    {"prompt": [{"role": "user", "content": "the cat"}], "completion": [{"role": "assistant", "content": "a dog"}], "label": True},
+    {"prompt": [{"role": "user", "content": "the cat"}], "completion": [{"role": "assistant", "content": "blue sun"}], "label": False},
+    {"prompt": [{"role": "user", "content": "red tree"}], "completion": [{"role": "assistant", "content": "yes no"}], "label": True},
+    {"prompt": "plain text prompt", "completion": " plain answer", "label": False},
+]
+PAIRS = [{"prompt": ROWS[0]["prompt"], "chosen": ROWS[0]["completion"], "rejected": ROWS[1]["completion"]}]
+
+
+def test_encode_marks_the_completion(peft_model):
+    _, tok = peft_model
+    ids, start = encode(tok, ROWS[0]["prompt"], ROWS[0]["completion"], None)
+    assert tok.decode(ids[start:]).startswith("a dog<|im_end|>")
+    ids, start = encode(tok, ROWS[0]["prompt"], ROWS[0]["completion"], 5)
+    assert len(ids) == 5 and start == 5  # truncated away: no completion token left
+
+
+def test_untrained_adapter_means_zero_reward_and_kl(peft_model):
+    model, tok = peft_model  # LoRA B starts at zero: the policy equals the reference
+    s = score_rows(model, tok, ROWS, batch_size=3, max_length=None)
+    assert np.allclose(s["logp"], s["ref_logp"]) and np.allclose(s["kl"], 0, atol=1e-6)
+    m = summarize(ROWS, s, PAIRS)
+    assert m["reward_margin"] == pytest.approx(0, abs=1e-5) and m["kl"] == pytest.approx(0, abs=1e-6)
+
+
+def test_scores_match_a_direct_computation_and_batching(peft_model):
+    model, tok = peft_model
+    with torch.no_grad():  # make the adapter do something
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.randn_like(p) * 0.5)
+    s1 = score_rows(model, tok, ROWS, batch_size=1, max_length=None)
+    s4 = score_rows(model, tok, ROWS, batch_size=4, max_length=None)  # padding must not change anything
+    assert np.allclose(s1["logp"], s4["logp"], atol=1e-4) and np.allclose(s1["kl"], s4["kl"], atol=1e-4)
+    ids, start = encode(tok, ROWS[2]["prompt"], ROWS[2]["completion"], None)
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        lp = torch.log_softmax(model(input_ids=x).logits[0, :-1], -1)
+        with model.disable_adapter():
+            ref = torch.log_softmax(model(input_ids=x).logits[0, :-1], -1)
+    targets = x[0, 1:]
+    want = lp[start - 1:].gather(-1, targets[start - 1:, None]).sum().item()
+    want_ref = ref[start - 1:].gather(-1, targets[start - 1:, None]).sum().item()
+    want_kl = (lp.exp() * (lp - ref)).sum(-1)[start - 1:].sum().item()
+    assert s1["logp"][2] == pytest.approx(want, rel=1e-4)
+    assert s1["ref_logp"][2] == pytest.approx(want_ref, rel=1e-4)
+    assert s1["kl"][2] == pytest.approx(want_kl, rel=1e-3) and want_kl > 0
+    assert s1["tokens"][2] == len(ids) - start
+
+
+def test_summarize_definitions():
+    scores = {"logp": np.array([-1.0, -5.0, -2.0, -3.0]), "ref_logp": np.array([-2.0, -4.0, -2.0, -3.0]),
+              "tokens": np.array([2.0, 2.0, 4.0, 1.0]), "kl": np.array([0.2, 0.2, 0.4, 0.2])}
+    m = summarize(ROWS, scores, PAIRS)
+    # rewards: +1, -1, 0, 0; labels T F T F -> AUC: positives {1, 0} vs negatives {-1, 0}: (1 + 1 + 1 + 0.5) / 4
+    assert m["reward_auc"] == pytest.approx(3.5 / 4)
+    assert (m["preference_accuracy"], m["reward_margin"]) == (1.0, 2.0)
+    assert m["kl"] == pytest.approx(1.0 / 9)
+    assert m["desirable_nll"] == pytest.approx(3.0 / 6) and m["desirable_nll_ref"] == pytest.approx(4.0 / 6)
+    assert math.isnan(summarize(ROWS, scores, [])["preference_accuracy"])
