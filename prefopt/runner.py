@@ -112,7 +112,9 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
         raise
 
 
-def build_config(recipe: Recipe, spec: MethodSpec, config_class, report: dict, epochs: int, run: Path):
+def config_kwargs(recipe: Recipe, spec: MethodSpec, report: dict, epochs: int, run: Path) -> dict:
+    """Everything the method's TRL config is built from (scripts/bench_overhead.py feeds the same dict
+    to a plain TRL script)."""
     t = train_settings(recipe, spec)
     if spec.weight_fields:
         t[spec.weight_fields[0]] = report["desirable_weight"]
@@ -123,8 +125,12 @@ def build_config(recipe: Recipe, spec: MethodSpec, config_class, report: dict, e
     # TRL's configs default to bf16, which a CPU (or an older GPU) refuses: use it only where it works.
     t.setdefault("bf16", _bf16_supported())
     t.update(output_dir=str(run / "checkpoints"), seed=recipe.seed)
+    return t
+
+
+def build_config(recipe: Recipe, spec: MethodSpec, config_class, report: dict, epochs: int, run: Path):
     try:
-        return config_class(**t)
+        return config_class(**config_kwargs(recipe, spec, report, epochs, run))
     except (ValueError, TypeError) as e:
         raise UserError(recipe.source, "train", f"{config_class.__name__} rejected the settings: "
                         f"{str(e).splitlines()[0]}") from None
@@ -136,7 +142,7 @@ def _bf16_supported() -> bool:
     return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
-def _lora(recipe: Recipe):
+def lora_kwargs(recipe: Recipe) -> dict | None:
     lora = recipe.model.lora
     if not lora.enabled:
         return None
@@ -150,7 +156,7 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
 
     from .models import load_model
 
-    lora = _lora(recipe)
+    lora = lora_kwargs(recipe)
     if backend == "unsloth" and lora and lora["target_modules"] == "all-linear":
         lora["target_modules"] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     model, tok = load_model(recipe.model.name, dtype=recipe.model.dtype, backend=backend, file=recipe.source,

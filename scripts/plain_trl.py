@@ -1,0 +1,47 @@
+"""The minimal plain-TRL training that prefopt is measured against (scripts/bench_overhead.py).
+
+No prefopt code: transformers loads the model, PEFT makes the LoRA config, TRL trains on rows given in
+the exact order prefopt would use. Writes the per-step log and the training wall time as JSON.
+
+    python scripts/plain_trl.py SPEC.json OUT.json
+SPEC: {"trainer": "trl:KTOTrainer", "config": "trl:KTOConfig", "model": DIR, "rows": JSONL,
+       "args": {...config kwargs...}, "lora": {...LoraConfig kwargs...} or null}
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+
+
+def _cls(target: str):
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def train_plain(spec: dict) -> dict:
+    from datasets import load_dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(spec["model"])
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(spec["model"], dtype="float32")
+    rows = load_dataset("json", data_files=spec["rows"], split="train")
+    args = _cls(spec["config"])(**spec["args"])
+    lora = LoraConfig(task_type="CAUSAL_LM", **spec["lora"]) if spec.get("lora") else None
+    trainer = _cls(spec["trainer"])(model=model, args=args, train_dataset=rows, processing_class=tok,
+                                    peft_config=lora)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    return {"train_seconds": seconds, "log_history": trainer.state.log_history}
+
+
+if __name__ == "__main__":
+    result = train_plain(json.loads(open(sys.argv[1]).read()))
+    with open(sys.argv[2], "w") as f:
+        json.dump(result, f)
