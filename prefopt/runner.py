@@ -152,8 +152,6 @@ def lora_kwargs(recipe: Recipe) -> dict | None:
 def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: bool) -> Path:
     import torch
     from datasets import Dataset
-    from transformers.trainer_utils import get_last_checkpoint
-
     from .models import load_model
 
     lora = lora_kwargs(recipe)
@@ -177,17 +175,26 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
         raise UserError(recipe.source, "train.max_length", f"{len(train) - len(trainer.train_dataset)} prompts are "
                         f"at least max_length={args.max_length} tokens; raise train.max_length")
 
-    last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+    audit = LabelAudit(trainer.data_collator)  # what each micro-batch really held, on every process
+    trainer.data_collator = audit
+    last = last_complete_checkpoint(Path(args.output_dir)) if main else None
+    last = broadcast(last)
     if last and main:
         print(f"prefopt: resuming {run} from {last}")
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=last)
     train_seconds = time.perf_counter() - start
+    from accelerate.utils import gather_object
+
+    batches = gather_object([(int(os.environ.get("RANK", 0)), i, *counts) for i, counts in enumerate(audit.seen)])
 
     if main:
         import pandas as pd
 
         res.write_atomic(run / "train_log.csv", pd.DataFrame(trainer.state.log_history).to_csv(index=False))
+        if batches:
+            res.write_atomic(run / "batch_labels.csv", pd.DataFrame(
+                batches, columns=["rank", "micro_batch", "desirable", "undesirable"]).to_csv(index=False))
         trainer.save_model(str(run / "adapter"))
         metrics = evaluate(recipe, trainer.model, tok, prepared, args)
         metrics.update(
@@ -197,6 +204,7 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
             train_seconds=train_seconds,
             train_tokens_per_second=_tokens_seen(trainer, args) / train_seconds if train_seconds else math.nan,
             peak_memory_mb=_peak_memory_mb(),
+            single_label_batches_trained=sum(1 for b in batches if min(b[2], b[3]) == 0) if batches else None,
         )
         res.write_json(run / "metrics.json", metrics)  # last: the run counts as finished from here on
         shutil.rmtree(args.output_dir, ignore_errors=True)
@@ -205,6 +213,48 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return run
+
+
+class LabelAudit:
+    """Wraps the trainer's collator and counts the labels of every micro-batch this process collates
+    (after resume too: skipped batches are not collated). Methods without labels record nothing."""
+
+    def __init__(self, collate):
+        self.collate, self.seen = collate, []
+
+    def __call__(self, features):
+        batch = self.collate(features)
+        if isinstance(batch, dict) and "label" in batch:
+            labels = [bool(x) for x in batch["label"]]
+            self.seen.append((sum(labels), len(labels) - sum(labels)))
+        return batch
+
+
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """Newest checkpoint whose trainer_state.json (the last file transformers writes) parses; newer,
+    half-written ones (a kill during a save) are removed so resuming never reads them."""
+    import json
+
+    steps = sorted((int(p.name.split("-")[-1]), p) for p in folder.glob("checkpoint-*")
+                   if p.name.split("-")[-1].isdigit()) if folder.is_dir() else []
+    for _, path in reversed(steps):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return str(path)
+        except (OSError, ValueError):
+            shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+def broadcast(value):
+    """The main process's value on every process (no-op without torch.distributed)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+    return value
 
 
 def evaluate(recipe: Recipe, model, tok, prepared, args) -> dict:
