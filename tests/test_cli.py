@@ -1,0 +1,73 @@
+"""CLI contract: exit 0 / 2 (one line per problem, no traceback) / 1, and `list`/`data` without torch."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def prefopt(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "prefopt", *args], capture_output=True, text=True, env=ENV, cwd=cwd)
+
+
+def test_user_error_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmethod: kto\ntrain: {per_device_train_batch_size: 1}\n")
+    out = prefopt("run", str(bad), "--results", str(tmp_path / "res"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == (f"prefopt: error: {bad}: train.per_device_train_batch_size: must be at least 2 "
+                                  "for kto (KTO's KL term pairs each row with another completion of its "
+                                  "micro-batch); set it to 2 or more")
+    assert not (tmp_path / "res").exists()
+
+
+def test_internal_failure_is_exit_1(write_recipe, tmp_path):
+    driver = ("import sys, prefopt.runner as r; r.run_recipe = lambda *a, **k: 1 / 0; "
+              "from prefopt.cli import main; sys.exit(main(['run', sys.argv[1]]))")
+    out = subprocess.run([sys.executable, "-c", driver, str(write_recipe("dpo"))], capture_output=True, text=True,
+                         env=ENV)
+    assert out.returncode == 1 and "ZeroDivisionError" in out.stderr
+
+
+def run_without_torch(args: list[str]):
+    code = ("import sys, io, contextlib; from prefopt.cli import main; buf = io.StringIO()\n"
+            "with contextlib.redirect_stdout(buf): rc = main(sys.argv[1:])\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\nprint(buf.getvalue()); sys.exit(rc)")
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=ENV)
+
+
+def test_list_shows_registries_without_torch():
+    out = run_without_torch(["list"])
+    assert out.returncode == 0, out.stderr
+    for word in ("kto", "dpo", "orpo", "mixed", "balanced", "natural", "file_order", "one_to_one",
+                 "instructions", "smollm2-135m-instruct", "unsloth"):
+        assert word in out.stdout
+
+
+def test_data_report_json_without_torch(write_recipe):
+    out = run_without_torch(["data", str(write_recipe("kto")), "--json"])
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["strategy"] == "mixed" and report["single_label_batches"] == 0
+    assert report["desirable"] + report["undesirable"] == report["train_rows"] or report["repeated_examples"] >= 0
+    table = run_without_torch(["data", str(write_recipe("dpo"))])
+    assert table.returncode == 0 and "pairs" in table.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "nope.yaml"], "nope.yaml: recipe: no such file"),
+    (["run", "{recipe}", "--set", "train.max_stepz=3"], "did you mean 'max_steps'?"),
+    (["run", "{recipe}", "--seeds", "a,b"], "--seeds: a,b: expected comma-separated integers"),
+    (["data", "{recipe}", "--set", "data.strategy=mixd"], "did you mean 'mixed'?"),
+])
+def test_bad_invocations(args, needle, write_recipe, tmp_path):
+    recipe = str(write_recipe("kto"))
+    out = prefopt(*[a.format(recipe=recipe) for a in args], "--results" if args[0] == "run" else "--json",
+                  *([str(tmp_path / "res")] if args[0] == "run" else []))
+    assert out.returncode == 2, out.stderr
+    assert needle in out.stderr and len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert not (tmp_path / "res").exists()
