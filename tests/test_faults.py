@@ -1,0 +1,83 @@
+"""Failure is boring: a killed run resumes to the same numbers; several processes train one run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from prefopt.cli import main
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def only_run(results, name):
+    (run,) = (results / "runs" / name).iterdir()
+    return run
+
+
+def test_sigkill_mid_training_then_resume_matches_uninterrupted(write_recipe, tmp_path):
+    recipe = str(write_recipe("kto", train={"max_steps": 40, "save_steps": 4}))
+    assert main(["run", recipe, "--results", str(tmp_path / "clean")]) == 0
+
+    results = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "prefopt", "run", recipe, "--results", str(results)],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if list(results.glob("runs/*/*/checkpoints/checkpoint-*/trainer_state.json")):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    run = only_run(results, "tiny_kto")
+    assert not (run / "metrics.json").exists()  # an unfinished run is not a result
+    assert main(["compare", str(results)]) == 0 and not (results / "comparison.csv").exists()
+
+    out = subprocess.run([sys.executable, "-m", "prefopt", "run", recipe, "--results", str(results)], env=ENV,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "resuming" in out.stdout
+    clean = only_run(tmp_path / "clean", "tiny_kto")
+    a, b = (json.loads((r / "metrics.json").read_text()) for r in (clean, run))
+    for key in ("reward_auc", "preference_accuracy", "reward_margin", "kl", "desirable_nll"):
+        assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+    la, lb = (pd.read_csv(r / "train_log.csv").dropna(subset=["loss"]) for r in (clean, run))
+    assert la["step"].tolist() == lb["step"].tolist() == list(range(1, 41))
+    assert la["loss"].tolist() == pytest.approx(lb["loss"].tolist(), rel=1e-5)
+
+
+def test_half_written_checkpoint_is_ignored(tmp_path):
+    from prefopt.runner import last_complete_checkpoint
+
+    (tmp_path / "checkpoint-4").mkdir()
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-8").mkdir()
+    (tmp_path / "checkpoint-8" / "trainer_state.json").write_text('{"glob')  # killed mid-write
+    (tmp_path / "checkpoint-12").mkdir()  # killed before the state was written
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4"]
+
+
+def torchrun(recipe, results, *extra):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "prefopt", "run",
+           str(recipe), "--results", str(results), *extra]
+    return subprocess.run(cmd, env={**ENV, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+
+
+def test_torchrun_two_processes_every_micro_batch_mixed(write_recipe, tmp_path):
+    recipe = write_recipe("kto", train={"max_steps": 4, "per_device_train_batch_size": 2})
+    out = torchrun(recipe, tmp_path / "r")
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = only_run(tmp_path / "r", "tiny_kto")
+    batches = pd.read_csv(run / "batch_labels.csv")
+    assert sorted(batches["rank"].unique()) == [0, 1]
+    assert (batches.groupby("rank").size() == 4).all()
+    assert ((batches.desirable > 0) & (batches.undesirable > 0)).all()
+    assert json.loads((run / "env.json").read_text())["world_size"] == 2
+    assert json.loads((run / "metrics.json").read_text())["single_label_batches_trained"] == 0
