@@ -1,0 +1,188 @@
+"""IFEval-style instruction constraints: one checker and one prompt-suffix renderer per family.
+
+A constraint is the metadata `{"id": "<family>", "kwargs": {...}}` stored in each row's `constraint`
+column. A completion passes only when it is a non-empty answer (something left after stripping
+whitespace) and the constraint holds. Pure Python: nothing heavy is imported here.
+
+Keyword arguments use a distinct name per family and type (`max_words`, `keyword`, `phrase`, ...), so a
+column of constraints stays one consistent struct when a loader (Arrow, pandas) unifies the dicts;
+keys that such a loader fills with None are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import UserError, did_you_mean
+
+# A word: letters/digits (any script) possibly joined by apostrophes or hyphens ("don't", "well-known").
+_WORD = re.compile(r"\w+(?:['’\-]\w+)*")
+# A markdown bullet: *, -, + or • at the start of a line followed by whitespace and some text.
+# "**bold**" and "---" rules are not bullets (the marker must be followed by whitespace).
+_BULLET = re.compile(r"^[ \t]*[*\-+•][ \t]+\S", re.MULTILINE)
+_FENCE = re.compile(r"^```[ \t]*[A-Za-z0-9_+-]*[ \t]*\n?(.*?)\n?[ \t]*```$", re.DOTALL)
+_TITLE = re.compile(r"<<([^<>\n]+)>>")
+_COMMAS = (",", "，", "、", "﹐", "﹑", "،")  # ASCII, fullwidth, ideographic, small and Arabic commas
+# What may wrap a first word: markdown emphasis/headings, quotes, brackets.
+_LEADING = "*_#>\"'“‘«([` \t\r\n"
+
+
+def _norm(s: str) -> str:
+    """Unicode-normalized, case-folded text with runs of whitespace collapsed (for comparisons)."""
+    return " ".join(unicodedata.normalize("NFKC", s).casefold().split())
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text)
+
+
+def _has_cased(text: str) -> bool:
+    return any(c.lower() != c.upper() for c in text)
+
+
+# --- checkers: (kwargs, stripped non-empty text) -> bool ------------------------------------------------
+
+
+def _lowercase(kw, text):
+    return _has_cased(text) and all(c.lower() == c for c in text)
+
+
+def _uppercase(kw, text):
+    return _has_cased(text) and all(c.upper() == c for c in text)
+
+
+def _max_words(kw, text):
+    return len(words(text)) <= int(kw["max_words"])
+
+
+def _min_words(kw, text):
+    return len(words(text)) >= int(kw["min_words"])
+
+
+def _include_keyword(kw, text):
+    # Case-insensitive; the keyword must start a word (so "plants" counts for "plant", "implant" does not).
+    key = _norm(kw["keyword"])
+    return re.search(r"(?<!\w)" + re.escape(key), _norm(text)) is not None
+
+
+def _end_with(kw, text):
+    return _norm(text).endswith(_norm(kw["phrase"]))
+
+
+def _no_commas(kw, text):
+    return not any(c in text for c in _COMMAS)
+
+
+def _bullet_points(kw, text):
+    return len(_BULLET.findall(text)) == int(kw["n_bullets"])
+
+
+def _json_object(kw, text):
+    fenced = _FENCE.match(text)
+    body = fenced.group(1) if fenced else text
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(value, dict) and len(value) > 0  # "{}" is not an answer
+
+
+def _start_with(kw, text):
+    # The first word is the leading run of word characters, so "Here's" and "Sure," start with Here / Sure.
+    first = re.match(r"\w+", text.lstrip(_LEADING))
+    return first is not None and _norm(first.group(0)) == _norm(kw["first_word"])
+
+
+def _title(kw, text):
+    return any(m.strip() for m in _TITLE.findall(text))
+
+
+# --- prompt suffixes ----------------------------------------------------------------------------------
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+@dataclass(frozen=True)
+class Family:
+    check: Callable[[dict, str], bool]
+    render: Callable[[dict], str]
+    kwargs: tuple[str, ...]  # required keyword arguments
+    description: str
+
+
+FAMILIES: dict[str, Family] = {
+    "lowercase": Family(
+        _lowercase, lambda kw: "Your entire response must be in lowercase letters; no capital letters at all.",
+        (), "only lowercase letters (at least one letter, no capitals)"),
+    "uppercase": Family(
+        _uppercase, lambda kw: "Your entire response must be in English and in capital letters only.",
+        (), "only capital letters (at least one letter, no lowercase)"),
+    "max_words": Family(
+        _max_words, lambda kw: f"Answer in at most {_plural(int(kw['max_words']), 'word')}.",
+        ("max_words",), "at most N words"),
+    "min_words": Family(
+        _min_words, lambda kw: f"Your answer must be at least {_plural(int(kw['min_words']), 'word')} long.",
+        ("min_words",), "at least N words"),
+    "include_keyword": Family(
+        _include_keyword, lambda kw: f"Include the word \"{kw['keyword']}\" in your response.",
+        ("keyword",), "contains a word starting with the keyword (case-insensitive)"),
+    "end_with": Family(
+        _end_with, lambda kw: f"Finish your response with the exact phrase \"{kw['phrase']}\". "
+                              "No other words should follow it.",
+        ("phrase",), "ends with the exact phrase (case and spacing ignored)"),
+    "no_commas": Family(
+        _no_commas, lambda kw: "Do not use any commas in your response.",
+        (), "no commas (ASCII, fullwidth, ideographic, Arabic)"),
+    "bullet_points": Family(
+        _bullet_points, lambda kw: f"Your answer must contain exactly {_plural(int(kw['n_bullets']), 'bullet point')}"
+                                   ". Use markdown bullet points such as:\n* This is a point.",
+        ("n_bullets",), "exactly N markdown bullet points (*, -, + or •)"),
+    "json_object": Family(
+        _json_object, lambda kw: "Wrap your entire output in JSON format: a single JSON object. "
+                                 "You may use markdown code fences (```).",
+        (), "the whole answer is one non-empty JSON object, optionally in a ``` fence"),
+    "start_with": Family(
+        _start_with, lambda kw: f"Start your response with the word \"{kw['first_word']}\".",
+        ("first_word",), "starts with the given word (case-insensitive; leading quotes/markdown ignored)"),
+    "title": Family(
+        _title, lambda kw: "Give your answer a title wrapped in double angular brackets, such as <<my title>>.",
+        (), "has a title in <<double angle brackets>>"),
+}
+
+
+def _parse(meta) -> tuple[str, dict]:
+    if isinstance(meta, str):  # a loader that keeps the column as JSON text (CSV)
+        try:
+            meta = json.loads(meta)
+        except ValueError:
+            raise UserError(None, "constraint", f"not a JSON constraint: {meta[:80]!r}") from None
+    if not isinstance(meta, dict) or "id" not in meta:
+        raise UserError(None, "constraint", f"expected {{'id': <family>, 'kwargs': {{...}}}}, got {meta!r:.80}")
+    family = meta["id"]
+    if family not in FAMILIES:
+        raise UserError(None, "constraint", f"unknown constraint id '{family}'; {did_you_mean(family, FAMILIES)}")
+    kwargs = {k: v for k, v in (meta.get("kwargs") or {}).items() if v is not None}
+    missing = [k for k in FAMILIES[family].kwargs if k not in kwargs]
+    if missing:
+        raise UserError(None, "constraint", f"constraint '{family}' needs kwargs {missing}, got {sorted(kwargs)}")
+    return family, kwargs
+
+
+def check(meta, text: str) -> bool:
+    """True when `text` is a non-empty answer that satisfies the constraint `meta`."""
+    family, kwargs = _parse(meta)
+    text = (text or "").strip()
+    if not text:
+        return False
+    return bool(FAMILIES[family].check(kwargs, text))
+
+
+def render(meta) -> str:
+    """The instruction sentence that states the constraint, to append to a prompt."""
+    family, kwargs = _parse(meta)
+    return FAMILIES[family].render(kwargs)

@@ -1,0 +1,202 @@
+"""The `instructions` verifier: every constraint family passes and fails where it should."""
+
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from prefopt.errors import UserError
+from prefopt.verifiers import VERIFIERS, Verifier, get_verifier
+from prefopt.verifiers.instructions import FAMILIES, check, render, words
+
+
+def c(family, **kwargs):
+    return {"id": family, "kwargs": kwargs}
+
+
+# (constraint, text, expected) per family; each family has passing and failing cases.
+CASES = {
+    "lowercase": [
+        (c("lowercase"), "all lowercase here, with punctuation!", True),
+        (c("lowercase"), "  trailing spaces and newline are fine \n\n", True),
+        (c("lowercase"), "straße und café — ünïcödé", True),
+        (c("lowercase"), "one Capital", False),
+        (c("lowercase"), "ÉCOLE", False),
+        (c("lowercase"), "12345 !!!", False),  # no letter at all is not a lowercase answer
+    ],
+    "uppercase": [
+        (c("uppercase"), "ALL CAPS, 100%!", True),
+        (c("uppercase"), "ÉCOLE ÜBER ALLES", True),
+        (c("uppercase"), "ALL CAPS BUT one", False),
+        (c("uppercase"), "STRAßE", False),  # ß is a lowercase letter
+        (c("uppercase"), "2024 — 42", False),
+    ],
+    "max_words": [
+        (c("max_words", max_words=3), "one two three", True),
+        (c("max_words", max_words=3), "don't well-known stop.", True),  # contractions/hyphens are one word
+        (c("max_words", max_words=3), "один два три", True),
+        (c("max_words", max_words=3), "one two three four", False),
+        (c("max_words", max_words=3), "a\nb\tc\n d", False),
+    ],
+    "min_words": [
+        (c("min_words", min_words=4), "one two three four", True),
+        (c("min_words", min_words=4), "eins zwei drei vier fünf", True),
+        (c("min_words", min_words=4), "one two three", False),
+        (c("min_words", min_words=4), "one , two ... three --- !!", False),  # punctuation is not a word
+    ],
+    "include_keyword": [
+        (c("include_keyword", keyword="plant"), "Water your Plants weekly.", True),
+        (c("include_keyword", keyword="café"), "I like the CAFÉ downstairs.", True),
+        (c("include_keyword", keyword="plant"), "An implant is not a plant-free word? planting!", True),
+        (c("include_keyword", keyword="plant"), "An implant only.", False),  # must start a word
+        (c("include_keyword", keyword="bean"), "Coffee is great.", False),
+    ],
+    "end_with": [
+        (c("end_with", phrase="Thank you."), "Here is my answer. Thank you.", True),
+        (c("end_with", phrase="Thank you."), "Here is my answer. thank   you.  \n", True),
+        (c("end_with", phrase="Thank you."), "Thank you. And more.", False),
+        (c("end_with", phrase="Thank you."), "Here is my answer. Thank you", False),
+        (c("end_with", phrase="Thank you."), "Thank you.", True),
+    ],
+    "no_commas": [
+        (c("no_commas"), "No commas here. Just periods.", True),
+        (c("no_commas"), "One, two", False),
+        (c("no_commas"), "日本語、中国語", False),
+        (c("no_commas"), "fullwidth，comma", False),
+    ],
+    "bullet_points": [
+        (c("bullet_points", n_bullets=2), "Intro:\n* first\n* second", True),
+        (c("bullet_points", n_bullets=2), "- first\n  - nested\n", True),
+        (c("bullet_points", n_bullets=3), "* a\n- b\n• c", True),
+        (c("bullet_points", n_bullets=2), "* a\n* b\n* c", False),
+        (c("bullet_points", n_bullets=2), "**bold** line\n---\n* only one", False),
+        (c("bullet_points", n_bullets=2), "1. numbered\n2. list", False),
+        (c("bullet_points", n_bullets=2), "*\n* \n* a", False),  # empty bullets do not count
+    ],
+    "json_object": [
+        (c("json_object"), '{"answer": "yes"}', True),
+        (c("json_object"), '```json\n{"answer": "ünïcode"}\n```', True),
+        (c("json_object"), '```\n{"a": [1, 2]}\n```\n', True),
+        (c("json_object"), '  {"a": 1}  \n', True),
+        (c("json_object"), '```JSON{"a": 1}```', True),
+        (c("json_object"), "[1, 2, 3]", False),
+        (c("json_object"), "{}", False),
+        (c("json_object"), '```json\n{"a": 1,\n```', False),
+        (c("json_object"), 'Here you go: {"a": 1}', False),
+        (c("json_object"), '```json\n{"a": 1}\n```\nHope this helps!', False),
+        (c("json_object"), "{'a': 1}", False),
+    ],
+    "start_with": [
+        (c("start_with", first_word="Sure"), "Sure, here it is.", True),
+        (c("start_with", first_word="Sure"), '  **"sure!** ok', True),
+        (c("start_with", first_word="Here"), "Here's the answer.", True),
+        (c("start_with", first_word="Über"), "über alles", True),
+        (c("start_with", first_word="Sure"), "Surely not.", False),
+        (c("start_with", first_word="Sure"), "I am sure.", False),
+    ],
+    "title": [
+        (c("title"), "<<My Poem>>\nRoses are red.", True),
+        (c("title"), "Intro <<Über den Wolken>> text", True),
+        (c("title"), "<<  >>\nno real title", False),
+        (c("title"), "<My Poem>\nRoses", False),
+        (c("title"), "<<broken\ntitle>>", False),
+    ],
+}
+
+
+def test_every_family_has_passing_and_failing_cases():
+    assert set(CASES) == set(FAMILIES)
+    for family, cases in CASES.items():
+        assert {expected for _, _, expected in cases} == {True, False}, family
+
+
+@pytest.mark.parametrize("meta,text,expected",
+                         [case for cases in CASES.values() for case in cases],
+                         ids=[f"{fam}-{i}" for fam, cases in CASES.items() for i in range(len(cases))])
+def test_checker(meta, text, expected):
+    assert check(meta, text) is expected
+
+
+@pytest.mark.parametrize("meta", [cases[0][0] for cases in CASES.values()], ids=list(CASES))
+@pytest.mark.parametrize("text", ["", "   ", "\n\t \n", None])
+def test_empty_text_never_passes(meta, text):
+    assert check(meta, text) is False
+
+
+@pytest.mark.parametrize("family", list(CASES))
+def test_trailing_whitespace_does_not_change_the_verdict(family):
+    for meta, text, expected in CASES[family]:
+        assert check(meta, text + "  \n\n\t") is expected
+        assert check(meta, "\n " + text) is expected
+
+
+@pytest.mark.parametrize("family", list(CASES))
+def test_render_states_the_constraint(family):
+    meta = CASES[family][0][0]
+    text = render(meta)
+    assert text.strip() and text == text.strip()
+    for value in meta["kwargs"].values():
+        assert str(value) in text
+
+
+def test_kwargs_filled_with_none_by_a_loader_are_ignored():
+    # Arrow/pandas unify a column of dicts: every row gets every key, missing ones as None.
+    meta = {"id": "max_words", "kwargs": {"max_words": 3, "keyword": None, "n_bullets": None}}
+    assert check(meta, "one two") and not check(meta, "one two three four")
+
+
+def test_constraint_given_as_json_text():
+    assert check('{"id": "include_keyword", "kwargs": {"keyword": "cat"}}', "A cat.")
+
+
+def test_numbers_stored_as_floats_still_work():
+    assert check(c("bullet_points", n_bullets=2.0), "* a\n* b")
+
+
+@pytest.mark.parametrize("meta,match", [
+    ({"id": "lowercse", "kwargs": {}}, "did you mean 'lowercase'"),
+    ({"kwargs": {}}, "expected"),
+    ({"id": "max_words", "kwargs": {}}, "needs kwargs"),
+    ("not json", "not a JSON constraint"),
+])
+def test_bad_constraint_is_a_user_error(meta, match):
+    with pytest.raises(UserError, match=match):
+        check(meta, "text")
+
+
+def test_words():
+    assert words("Don't stop — it's well-known, ok?") == ["Don't", "stop", "it's", "well-known", "ok"]
+    assert words("") == []
+
+
+@given(st.text())
+def test_check_never_raises_and_returns_bool(text):
+    for cases in CASES.values():
+        assert isinstance(check(cases[0][0], text), bool)
+
+
+@given(st.text(alphabet=st.characters(categories=["Ll", "Zs", "Nd", "Po"])))
+def test_lowercase_letters_only_pass_lowercase(text):
+    has_letter = any(ch.lower() != ch.upper() for ch in text)
+    assert check(c("lowercase"), text) is (has_letter and bool(text.strip()))
+
+
+def test_registry():
+    v = get_verifier("instructions")
+    assert isinstance(v, Verifier) and v.name == "instructions" and v.column == "constraint"
+    assert v.check(c("title"), "<<t>> x") and v.description
+    assert VERIFIERS["instructions"] is v
+
+
+def test_unknown_verifier_suggests_the_close_name():
+    with pytest.raises(UserError) as e:
+        get_verifier("instruction")
+    assert e.value.field == "eval.verifier"
+    assert "unknown verifier 'instruction'" in str(e.value) and "did you mean 'instructions'" in str(e.value)
+
+
+def test_no_torch_import():
+    code = "import sys, prefopt.verifiers; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
