@@ -1,0 +1,165 @@
+"""scripts/make_dataset.py without the model: prompts, selection to exact counts, the selection-only CLI."""
+
+import collections
+import importlib.util
+import json
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prefopt.verifiers import instructions
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("make_dataset", ROOT / "scripts" / "make_dataset.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+md = _load()
+
+
+def fake_pool(n_prompts=60, per_prompt=5, p_pass=0.6, seed=0):
+    """Labeled rows in the pool's format; each prompt has its own pass probability."""
+    rng = random.Random(seed)
+    pool = []
+    for i in range(n_prompts):
+        p = rng.choice([0.0, p_pass, p_pass, 0.9, 1.0])
+        prompt = [{"role": "user", "content": f"prompt {i}"}]
+        for s in range(per_prompt):
+            pool.append({"prompt_id": i, "sample": s, "prompt": prompt,
+                         "completion": [{"role": "assistant", "content": f"answer {i}.{s}"}],
+                         "constraint": {"id": "title", "kwargs": {}}, "label": rng.random() < p,
+                         "truncated": rng.random() < 0.5})
+    return pool
+
+
+def key(r):
+    return json.dumps(r["prompt"], sort_keys=True)
+
+
+def test_selection_hits_the_exact_counts():
+    pool = fake_pool()
+    rows = md.select_rows(pool, n_rows=100, n_desirable=75, seed=0)
+    labels = collections.Counter(r["label"] for r in rows)
+    assert len(rows) == 100 and labels[True] == 75 and labels[False] == 25
+    assert len({id(r) for r in rows}) == 100  # no completion twice
+
+
+def test_selection_prefers_pairs_and_multiple_completions():
+    pool = fake_pool()
+    rows = md.select_rows(pool, n_rows=100, n_desirable=75, seed=0)
+    by_prompt = collections.defaultdict(set)
+    for r in rows:
+        by_prompt[key(r)].add(r["label"])
+    sizes = collections.Counter(key(r) for r in rows)
+    pool_labels = collections.defaultdict(set)
+    for r in pool:
+        pool_labels[key(r)].add(r["label"])
+    mixed_in_pool = sum(len(v) == 2 for v in pool_labels.values())
+    both = sum(len(v) == 2 for v in by_prompt.values())
+    assert both == min(mixed_in_pool, 25)  # every undesirable row that can be paired is paired first
+    assert sum(n > 1 for n in sizes.values()) >= 0.8 * len(sizes)
+    assert max(sizes.values()) <= 4
+
+
+def test_selection_prefers_finished_completions():
+    pool = fake_pool(seed=3)
+    rows = md.select_rows(pool, n_rows=40, n_desirable=30, seed=0)
+    assert sum(r["truncated"] for r in rows) < sum(r["truncated"] for r in pool) / len(pool) * len(rows)
+
+
+def test_selection_is_deterministic_and_seeded():
+    pool = fake_pool()
+    ids = lambda rows: [(r["prompt_id"], r["sample"]) for r in rows]
+    assert ids(md.select_rows(pool, 100, 75, seed=1)) == ids(md.select_rows(list(pool), 100, 75, seed=1))
+    assert ids(md.select_rows(pool, 100, 75, seed=1)) != ids(md.select_rows(pool, 100, 75, seed=2))
+
+
+def test_selection_says_when_the_pool_is_too_small():
+    pool = fake_pool(n_prompts=10)
+    with pytest.raises(ValueError, match="desirable"):
+        md.select_rows(pool, n_rows=len(pool) + 1, n_desirable=5)
+    with pytest.raises(ValueError, match="between 0"):
+        md.select_rows(pool, n_rows=10, n_desirable=11)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 6), st.floats(0.05, 0.95), st.integers(0, 10**6),
+       st.integers(0, 3), st.data())
+def test_selection_exact_counts_whenever_possible(n_prompts, per_prompt, p_pass, seed, sel_seed, data):
+    pool = fake_pool(n_prompts, per_prompt, p_pass, seed)
+    have = collections.Counter(r["label"] for r in pool)
+    n_rows = data.draw(st.integers(0, len(pool)))
+    n_des = data.draw(st.integers(max(0, n_rows - have[False]), min(n_rows, have[True])))
+    rows = md.select_rows(pool, n_rows, n_des, seed=sel_seed)
+    assert len(rows) == n_rows and sum(r["label"] for r in rows) == n_des
+
+
+def test_prompts_are_distinct_seeded_and_carry_their_constraint():
+    a, b = md.make_prompts(200, seed=0), md.make_prompts(200, seed=0)
+    assert a == b and a != md.make_prompts(200, seed=1)
+    texts = [p["prompt"][0]["content"] for p in a]
+    assert len(set(texts)) == 200
+    families = collections.Counter(p["constraint"]["id"] for p in a)
+    assert set(families) == set(md.FAMILY_WEIGHTS) <= set(instructions.FAMILIES)
+    total = sum(md.FAMILY_WEIGHTS.values())
+    for fam, n in families.items():
+        assert abs(n - 200 * md.FAMILY_WEIGHTS[fam] / total) <= 1
+    for p, text in zip(a, texts):
+        assert text.endswith(instructions.render(p["constraint"]))
+        assert p["prompt"][0]["role"] == "user"
+
+
+def test_too_many_prompts_is_refused():
+    with pytest.raises(SystemExit, match="at most"):
+        md.make_prompts(len(md.TASKS) * len(md.TOPICS) + 1, seed=0)
+
+
+def test_family_counts():
+    rows = [{"prompt": [1], "constraint": {"id": "title"}, "label": True},
+            {"prompt": [1], "constraint": {"id": "title"}, "label": False},
+            {"prompt": [2], "constraint": {"id": "title"}, "label": True},
+            {"prompt": [3], "constraint": {"id": "no_commas"}, "label": False}]
+    counts = md.family_counts(rows)
+    assert counts["title"] == {"desirable": 2, "undesirable": 1, "prompts": 2, "prompts_both_labels": 1,
+                               "pass_rate": round(2 / 3, 4)}
+    assert md.totals(counts)["prompts_both_labels"] == 1 and md.rows_per_prompt(rows) == {"1": 2, "2": 1}
+
+
+def _pool_file(tmp_path, pool):
+    path = tmp_path / "pool.jsonl"
+    path.write_text(md.jsonl(pool))
+    gen = {"model": "fake", "dtype": "float32", "samples_per_prompt": 5, "temperature": 0.8, "top_p": 0.95,
+           "top_k": 0, "max_new_tokens": 8, "batch_size": 4, "completions": len(pool), "seconds": 1.0,
+           "truncated": 0, "machine": "test", "prompts_args": {"prompts": 60, "seed": 0}}
+    path.with_suffix(".meta.json").write_text(json.dumps(gen))
+    return path
+
+
+def test_from_pool_relabels_selects_and_writes_reproducibly(tmp_path):
+    pool = fake_pool()
+    for r in pool:  # real texts: the verifier (not the stored label) decides
+        r["completion"][0]["content"] = "<<T>> fine" if r["label"] else "no title"
+        r["label"] = not r["label"]  # a wrong stored label must be ignored
+    path = _pool_file(tmp_path, pool)
+    out = tmp_path / "out" / "feedback.jsonl"
+    args = ["--seed", "0", "--out", str(out), "--from-pool", str(path), "--rows", "100", "--desirable", "75"]
+    assert md.main(args) == 0
+    first = out.read_bytes()
+    rows = [json.loads(line) for line in first.decode().splitlines()]
+    assert len(rows) == 100 and sum(r["label"] for r in rows) == 75
+    assert all(r["label"] == instructions.check(r["constraint"], r["completion"][0]["content"]) for r in rows)
+    assert set(rows[0]) == {"prompt", "completion", "label", "constraint"}
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert meta["selection"]["total"]["desirable"] == 75 and meta["pool"]["total"]["desirable"] == sum(
+        not r["label"] for r in pool)
+    assert "| title |" in (out.parent / "README.md").read_text()
+    assert md.main(args) == 0 and out.read_bytes() == first  # same seed: same file
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp files left behind
