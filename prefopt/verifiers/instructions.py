@@ -97,8 +97,11 @@ def _start_with(kw, text):
     return first is not None and _norm(first.group(0)) == _norm(kw["first_word"])
 
 
+_TITLE_EXAMPLE = "my title"  # the example the prompt shows; copying it is not giving the answer a title
+
+
 def _title(kw, text):
-    return any(m.strip() for m in _TITLE.findall(text))
+    return any(_norm(m) not in ("", _TITLE_EXAMPLE) for m in _TITLE.findall(text))
 
 
 # --- prompt suffixes ----------------------------------------------------------------------------------
@@ -150,8 +153,9 @@ FAMILIES: dict[str, Family] = {
         _start_with, lambda kw: f"Start your response with the word \"{kw['first_word']}\".",
         ("first_word",), "starts with the given word (case-insensitive; leading quotes/markdown ignored)"),
     "title": Family(
-        _title, lambda kw: "Give your answer a title wrapped in double angular brackets, such as <<my title>>.",
-        (), "has a title in <<double angle brackets>>"),
+        _title, lambda kw: "Give your answer a title wrapped in double angular brackets, such as "
+                           f"<<{_TITLE_EXAMPLE}>>.",
+        (), f"has a title in <<double angle brackets>> (not the prompt's example <<{_TITLE_EXAMPLE}>>)"),
 }
 
 

@@ -102,6 +102,8 @@ CASES = {
         (c("title"), "<<  >>\nno real title", False),
         (c("title"), "<My Poem>\nRoses", False),
         (c("title"), "<<broken\ntitle>>", False),
+        (c("title"), "<<My Title>>\nRoses are red.", False),  # the prompt's own example, copied
+        (c("title"), "<<my title>> <<Roses>>", True),
     ],
 }
 
