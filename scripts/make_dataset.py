@@ -373,7 +373,7 @@ def readme(meta: dict) -> str:
     fams = "\n".join(f"- `{f}` (weight {w}): {instructions.FAMILIES[f].description}"
                      + (f"; {PARAMETERS[f]}" if f in PARAMETERS else "") for f, w in meta["family_weights"].items())
     unused = ", ".join(f"`{f}`" for f in instructions.FAMILIES if f not in meta["family_weights"])
-    per_prompt = ", ".join(f"{n} prompts with {k} rows" for k, n in s["rows_per_prompt"].items())
+    per_prompt = ", ".join(f"{n} prompt{'s' * (n != 1)} with {k} rows" for k, n in s["rows_per_prompt"].items())
     return f"""# data/
 
 `feedback.jsonl`: {s['total']['desirable'] + s['total']['undesirable']} rows, {s['total']['desirable']} desirable \
