@@ -1,95 +1,197 @@
-"""One binary-labeled table -> each method's form, without losing data silently.
+"""The data layer: one binary-labeled table -> the exact rows each method trains on, plus a report.
 
-`prepare` is pure (pandas/numpy, no torch): split by prompt, then for unpaired methods an ordered
-training table (one ordering per epoch, back to back) and per-label weights, for paired methods pairs;
-plus the data report that says what was used, repeated, discarded or left unpaired.
+Pure and model-free: no torch, transformers or trl here (a test checks it), so `prefopt data` and
+`prefopt list` run anywhere and fast. `io.load_rows` reads a file; `prepare` does everything else:
+
+    rows -> held-out split by prompt (same for every method) -> train split
+         -> unpaired form (KTO): one ordering per epoch from the strategy, padded to full micro-batches
+         -> paired form (DPO/ORPO): pairs within each prompt, in the strategy's order
+    plus held-out rows and held-out pairs for the metrics, and the report that describes all of it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ..errors import UserError, did_you_mean
-from .kto import STRATEGIES, audit, auto_weights
-from .pairs import PAIRINGS, make_pairs
-from .split import split_by_prompt
+from . import kto
+from .io import canonical_rows
+from .pairs import PAIRINGS, check_max_pairs, make_pairs, order_pairs
+from .split import EVAL_PAIRS, PAIRS, check_labels, group_codes, label_counts, split_by_prompt, stream
 
 __all__ = ["Prepared", "prepare", "STRATEGIES", "PAIRINGS"]
+
+UNPAIRED, PAIRED = "unpaired", "paired"
+
+# name -> (ordering function for unpaired rows, forms it supports, one line for `prefopt list`).
+# For the paired form, natural and file_order order pairs instead of rows (pairs.order_pairs).
+STRATEGIES = {
+    "file_order": (kto.file_order, (UNPAIRED, PAIRED),
+                   "rows (or pairs) as they stand in the file: what a bare TRL trainer sees"),
+    "natural": (kto.natural, (UNPAIRED, PAIRED),
+                "seeded shuffle, a new one per epoch; no guarantee about any batch"),
+    "balanced": (kto.balanced, (UNPAIRED,),
+                 "all minority-label rows plus an equal-size seeded sample of the majority, shuffled"),
+    "mixed": (kto.mixed, (UNPAIRED,),
+              "all rows; every micro-batch holds both labels near the global ratio, no same-prompt KL pairs "
+              "where the data allows; reshuffled per epoch"),
+}
 
 
 @dataclass
 class Prepared:
-    train: pd.DataFrame  # unpaired: prompt, completion, label in training order; paired: prompt, chosen, rejected
-    eval_rows: pd.DataFrame  # held-out rows, every column kept
-    eval_pairs: pd.DataFrame  # held-out pairs (one_to_one), for the paired metrics
-    report: dict
+    train: pd.DataFrame  # unpaired: prompt, completion, label (+ extras); paired: prompt, chosen, rejected
+    eval_rows: pd.DataFrame  # held-out rows, every column
+    eval_pairs: pd.DataFrame  # held-out pairs: prompt, chosen, rejected (one_to_one, seeded)
+    report: dict  # plain JSON-serializable values
 
 
 def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: str, eval_fraction: float = 0.1,
             seed: int = 42, batch_size: int = 4, world_size: int = 1, epochs: int = 1, weights="auto",
             pairing: str = "one_to_one", max_pairs_per_prompt: int | None = None) -> Prepared:
-    if strategy not in STRATEGIES:
-        raise UserError(file, "data.strategy", f"unknown strategy '{strategy}'; {did_you_mean(strategy, STRATEGIES)}")
-    forms = STRATEGIES[strategy][1]
-    if form not in forms:
-        ok = [s for s, v in STRATEGIES.items() if form in v[1]]
-        raise UserError(file, "data.strategy", f"'{strategy}' is for unpaired methods; {method} trains on pairs: "
-                        f"use one of {', '.join(ok)}")
-    if pairing not in PAIRINGS:
-        raise UserError(file, "data.pairing", f"unknown pairing '{pairing}'; {did_you_mean(pairing, PAIRINGS)}")
-    if max_pairs_per_prompt is not None and max_pairs_per_prompt < 1:
-        raise UserError(file, "data.max_pairs_per_prompt", "must be at least 1 (or null for no limit)")
+    """Shape `rows` (from `io.load_rows`, or any table of prompt/completion/label) for `method`.
 
-    train, held, fingerprint = split_by_prompt(rows, eval_fraction, seed, file=file)
-    eval_pairs, _ = make_pairs(held, "one_to_one", seed)
-    if not len(eval_pairs):
-        raise UserError(file, "data.eval_fraction", f"the held-out split ({held['prompt_key'].nunique()} prompts) "
-                        "has no prompt with both labels, so preference accuracy cannot be measured; raise "
-                        "data.eval_fraction or change seed")
-    report = {"method": method, "strategy": strategy, "rows": len(rows), "train_rows": len(train),
-              "eval_rows": len(held), "eval_pairs": len(eval_pairs), "eval_fingerprint": fingerprint,
-              "batch_size": batch_size, "world_size": world_size, "epochs": epochs, "seed": seed,
-              "eval_fraction": eval_fraction}
-    if form == "paired":
-        ordered = _paired(train, report, file=file, method=method, strategy=strategy, seed=seed, epochs=epochs,
-                          pairing=pairing, max_pairs=max_pairs_per_prompt)
+    `train` is in exact training order with all `epochs` orderings back to back: the trainer makes one
+    sequential pass over it. See issue 4 / the module docs of kto, pairs and split for the semantics.
+    """
+    weights = _check_options(file=file, form=form, strategy=strategy, seed=seed, batch_size=batch_size,
+                             world_size=world_size, epochs=epochs, weights=weights, pairing=pairing,
+                             max_pairs_per_prompt=max_pairs_per_prompt, method=method)
+    if len(rows) == 0:
+        raise UserError(file, "data.path", "the file holds no rows; add rows of prompt, completion, label")
+    if "prompt_key" not in rows.columns or not pd.api.types.is_bool_dtype(rows["label"]):
+        rows = canonical_rows(rows, file=file)  # a table built in memory: validate it like a file
+    rows = rows.reset_index(drop=True)
+    codes, keys = group_codes(rows["prompt_key"])
+    labels = rows["label"].to_numpy(dtype=bool)
+    desirable, undesirable = label_counts(codes, labels, len(keys))
+    check_labels(labels, int(((desirable > 0) & (undesirable > 0)).sum()), file=file, form=form, method=method)
+    split = split_by_prompt(codes, keys, labels, eval_fraction=eval_fraction, seed=seed, file=file)
+
+    held = split.held_out
+    chosen, rejected = make_pairs(codes[held], labels[held], rng=stream(seed, EVAL_PAIRS))
+    eval_pairs = _pair_frame(rows, held[chosen], held[rejected])
+
+    train_codes, train_labels = codes[split.train], labels[split.train]
+    report = {"method": method, "form": form, "strategy": strategy, "data_path": str(file), "rows": len(rows),
+              "prompts": len(keys), "train_rows": len(split.train), "eval_rows": len(held),
+              "eval_prompts": split.held_out_prompts, "eval_fingerprint": split.fingerprint}
+    common = dict(file=file, strategy=strategy, seed=seed, batch_size=batch_size, epochs=epochs)
+    if form == UNPAIRED:
+        train, part = _unpaired(rows, split.train, train_codes, train_labels, world_size=world_size,
+                                weights=weights, **common)
     else:
-        ordered = _unpaired(train, report, strategy=strategy, seed=seed, batch=batch_size, world=world_size,
-                            epochs=epochs, weights=weights)
-    return Prepared(ordered, held, eval_pairs, report)
+        train, part = _paired(rows, split.train, train_codes, train_labels, pairing=pairing,
+                              max_pairs_per_prompt=max_pairs_per_prompt, **common)
+    report.update(part)
+    report.update(eval_pairs=len(eval_pairs), batch_size=batch_size, world_size=world_size, epochs=epochs,
+                  seed=seed, eval_fraction=eval_fraction)
+    return Prepared(train=train, eval_rows=rows.iloc[held].reset_index(drop=True), eval_pairs=eval_pairs,
+                    report=_plain(report))
 
 
-def _unpaired(train, report, *, strategy, seed, batch, world, epochs, weights) -> pd.DataFrame:
-    labels, keys = train["label"].to_numpy(dtype=bool), train["prompt_key"].to_numpy()
-    fn = STRATEGIES[strategy][0]
-    orders = [fn(labels, keys, batch, world, seed, e) for e in range(epochs)]
+def _unpaired(rows, train_pos, codes, labels, *, file, strategy, seed, batch_size, world_size, epochs, weights):
+    if labels.all() or not labels.any():
+        have = "desirable" if labels.all() else "undesirable"
+        raise UserError(file, "data.eval_fraction", f"after holding out the eval prompts, every training row is "
+                        f"{have}; add prompts with both labels or lower data.eval_fraction")
+    orders = STRATEGIES[strategy][0](labels, codes, batch_size=batch_size, world_size=world_size, epochs=epochs,
+                                     seed=seed, file=file)
     order = np.concatenate(orders)
     first = orders[0]
-    n_des = int(labels[first].sum())
-    used = len(np.unique(first))
-    wd, wu = auto_weights(n_des, len(first) - n_des) if weights == "auto" else map(float, weights)
-    report.update(desirable=n_des, undesirable=len(first) - n_des, examples_used=used,
-                  examples_discarded=len(train) - used, repeated_examples=len(first) - used, pairs=None,
-                  unpaired_rows=None, desirable_weight=wd, undesirable_weight=wu,
-                  **audit(labels[order], keys[order], batch))
-    return train.iloc[order].reset_index(drop=True)[["prompt", "completion", "label", "prompt_key"]]
+    n_desirable = int(labels[first].sum())
+    n_undesirable = len(first) - n_desirable
+    used = len(np.unique(order))
+    weight_d, weight_u = kto.auto_weights(n_desirable, n_undesirable) if weights == "auto" else weights
+    train = rows.take(train_pos[order]).reset_index(drop=True)
+    return train, {
+        "desirable": n_desirable, "undesirable": n_undesirable,
+        "examples_used": used, "examples_discarded": len(labels) - used,
+        "repeated_examples": len(first) - len(np.unique(first)),
+        "pairs": None, "pairing": None, "max_pairs_per_prompt": None, "unpaired_rows": None,
+        **kto.audit(labels[order], codes[order], batch_size),
+        "batches_per_epoch": len(first) // batch_size,
+        "weights": "auto" if weights == "auto" else "explicit",
+        "desirable_weight": weight_d, "undesirable_weight": weight_u,
+        # the KTO paper's rule asks this to lie in [1, 4/3]
+        "weighted_ratio": round(weight_d * n_desirable / (weight_u * n_undesirable), 4),
+    }
 
 
-def _paired(train, report, *, file, method, strategy, seed, epochs, pairing, max_pairs) -> pd.DataFrame:
-    pairs, used = make_pairs(train, pairing, seed, max_pairs)
-    if not len(pairs):
-        raise UserError(file, "data.path", f"no prompt in the training split has both a desirable and an "
-                        f"undesirable completion, so no pair can be formed for {method}; use an unpaired method "
-                        "(kto) or add completions of the other label")
-    if strategy == "natural":  # the trainer reshuffles pairs itself each epoch; this fixes the first order
-        pairs = pairs.iloc[np.random.default_rng([seed, 6]).permutation(len(pairs))]
-    else:
-        pairs = pairs.sort_values("chosen_row", kind="stable")
-    report.update(desirable=int(train["label"][used].sum()), undesirable=int((~train["label"][used]).sum()),
-                  examples_used=int(used.sum()), examples_discarded=int((~used).sum()), repeated_examples=0,
-                  pairs=len(pairs), unpaired_rows=int((~used).sum()), desirable_weight=None,
-                  undesirable_weight=None, batches=None, single_label_batches=None, kl_same_prompt_pairs=None)
-    return pairs.reset_index(drop=True)
+def _paired(rows, train_pos, codes, labels, *, file, strategy, seed, batch_size, epochs, pairing,
+            max_pairs_per_prompt):
+    chosen, rejected = make_pairs(codes, labels, pairing=pairing, max_pairs_per_prompt=max_pairs_per_prompt,
+                                  rng=stream(seed, PAIRS), file=file)
+    if len(chosen) == 0:
+        raise UserError(file, "data.eval_fraction", "no training pair can be formed: every prompt with both "
+                        "labels is in the held-out split; add prompts with both labels or lower data.eval_fraction")
+    order = np.concatenate(order_pairs(len(chosen), strategy, epochs=epochs, seed=seed))
+    train = _pair_frame(rows, train_pos[chosen[order]], train_pos[rejected[order]])
+    used = len(np.unique(np.concatenate([chosen, rejected])))
+    return train, {
+        "desirable": len(chosen), "undesirable": len(chosen),  # one chosen and one rejected per pair
+        "examples_used": used, "examples_discarded": len(labels) - used,
+        "repeated_examples": 2 * len(chosen) - used,  # rows in more than one pair ('all')
+        "pairs": len(chosen), "pairing": pairing, "max_pairs_per_prompt": max_pairs_per_prompt,
+        "unpaired_rows": len(labels) - used,  # in no pair: one label only, one_to_one leftovers, or the cap
+        "batches": math.ceil(len(train) / batch_size), "batches_per_epoch": math.ceil(len(chosen) / batch_size),
+        # every pair holds both labels and DPO/ORPO have no KL rotation: the audit does not apply
+        "single_label_batches": None, "kl_same_prompt_pairs": None,
+        "weights": None, "desirable_weight": None, "undesirable_weight": None, "weighted_ratio": None,
+    }
+
+
+def _pair_frame(rows: pd.DataFrame, chosen: np.ndarray, rejected: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"prompt": rows["prompt"].take(chosen).reset_index(drop=True),
+                         "chosen": rows["completion"].take(chosen).reset_index(drop=True),
+                         "rejected": rows["completion"].take(rejected).reset_index(drop=True)})
+
+
+def _check_options(*, file, form, strategy, seed, batch_size, world_size, epochs, weights, pairing,
+                   max_pairs_per_prompt, method):
+    """Validate every option up front (so an error never comes after minutes of work); return the weights."""
+    if form not in (UNPAIRED, PAIRED):
+        raise ValueError(f"form must be {UNPAIRED!r} or {PAIRED!r}, got {form!r}")  # the method spec's bug
+    if strategy not in STRATEGIES:
+        raise UserError(file, "data.strategy", f"unknown strategy '{strategy}'; {did_you_mean(strategy, STRATEGIES)}")
+    if form not in STRATEGIES[strategy][1]:
+        valid = ", ".join(n for n, v in STRATEGIES.items() if form in v[1])
+        raise UserError(file, "data.strategy", f"'{strategy}' orders unpaired rows and {method} trains on pairs; "
+                        f"use one of: {valid}")
+    if pairing not in PAIRINGS:
+        raise UserError(file, "data.pairing", f"unknown pairing '{pairing}'; {did_you_mean(pairing, PAIRINGS)}")
+    check_max_pairs(max_pairs_per_prompt, file)
+    if not _whole(seed) or seed < 0:
+        raise UserError(file, "seed", f"must be a whole number 0 or more, got {seed!r}")
+    if not _whole(batch_size) or batch_size < 1:
+        raise UserError(file, "train.per_device_train_batch_size", f"must be a whole number of at least 1, "
+                        f"got {batch_size!r}")
+    if not _whole(world_size) or world_size < 1 or not _whole(epochs) or epochs < 1:
+        raise ValueError(f"world_size and epochs must be whole numbers >= 1, got {world_size!r}, {epochs!r}")
+    if isinstance(weights, str) and weights == "auto":
+        return weights
+    try:
+        pair = tuple(float(w) for w in weights if not isinstance(w, bool))
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2 or not all(math.isfinite(w) and w > 0 for w in pair):
+        raise UserError(file, "data.weights", f"expected auto or two positive numbers (desirable, undesirable), got "
+                        f"{weights!r}")
+    return pair
+
+
+def _whole(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _plain(value):
+    """numpy scalars -> python, so json.dumps takes the report as it is."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value

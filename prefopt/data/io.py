@@ -1,138 +1,318 @@
-"""Reading a labeled file into one normalized table (the only I/O in prefopt.data).
+"""Reading a data file into one validated, canonical table of unpaired rows.
 
-Output columns: prompt, completion, label (bool), prompt_key (a string that identifies the prompt, for
-grouping), plus any extra columns of the file (a verifier's metadata, say). Paired files
-(prompt, chosen, rejected) are unpaired into two rows per pair.
+This is the only module of `prefopt.data` that touches the file system. Everything after it works on the
+DataFrame it returns: `prompt`, `completion`, `label` (bool), any extra columns as they were in the file,
+and `prompt_key` (a string that identifies the prompt, used to group rows of the same prompt).
+
+Every problem with the file is a `UserError` naming the file, the field (`data.path`, `columns`,
+`row 17: label`, ...) and what to change, because a person with a data file, not a developer, reads it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import UserError, did_you_mean
 
-FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-TRUE = {"true", "yes", "desirable", "1"}
-FALSE = {"false", "no", "undesirable", "0"}
+FORMATS = ("auto", "jsonl", "json", "csv", "parquet", "arrow")
+EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet",
+              ".pq": "parquet"}
+UNPAIRED = ("prompt", "completion", "label")
+PAIRED = ("prompt", "chosen", "rejected")
+
+# Accepted label spellings. Strings are compared after strip() + lower(); bools and the numbers 0/1 by
+# value (True == 1 and 1.0 == 1 hash alike, so one dict covers bool, int, float and numpy scalars).
+_LABELS = {True: True, False: False, "true": True, "false": False, "yes": True, "no": False,
+           "desirable": True, "undesirable": False, "1": True, "0": False}
+ALLOWED_LABELS = "true/false, 1/0, yes/no or desirable/undesirable (any case)"
 
 
 def load_rows(path: str, format: str = "auto") -> pd.DataFrame:
-    p = Path(path)
-    if not p.exists():
-        raise UserError(path, "data.path", "no such file; point data.path at a JSONL, JSON, CSV or Parquet file "
-                        "or a datasets.save_to_disk directory (relative paths are read from the current directory)")
-    fmt = _format(p, format)
-    try:
-        df = _read(p, fmt)
-    except UserError:
-        raise
-    except Exception as e:  # the readers raise many types; all mean "not a readable file of that format"
-        raise UserError(path, "data.path", f"cannot read it as {fmt} ({e.__class__.__name__}: "
-                        f"{str(e).splitlines()[0][:120] if str(e) else ''}); check the file or set data.format") from None
-    if len(df) == 0:
-        raise UserError(path, "data.path", "the file has no rows; it needs prompt, completion and label rows")
-    return normalize(df, path)
+    """Read `path` and return canonical unpaired rows (see the module docstring)."""
+    file = str(path)
+    fmt = _pick_format(Path(file), format)
+    table, row_numbers = _READERS[fmt](Path(file))
+    if len(table) == 0:
+        raise UserError(file, "data.path", "the file holds no rows; add rows of prompt, completion, label")
+    return canonical_rows(table, file=file, row_numbers=row_numbers)
 
 
-def _format(p: Path, format: str) -> str:
-    if format != "auto":
-        choices = set(FORMATS.values()) | {"arrow"}
-        if format not in choices:
-            raise UserError(str(p), "data.format", f"unknown format '{format}'; {did_you_mean(format, choices)}")
-        return format
-    if p.is_dir():
-        return "arrow"
-    if p.suffix.lower() not in FORMATS:
-        raise UserError(str(p), "data.path", f"unsupported extension '{p.suffix}'; use one of "
-                        f"{', '.join(FORMATS)} or a datasets.save_to_disk directory (or set data.format)")
-    return FORMATS[p.suffix.lower()]
+def canonical_rows(table: pd.DataFrame, *, file: str, row_numbers=None) -> pd.DataFrame:
+    """Validate a raw table (unpaired or paired columns) and return canonical unpaired rows.
+
+    `row_numbers[i]` is how the file numbers table row i in messages (1-based; a JSONL line number).
+    Pure: also used by `prepare` for a DataFrame built in memory.
+    """
+    rows_of = np.arange(1, len(table) + 1) if row_numbers is None else np.asarray(row_numbers)
+    table = table.reset_index(drop=True)
+    columns = set(map(str, table.columns))
+    if set(UNPAIRED) <= columns:
+        shape = UNPAIRED
+    elif set(PAIRED) <= columns:
+        shape = PAIRED
+    else:
+        found = ", ".join(map(str, table.columns)) or "none"
+        raise UserError(file, "columns", f"found columns: {found}; needed prompt, completion, label (one row per "
+                        "completion) or prompt, chosen, rejected (one row per pair); rename the columns to match")
+
+    kinds = {name: _text_kinds(table[name], name, rows_of, file, completion=name != "prompt")
+             for name in shape if name != "label"}
+    _same_form(kinds["prompt"], "prompt", rows_of, file)
+    if shape == PAIRED:
+        both = np.concatenate([kinds["chosen"], kinds["rejected"]])
+        _same_form(both, "chosen/rejected", np.concatenate([rows_of, rows_of]), file)
+        table = _unpair(table)
+    else:
+        _same_form(kinds["completion"], "completion", rows_of, file)
+        table = table.assign(label=normalize_labels(table["label"], file=file, row_numbers=rows_of))
+    answer = kinds["completion" if shape == UNPAIRED else "chosen"]
+    if len(answer) and answer[0] != kinds["prompt"][0]:
+        # TRL treats a row as conversational only when prompt and completion both are message lists.
+        forms = {"s": "a plain string", "m": "a message list"}
+        raise UserError(file, f"row {int(rows_of[0])}: {shape[1]}", f"is {forms[answer[0]]} but the prompt is "
+                        f"{forms[kinds['prompt'][0]]}; give prompt and {shape[1]} the same form")
+    return table.assign(prompt_key=prompt_keys(table["prompt"]))
 
 
-def _read(p: Path, fmt: str) -> pd.DataFrame:
-    if fmt == "arrow":
-        from datasets import load_from_disk  # only this format needs `datasets`
-
-        return load_from_disk(str(p)).to_pandas()
-    if fmt == "csv":
-        return pd.read_csv(p, dtype=str, keep_default_na=False)
-    if fmt == "parquet":
-        return pd.read_parquet(p)
-    if p.stat().st_size == 0:
-        return pd.DataFrame()
-    if fmt == "jsonl":
-        with open(p, encoding="utf-8") as f:
-            records = []
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        records.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        raise UserError(str(p), f"row {n}", "not valid JSON; each line must be one JSON object") from None
-        return pd.DataFrame.from_records(records)
-    data = json.loads(p.read_text(encoding="utf-8"))
-    return pd.DataFrame.from_records(data if isinstance(data, list) else data.get("data", data))
-
-
-def normalize(df: pd.DataFrame, path: str) -> pd.DataFrame:
-    """Checks columns, labels and completions; unpairs paired rows; adds prompt_key."""
-    cols = set(df.columns)
-    if {"prompt", "chosen", "rejected"} <= cols and "completion" not in cols:
-        df = unpair(df)
-    elif not {"prompt", "completion", "label"} <= cols:
-        missing = sorted({"prompt", "completion", "label"} - cols)
-        raise UserError(path, "columns", f"missing {', '.join(missing)} (found: {', '.join(map(str, df.columns))}); "
-                        "rows need prompt, completion, label (or prompt, chosen, rejected)")
-    df = df.reset_index(drop=True).copy()
-    df["label"] = parse_labels(df["label"], path)
-    empty = [i for i, c in enumerate(df["completion"]) if not _text(c).strip()]
-    if empty:
-        raise UserError(path, f"row {empty[0] + 1}: completion", f"empty completion ({len(empty)} such rows); "
-                        "remove them or fill them in")
-    for col in ("prompt", "completion"):
-        if not isinstance(df[col].iloc[0], str):
-            df[col] = [_plain(v) for v in df[col]]
-    df["prompt_key"] = [p if isinstance(p, str) else json.dumps(p, sort_keys=True) for p in df["prompt"]]
-    if df["label"].all() or not df["label"].any():
-        only = "desirable" if df["label"].all() else "undesirable"
-        raise UserError(path, "label", f"every row is {only}; preference optimization needs both labels")
-    return df
-
-
-def unpair(df: pd.DataFrame) -> pd.DataFrame:
-    extra = [c for c in df.columns if c not in ("prompt", "chosen", "rejected")]
-    good = df[["prompt", *extra]].assign(completion=df["chosen"], label=True)
-    bad = df[["prompt", *extra]].assign(completion=df["rejected"], label=False)
-    return pd.concat([good, bad]).sort_index(kind="stable").reset_index(drop=True)
-
-
-def parse_labels(labels: pd.Series, path: str) -> pd.Series:
-    if labels.dtype == bool:
-        return labels
-    text = labels.map(lambda v: str(v).strip().lower() if not isinstance(v, bool) else str(v).lower())
-    out = text.isin(TRUE)
-    bad = ~(out | text.isin(FALSE))
+def normalize_labels(labels: pd.Series, *, file: str, row_numbers=None) -> np.ndarray:
+    """Labels as a bool array; anything not in the accepted spellings is an error naming its row."""
+    if pd.api.types.is_bool_dtype(labels) and not labels.isna().any():
+        return labels.to_numpy(dtype=bool)
+    keys = labels.map(lambda v: v.strip().lower() if isinstance(v, str) else _hashable(v))
+    mapped = keys.map(lambda k: _LABELS.get(k) if k is not None else None)
+    bad = mapped.isna().to_numpy()
     if bad.any():
-        i = int(bad.to_numpy().nonzero()[0][0])
-        raise UserError(path, f"row {i + 1}: label", f"{labels.iloc[i]!r} is not a label; use true/false, 1/0, "
-                        "yes/no or desirable/undesirable")
+        i = int(np.flatnonzero(bad)[0])
+        row = i + 1 if row_numbers is None else int(row_numbers[i])
+        raise UserError(file, f"row {row}: label", f"got {_show(labels.iloc[i])}; allowed: {ALLOWED_LABELS}; "
+                        f"fix this row ({int(bad.sum())} row(s) in all have such a label)")
+    return mapped.to_numpy(dtype=bool)
+
+
+def prompt_keys(prompts: pd.Series) -> pd.Series:
+    """One string per prompt for grouping: the prompt itself, or its messages as sorted-key JSON."""
+    if pd.api.types.infer_dtype(prompts, skipna=False) == "string":
+        return prompts.astype(str)  # the common plain-text case stays vectorized
+    return prompts.map(lambda p: p if isinstance(p, str) else json.dumps(_plain(p), sort_keys=True)).astype(str)
+
+
+# --- format detection and readers -------------------------------------------------------------------------
+
+def _pick_format(path: Path, format: str) -> str:
+    file = str(path)
+    if format not in FORMATS:
+        raise UserError(file, "data.format", f"unknown format '{format}'; {did_you_mean(format, FORMATS)}")
+    if not path.exists():
+        raise UserError(file, "data.path", "no such file or directory; check data.path (relative paths are "
+                        "read from the directory you run prefopt in)")
+    if format != "auto":
+        return format
+    if path.is_dir():
+        return "arrow"
+    fmt = EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        raise UserError(file, "data.path", f"cannot tell the format from the extension '{path.suffix}'; supported: "
+                        f"{', '.join(EXTENSIONS)} or a datasets.save_to_disk directory (or set data.format)")
+    return fmt
+
+
+def _text(path: Path) -> str:
+    if path.is_dir():
+        raise UserError(str(path), "data.path", "is a directory; give a file, or data.format: arrow for a "
+                        "datasets.save_to_disk directory")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # -sig: tolerate the BOM some editors write
+    except UnicodeDecodeError as e:
+        raise UserError(str(path), "data.path", f"is not UTF-8 text (byte {e.start}); save it as UTF-8 or "
+                        "check data.format") from None
+    except OSError as e:
+        raise UserError(str(path), "data.path", f"cannot be read ({e.strerror}); check its permissions") from None
+    if not text.strip():
+        raise UserError(str(path), "data.path", "the file is empty; add rows of prompt, completion, label")
+    return text
+
+
+def _read_jsonl(path: Path):
+    records, lines = [], []
+    for n, line in enumerate(_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue  # blank lines (a trailing newline, a gap) are harmless
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(str(path), f"row {n}", f"is not valid JSON ({e.msg} at column {e.colno}); each line "
+                            'must be one JSON object like {"prompt": ..., "completion": ..., "label": true}') from None
+        if not isinstance(record, dict):
+            raise UserError(str(path), f"row {n}", f"is a JSON {type(record).__name__}, not an object; each line "
+                            'must be one JSON object like {"prompt": ..., "completion": ..., "label": true}')
+        records.append(record)
+        lines.append(n)
+    return pd.DataFrame.from_records(records), lines
+
+
+def _read_json(path: Path):
+    try:
+        data = json.loads(_text(path))
+    except json.JSONDecodeError as e:
+        raise UserError(str(path), "data.path", f"is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
+                        "for one object per line use the .jsonl extension") from None
+    if isinstance(data, list) and all(isinstance(r, dict) for r in data):
+        return pd.DataFrame.from_records(data), None
+    if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()) \
+            and len({len(v) for v in data.values()}) == 1:
+        return pd.DataFrame(data), None  # column form: {"prompt": [...], "completion": [...], ...}
+    raise UserError(str(path), "data.path", "expected a JSON list of row objects (or an object of equal-length "
+                    "column lists); got something else")
+
+
+def _read_csv(path: Path):
+    import csv
+    import io
+
+    text = _text(path)
+    try:
+        # All cells as text, nothing turned into NaN: labels like "yes" and empty completions stay visible
+        # to the checks below instead of being guessed at by the CSV parser.
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
+    except (pd.errors.ParserError, csv.Error, ValueError) as e:
+        raise UserError(str(path), "data.path", f"is not readable as CSV ({str(e).strip().splitlines()[0]}); "
+                        "check quoting and the number of fields per line") from None
+    return table, None
+
+
+def _read_parquet(path: Path):
+    try:
+        table = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for a damaged file; all mean the same to a user
+        raise UserError(str(path), "data.path", f"is not a readable Parquet file ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else 'unreadable'})") from None
+    return _plain_columns(table), None
+
+
+def _read_arrow(path: Path):
+    if not path.is_dir():
+        raise UserError(str(path), "data.path", "data.format arrow expects a datasets.save_to_disk directory")
+    import datasets  # only here: JSONL/CSV/Parquet users need not have it, and it is slow to import
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as e:  # FileNotFoundError/ValueError/ArrowInvalid for a folder that is not a dataset
+        raise UserError(str(path), "data.path", f"is not a datasets.save_to_disk directory ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else 'unreadable'})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        splits = list(ds)
+        if "train" not in splits and len(splits) != 1:
+            raise UserError(str(path), "data.path", f"holds several splits ({', '.join(splits)}) and none is "
+                            "named train; save the split to use on its own")
+        ds = ds["train" if "train" in splits else splits[0]]
+    return pd.DataFrame.from_records(ds.to_list(), columns=ds.column_names), None
+
+
+_READERS = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv, "parquet": _read_parquet,
+            "arrow": _read_arrow}
+
+
+# --- row checks -------------------------------------------------------------------------------------------
+
+def _text_kinds(values: pd.Series, name: str, rows_of, file: str, *, completion: bool) -> np.ndarray:
+    """'s' (plain string) or 'm' (message list) per row; anything else, or an empty completion, is an error."""
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":
+        kinds = np.full(len(values), "s")
+        empty = values.str.strip().eq("").to_numpy() if completion else np.zeros(len(values), bool)
+    else:
+        kinds = values.map(_kind).to_numpy(dtype=object)
+        bad = np.flatnonzero(kinds == "?")
+        if len(bad):
+            i = int(bad[0])
+            raise UserError(file, f"row {int(rows_of[i])}: {name}", f"got {_show(values.iloc[i])}; expected a string "
+                            'or a list of chat messages like [{"role": "user", "content": "..."}]')
+        empty = values.map(_is_empty).to_numpy(dtype=bool) if completion else np.zeros(len(values), bool)
+    if empty.any():
+        i = int(np.flatnonzero(empty)[0])
+        raise UserError(file, f"row {int(rows_of[i])}: {name}", f"is empty or whitespace only ({int(empty.sum())} "
+                        "row(s) in all); give it text or remove the row")
+    return kinds.astype("<U1")
+
+
+def _same_form(kinds: np.ndarray, name: str, rows_of, file: str) -> None:
+    """TRL (and an Arrow table) needs one form per column: all plain strings or all message lists."""
+    if len(kinds) and (kinds != kinds[0]).any():
+        i = int(np.flatnonzero(kinds != kinds[0])[0])
+        forms = {"s": "a plain string", "m": "a message list"}
+        raise UserError(file, f"row {int(rows_of[i])}: {name}", f"is {forms[kinds[i]]} but row {int(rows_of[0])}'s "
+                        f"is {forms[kinds[0]]}; use one form for the whole file")
+
+
+def _kind(value) -> str:
+    if isinstance(value, str):
+        return "s"
+    if isinstance(value, np.ndarray):  # Parquet/Arrow readers hand lists back as arrays
+        value = list(value)
+    if isinstance(value, list) and value and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in value):
+        return "m"
+    return "?"
+
+
+def _is_empty(value) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    said = [m["content"] for m in value if m["role"] == "assistant"]
+    # A completion that is a message list is judged by what the assistant says in it.
+    return not "".join(said).strip()
+
+
+def _unpair(table: pd.DataFrame) -> pd.DataFrame:
+    """prompt, chosen, rejected -> two rows each: (chosen, True) then (rejected, False); extras repeated."""
+    n = len(table)
+    completion = np.empty(2 * n, dtype=object)
+    completion[0::2] = table["chosen"].to_numpy(dtype=object)
+    completion[1::2] = table["rejected"].to_numpy(dtype=object)
+    extras = [c for c in table.columns if c not in PAIRED and c not in UNPAIRED]
+    out = table.loc[np.repeat(np.arange(n), 2), ["prompt", *extras]].reset_index(drop=True)
+    out.insert(1, "completion", completion)
+    out.insert(2, "label", np.tile([True, False], n))
     return out
 
 
-def _text(value) -> str:
-    """The text of a completion: a string, or the contents of a message list."""
-    if isinstance(value, str):
-        return value
-    try:
-        return "".join(str(m.get("content") or "") for m in value)
-    except (TypeError, AttributeError):
-        return "" if value is None else str(value)
+def _plain_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Parquet gives lists back as numpy arrays: turn them into lists/dicts so rows compare, hash to the
+    same prompt_key and serialize as they would from JSONL."""
+    for c in table.columns:
+        if table[c].dtype == object:
+            table[c] = table[c].map(_plain)
+    return table
 
 
 def _plain(value):
-    """Message lists read from Parquet/Arrow come as numpy arrays of dicts; make them JSON-able."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    return [dict(m) for m in value] if isinstance(value, list) else value
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _hashable(value):
+    """A dict key for label lookup, or None for values that can never be a label (NaN, lists, dicts)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    try:
+        hash(value)
+    except TypeError:
+        return None
+    return value
+
+
+def _show(value) -> str:
+    text = repr(_plain(value)) if not (isinstance(value, float) and math.isnan(value)) else "nothing (missing)"
+    return text if len(text) <= 60 else text[:57] + "..."

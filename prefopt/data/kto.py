@@ -1,145 +1,186 @@
-"""Row order for unpaired (KTO) training, per-label weights, and the batch audit.
+"""KTO orderings, the automatic desirable/undesirable weights, and the batch audit.
 
-trl.KTOTrainer reads rows in dataset order (sequential sampling) and builds its KL estimate by rotating
-completions by one inside each consecutive block of per_device_train_batch_size rows: row i of a
-block is paired with the completion of row i-1, row 0 with the block's last. So the order decides
-which labels each micro-batch holds, and which KL pairs are real mismatches. With N processes,
-block k goes to process k mod N, so an order that is good block by block is good on every process.
+Why the order matters: `trl.KTOTrainer` reads the training rows sequentially, so every consecutive block of
+`per_device_train_batch_size` rows is one device micro-batch (under N processes block k goes to process
+k mod N; gradient accumulation does not change a micro-batch). Inside a block it builds the KL completions
+by rotating by one: row i is scored with the completion of row i-1, row 0 with the block's last row. So
+the order *is* the composition of every batch, and of every KL pair.
 
-Each strategy returns, per epoch, an array of row indices into the train table; every epoch's length is
-a multiple of batch_size * world_size (padded with repeated rows) so no micro-batch is partial.
+Every strategy takes the train split's labels and prompt groups and returns one array of row positions
+per epoch. Each epoch is padded (by repeating rows) to a multiple of batch_size * world_size, so every
+micro-batch on every process is a full block and epochs line up on block boundaries.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-import pandas as pd
 
-KL_RATIO = 7 / 6  # target for weights=auto: the middle of the KTO paper's [1, 4/3]
-
-
-def _rng(seed: int, epoch: int, salt: int) -> np.random.Generator:
-    return np.random.default_rng([seed, epoch, salt])
+from ..errors import UserError
+from .split import ORDER, stream
 
 
-def _pad(order: np.ndarray, unit: int, rng) -> np.ndarray:
-    short = -len(order) % unit
-    return np.concatenate([order, rng.choice(order, short, replace=short > len(order))]) if short else order
+def file_order(labels, groups, *, batch_size, world_size, epochs, seed, file=None) -> list[np.ndarray]:
+    """Rows as they stand in the file (what a bare KTOTrainer sees), every epoch alike."""
+    order = _pad(np.arange(len(labels)), batch_size * world_size)
+    return [order] * epochs
 
 
-def file_order(labels: np.ndarray, keys: np.ndarray, batch: int, world: int, seed: int, epoch: int) -> np.ndarray:
-    return _pad(np.arange(len(labels)), batch * world, _rng(seed, epoch, 0))
+def natural(labels, groups, *, batch_size, world_size, epochs, seed, file=None) -> list[np.ndarray]:
+    """A seeded shuffle, a new one per epoch; no guarantee about any block."""
+    unit = batch_size * world_size
+    return [_pad(stream(seed, ORDER, 1 + e).permutation(len(labels)), unit) for e in range(epochs)]
 
 
-def natural(labels, keys, batch, world, seed, epoch) -> np.ndarray:
-    rng = _rng(seed, epoch, 1)
-    return _pad(rng.permutation(len(labels)), batch * world, rng)
+def balanced(labels, groups, *, batch_size, world_size, epochs, seed, file=None) -> list[np.ndarray]:
+    """All minority rows plus an equal-size seeded sample of the majority, shuffled per epoch.
+
+    The sample is drawn once, so every epoch trains on the same balanced subset (the notebook's
+    workaround); only the order changes between epochs."""
+    labels = np.asarray(labels, dtype=bool)
+    desirable, undesirable = np.flatnonzero(labels), np.flatnonzero(~labels)
+    minority, majority = sorted((desirable, undesirable), key=len)
+    sample = stream(seed, ORDER, 0).choice(majority, size=len(minority), replace=False)
+    subset = np.sort(np.concatenate([minority, sample]))
+    unit = batch_size * world_size
+    return [_pad(stream(seed, ORDER, 1 + e).permutation(subset), unit) for e in range(epochs)]
 
 
-def balanced(labels, keys, batch, world, seed, epoch) -> np.ndarray:
-    # The subset is drawn once (epoch-independent seed) and reshuffled every epoch.
-    pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)
-    small, large = (pos, neg) if len(pos) <= len(neg) else (neg, pos)
-    subset = np.concatenate([small, np.random.default_rng([seed, 2]).choice(large, len(small), replace=False)])
-    rng = _rng(seed, epoch, 3)
-    return _pad(rng.permutation(subset), batch * world, rng)
+def mixed(labels, groups, *, batch_size, world_size, epochs, seed, file=None) -> list[np.ndarray]:
+    """All rows; every block holds both labels in about the global ratio; KL pairs of one prompt avoided.
+
+    Per epoch: choose the number of blocks K (a multiple of world_size) and how many desirable slots each
+    block has, then fill desirable slots with a seeded shuffle of the desirable rows and the rest with the
+    undesirable rows, and finally swap rows of the same label between blocks until no KL rotation pairs two
+    completions of one prompt (or no swap helps).
+    """
+    if batch_size < 2:
+        raise UserError(file, "train.per_device_train_batch_size", f"the mixed strategy needs at least 2 rows per "
+                        f"micro-batch to hold both labels, got {batch_size}; set it to 2 or more")
+    labels = np.asarray(labels, dtype=bool)
+    groups = np.asarray(groups)
+    desirable, undesirable = np.flatnonzero(labels), np.flatnonzero(~labels)
+    slots = mixed_layout(len(desirable), len(undesirable), batch_size, world_size)
+    orders = []
+    for e in range(epochs):
+        rng = stream(seed, ORDER, 1 + e)
+        order = np.empty(slots.size, dtype=np.int64)
+        order[slots] = _fill(desirable, int(slots.sum()), rng)
+        order[~slots] = _fill(undesirable, int((~slots).sum()), rng)
+        orders.append(_spread_prompts(order, groups, slots, batch_size, rng))
+    return orders
 
 
-def mixed(labels, keys, batch, world, seed, epoch) -> np.ndarray:
-    """Every block of `batch` rows holds both labels, each block's minority count within one of the
-    global share; all rows used; minority rows reused only when there are more blocks than minority rows."""
-    rng = _rng(seed, epoch, 4)
-    pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)
-    if batch < 2 or not len(pos) or not len(neg):
-        return natural(labels, keys, batch, world, seed, epoch)
-    small, large = (pos, neg) if len(pos) <= len(neg) else (neg, pos)
-    n = len(labels)
-    blocks = -(-n // batch)
-    if len(small) < blocks:  # every block needs a minority row: fit the majority at batch-1 per block
-        blocks = -(-len(large) // (batch - 1))
-    blocks = -(-blocks // world) * world
-    slots = blocks * batch
-    n_small = int(np.clip(round(slots * len(small) / n), max(len(small), blocks), min(slots - len(large), slots - blocks)))
-    per_block = np.diff(np.floor(np.arange(blocks + 1) * n_small / blocks).astype(np.int64))
-    rng.shuffle(per_block)  # which blocks get the extra minority row
+def mixed_layout(n_desirable: int, n_undesirable: int, batch_size: int, world_size: int) -> np.ndarray:
+    """Which slots of one epoch are desirable: a flat bool array of K * batch_size slots.
 
-    # slot labels: the first per_block[k] slots of block k are minority, then shuffled inside the block
-    is_small = (np.arange(batch)[None, :] < per_block[:, None])
-    shuffle = np.argsort(rng.random((blocks, batch)), axis=1)
-    is_small = np.take_along_axis(is_small, shuffle, axis=1).ravel()
-
-    def fill(rows, count):
-        rows = rng.permutation(rows)
-        extra = count - len(rows)
-        return np.concatenate([rows, rng.choice(rows, extra, replace=extra > len(rows))]) if extra else rows
-
-    order = np.empty(slots, dtype=np.int64)
-    order[is_small] = fill(small, int(is_small.sum()))
-    order[~is_small] = fill(large, slots - int(is_small.sum()))
-    return _separate_prompts(order, labels, keys, batch, rng)
-
-
-def _kl_sources(length: int, batch: int) -> np.ndarray:
-    """Index of the row whose completion each position's KL term borrows (rotation by one per block)."""
-    pos = np.arange(length)
-    start = pos - pos % batch
-    width = np.minimum(batch, length - start)
-    return start + (pos - start - 1) % width
-
-
-def _separate_prompts(order, labels, keys, batch, rng, passes: int = 4) -> np.ndarray:
-    """Swap rows of the same label between positions so no KL pair is two completions of one prompt,
-    where the data allows. Label counts per block are unchanged, so the mix guarantee holds."""
-    codes = pd.factorize(keys)[0]
-    src = _kl_sources(len(order), batch)
-    dst = np.empty_like(src)
-    dst[src] = np.arange(len(src))  # the position that borrows each position's completion
-    lab = labels[order]
-    by_label = {True: np.flatnonzero(lab), False: np.flatnonzero(~lab)}
-    for _ in range(passes):
-        bad = np.flatnonzero(codes[order] == codes[order[src]])
-        if not len(bad):
-            break
-        for i in rng.permutation(bad):
-            if codes[order[i]] != codes[order[src[i]]]:
-                continue  # fixed by an earlier swap
-            same = by_label[bool(lab[i])]
-            for j in rng.choice(same, min(8, len(same)), replace=False):
-                order[i], order[j] = order[j], order[i]
-                touched = (i, j, dst[i], dst[j])
-                if all(codes[order[t]] != codes[order[src[t]]] for t in touched):
-                    break
-                order[i], order[j] = order[j], order[i]
-    return order
-
-
-STRATEGIES = {
-    "file_order": (file_order, ("unpaired", "paired"), "rows as they stand in the file (what a bare trainer sees)"),
-    "natural": (natural, ("unpaired", "paired"), "seeded shuffle, reshuffled per epoch; no batch guarantee"),
-    "balanced": (balanced, ("unpaired",), "all minority rows + an equal seeded sample of the majority"),
-    "mixed": (mixed, ("unpaired",), "all rows; every micro-batch holds both labels, no same-prompt KL pairs"),
-}
+    K is the fewest blocks (a multiple of world_size) that hold every row once with room for one row of each
+    label per block. The desirable total is the global ratio of the padded length, kept between one per
+    block and one short of a full block per block; blocks then get floor or ceil of the per-block share,
+    spread evenly (Bresenham), so each block is within one row of the ideal ratio.
+    """
+    n, b = n_desirable + n_undesirable, batch_size
+    majority = max(n_desirable, n_undesirable)
+    blocks = max(math.ceil(n / b), math.ceil(majority / (b - 1)), 1)
+    blocks = math.ceil(blocks / world_size) * world_size
+    length = blocks * b
+    ideal = math.floor(n_desirable / n * length + 0.5)
+    total = min(max(ideal, n_desirable, blocks), length - n_undesirable, length - blocks)
+    per_block = np.diff(np.arange(blocks + 1) * total // blocks)  # floor/ceil, evenly spread
+    return (np.arange(b)[None, :] < per_block[:, None]).ravel()
 
 
 def auto_weights(n_desirable: int, n_undesirable: int) -> tuple[float, float]:
-    """(desirable_weight, undesirable_weight) with lambda_D*n_D / (lambda_U*n_U) in [1, 4/3] (KTO paper,
-    Eq. 8): the majority keeps weight 1, the minority is raised; equal counts give 1, 1."""
-    if n_desirable == n_undesirable or not n_desirable or not n_undesirable:
+    """(desirable_weight, undesirable_weight) with λD·nD / (λU·nU) in [1, 4/3] (KTO paper, Eq. 8).
+
+    The majority class keeps weight 1.0; the minority gets the smallest weight (4 decimals, just inside the
+    interval so float rounding cannot push the ratio out) that brings the ratio into range. Counts already
+    in range keep 1.0 / 1.0.
+    """
+    if n_desirable == 0 or n_undesirable == 0:
         return 1.0, 1.0
-    if n_desirable > n_undesirable:
-        return 1.0, round(n_desirable / (n_undesirable * KL_RATIO), 4)
-    return round(KL_RATIO * n_undesirable / n_desirable, 4), 1.0
+    ratio = n_desirable / n_undesirable
+    if 1 <= ratio <= 4 / 3:
+        return 1.0, 1.0
+    if ratio > 4 / 3:  # too many desirable: raise the undesirable weight until the ratio is just under 4/3
+        return 1.0, _just_above(3 * n_desirable / (4 * n_undesirable))
+    return _just_above(n_undesirable / n_desirable), 1.0  # too few desirable: ratio just over 1
 
 
-def audit(labels: np.ndarray, keys: np.ndarray, batch: int) -> dict:
-    """Single-label blocks and same-prompt KL pairs over an exact order (labels/keys already ordered)."""
-    n = len(labels)
-    block = np.arange(n) // batch
-    pos_per_block = np.bincount(block, weights=labels.astype(np.float64))
-    size = np.bincount(block)
-    codes = pd.factorize(keys)[0]
-    src = _kl_sources(n, batch)
-    same = (codes == codes[src]) & (src != np.arange(n))
-    return {"batches": int(len(size)),
-            "single_label_batches": int(((pos_per_block == 0) | (pos_per_block == size)).sum()),
-            "kl_same_prompt_pairs": int(same.sum())}
+def audit(labels: np.ndarray, groups: np.ndarray, batch_size: int) -> dict:
+    """Count over an exact training order, in blocks of batch_size (a short last block counts as a block):
+    blocks, blocks holding one label only, and KL rotation pairs whose completion is of the same prompt."""
+    labels, groups = np.asarray(labels, dtype=bool), np.asarray(groups)
+    full = len(labels) // batch_size * batch_size
+    parts = [(labels[:full].reshape(-1, batch_size), groups[:full].reshape(-1, batch_size))]
+    if full < len(labels):
+        parts.append((labels[full:][None, :], groups[full:][None, :]))
+    blocks = single = same = 0
+    for lab, grp in parts:
+        desirable = lab.sum(axis=1)
+        blocks += len(lab)
+        single += int(((desirable == 0) | (desirable == lab.shape[1])).sum())
+        same += int((grp == np.roll(grp, 1, axis=1)).sum())  # row i is scored with row i-1's completion
+    return {"batches": blocks, "single_label_batches": single, "kl_same_prompt_pairs": same}
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+def _pad(order: np.ndarray, unit: int) -> np.ndarray:
+    """Repeat rows from the start of the order until its length is a multiple of unit."""
+    return np.resize(order, math.ceil(len(order) / unit) * unit) if len(order) % unit else order
+
+
+def _fill(rows: np.ndarray, slots: int, rng: np.random.Generator) -> np.ndarray:
+    """`slots` rows: each row once, plus the shortfall drawn by cycling a second shuffle (so reuse is spread
+    over rows, none used twice before all used once more), all in one seeded shuffle."""
+    extra = np.resize(rng.permutation(rows), slots - len(rows)) if slots > len(rows) else rows[:0]
+    return rng.permutation(np.concatenate([rows, extra]))
+
+
+def _spread_prompts(order, groups, slots, batch_size, rng, patience: int = 4, max_rounds: int = 200):
+    """Swap rows between blocks (same label, so every block keeps its label counts) until no KL rotation
+    pairs two rows of one prompt, or `patience` rounds in a row find no swap that helps.
+
+    Each round proposes, for one clashing position per block, a random position of the same label in another
+    block, accepts proposals that leave both places free of clashes, and applies them together, keeping at
+    most one swap per block so that the checks made before applying still hold after it.
+    """
+    b = batch_size
+    g = groups[order]
+    by_label = [np.flatnonzero(~slots), np.flatnonzero(slots)]
+    stale = 0
+    for _ in range(max_rounds):
+        blocks = g.reshape(-1, b)
+        clash = np.flatnonzero((blocks == np.roll(blocks, 1, axis=1)).ravel())
+        if not len(clash) or stale >= patience:
+            break
+        clash = clash[np.unique(clash // b, return_index=True)[1]]  # one per block
+        lab = slots[clash].astype(int)
+        pick = np.empty(len(clash), dtype=np.int64)
+        for value in (0, 1):
+            mine = lab == value
+            pick[mine] = by_label[value][rng.integers(len(by_label[value]), size=int(mine.sum()))]
+        ok = (pick // b != clash // b) & _fits(g, g[pick], clash, b) & _fits(g, g[clash], pick, b)
+        a, c = clash[ok], pick[ok]
+        involved = np.concatenate([a // b, c // b])
+        seen, counts = np.unique(involved, return_counts=True)
+        once = np.isin(a // b, seen[counts == 1]) & np.isin(c // b, seen[counts == 1])
+        a, c = a[once], c[once]
+        stale = 0 if len(a) else stale + 1
+        order[a], order[c] = order[c], order[a].copy()
+        g[a], g[c] = g[c], g[a].copy()
+    return order
+
+
+def _fits(g: np.ndarray, new: np.ndarray, at: np.ndarray, b: int) -> np.ndarray:
+    """Whether group `new` at position `at` would differ from both rotation neighbours in its block."""
+    start = at // b * b
+    before = start + (at - start - 1) % b
+    after = start + (at - start + 1) % b
+    return (g[before] != new) & (g[after] != new)
+
+
+def _just_above(x: float) -> float:
+    return (math.floor(x * 1e4 + 1e-6) + 1) / 1e4

@@ -1,35 +1,57 @@
-"""The data report as a readable table (rich renders it to text; no torch)."""
+"""The data report as a readable table (`prefopt data RECIPE` without --json)."""
 
 from __future__ import annotations
 
 import io
 
-ORDER = ["method", "strategy", "rows", "train_rows", "eval_rows", "eval_pairs", "eval_fingerprint", "desirable",
-         "undesirable", "examples_used", "examples_discarded", "repeated_examples", "pairs", "unpaired_rows",
-         "batch_size", "world_size", "epochs", "batches", "single_label_batches", "kl_same_prompt_pairs",
-         "desirable_weight", "undesirable_weight", "seed", "eval_fraction"]
-NOTES = {
-    "desirable": "train split after the strategy, one epoch, repeats counted",
-    "single_label_batches": "micro-batches holding one label only, over the exact training order",
-    "kl_same_prompt_pairs": "KL pairs whose borrowed completion has the same prompt",
-    "examples_discarded": "train rows the strategy does not use",
-    "unpaired_rows": "train rows in no pair (their prompt lacks the other label)",
-}
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+# Shown in this order, in sections; keys not listed here (added later) follow at the end.
+SECTIONS = (
+    ("data", ("data_path", "method", "form", "strategy", "pairing", "max_pairs_per_prompt", "seed", "rows",
+              "prompts")),
+    ("held-out split", ("eval_fraction", "eval_rows", "eval_prompts", "eval_pairs", "eval_fingerprint")),
+    ("training", ("train_rows", "desirable", "undesirable", "examples_used", "examples_discarded",
+                  "repeated_examples", "pairs", "unpaired_rows")),
+    ("batches", ("batch_size", "world_size", "epochs", "batches", "batches_per_epoch", "single_label_batches",
+                 "kl_same_prompt_pairs")),
+    ("KTO weights", ("weights", "desirable_weight", "undesirable_weight", "weighted_ratio")),
+)
 
 
 def format_report(report: dict) -> str:
-    from rich.console import Console
-    from rich.table import Table
+    """Two columns, field and value, grouped in sections; n/a for what does not apply to the method."""
+    table = Table(box=box.SIMPLE, show_header=True, title="data report", title_justify="left")
+    table.add_column("field", style=None, no_wrap=True)
+    table.add_column("value", overflow="fold")
+    shown = set()
+    for title, keys in SECTIONS:
+        present = [k for k in keys if k in report]
+        if not present:
+            continue
+        table.add_row(f"[bold]{title}[/bold]", "")
+        for key in present:
+            table.add_row(f"  {key}", _value(report[key]))
+            shown.add(key)
+    rest = [k for k in report if k not in shown]
+    if rest:
+        table.add_row("[bold]other[/bold]", "")
+        for key in rest:
+            table.add_row(f"  {key}", _value(report[key]))
+    out = io.StringIO()
+    Console(file=out, width=110, color_system=None, force_terminal=False, highlight=False).print(table)
+    return "\n".join(line.rstrip() for line in out.getvalue().rstrip().splitlines()) + "\n"
 
-    table = Table(title=f"data report: {report.get('method')} / {report.get('strategy')}", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value", justify="right")
-    table.add_column("meaning", style="dim")
-    for key in ORDER + sorted(set(report) - set(ORDER)):
-        if key in report and report[key] is not None:
-            value = report[key]
-            text = value[:16] + "…" if key == "eval_fingerprint" else f"{value:.4g}" if isinstance(value, float) else str(value)
-            table.add_row(key, text, NOTES.get(key, ""))
-    buf = io.StringIO()
-    Console(file=buf, width=110, color_system=None).print(table)
-    return buf.getvalue().rstrip()
+
+def _value(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

@@ -1,29 +1,102 @@
-"""The held-out split, by prompt: no prompt is in both halves.
+"""The held-out split: by prompt, seeded, and the same for every recipe that shares file, fraction and seed.
 
-It depends only on the prompts, the fraction and the seed -- never on the method, strategy or batch
-size -- so every recipe on the same file, fraction and seed is scored on the same examples. The
-fingerprint (sha256 of the sorted held-out prompt keys) proves it.
+Methods are only comparable on the same held-out examples, so nothing here may depend on the method, the
+data strategy or the batch size: the split sees prompt keys, labels, the fraction and the seed, nothing else.
+It is also independent of row order (prompts are ranked by their key before the seeded draw), so
+re-sorting a file does not move prompts between train and held-out.
+
+The draw is stratified: prompts that carry both labels and prompts that carry one are split separately
+with the same fraction. Held-out preference accuracy needs prompts with both labels, and a plain draw can
+leave the held-out split without any (small files, few such prompts); stratifying guarantees at least one
+whenever the file has one, and keeps the held-out mix like the file's.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ..errors import UserError
 
+# Independent random streams per purpose, so that e.g. changing the strategy cannot change the split.
+SPLIT, ORDER, PAIRS, EVAL_PAIRS = range(4)
 
-def split_by_prompt(df: pd.DataFrame, eval_fraction: float, seed: int, *, file: str = None):
-    if not 0 < eval_fraction < 1:
-        raise UserError(file, "data.eval_fraction", f"must be between 0 and 1 (exclusive), got {eval_fraction}")
-    keys = np.sort(df["prompt_key"].unique())
-    if len(keys) < 2:
-        raise UserError(file, "data.eval_fraction", "the file has a single prompt; a held-out split by prompt "
-                        "needs at least two")
-    n_eval = min(len(keys) - 1, max(1, round(len(keys) * eval_fraction)))
-    held = keys[np.random.default_rng(seed).permutation(len(keys))[:n_eval]]
-    is_eval = df["prompt_key"].isin(held).to_numpy()
-    digest = hashlib.sha256("\n".join(sorted(held)).encode()).hexdigest()
-    return df[~is_eval].reset_index(drop=True), df[is_eval].reset_index(drop=True), digest
+
+def stream(seed: int, *purpose: int) -> np.random.Generator:
+    """A generator for one purpose (and e.g. one epoch) derived from the recipe seed."""
+    return np.random.default_rng([int(seed), *purpose])
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray  # row positions in the input, in file order
+    held_out: np.ndarray  # row positions in the input, in file order
+    held_out_prompts: int
+    fingerprint: str  # sha256 (hex) of the sorted held-out prompt keys, as a JSON list
+
+
+def group_codes(prompt_keys: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(code per row, key per code): the integer group of every row, from its prompt key."""
+    codes, uniques = pd.factorize(prompt_keys, sort=False)
+    # object, not numpy's fixed-width str: that would size every key like the longest prompt
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+def label_counts(codes: np.ndarray, labels: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """(desirable, undesirable) row counts per group."""
+    total = np.bincount(codes, minlength=groups)
+    desirable = np.bincount(codes, weights=labels, minlength=groups).astype(np.int64)
+    return desirable, total - desirable
+
+
+def check_labels(labels: np.ndarray, both_prompts: int, *, file: str, form: str, method: str) -> None:
+    """Errors that no split or strategy can work around: one label only, or no prompt to pair."""
+    n_desirable = int(labels.sum())
+    if n_desirable in (0, len(labels)):
+        have, need = ("desirable", "undesirable") if n_desirable else ("undesirable", "desirable")
+        raise UserError(file, "label", f"every row is {have}; {method} needs both labels (KTO learns from the "
+                        f"contrast, DPO/ORPO from pairs); add {need} rows or check how the labels were written")
+    if both_prompts == 0:
+        if form == "paired":
+            raise UserError(file, "label", f"no pair can be formed for {method}: no prompt has both a desirable and "
+                            "an undesirable completion; add completions of the other label to some prompts")
+        raise UserError(file, "data.eval_fraction", "the held-out split has no prompt with both labels (no prompt "
+                        "in the file has both), so preference accuracy cannot be measured; add completions of the "
+                        "other label to some prompts")
+
+
+def split_by_prompt(codes: np.ndarray, keys: np.ndarray, labels: np.ndarray, *, eval_fraction: float, seed: int,
+                    file: str) -> Split:
+    """Hold out about `eval_fraction` of the prompts (all their rows), seeded, stratified by 'has both labels'."""
+    if isinstance(eval_fraction, bool) or not isinstance(eval_fraction, (int, float)) \
+            or not 0 < eval_fraction < 1 or math.isnan(eval_fraction):
+        raise UserError(file, "data.eval_fraction", f"must be a number between 0 and 1 (exclusive), got "
+                        f"{eval_fraction!r}; 0.1 holds out a tenth of the prompts")
+    desirable, undesirable = label_counts(codes, labels, len(keys))
+    both = (desirable > 0) & (undesirable > 0)
+    by_key = np.argsort(keys, kind="stable")  # group ids in key order: row order cannot matter
+    rng = stream(seed, SPLIT)
+    held = np.zeros(len(keys), dtype=bool)
+    for stratum, at_least_one in ((both, True), (~both, False)):
+        ids = by_key[stratum[by_key]]
+        take = math.floor(eval_fraction * len(ids) + 0.5)
+        if at_least_one and len(ids):
+            # Held-out pairs need one such prompt; training keeps one too while there are two or more.
+            take = min(max(take, 1), max(len(ids) - 1, 1))
+        held[ids[rng.permutation(len(ids))[:take]]] = True
+    if not held.any() or held.all():
+        raise UserError(file, "data.eval_fraction", f"{len(keys)} prompt(s) cannot be split into train and "
+                        f"held-out with eval_fraction={eval_fraction}; add prompts or change the fraction")
+    if not (held & both).any():  # only reachable without any prompt carrying both labels (check_labels)
+        raise UserError(file, "data.eval_fraction", "the held-out split has no prompt with both labels, so "
+                        "preference accuracy cannot be measured; raise data.eval_fraction")
+    held_rows = held[codes]
+    held_keys = np.sort(keys[held]).tolist()
+    fingerprint = hashlib.sha256(json.dumps(held_keys).encode()).hexdigest()
+    return Split(train=np.flatnonzero(~held_rows), held_out=np.flatnonzero(held_rows),
+                 held_out_prompts=int(held.sum()), fingerprint=fingerprint)
