@@ -174,15 +174,21 @@ def _read_csv(path: Path):
     import csv
     import io
 
-    text = _text(path)
+    # The csv module rather than pandas: pandas quietly turns a row with extra fields into an index and
+    # guesses types; here every cell stays text (labels like "yes", empty completions reach the checks
+    # below as written) and a malformed row is an error with its number.
+    reader = csv.reader(io.StringIO(_text(path), newline=""), strict=True)
     try:
-        # All cells as text, nothing turned into NaN: labels like "yes" and empty completions stay visible
-        # to the checks below instead of being guessed at by the CSV parser.
-        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, csv.Error, ValueError) as e:
-        raise UserError(str(path), "data.path", f"is not readable as CSV ({str(e).strip().splitlines()[0]}); "
-                        "check quoting and the number of fields per line") from None
-    return table, None
+        records = list(reader)
+    except csv.Error as e:
+        raise UserError(str(path), f"row {max(reader.line_num - 1, 1)}", f"is not readable as CSV ({e}); check "
+                        "its quoting") from None
+    header, body = records[0], [r for r in records[1:] if r]  # skip blank lines
+    for n, record in enumerate(body, start=1):
+        if len(record) != len(header):
+            raise UserError(str(path), f"row {n}", f"is not readable as CSV: {len(record)} fields where the header "
+                            f"has {len(header)}; quote fields that contain commas")
+    return pd.DataFrame(body, columns=header, dtype=str), None
 
 
 def _read_parquet(path: Path):

@@ -1,0 +1,271 @@
+"""load_rows: every supported format, both row shapes, both text forms, and every bad input's message."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from prefopt.data.io import canonical_rows, load_rows, normalize_labels, prompt_keys
+from prefopt.errors import UserError
+
+CHAT = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def error(path, fmt="auto") -> UserError:
+    with pytest.raises(UserError) as info:
+        load_rows(str(path), fmt)
+    assert "Traceback" not in str(info.value)
+    return info.value
+
+
+def test_jsonl_strings_labels_extras(tmp_path):
+    labels = [True, False, 1, 0, "Yes", "no", " DESIRABLE ", "undesirable", "TRUE", "false", "1", "0", 1.0]
+    rows = [{"prompt": f"p{i % 3}", "completion": f"c{i}", "label": v, "constraint": {"k": i}}
+            for i, v in enumerate(labels)]
+    df = load_rows(write_jsonl(tmp_path / "d.jsonl", rows))
+    assert df["label"].dtype == bool
+    assert df["label"].tolist() == [True, False] * 6 + [True]
+    assert df["constraint"].tolist() == [{"k": i} for i in range(len(labels))]  # extras kept as they are
+    assert df["prompt_key"].tolist() == [f"p{i % 3}" for i in range(len(labels))]
+    assert df["completion"].tolist() == [f"c{i}" for i in range(len(labels))]
+
+
+def test_jsonl_messages_stay_lists_and_key_is_sorted_json(tmp_path):
+    answer = [{"role": "assistant", "content": "hello"}]
+    df = load_rows(write_jsonl(tmp_path / "d.jsonl", [{"prompt": CHAT, "completion": answer, "label": True}]))
+    assert df["prompt"][0] == CHAT and isinstance(df["prompt"][0], list)
+    assert df["completion"][0] == answer
+    assert df["prompt_key"][0] == json.dumps(CHAT, sort_keys=True)
+
+
+def test_paired_rows_are_unpaired_into_two(tmp_path):
+    rows = [{"prompt": "p1", "chosen": "good1", "rejected": "bad1", "source": "a"},
+            {"prompt": "p2", "chosen": "good2", "rejected": "bad2", "source": "b"}]
+    df = load_rows(write_jsonl(tmp_path / "pairs.jsonl", rows))
+    assert df[["prompt", "completion", "label", "source"]].values.tolist() == [
+        ["p1", "good1", True, "a"], ["p1", "bad1", False, "a"], ["p2", "good2", True, "b"], ["p2", "bad2", False, "b"]]
+    assert "chosen" not in df.columns and "rejected" not in df.columns
+
+
+def test_json_csv_parquet_arrow_agree(tmp_path):
+    rows = [{"prompt": f"p{i}", "completion": f"c{i}", "label": bool(i % 2)} for i in range(6)]
+    (tmp_path / "d.json").write_text(json.dumps(rows))
+    pd.DataFrame(rows).to_csv(tmp_path / "d.csv", index=False)
+    pd.DataFrame(rows).to_parquet(tmp_path / "d.parquet")
+    import datasets
+
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "arrow_dir"))
+    want = load_rows(write_jsonl(tmp_path / "d.jsonl", rows))[["prompt", "completion", "label"]].values.tolist()
+    for name in ("d.json", "d.csv", "d.parquet", "arrow_dir"):
+        got = load_rows(str(tmp_path / name))
+        assert got[["prompt", "completion", "label"]].values.tolist() == want, name
+
+
+def test_parquet_and_arrow_give_message_lists_back_as_lists(tmp_path):
+    rows = [{"prompt": CHAT, "completion": [{"role": "assistant", "content": f"a{i}"}], "label": i % 2 == 0,
+             "constraint": {"words": ["x", "y"]}} for i in range(4)]
+    pd.DataFrame(rows).to_parquet(tmp_path / "d.parquet")
+    import datasets
+
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "dd"))
+    for path in (tmp_path / "d.parquet", tmp_path / "dd"):
+        df = load_rows(str(path))
+        assert df["prompt"][0] == CHAT and type(df["prompt"][0]) is list
+        assert df["prompt_key"][0] == json.dumps(CHAT, sort_keys=True)
+        assert df["completion"].tolist() == [r["completion"] for r in rows]
+        assert df["constraint"][0] == {"words": ["x", "y"]} and type(df["constraint"][0]["words"]) is list
+
+
+def test_explicit_format_overrides_extension(tmp_path):
+    path = tmp_path / "rows.txt"
+    path.write_text(json.dumps({"prompt": "p", "completion": "c", "label": "yes"}) + "\n")
+    assert load_rows(str(path), "jsonl")["label"].tolist() == [True]
+
+
+def test_jsonl_without_datasets_import(tmp_path):
+    import subprocess
+    import sys
+
+    path = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "p", "completion": "c", "label": 1}])
+    code = ("import sys; from prefopt.data.io import load_rows; load_rows(sys.argv[1]); "
+            "assert 'datasets' not in sys.modules")
+    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+# --- bad inputs -------------------------------------------------------------------------------------------
+
+def test_missing_file(tmp_path):
+    e = error(tmp_path / "nope.jsonl")
+    assert (e.file, e.field) == (str(tmp_path / "nope.jsonl"), "data.path") and "no such file" in e.message
+
+
+def test_unsupported_extension_lists_supported(tmp_path):
+    (tmp_path / "d.xlsx").write_text("x")
+    e = error(tmp_path / "d.xlsx")
+    assert e.field == "data.path" and "'.xlsx'" in e.message
+    for ext in (".jsonl", ".json", ".csv", ".parquet"):
+        assert ext in e.message
+
+
+def test_unknown_format_suggests(tmp_path):
+    e = error(write_jsonl(tmp_path / "d.jsonl", []), "jsnl")
+    assert e.field == "data.format" and "did you mean 'jsonl'?" in e.message
+
+
+@pytest.mark.parametrize("content", ["", "\n  \n"])
+def test_empty_file(tmp_path, content):
+    (tmp_path / "d.jsonl").write_text(content)
+    e = error(tmp_path / "d.jsonl")
+    assert e.field == "data.path" and "empty" in e.message
+
+
+def test_csv_with_header_only_has_no_rows(tmp_path):
+    (tmp_path / "d.csv").write_text("prompt,completion,label\n")
+    e = error(tmp_path / "d.csv")
+    assert e.field == "data.path" and "no rows" in e.message
+
+
+def test_garbled_jsonl_line_names_the_line(tmp_path):
+    (tmp_path / "d.jsonl").write_text('{"prompt": "p", "completion": "c", "label": 1}\n\n{"prompt": "p", oops\n')
+    e = error(tmp_path / "d.jsonl")
+    assert e.field == "row 3" and "not valid JSON" in e.message and "one JSON object" in e.message
+
+
+def test_jsonl_line_that_is_not_an_object(tmp_path):
+    (tmp_path / "d.jsonl").write_text('["p", "c", true]\n')
+    e = error(tmp_path / "d.jsonl")
+    assert e.field == "row 1" and "not an object" in e.message
+
+
+def test_binary_file(tmp_path):
+    (tmp_path / "d.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    e = error(tmp_path / "d.jsonl")
+    assert e.field == "data.path" and "UTF-8" in e.message
+
+
+def test_garbled_parquet_and_csv(tmp_path):
+    (tmp_path / "d.parquet").write_bytes(b"PAR1 this is not parquet")
+    e = error(tmp_path / "d.parquet")
+    assert e.field == "data.path" and "Parquet" in e.message
+    cases = {'prompt,completion,label\np,c,1\n"p,c,1\n': "row 2",  # a quote never closed
+             "prompt,completion,label\np,c,1,extra,fields\n": "row 1"}  # a comma too many
+    for text, field in cases.items():
+        (tmp_path / "d.csv").write_text(text)
+        e = error(tmp_path / "d.csv")
+        assert e.field == field and "not readable as CSV" in e.message, text
+
+
+def test_bad_json_document(tmp_path):
+    (tmp_path / "d.json").write_text('{"prompt": 1')
+    assert error(tmp_path / "d.json").field == "data.path"
+    (tmp_path / "d.json").write_text('"just a string"')
+    assert "list of row objects" in error(tmp_path / "d.json").message
+
+
+def test_arrow_directory_that_is_not_a_dataset(tmp_path):
+    (tmp_path / "folder").mkdir()
+    e = error(tmp_path / "folder")
+    assert e.field == "data.path" and "save_to_disk" in e.message
+
+
+def test_bad_label_names_row_in_file_numbering(tmp_path):
+    (tmp_path / "d.jsonl").write_text(
+        '{"prompt": "p", "completion": "c", "label": true}\n\n'
+        '{"prompt": "p", "completion": "c", "label": "maybe"}\n')
+    e = error(tmp_path / "d.jsonl")
+    assert e.field == "row 3: label"  # line 3 of the file: the blank line 2 counts
+    assert "'maybe'" in e.message and "true/false, 1/0, yes/no or desirable/undesirable" in e.message
+
+
+@pytest.mark.parametrize("value", [2, None, 0.5, [True], "", "positive"])
+def test_every_unaccepted_label_is_an_error(tmp_path, value):
+    rows = [{"prompt": "p", "completion": "c", "label": True}, {"prompt": "p", "completion": "c", "label": value}]
+    e = error(write_jsonl(tmp_path / "d.jsonl", rows))
+    assert e.field == "row 2: label" and "allowed:" in e.message
+
+
+def test_missing_label_key(tmp_path):
+    rows = [{"prompt": "p", "completion": "c", "label": True}, {"prompt": "p", "completion": "c"}]
+    e = error(write_jsonl(tmp_path / "d.jsonl", rows))
+    assert e.field == "row 2: label" and "missing" in e.message
+
+
+def test_csv_quoted_fields_keep_commas_and_newlines(tmp_path):
+    (tmp_path / "d.csv").write_text('prompt,completion,label\n"a, b","line1\nline2",desirable\n\n')
+    df = load_rows(str(tmp_path / "d.csv"))
+    assert df[["prompt", "completion", "label"]].values.tolist() == [["a, b", "line1\nline2", True]]
+
+
+def test_csv_row_numbers_and_labels(tmp_path):
+    (tmp_path / "d.csv").write_text("prompt,completion,label\np,c,Yes\np,c,nope\n")
+    e = error(tmp_path / "d.csv")
+    assert e.field == "row 2: label" and "'nope'" in e.message
+
+
+def test_missing_columns_lists_found_and_needed(tmp_path):
+    e = error(write_jsonl(tmp_path / "d.jsonl", [{"question": "p", "answer": "c", "label": True}]))
+    assert e.field == "columns"
+    assert "question, answer, label" in e.message
+    assert "prompt, completion, label" in e.message and "prompt, chosen, rejected" in e.message
+
+
+@pytest.mark.parametrize("completion", ["", "   \n\t", [{"role": "assistant", "content": "  "}],
+                                        [{"role": "user", "content": "only a user turn"}]])
+def test_empty_completion_names_row(tmp_path, completion):
+    prompt = "p" if isinstance(completion, str) else [{"role": "user", "content": "p"}]
+    ok = "fine" if isinstance(completion, str) else [{"role": "assistant", "content": "fine"}]
+    rows = [{"prompt": prompt, "completion": ok, "label": True}, {"prompt": prompt, "completion": completion,
+                                                                  "label": False}]
+    e = error(write_jsonl(tmp_path / "d.jsonl", rows))
+    assert e.field == "row 2: completion" and "empty" in e.message and "remove the row" in e.message
+
+
+def test_empty_rejected_in_paired_file(tmp_path):
+    e = error(write_jsonl(tmp_path / "d.jsonl", [{"prompt": "p", "chosen": "c", "rejected": " "}]))
+    assert e.field == "row 1: rejected" and "empty" in e.message
+
+
+@pytest.mark.parametrize("prompt", [None, 7, {"role": "user"}, [], [{"role": "user"}]])
+def test_prompt_that_is_not_text(tmp_path, prompt):
+    e = error(write_jsonl(tmp_path / "d.jsonl", [{"prompt": prompt, "completion": "c", "label": True}]))
+    assert e.field == "row 1: prompt" and "expected a string or a list of chat messages" in e.message
+
+
+def test_mixed_forms_are_refused(tmp_path):
+    rows = [{"prompt": "p", "completion": "c", "label": True},
+            {"prompt": [{"role": "user", "content": "p"}], "completion": "c", "label": False}]
+    e = error(write_jsonl(tmp_path / "d.jsonl", rows))
+    assert e.field == "row 2: prompt" and "one form for the whole file" in e.message
+    rows = [{"prompt": "p", "completion": [{"role": "assistant", "content": "c"}], "label": True}]
+    e = error(write_jsonl(tmp_path / "e.jsonl", rows))
+    assert e.field == "row 1: completion" and "same form" in e.message
+
+
+def test_error_string_is_one_line_with_file_and_field(tmp_path):
+    e = error(write_jsonl(tmp_path / "d.jsonl", [{"prompt": "p", "completion": "c", "label": "x"}]))
+    assert str(e).startswith(f"{tmp_path / 'd.jsonl'}: row 1: label: ") and "\n" not in str(e)
+
+
+# --- pure helpers -----------------------------------------------------------------------------------------
+
+def test_normalize_labels_vectorized_fast_path_and_numpy_scalars():
+    assert normalize_labels(pd.Series([True, False]), file="f").tolist() == [True, False]
+    values = pd.Series([np.int64(1), np.float64(0.0), np.bool_(True)], dtype=object)
+    assert normalize_labels(values, file="f").tolist() == [True, False, True]
+
+
+def test_prompt_keys_mixed_types():
+    keys = prompt_keys(pd.Series(["plain", CHAT], dtype=object))
+    assert keys.tolist() == ["plain", json.dumps(CHAT, sort_keys=True)]
+
+
+def test_canonical_rows_in_memory_table():
+    df = canonical_rows(pd.DataFrame({"prompt": ["a"], "completion": ["b"], "label": ["no"]}), file="mem")
+    assert df["label"].tolist() == [False] and df["prompt_key"].tolist() == ["a"]

@@ -1,0 +1,116 @@
+"""The held-out split: by prompt, seeded, stratified, order-independent, fingerprinted, and its errors."""
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from prefopt.data.split import check_labels, group_codes, split_by_prompt
+from prefopt.errors import UserError
+
+
+def table(per_prompt):
+    """Rows from [(n_desirable, n_undesirable), ...] per prompt, prompt i keyed 'p{i}'."""
+    keys, labels = [], []
+    for i, (d, u) in enumerate(per_prompt):
+        keys += [f"p{i}"] * (d + u)
+        labels += [True] * d + [False] * u
+    return pd.Series(keys), np.array(labels, dtype=bool)
+
+
+def split(keys, labels, fraction=0.25, seed=0):
+    codes, uniq = group_codes(keys)
+    return split_by_prompt(codes, uniq, labels, eval_fraction=fraction, seed=seed, file="f.jsonl")
+
+
+def test_no_prompt_on_both_sides_and_all_rows_accounted():
+    keys, labels = table([(2, 1)] * 30 + [(3, 0)] * 10)
+    s = split(keys, labels)
+    train, held = set(keys[s.train]), set(keys[s.held_out])
+    assert not train & held
+    assert sorted(np.r_[s.train, s.held_out].tolist()) == list(range(len(keys)))
+    assert list(s.train) == sorted(s.train) and list(s.held_out) == sorted(s.held_out)  # file order kept
+    assert s.held_out_prompts == len(held) == 8 + 3  # 25% of 30 (7.5 -> 8) both-label + 25% of 10 (2.5 -> 3)
+
+
+def test_fingerprint_is_sha256_of_sorted_held_out_keys():
+    keys, labels = table([(1, 1)] * 20)
+    s = split(keys, labels)
+    held = sorted(set(keys[s.held_out]))
+    assert s.fingerprint == hashlib.sha256(json.dumps(held).encode()).hexdigest()
+
+
+def test_seeded_deterministic_and_seed_matters():
+    keys, labels = table([(1, 1)] * 50)
+    assert split(keys, labels, seed=3).fingerprint == split(keys, labels, seed=3).fingerprint
+    assert len({split(keys, labels, seed=s).fingerprint for s in range(5)}) == 5
+
+
+def test_row_order_does_not_move_prompts():
+    keys, labels = table([(2, 1)] * 20 + [(0, 2)] * 8)
+    perm = np.random.default_rng(1).permutation(len(keys))
+    a, b = split(keys, labels), split(keys[perm].reset_index(drop=True), labels[perm])
+    assert a.fingerprint == b.fingerprint
+    assert set(keys[a.held_out]) == set(keys[perm].reset_index(drop=True)[b.held_out])
+
+
+def test_held_out_always_gets_a_prompt_with_both_labels():
+    # 2 of 102 prompts carry both labels: an unstratified 10% draw would miss both most of the time.
+    keys, labels = table([(1, 1)] * 2 + [(2, 0)] * 60 + [(0, 2)] * 40)
+    for seed in range(20):
+        s = split(keys, labels, fraction=0.1, seed=seed)
+        held = set(keys[s.held_out])
+        assert {"p0", "p1"} & held and {"p0", "p1"} - held  # one held out, one kept for training pairs
+
+
+def test_single_both_label_prompt_goes_to_held_out():
+    keys, labels = table([(1, 1)] + [(2, 0)] * 5 + [(0, 2)] * 5)
+    assert "p0" in set(keys[split(keys, labels, fraction=0.2).held_out])
+
+
+@pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5, float("nan"), "0.1", True, None])
+def test_eval_fraction_bounds(fraction):
+    keys, labels = table([(1, 1)] * 10)
+    with pytest.raises(UserError) as e:
+        split(keys, labels, fraction=fraction)
+    assert (e.value.file, e.value.field) == ("f.jsonl", "data.eval_fraction")
+    assert "between 0 and 1" in e.value.message
+
+
+def test_one_prompt_cannot_be_split():
+    keys, labels = table([(3, 3)])
+    with pytest.raises(UserError) as e:
+        split(keys, labels)
+    assert e.value.field == "data.eval_fraction" and "cannot be split" in e.value.message
+
+
+def test_check_labels_errors():
+    with pytest.raises(UserError) as e:
+        check_labels(np.ones(5, bool), 0, file="f", form="unpaired", method="kto")
+    assert e.value.field == "label" and "every row is desirable" in e.value.message and "add undesirable" in e.value.message
+    with pytest.raises(UserError) as e:
+        check_labels(np.array([True, False]), 0, file="f", form="paired", method="dpo")
+    assert e.value.field == "label" and "no pair can be formed for dpo" in e.value.message
+    with pytest.raises(UserError) as e:
+        check_labels(np.array([True, False]), 0, file="f", form="unpaired", method="kto")
+    assert e.value.field == "data.eval_fraction" and "preference accuracy" in e.value.message
+    check_labels(np.array([True, False]), 1, file="f", form="paired", method="dpo")  # fine
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)).filter(lambda t: sum(t) > 0), min_size=3,
+                max_size=40), st.floats(0.05, 0.6), st.integers(0, 2**16))
+def test_split_properties(per_prompt, fraction, seed):
+    per_prompt = [(1, 1)] * 2 + per_prompt  # at least two prompts with both labels
+    keys, labels = table(per_prompt)
+    s = split(keys, labels, fraction, seed)
+    held = set(keys[s.held_out])
+    assert not held & set(keys[s.train]) and len(s.train) + len(s.held_out) == len(keys)
+    both = {f"p{i}" for i, (d, u) in enumerate(per_prompt) if d and u}
+    assert both & held and both - held
+    # stratum sizes follow the fraction
+    n_both = len(both)
+    assert len(both & held) == min(max(int(np.floor(fraction * n_both + 0.5)), 1), n_both - 1)
