@@ -105,13 +105,13 @@ def _unpaired(rows, train_pos, codes, labels, *, file, strategy, seed, batch_siz
     first = orders[0]
     n_desirable = int(labels[first].sum())
     n_undesirable = len(first) - n_desirable
-    used = len(np.unique(order))
+    used = _distinct(order, len(labels))
     weight_d, weight_u = kto.auto_weights(n_desirable, n_undesirable) if weights == "auto" else weights
     train = rows.take(train_pos[order]).reset_index(drop=True)
     return train, {
         "desirable": n_desirable, "undesirable": n_undesirable,
         "examples_used": used, "examples_discarded": len(labels) - used,
-        "repeated_examples": len(first) - len(np.unique(first)),
+        "repeated_examples": len(first) - _distinct(first, len(labels)),
         "pairs": None, "pairing": None, "max_pairs_per_prompt": None, "unpaired_rows": None,
         **kto.audit(labels[order], codes[order], batch_size),
         "batches_per_epoch": len(first) // batch_size,
@@ -131,7 +131,7 @@ def _paired(rows, train_pos, codes, labels, *, file, strategy, seed, batch_size,
                         "labels is in the held-out split; add prompts with both labels or lower data.eval_fraction")
     order = np.concatenate(order_pairs(len(chosen), strategy, epochs=epochs, seed=seed))
     train = _pair_frame(rows, train_pos[chosen[order]], train_pos[rejected[order]])
-    used = len(np.unique(np.concatenate([chosen, rejected])))
+    used = _distinct(np.concatenate([chosen, rejected]), len(labels))
     return train, {
         "desirable": len(chosen), "undesirable": len(chosen),  # one chosen and one rejected per pair
         "examples_used": used, "examples_discarded": len(labels) - used,
@@ -182,6 +182,11 @@ def _check_options(*, file, form, strategy, seed, batch_size, world_size, epochs
         raise UserError(file, "data.weights", f"expected auto or two positive numbers (desirable, undesirable), got "
                         f"{weights!r}")
     return pair
+
+
+def _distinct(positions: np.ndarray, n: int) -> int:
+    """How many of the n rows occur in positions (bincount: far faster than np.unique for row positions)."""
+    return int(np.count_nonzero(np.bincount(positions, minlength=n)))
 
 
 def _whole(value) -> bool:

@@ -52,8 +52,9 @@ def mixed(labels, groups, *, batch_size, world_size, epochs, seed, file=None) ->
 
     Per epoch: choose the number of blocks K (a multiple of world_size) and how many desirable slots each
     block has, then fill desirable slots with a seeded shuffle of the desirable rows and the rest with the
-    undesirable rows, and finally swap rows of the same label between blocks until no KL rotation pairs two
-    completions of one prompt (or no swap helps).
+    undesirable rows, and finally rearrange (inside blocks, and same-label swaps between blocks) until no KL
+    rotation pairs two completions of one prompt, or nothing more helps. A heuristic: it reaches zero
+    whenever prompts are plentiful relative to the batch; with a handful of prompts it lowers the count.
     """
     if batch_size < 2:
         raise UserError(file, "train.per_device_train_batch_size", f"the mixed strategy needs at least 2 rows per "
@@ -68,7 +69,7 @@ def mixed(labels, groups, *, batch_size, world_size, epochs, seed, file=None) ->
         order = np.empty(slots.size, dtype=np.int64)
         order[slots] = _fill(desirable, int(slots.sum()), rng)
         order[~slots] = _fill(undesirable, int((~slots).sum()), rng)
-        orders.append(_spread_prompts(order, groups, slots, batch_size, rng))
+        orders.append(_spread_prompts(order, groups, labels, batch_size, rng))
     return orders
 
 
@@ -139,16 +140,57 @@ def _fill(rows: np.ndarray, slots: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.concatenate([rows, extra]))
 
 
-def _spread_prompts(order, groups, slots, batch_size, rng, patience: int = 4, max_rounds: int = 200):
+def _spread_prompts(order, groups, labels, batch_size, rng):
+    """Rearrange so no KL rotation pairs two rows of one prompt, where the data allows, without changing how
+    many rows of each label any block holds: reorder inside blocks, swap same-label rows between blocks,
+    and reorder inside blocks once more for what the swaps could not fix."""
+    order = _interleave(order, groups, batch_size)
+    order = _swap_between_blocks(order, groups, labels, batch_size, rng)
+    return _interleave(order, groups, batch_size)
+
+
+def _interleave(order, groups, b, chunk: int = 1 << 14):
+    """In every block that has a clash, put rows sorted by (how often their prompt occurs in the block, prompt)
+    on positions 0, 2, 4, ... then 1, 3, 5, ...: copies of one prompt land two apart, so they only meet
+    when a prompt fills more than half the block. Kept only where it lowers the block's clashes."""
+    g = groups[order].reshape(-1, b)
+    clashes = (g == np.roll(g, 1, axis=1)).sum(axis=1)
+    todo = np.flatnonzero(clashes)
+    if not len(todo) or b < 3:
+        return order  # a block of 2 pairs its rows both ways whatever the order
+    out = order.reshape(-1, b).copy()
+    slot = np.r_[np.arange(0, b, 2), np.arange(1, b, 2)]  # where the k-th sorted row goes
+    for part in np.array_split(todo, math.ceil(len(todo) / chunk)):  # bounds the (blocks, b, b) counts
+        rows, grp = out[part], g[part]
+        count = (grp[:, :, None] == grp[:, None, :]).sum(axis=2)
+        by = _row_lexsort(-count, grp)
+        new_rows, new_grp = np.empty_like(rows), np.empty_like(grp)
+        new_rows[:, slot] = np.take_along_axis(rows, by, axis=1)
+        new_grp[:, slot] = np.take_along_axis(grp, by, axis=1)
+        better = (new_grp == np.roll(new_grp, 1, axis=1)).sum(axis=1) < clashes[part]
+        out[part[better]] = new_rows[better]
+    return out.ravel()
+
+
+def _row_lexsort(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
+    """Per row of two (k, b) arrays: the column order sorting by primary, then secondary."""
+    by_secondary = np.argsort(secondary, axis=1, kind="stable")
+    primary_then = np.take_along_axis(primary, by_secondary, axis=1)
+    return np.take_along_axis(by_secondary, np.argsort(primary_then, axis=1, kind="stable"), axis=1)
+
+
+def _swap_between_blocks(order, groups, labels, batch_size, rng, tries: int = 8, patience: int = 4,
+                         max_rounds: int = 200):
     """Swap rows between blocks (same label, so every block keeps its label counts) until no KL rotation
     pairs two rows of one prompt, or `patience` rounds in a row find no swap that helps.
 
-    Each round proposes, for one clashing position per block, a random position of the same label in another
-    block, accepts proposals that leave both places free of clashes, and applies them together, keeping at
-    most one swap per block so that the checks made before applying still hold after it.
+    Each round takes one clashing position per block, draws `tries` random positions of the same label in
+    other blocks and keeps the first whose swap leaves both places free of clashes; the accepted swaps are
+    applied together, at most one per block, so the checks made before applying still hold after it.
     """
     b = batch_size
     g = groups[order]
+    slots = labels[order]  # the label at each position; swaps below never change it
     by_label = [np.flatnonzero(~slots), np.flatnonzero(slots)]
     stale = 0
     for _ in range(max_rounds):
@@ -158,11 +200,14 @@ def _spread_prompts(order, groups, slots, batch_size, rng, patience: int = 4, ma
             break
         clash = clash[np.unique(clash // b, return_index=True)[1]]  # one per block
         lab = slots[clash].astype(int)
-        pick = np.empty(len(clash), dtype=np.int64)
+        pick = np.empty((len(clash), tries), dtype=np.int64)
         for value in (0, 1):
             mine = lab == value
-            pick[mine] = by_label[value][rng.integers(len(by_label[value]), size=int(mine.sum()))]
-        ok = (pick // b != clash // b) & _fits(g, g[pick], clash, b) & _fits(g, g[clash], pick, b)
+            pick[mine] = by_label[value][rng.integers(len(by_label[value]), size=(int(mine.sum()), tries))]
+        here = np.repeat(clash, tries).reshape(-1, tries)
+        fits = (pick // b != here // b) & _fits(g, g[pick], here, b) & _fits(g, g[here], pick, b)
+        ok = fits.any(axis=1)
+        pick = pick[np.arange(len(clash)), fits.argmax(axis=1)]  # the first candidate that fits
         a, c = clash[ok], pick[ok]
         involved = np.concatenate([a // b, c // b])
         seen, counts = np.unique(involved, return_counts=True)

@@ -82,6 +82,19 @@ def test_mixed_keeps_same_prompt_out_of_kl_pairs():
     assert kto.audit(labels[mixed], groups[mixed], 4)["kl_same_prompt_pairs"] == 0
 
 
+@pytest.mark.parametrize("prompts,batch_size", [(3, 4), (4, 8), (2, 2), (5, 16)])
+def test_mixed_with_few_prompts_reorders_inside_blocks(prompts, batch_size):
+    # Few prompts: clashes cannot be fixed by swaps between blocks alone, only by reordering inside them.
+    labels, groups = rows(150, 50, prompts=prompts, seed=prompts)
+    (o,) = order("mixed", labels, groups, batch_size=batch_size)
+    (n,) = order("natural", labels, groups, batch_size=batch_size)
+    mixed_audit, natural_audit = kto.audit(labels[o], groups[o], batch_size), kto.audit(labels[n], groups[n], batch_size)
+    assert mixed_audit["single_label_batches"] == 0
+    assert mixed_audit["kl_same_prompt_pairs"] < natural_audit["kl_same_prompt_pairs"] / 2
+    if prompts > 2:
+        assert mixed_audit["kl_same_prompt_pairs"] == 0
+
+
 def test_mixed_with_one_prompt_only_still_mixes_and_terminates():
     labels, _ = rows(12, 4)
     groups = np.zeros(16, int)  # every pair is unavoidably same-prompt
