@@ -11,7 +11,6 @@ Every problem with the file is a `UserError` naming the file, the field (`data.p
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -309,8 +308,8 @@ def _plain(value):
 
 
 def _hashable(value):
-    """A dict key for label lookup, or None for values that can never be a label (NaN, lists, dicts)."""
-    if isinstance(value, float) and math.isnan(value):
+    """A dict key for label lookup, or None for values that can never be a label (missing, lists, dicts)."""
+    if _missing(value):
         return None
     try:
         hash(value)
@@ -319,6 +318,16 @@ def _hashable(value):
     return value
 
 
+def _missing(value) -> bool:
+    """None, NaN or pd.NA (nullable columns; NA cannot even be compared); containers are not missing."""
+    if isinstance(value, (list, dict, set, tuple, np.ndarray)):
+        return False
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def _show(value) -> str:
-    text = repr(_plain(value)) if not (isinstance(value, float) and math.isnan(value)) else "nothing (missing)"
+    text = "nothing (missing)" if _missing(value) else repr(_plain(value))
     return text if len(text) <= 60 else text[:57] + "..."

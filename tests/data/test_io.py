@@ -261,6 +261,13 @@ def test_normalize_labels_vectorized_fast_path_and_numpy_scalars():
     assert normalize_labels(values, file="f").tolist() == [True, False, True]
 
 
+def test_nullable_boolean_labels():
+    assert normalize_labels(pd.Series([True, False], dtype="boolean"), file="f").tolist() == [True, False]
+    with pytest.raises(UserError) as e:
+        normalize_labels(pd.Series([True, None], dtype="boolean"), file="f")
+    assert e.value.field == "row 2: label" and "missing" in e.value.message
+
+
 def test_prompt_keys_mixed_types():
     keys = prompt_keys(pd.Series(["plain", CHAT], dtype=object))
     assert keys.tolist() == ["plain", json.dumps(CHAT, sort_keys=True)]
