@@ -1,0 +1,418 @@
+"""Comparison tables and plots, rebuilt from every finished run (a run directory with metrics.json).
+
+    results/comparison.csv      one row per run
+    results/summary.csv / .md   one row per recipe within each held-out split (eval fingerprint): mean and
+                                95% Student-t confidence interval over seeds, plus the untrained reference
+    results/plots/*.png         training loss and reward margin curves, held-out metrics with CI whiskers
+
+Table building is pure functions on DataFrames; `rebuild` does the I/O, under a file lock and with atomic
+writes, so two runs finishing at once cannot garble the tables. No torch: this runs anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .results import write_atomic
+
+HEADLINE = "reward_auc"
+QUALITY = ["reward_auc", "preference_accuracy", "reward_margin", "kl", "desirable_nll", "verified_success"]
+COST = ["steps", "train_seconds", "train_tokens_per_second", "peak_memory_mb"]
+ORDER = QUALITY + ["verified_success_delta", "desirable_nll_ref", "verified_success_ref"] + COST + [
+    "examples_used", "eval_seconds", "eval_rows", "eval_pairs", "verified_prompts"]
+IDS = ["recipe", "config", "method", "strategy", "seed", "eval_fingerprint", "run_id", "data_path"]
+REFERENCE = "reference"
+MARGIN_COLUMN = "rewards/margins"
+LEGEND = {
+    "reward_auc": "ROC AUC of r = log πθ(y|x) − log πref(y|x) (summed over completion tokens) separating "
+                  "desirable from undesirable held-out completions; 0.5 is chance",
+    "preference_accuracy": "share of held-out pairs (prompts with both labels) with r(chosen) > r(rejected)",
+    "reward_margin": "mean r(chosen) − r(rejected) over held-out pairs",
+    "kl": "mean per-token KL(πθ ‖ πref) over held-out completion tokens; lower stays closer to the start",
+    "desirable_nll": "mean per-token negative log-likelihood of held-out desirable completions; lower is better",
+    "verified_success": "share of held-out prompts whose greedy generation passes the recipe's verifier",
+}
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+def load_runs(results: Path) -> pd.DataFrame:
+    """Every finished run under results/runs/, one row each. Unfinished runs (no metrics.json) are invisible."""
+    rows = []
+    for path in sorted(Path(results).glob("runs/*/*/metrics.json")):
+        try:
+            row = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:  # written atomically, so only a hand-edited file lands here
+            print(f"prefopt: warning: skipping {path}: {e}", file=sys.stderr)
+            continue
+        row["config"] = _config_id(path.parent / "recipe.yaml")
+        row["run_dir"] = str(path.parent)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _config_id(recipe_yaml: Path) -> str:
+    """The resolved recipe without its seed: runs sharing it are seeds of one configuration."""
+    import yaml
+
+    try:
+        recipe = yaml.safe_load(recipe_yaml.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return "?"
+    recipe = {k: v for k, v in recipe.items() if k not in ("seed", "seeds")} if isinstance(recipe, dict) else recipe
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def read_train_log(run_dir: str) -> pd.DataFrame | None:
+    try:
+        log = pd.read_csv(Path(run_dir) / "train_log.csv")
+    except (OSError, ValueError):
+        return None
+    return log if "step" in log.columns else None
+
+
+# ------------------------------------------------------------------------------------ pure table building
+
+def metric_columns(runs: pd.DataFrame) -> list[str]:
+    """Numeric, not entirely missing, not an identifier: known metrics in reading order, then any others."""
+    cols = [c for c in runs.columns if c not in IDS and c != "run_dir" and runs[c].notna().any()
+            and pd.api.types.is_numeric_dtype(runs[c]) and not pd.api.types.is_bool_dtype(runs[c])]
+    return [c for c in ORDER if c in cols] + sorted(c for c in cols if c not in ORDER)
+
+
+def with_groups(runs: pd.DataFrame) -> pd.DataFrame:
+    """Adds `group`: the recipe name, plus its configuration id where one name covers several configurations
+    on one split (an edited recipe), so seeds of different configurations are never averaged together."""
+    runs = runs.copy()
+    for col in ("method", "strategy", "config"):
+        if col not in runs:
+            runs[col] = None
+    runs["config"] = runs["config"].fillna("?")
+    n_configs = runs.groupby(["eval_fingerprint", "recipe"])["config"].transform("nunique")
+    runs["group"] = np.where(n_configs > 1, runs["recipe"] + " [" + runs["config"] + "]", runs["recipe"])
+    return runs
+
+
+def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
+    ids = [c for c in IDS if c in runs]
+    return runs[ids + metric_columns(runs)].sort_values(["eval_fingerprint", "recipe", "config", "seed"],
+                                                        ignore_index=True)
+
+
+def mean_ci(values) -> tuple[int, float, float, float]:
+    """(n, mean, low, high) of the 95% Student-t interval over seeds; low/high NaN below two values."""
+    v = pd.to_numeric(pd.Series(values), errors="coerce").dropna().to_numpy(dtype=float)
+    if len(v) == 0:
+        return 0, math.nan, math.nan, math.nan
+    mean = float(v.mean())
+    if len(v) < 2:
+        return 1, mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return len(v), mean, mean - half, mean + half
+
+
+def reference_values(runs: pd.DataFrame, metrics: list[str]) -> dict:
+    """The untrained model: r ≡ 0, so AUC 0.5, margin and KL 0, and no pair with r(chosen) > r(rejected)."""
+    known = {"reward_auc": 0.5, "preference_accuracy": 0.0, "reward_margin": 0.0, "kl": 0.0,
+             "verified_success_delta": 0.0}
+    if "desirable_nll_ref" in runs:
+        known["desirable_nll"] = runs["desirable_nll_ref"].mean()
+    if "verified_success_ref" in runs:
+        known["verified_success"] = runs["verified_success_ref"].mean()
+    return {m: known[m] for m in metrics if m in known}
+
+
+def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per recipe (group) per eval fingerprint, ranked by the headline metric, then the reference."""
+    runs = with_groups(runs)
+    metrics = metric_columns(runs)
+    out = []
+    for fp, split in runs.groupby("eval_fingerprint", sort=True):
+        rows = []
+        for group, g in split.groupby("group", sort=True):
+            row = {"eval_fingerprint": fp, "recipe": group, "method": _one(g["method"]),
+                   "strategy": _one(g["strategy"]), "n_seeds": len(g),
+                   "seeds": " ".join(str(s) for s in sorted(g["seed"]))}
+            for m in metrics:
+                n, mean, low, high = mean_ci(g[m])
+                row.update({f"{m}_mean": mean, f"{m}_ci95_low": low, f"{m}_ci95_high": high, f"{m}_n": n})
+            row["note"] = "single seed: no confidence interval" if len(g) == 1 else ""
+            rows.append(row)
+        rows.sort(key=lambda r: (_nan(r.get(f"{HEADLINE}_mean")), -(r.get(f"{HEADLINE}_mean") or 0)))
+        ref = {"eval_fingerprint": fp, "recipe": REFERENCE, "method": "none (untrained)", "strategy": "",
+               "n_seeds": math.nan, "seeds": "",
+               "note": "untrained model: reward_auc, preference_accuracy, reward_margin, kl by definition "
+                       "(r ≡ 0); desirable_nll and verified_success are the runs' *_ref means"}
+        ref.update({f"{m}_mean": v for m, v in reference_values(split, metrics).items()})
+        out.extend(rows + [ref])
+    table = pd.DataFrame(out)
+    counts = ["n_seeds"] + [f"{m}_n" for m in metrics]
+    return table.astype({c: "Int64" for c in counts})  # the reference's blanks stay blank, not 3.0
+
+
+def _one(values: pd.Series):
+    distinct = values.dropna().unique()
+    return distinct[0] if len(distinct) == 1 else "/".join(map(str, distinct))
+
+
+def _nan(x) -> bool:
+    return x is None or bool(pd.isna(x))
+
+
+def significance(runs: pd.DataFrame, metric: str = HEADLINE) -> list[dict]:
+    """Welch t-test over seeds for every pair of groups on one split (rows in the order given)."""
+    values = {g: d[metric].dropna().to_numpy(dtype=float) for g, d in runs.groupby("group", sort=False)}
+    out = []
+    for a, b in itertools.combinations(values, 2):
+        va, vb = values[a], values[b]
+        p = math.nan
+        if min(len(va), len(vb)) >= 2:
+            p = float(stats.ttest_ind(va, vb, equal_var=False).pvalue)
+        verdict = ("single seed" if min(len(va), len(vb)) < 2 else "cannot tell" if math.isnan(p)
+                   else "not significant" if p >= 0.05 else "significant")
+        hi, lo = (a, b) if va.mean() >= vb.mean() else (b, a)
+        out.append({"a": a, "b": b, "higher": hi, "lower": lo, "n_a": len(va), "n_b": len(vb), "p": p,
+                    "verdict": verdict})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ Markdown
+
+def _fmt(x) -> str:
+    if _nan(x):
+        return "–"
+    return f"{x:.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+
+
+def _plus_minus(mean: float, half: float) -> str:
+    """Mean and CI half-width to the half-width's second significant digit: 0.720 ± 0.050."""
+    if half <= 0 or not math.isfinite(half):
+        return f"{_fmt(mean)} ± 0"
+    d = min(6, max(0, 1 - math.floor(math.log10(half))))
+    return f"{mean:.{d}f} ± {half:.{d}f}"
+
+
+def _cell(row, m) -> str:
+    mean, low, high, n = (row.get(f"{m}_{k}") for k in ("mean", "ci95_low", "ci95_high", "n"))
+    if _nan(mean):
+        return "–"
+    if row["recipe"] == REFERENCE:
+        return _fmt(mean) + (" ¹" if m == "preference_accuracy" else "")
+    text = f"{_fmt(mean)} (1 seed, no CI)" if _nan(low) else _plus_minus(mean, (high - low) / 2)
+    return text + (f" (n={int(n)})" if n < row["n_seeds"] and not _nan(low) else "")
+
+
+def _table(rows: pd.DataFrame, metrics: list[str], ranked: bool) -> list[str]:
+    head = (["rank"] if ranked else []) + ["recipe", "method", "strategy", "seeds"] + metrics
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    rank = 0
+    for _, r in rows.iterrows():
+        is_ref = r["recipe"] == REFERENCE
+        rank += not is_ref
+        cells = ([("" if is_ref else str(rank))] if ranked else []) + [
+            "reference (untrained)" if is_ref else str(r["recipe"]), str(r["method"]), str(r["strategy"] or ""),
+            "" if is_ref else str(int(r["n_seeds"]))] + [_cell(r, m) for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _significance_lines(split: pd.DataFrame, order: list[str]) -> list[str]:
+    if len(order) < 2:
+        return [f"Only one recipe on this split: no {HEADLINE} difference to test."]
+    runs = split.set_index("group").loc[order].reset_index()
+    tests = significance(runs)
+    lines = [f"**Which {HEADLINE} differences are not significant** (Welch t-test over seeds; p ≥ 0.05 means the "
+             "seeds cannot tell the two apart; no correction for multiple comparisons):", ""]
+    for t in tests:
+        pair = f"{t['a']} vs {t['b']}"
+        if t["verdict"] == "single seed":
+            few = [g for g, n in ((t["a"], t["n_a"]), (t["b"], t["n_b"])) if n < 2]
+            lines.append(f"- {pair}: single seed: cannot tell ({' and '.join(few)} "
+                         f"{'has' if len(few) == 1 else 'have'} fewer than 2 seeds)")
+        elif t["verdict"] == "cannot tell":
+            lines.append(f"- {pair}: cannot tell (no spread across seeds to test with)")
+        elif t["verdict"] == "not significant":
+            lines.append(f"- {pair}: not significant (p = {t['p']:.2g}); treat them as tied")
+        else:
+            lines.append(f"- {pair}: significant (p = {t['p']:.2g}); {t['higher']} is higher")
+    lines += ["", f"Against the untrained reference ({HEADLINE} = 0.5 exactly), one-sample t-test over seeds:", ""]
+    for g in order:
+        v = runs.loc[runs["group"] == g, HEADLINE].dropna().to_numpy(dtype=float)
+        if len(v) < 2:
+            lines.append(f"- {g}: single seed: cannot tell")
+            continue
+        p = float(stats.ttest_1samp(v, 0.5).pvalue)
+        side = "above" if v.mean() > 0.5 else "below"
+        lines.append(f"- {g}: " + ("cannot tell (no spread across seeds)" if math.isnan(p) else
+                                   f"{side} the reference (p = {p:.2g})" if p < 0.05 else
+                                   f"not significantly different from the reference (p = {p:.2g})"))
+    return lines
+
+
+def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
+    runs = with_groups(runs)
+    present = [c for c in summary.columns if c.endswith("_mean") and summary[c].notna().any()]
+    quality = [m for m in QUALITY if f"{m}_mean" in present]
+    cost = [m for m in COST if f"{m}_mean" in present]
+    lines = ["# prefopt comparison", "",
+             "Held-out metrics of every finished run, one section per held-out split (eval fingerprint; runs on "
+             "different splits are never compared), each cell the mean over seeds ± half-width of the 95% "
+             "Student-t confidence interval; recipes ranked by the headline metric, " + HEADLINE + ".", ""]
+    lines += [f"- **{m}**{' (headline)' if m == HEADLINE else ''}: {LEGEND[m]}" for m in quality]
+    for fp, s in summary.groupby("eval_fingerprint", sort=True):
+        split = runs[runs["eval_fingerprint"] == fp]
+        first = split.iloc[0]
+        sizes = ", ".join(f"{int(first[k])} held-out {w}" for k, w in (("eval_rows", "rows"), ("eval_pairs", "pairs"))
+                          if k in split and not _nan(first[k]))
+        lines += ["", f"## Held-out split `{fp}`", "",
+                  f"Data: `{first.get('data_path', '?')}`" + (f", {sizes}" if sizes else "") +
+                  f"; {len(split)} finished run{'s' * (len(split) != 1)}.", ""]
+        lines += _table(s, quality, ranked=True)
+        measured = [m for m in ("desirable_nll", "verified_success") if m in quality]
+        lines += ["", "¹ The reference's preference_accuracy is 0, not 0.5: with r ≡ 0 for the untrained model no "
+                  "pair has r(chosen) > r(rejected) (ties are not wins). Its reward_auc 0.5, reward_margin 0 and kl 0 "
+                  "hold by definition" + ("; its " + " and ".join(measured) + f" {'is' if len(measured) == 1 else 'are'}"
+                  " the mean of the runs' " + " and ".join(f"{m}_ref" for m in measured) +
+                  " (the untrained model scored in each run)" if measured else "") + ".", ""]
+        lines += _significance_lines(split, [r for r in s["recipe"] if r != REFERENCE])
+        if cost:
+            lines += ["", "Cost (mean ± 95% CI over seeds):", ""]
+            lines += _table(s[s["recipe"] != REFERENCE], cost, ranked=False)
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------ plots
+
+def _figure(n_panels: int, width: float = 4.2, height: float = 3.2):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cols = min(n_panels, 3)
+    rows = math.ceil(n_panels / cols)
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes[:n_panels]
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    return buf.getvalue()
+
+
+def curves_figure(runs: pd.DataFrame, logs: dict, column: str, title: str):
+    """One panel per recipe, one line per run; runs whose log lacks `column` are skipped. None if no data."""
+    runs = with_groups(runs)
+    split_count = runs.groupby("group")["eval_fingerprint"].nunique()
+    panels = {}
+    for _, r in runs.sort_values(["group", "eval_fingerprint", "seed"]).iterrows():
+        log = logs.get(r["run_dir"])
+        if log is None or column not in log:
+            continue
+        points = log[["step", column]].apply(pd.to_numeric, errors="coerce").dropna()
+        if len(points):
+            label = f"seed {r['seed']}" + (f" · split {r['eval_fingerprint']}" if split_count[r["group"]] > 1 else "")
+            panels.setdefault(r["group"], []).append((label, points))
+    if not panels:
+        return None
+    fig, axes = _figure(len(panels))
+    for ax, (group, lines) in zip(axes, panels.items()):
+        for label, pts in lines:
+            ax.plot(pts["step"], pts[column], label=label, linewidth=1.2)
+        ax.set(title=group, xlabel="step", ylabel=column)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(title)
+    return fig
+
+
+def metrics_figure(summary: pd.DataFrame, fp: str):
+    """Bars of each held-out metric per recipe (reference in grey) with 95% CI whiskers, one split."""
+    s = summary[summary["eval_fingerprint"] == fp]
+    metrics = [m for m in QUALITY if f"{m}_mean" in s and s[f"{m}_mean"].notna().any()]
+    fig, axes = _figure(len(metrics), width=4.6, height=3.4)
+    labels = list(s["recipe"])
+    for ax, m in zip(axes, metrics):
+        mean = s[f"{m}_mean"].to_numpy(dtype=float)
+        low = s.get(f"{m}_ci95_low", pd.Series(math.nan, index=s.index)).to_numpy(dtype=float)
+        high = s.get(f"{m}_ci95_high", pd.Series(math.nan, index=s.index)).to_numpy(dtype=float)
+        err = np.nan_to_num(np.vstack([mean - low, high - mean]), nan=0.0)
+        colors = ["0.65" if r == REFERENCE else f"C{i}" for i, r in enumerate(labels)]
+        x = np.arange(len(labels))
+        bars = ax.bar(x, np.nan_to_num(mean), yerr=err, capsize=4, color=colors)
+        n = s.get(f"{m}_n", pd.Series(pd.NA, index=s.index))
+        ax.bar_label(bars, ["1 seed" if v == 1 else "" for v in n.fillna(0)], fontsize="x-small")
+        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize="small")
+        ax.set_title(m + (" (headline)" if m == HEADLINE else ""))
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"held-out split {fp}: mean over seeds, whiskers 95% CI (none for a single seed)")
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------ I/O edge
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def rebuild(results: Path) -> list[Path]:
+    """Rewrite the tables and plots from every finished run; returns the paths written ([] with no runs)."""
+    from filelock import FileLock
+
+    results = Path(results)
+    if not any(results.glob("runs/*/*/metrics.json")):
+        return []
+    with FileLock(str(results / ".compare.lock")):
+        runs = load_runs(results)
+        if runs.empty:
+            return []
+        summary = summary_table(runs)
+        written = []
+
+        def text(name, content):
+            write_atomic(results / name, content)
+            written.append(results / name)
+
+        text("comparison.csv", comparison_table(runs).to_csv(index=False))
+        text("summary.csv", summary.to_csv(index=False))
+        text("summary.md", summary_markdown(summary, runs))
+
+        plots = results / "plots"
+        logs = {d: read_train_log(d) for d in runs["run_dir"]}
+        figures = {"training_loss.png": curves_figure(runs, logs, "loss", "training loss per run"),
+                   "reward_margin.png": curves_figure(runs, logs, MARGIN_COLUMN,
+                                                      f"training reward margin ({MARGIN_COLUMN}) per run")}
+        figures.update({f"heldout_{fp}.png": metrics_figure(summary, fp) for fp in summary["eval_fingerprint"].unique()})
+        for name, fig in figures.items():
+            if fig is not None:
+                _write_bytes_atomic(plots / name, _png(fig))
+                written.append(plots / name)
+        for stale in [*plots.glob("heldout_*.png"), plots / "training_loss.png", plots / "reward_margin.png"]:
+            if stale not in written:
+                stale.unlink(missing_ok=True)  # from runs that have since been deleted
+    return written

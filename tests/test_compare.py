@@ -1,0 +1,282 @@
+"""prefopt.compare on fake finished runs: tables, confidence intervals, split separation, Markdown wording,
+plots, unfinished runs left out, two processes rebuilding at once, and no torch import."""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from prefopt import compare
+from prefopt.results import write_atomic, write_json, write_yaml
+
+FP_A, FP_B = "aaaa1111", "bbbb2222"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def fake_metrics(recipe: str, seed: int, fp: str, auc: float, *, method="kto", verifier=True) -> dict:
+    m = {"recipe": recipe, "method": method, "strategy": "mixed" if method == "kto" else "natural", "seed": seed,
+         "run_id": f"seed{seed}-{recipe[:4]}{fp[:4]}", "eval_fingerprint": fp, "data_path": "data/feedback.jsonl",
+         "steps": 40, "examples_used": 160, "train_seconds": 10.0 + seed, "eval_seconds": 2.0,
+         "train_tokens_per_second": 900.0 + seed, "peak_memory_mb": 512.0, "reward_auc": auc,
+         "preference_accuracy": auc - 0.1, "reward_margin": 2 * auc - 1, "kl": 0.01 * seed,
+         "desirable_nll": 2.0 - auc, "desirable_nll_ref": 2.0 + 0.001 * seed, "eval_rows": 100, "eval_pairs": 20}
+    if verifier:
+        m.update(verified_success=0.4 + auc / 10, verified_success_ref=0.3 + 0.01 * seed,
+                 verified_success_delta=0.1 + auc / 10 - 0.01 * seed, verified_prompts=24)
+    return m
+
+
+def add_run(results: Path, metrics: dict, *, finished=True, margin=True, config=None) -> Path:
+    run = results / "runs" / metrics["recipe"] / metrics["run_id"]
+    write_yaml(run / "recipe.yaml", {"name": metrics["recipe"], "method": metrics["method"], "seed": metrics["seed"],
+                                     "train": {"learning_rate": config or 1e-4}})
+    steps = np.arange(1, 11)
+    log = pd.DataFrame({"step": steps, "loss": 0.7 - 0.02 * steps * metrics["reward_auc"],
+                        "learning_rate": 1e-4, "epoch": steps / 10})
+    if margin:
+        log["rewards/margins"] = 0.05 * steps
+    summary_row = pd.DataFrame({"step": [10], "train_runtime": [12.3], "epoch": [1.0]})
+    write_atomic(run / "train_log.csv", pd.concat([log, summary_row]).to_csv(index=False))
+    if finished:
+        write_json(run / "metrics.json", metrics)
+    return run
+
+
+AUC = {("kto_mixed", FP_A): [0.70, 0.72, 0.74], ("dpo", FP_A): [0.69, 0.73, 0.71],
+       ("orpo", FP_A): [0.55, 0.56, 0.54], ("kto_mixed", FP_B): [0.80, 0.60], ("dpo", FP_B): [0.65]}
+
+
+def make_results(root: Path) -> Path:
+    for (recipe, fp), aucs in AUC.items():
+        for seed, auc in enumerate(aucs, start=1):
+            add_run(root, fake_metrics(recipe, seed, fp, auc, method=recipe.split("_")[0]), margin=recipe != "orpo")
+    # crashed mid-training: directory, recipe and log, but no metrics.json
+    add_run(root, fake_metrics("crashed", 1, FP_A, 0.99), finished=False)
+    add_run(root, fake_metrics("kto_mixed", 9, FP_A, 0.99), finished=False)
+    return root
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    return make_results(tmp_path / "results")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Built once for the read-only tests below."""
+    results = make_results(tmp_path_factory.mktemp("built") / "results")
+    return results, compare.rebuild(results)
+
+
+def test_returns_written_paths(built):
+    results, paths = built
+    names = sorted(str(p.relative_to(results)) for p in paths)
+    assert names == sorted(["comparison.csv", "summary.csv", "summary.md", "plots/training_loss.png",
+                            "plots/reward_margin.png", f"plots/heldout_{FP_A}.png", f"plots/heldout_{FP_B}.png"])
+    assert all(p.is_file() for p in paths)
+
+
+def test_comparison_one_row_per_finished_run(built):
+    results, _ = built
+    df = pd.read_csv(results / "comparison.csv")
+    assert len(df) == sum(len(v) for v in AUC.values())
+    assert "crashed" not in set(df["recipe"]) and 9 not in set(df["seed"]) and 0.99 not in set(df["reward_auc"])
+    assert list(df.columns[:6]) == ["recipe", "config", "method", "strategy", "seed", "eval_fingerprint"]
+    for col in ("reward_auc", "preference_accuracy", "reward_margin", "kl", "desirable_nll", "desirable_nll_ref",
+                "verified_success", "train_seconds", "peak_memory_mb", "eval_pairs"):
+        assert col in df.columns
+    row = df[(df.recipe == "dpo") & (df.eval_fingerprint == FP_A) & (df.seed == 2)].iloc[0]
+    assert row["reward_auc"] == 0.73 and row["method"] == "dpo"
+
+
+def test_summary_means_and_ci_match_scipy(built):
+    results, _ = built
+    s = pd.read_csv(results / "summary.csv")
+    for (recipe, fp), aucs in AUC.items():
+        row = s[(s.recipe == recipe) & (s.eval_fingerprint == fp)]
+        assert len(row) == 1, (recipe, fp)
+        row = row.iloc[0]
+        assert row["n_seeds"] == len(aucs)
+        assert row["reward_auc_mean"] == pytest.approx(np.mean(aucs))
+        if len(aucs) > 1:
+            low, high = stats.t.interval(0.95, len(aucs) - 1, loc=np.mean(aucs), scale=stats.sem(aucs))
+            assert (row["reward_auc_ci95_low"], row["reward_auc_ci95_high"]) == (pytest.approx(low), pytest.approx(high))
+            kl = [0.01 * s for s in range(1, len(aucs) + 1)]
+            low, high = stats.t.interval(0.95, len(kl) - 1, loc=np.mean(kl), scale=stats.sem(kl))
+            assert row["kl_ci95_low"] == pytest.approx(low) and row["kl_ci95_high"] == pytest.approx(high)
+        else:  # one seed: no interval, and the note says so
+            assert math.isnan(row["reward_auc_ci95_low"]) and math.isnan(row["reward_auc_ci95_high"])
+            assert "single seed" in row["note"]
+
+
+def test_summary_groups_by_fingerprint_ranks_and_adds_reference(built):
+    results, _ = built
+    s = pd.read_csv(results / "summary.csv", keep_default_na=False, na_values=[""])
+    assert list(s.eval_fingerprint.unique()) == [FP_A, FP_B]
+    a, b = s[s.eval_fingerprint == FP_A], s[s.eval_fingerprint == FP_B]
+    assert list(a.recipe) == ["kto_mixed", "dpo", "orpo", "reference"]  # ranked by mean reward_auc
+    assert list(b.recipe) == ["kto_mixed", "dpo", "reference"]
+    # never mixed: the FP_B kto mean is over its own two seeds only
+    assert b[b.recipe == "kto_mixed"].reward_auc_mean.item() == pytest.approx(0.70)
+    ref = a[a.recipe == "reference"].iloc[0]
+    assert (ref.reward_auc_mean, ref.reward_margin_mean, ref.kl_mean, ref.preference_accuracy_mean) == (0.5, 0, 0, 0)
+    ref_nll = [2.0 + 0.001 * seed for aucs in (AUC[k] for k in AUC if k[1] == FP_A) for seed in range(1, len(aucs) + 1)]
+    assert ref.desirable_nll_mean == pytest.approx(np.mean(ref_nll))
+    ref_vs = [0.3 + 0.01 * seed for aucs in (AUC[k] for k in AUC if k[1] == FP_A) for seed in range(1, len(aucs) + 1)]
+    assert ref.verified_success_mean == pytest.approx(np.mean(ref_vs))
+    assert math.isnan(ref.reward_auc_ci95_low) and math.isnan(ref.train_seconds_mean)
+
+
+def test_markdown_says_what_is_not_significant(built):
+    results, _ = built
+    md = (results / "summary.md").read_text()
+    first = md.split("\n\n")[1]
+    assert "held-out" in first and "fingerprint" in first and "95%" in first
+    assert "- **reward_auc** (headline)" in md and md.index("**reward_auc**") < md.index("**kl**")
+    sec_a, sec_b = md.split(f"## Held-out split `{FP_A}`")[1].split(f"## Held-out split `{FP_B}`")
+    header = next(line for line in sec_a.splitlines() if line.startswith("| rank"))
+    assert header.split(" | ")[5] == "reward_auc"  # headline metric is the first metric column
+    body = [line for line in sec_a.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [line.split(" | ")[1] for line in body] == ["kto_mixed", "dpo", "orpo"]
+    p = stats.ttest_ind(AUC["kto_mixed", FP_A], AUC["dpo", FP_A], equal_var=False).pvalue
+    assert f"- kto_mixed vs dpo: not significant (p = {p:.2g})" in sec_a
+    assert "- kto_mixed vs orpo: significant" in sec_a and "kto_mixed is higher" in sec_a
+    assert "reference (untrained)" in sec_a and "¹" in sec_a and "r(chosen) > r(rejected)" in sec_a
+    # split B: dpo has one seed
+    assert "- kto_mixed vs dpo: single seed: cannot tell (dpo has fewer than 2 seeds)" in sec_b
+    assert "(1 seed, no CI)" in sec_b and "- dpo: single seed: cannot tell" in sec_b
+    assert "orpo" not in sec_b and "crashed" not in md
+
+
+def test_plots_are_pngs(built):
+    results, paths = built
+    for p in paths:
+        if p.suffix == ".png":
+            data = p.read_bytes()
+            assert data.startswith(PNG_MAGIC) and len(data) > 5000, p
+    from matplotlib import image
+
+    assert image.imread(results / "plots" / f"heldout_{FP_A}.png").shape[2] in (3, 4)
+
+
+def test_nothing_to_do_writes_nothing(tmp_path):
+    assert compare.rebuild(tmp_path / "missing") == []
+    add_run(tmp_path / "r", fake_metrics("x", 1, FP_A, 0.6), finished=False)
+    assert compare.rebuild(tmp_path / "r") == []
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["runs"]
+    out = subprocess.run([sys.executable, "-m", "prefopt", "compare", str(tmp_path / "r")], capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and out.stdout == "", out.stderr
+
+
+def test_cli_prints_written_paths(results):
+    out = subprocess.run([sys.executable, "-m", "prefopt", "compare", str(results)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert sorted(out.stdout.split()) == sorted(str(p) for p in [results / "comparison.csv", results / "summary.csv",
+                                                                 results / "summary.md"] +
+                                                [results / "plots" / n for n in ("training_loss.png", "reward_margin.png",
+                                                                                 f"heldout_{FP_A}.png", f"heldout_{FP_B}.png")])
+
+
+def test_edited_recipe_is_not_averaged_with_the_old_one(tmp_path):
+    root = tmp_path / "results"
+    for seed, auc in ((1, 0.6), (2, 0.62)):
+        add_run(root, fake_metrics("kto", seed, FP_A, auc), config=1e-4)
+    m = fake_metrics("kto", 1, FP_A, 0.9)
+    m["run_id"] = "seed1-edited"
+    add_run(root, m, config=5e-4)
+    compare.rebuild(root)
+    s = pd.read_csv(root / "summary.csv")
+    kto = s[s.recipe.str.startswith("kto")]
+    assert sorted(kto.n_seeds) == [1, 2] and all(kto.recipe.str.match(r"kto \[[0-9a-f]{8}\]"))
+
+
+def test_stale_split_plot_removed(results):
+    compare.rebuild(results)
+    import shutil
+
+    shutil.rmtree(results / "runs" / "kto_mixed")
+    for d in (results / "runs" / "dpo").iterdir():
+        if json.loads((d / "metrics.json").read_text())["eval_fingerprint"] == FP_B:
+            shutil.rmtree(d)
+    compare.rebuild(results)
+    assert not (results / "plots" / f"heldout_{FP_B}.png").exists()
+    assert (results / "plots" / f"heldout_{FP_A}.png").exists()
+
+
+def test_single_recipe_and_no_verifier_no_margin(tmp_path):
+    root = tmp_path / "results"
+    add_run(root, fake_metrics("orpo", 1, FP_A, 0.6, method="orpo", verifier=False), margin=False)
+    paths = compare.rebuild(root)
+    assert root / "plots" / "reward_margin.png" not in paths  # no run logged a margin
+    md = (root / "summary.md").read_text()
+    assert "Only one recipe on this split" in md and "verified_success" not in md
+    s = pd.read_csv(root / "summary.csv")
+    assert "verified_success_mean" not in s and list(s.recipe) == ["orpo", "reference"]
+
+
+def test_pure_functions():
+    assert compare.mean_ci([1.0]) == (1, 1.0, pytest.approx(math.nan, nan_ok=True), pytest.approx(math.nan, nan_ok=True))
+    n, mean, low, high = compare.mean_ci([1.0, 2.0, None, 3.0])
+    assert (n, mean) == (3, 2.0) and (low, high) == pytest.approx(stats.t.interval(0.95, 2, loc=2, scale=stats.sem([1, 2, 3])))
+    assert compare.mean_ci([])[0] == 0
+    runs = pd.DataFrame([fake_metrics("a", s, FP_A, 0.6 + s / 100) for s in (1, 2)] +
+                        [fake_metrics("b", s, FP_A, 0.6 + s / 100) for s in (1, 2)])
+    runs["config"], runs["run_dir"] = "c", "nowhere"
+    tests = compare.significance(compare.with_groups(runs))
+    assert len(tests) == 1 and tests[0]["verdict"] == "not significant" and tests[0]["p"] == pytest.approx(1.0)
+    assert len(compare.comparison_table(runs)) == 4
+
+
+# ------------------------------------------------------------------------------------------- concurrency
+
+def _finish_runs(results: str, worker: int, n: int) -> None:
+    """A stand-in for a training process: finishes n runs, rebuilding after each, as the runner does."""
+    for seed in range(n):
+        add_run(Path(results), fake_metrics(f"worker{worker}", seed, FP_A, 0.6 + 0.01 * seed))
+        compare.rebuild(Path(results))
+
+
+def test_two_processes_finishing_at_once(tmp_path):
+    results = tmp_path / "results"
+    n = 3
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_finish_runs, args=(str(results), w, n)) for w in (0, 1)]
+    for p in procs:
+        p.start()
+    reads = 0
+    while any(p.is_alive() for p in procs):  # readers never see a half-written table
+        for name in ("comparison.csv", "summary.csv"):
+            if (results / name).exists():
+                pd.read_csv(results / name)
+                reads += 1
+        if (results / "summary.md").exists():
+            assert (results / "summary.md").read_text().endswith("\n")
+        time.sleep(0.05)
+    assert all(p.exitcode == 0 for p in procs)
+    df = pd.read_csv(results / "comparison.csv")
+    assert sorted(zip(df.recipe, df.seed)) == [(f"worker{w}", s) for w in (0, 1) for s in range(n)]
+    s = pd.read_csv(results / "summary.csv")
+    assert list(s.recipe) == ["worker1", "worker0", "reference"] or list(s.recipe) == ["worker0", "worker1", "reference"]
+    assert set(s.n_seeds.dropna()) == {n}
+    assert not list(results.rglob("*.tmp"))
+    assert reads > 0
+
+
+def test_import_does_not_load_torch(tmp_path):
+    add_run(tmp_path / "r", fake_metrics("x", 1, FP_A, 0.6))
+    code = ("import sys; from pathlib import Path; import prefopt.compare as c; c.rebuild(Path(sys.argv[1])); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'trl')))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
