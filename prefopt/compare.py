@@ -407,7 +407,8 @@ def rebuild(results: Path) -> list[Path]:
         figures = {"training_loss.png": curves_figure(runs, logs, "loss", "training loss per run"),
                    "reward_margin.png": curves_figure(runs, logs, MARGIN_COLUMN,
                                                       f"training reward margin ({MARGIN_COLUMN}) per run")}
-        figures.update({f"heldout_{fp}.png": metrics_figure(summary, fp) for fp in summary["eval_fingerprint"].unique()})
+        figures.update({f"heldout_{str(fp)[:12]}.png": metrics_figure(summary, fp)
+                        for fp in summary["eval_fingerprint"].unique()})
         for name, fig in figures.items():
             if fig is not None:
                 _write_bytes_atomic(plots / name, _png(fig))
