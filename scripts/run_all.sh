@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Run every recipe, keep going past a failing one, print a pass/fail list, rebuild the comparison.
+#
+#   scripts/run_all.sh                                   # every recipes/*.yaml (run from the repository root)
+#   scripts/run_all.sh recipes/dpo.yaml recipes/orpo.yaml
+#   scripts/run_all.sh --results /tmp/res -- --set train.max_steps=2 --seeds 1,2
+#
+# Options: --force reruns finished runs (otherwise `prefopt run` skips a run already finished with the same
+# resolved recipe); --results DIR (default: results). Everything after `--` goes to every `prefopt run`.
+# Exit status: 0 when every recipe passed, 1 when any failed, 2 for a usage error, 130 when interrupted.
+# The Python used is $PYTHON, else `python` on PATH (the activated virtual environment).
+
+set -u
+
+usage() { sed -n '2,11s/^# \{0,1\}//p' "$0"; }
+
+python=${PYTHON:-python}
+results=results
+force=()
+extra=()
+recipes=()
+while (($#)); do
+    case $1 in
+        --force) force=(--force) ;;
+        --results)
+            if (($# < 2)); then echo "run_all.sh: --results needs a directory" >&2; exit 2; fi
+            results=$2
+            shift ;;
+        --results=*) results=${1#--results=} ;;
+        -h | --help) usage; exit 0 ;;
+        --) shift; extra=("$@"); break ;;
+        -*) echo "run_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+        *) recipes+=("$1") ;;
+    esac
+    shift
+done
+
+if ((${#recipes[@]} == 0)); then
+    shopt -s nullglob
+    recipes=(recipes/*.yaml)
+    shopt -u nullglob
+    if ((${#recipes[@]} == 0)); then
+        echo "run_all.sh: no recipes/*.yaml in $PWD; run it from the repository root or name recipe files" >&2
+        exit 2
+    fi
+fi
+
+passed=()
+failed=()
+interrupted=0
+total=${#recipes[@]}
+i=0
+for recipe in "${recipes[@]}"; do
+    i=$((i + 1))
+    echo "=== [$i/$total] $recipe"
+    "$python" -m prefopt run "$recipe" --results "$results" ${force[@]+"${force[@]}"} ${extra[@]+"${extra[@]}"}
+    rc=$?
+    if ((rc == 0)); then
+        passed+=("$recipe")
+    else
+        failed+=("$recipe (exit $rc)")
+        if ((rc == 130)); then  # Ctrl-C: stop here rather than start the next recipe
+            interrupted=1
+            break
+        fi
+    fi
+done
+
+echo
+echo "=== run_all: ${#passed[@]} passed, ${#failed[@]} failed, $((total - ${#passed[@]} - ${#failed[@]})) not run"
+for r in ${passed[@]+"${passed[@]}"}; do echo "PASS $r"; done
+for r in ${failed[@]+"${failed[@]}"}; do echo "FAIL $r"; done
+for r in "${recipes[@]:$i}"; do echo "SKIP $r (interrupted)"; done
+
+echo
+echo "=== rebuilding the comparison: $python -m prefopt compare $results"
+"$python" -m prefopt compare "$results"
+compare_rc=$?
+if ((compare_rc != 0)); then
+    echo "run_all.sh: the comparison rebuild failed (exit $compare_rc)" >&2
+fi
+
+if ((interrupted)); then exit 130; fi
+if ((${#failed[@]} > 0 || compare_rc != 0)); then exit 1; fi
+exit 0
