@@ -84,9 +84,10 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
             print(f"prefopt: {run} is already finished (same resolved recipe); --force reruns it")
         return run
 
-    from .models import pick_backend
+    from .models import pick_backend, resolve_model
 
     backend = pick_backend(recipe.model.backend, file=recipe.source)
+    resolve_model(recipe.model.name, file=recipe.source)  # a bad model name fails before anything is written
     if backend == "unsloth":
         import unsloth  # noqa: F401  -- patches transformers/trl, so it must be imported before them
 
