@@ -20,7 +20,8 @@ def only_run(results, name):
     return run
 
 
-def test_sigkill_mid_training_then_resume_matches_uninterrupted(write_recipe, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_killed_mid_training_then_resume_matches_uninterrupted(sig, write_recipe, tmp_path):
     recipe = str(write_recipe("kto", train={"max_steps": 40, "save_steps": 4}))
     assert main(["run", recipe, "--results", str(tmp_path / "clean")]) == 0
 
@@ -30,11 +31,12 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(write_recipe, tm
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if list(results.glob("runs/*/*/checkpoints/checkpoint-*/trainer_state.json")):
-            proc.send_signal(signal.SIGKILL)
+            proc.send_signal(sig)
             break
         time.sleep(0.01)
     proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    # SIGINT is Python's KeyboardInterrupt: prefopt exits 130 with a resume hint; the others end the process
+    assert proc.returncode == (130 if sig == signal.SIGINT else -sig), "the run finished before it was stopped"
     run = only_run(results, "tiny_kto")
     assert not (run / "metrics.json").exists()  # an unfinished run is not a result
     assert main(["compare", str(results)]) == 0 and not (results / "comparison.csv").exists()
@@ -81,3 +83,22 @@ def test_torchrun_two_processes_every_micro_batch_mixed(write_recipe, tmp_path):
     assert ((batches.desirable > 0) & (batches.undesirable > 0)).all()
     assert json.loads((run / "env.json").read_text())["world_size"] == 2
     assert json.loads((run / "metrics.json").read_text())["single_label_batches_trained"] == 0
+
+
+@pytest.mark.parametrize("error", ["cuda", "cpu"])
+def test_out_of_memory_names_the_setting_to_lower(error, write_recipe, tmp_path, capsys, monkeypatch):
+    import torch
+
+    import prefopt.runner as runner
+
+    def boom(*args, **kwargs):
+        if error == "cuda":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(runner, "_train_and_evaluate", boom)
+    recipe = write_recipe("dpo")
+    assert main(["run", str(recipe), "--results", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"prefopt: error: {recipe}: train.per_device_train_batch_size: out of memory; lower")
+    assert len(err.splitlines()) == 1
