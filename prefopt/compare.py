@@ -210,8 +210,10 @@ def _cell(row, m) -> str:
         return "–"
     if row["recipe"] == REFERENCE:
         return _fmt(mean) + (" ¹" if m == "preference_accuracy" else "")
-    text = f"{_fmt(mean)} (1 seed, no CI)" if _nan(low) else _plus_minus(mean, (high - low) / 2)
-    return text + (f" (n={int(n)})" if n < row["n_seeds"] and not _nan(low) else "")
+    seeds = "1 seed" if n == row["n_seeds"] else f"{n} of {row['n_seeds']} seeds"  # others recorded no value
+    if _nan(low):
+        return f"{_fmt(mean)} ({seeds}, no CI)"
+    return _plus_minus(mean, (high - low) / 2) + ("" if n == row["n_seeds"] else f" ({seeds})")
 
 
 def _table(rows: pd.DataFrame, metrics: list[str], ranked: bool) -> list[str]:
@@ -229,13 +231,14 @@ def _table(rows: pd.DataFrame, metrics: list[str], ranked: bool) -> list[str]:
 
 
 def _significance_lines(split: pd.DataFrame, order: list[str]) -> list[str]:
-    if len(order) < 2:
-        return [f"Only one recipe on this split: no {HEADLINE} difference to test."]
+    if HEADLINE not in split or split[HEADLINE].isna().all():
+        return [f"No run on this split recorded {HEADLINE}: nothing to test."]
     runs = split.set_index("group").loc[order].reset_index()
-    tests = significance(runs)
     lines = [f"**Which {HEADLINE} differences are not significant** (Welch t-test over seeds; p ≥ 0.05 means the "
              "seeds cannot tell the two apart; no correction for multiple comparisons):", ""]
-    for t in tests:
+    if len(order) < 2:
+        lines = [f"Only one recipe on this split: no {HEADLINE} difference between recipes to test."]
+    for t in significance(runs) if len(order) > 1 else []:
         pair = f"{t['a']} vs {t['b']}"
         if t["verdict"] == "single seed":
             few = [g for g, n in ((t["a"], t["n_a"]), (t["b"], t["n_b"])) if n < 2]
@@ -281,11 +284,12 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
                   f"; {len(split)} finished run{'s' * (len(split) != 1)}.", ""]
         lines += _table(s, quality, ranked=True)
         measured = [m for m in ("desirable_nll", "verified_success") if m in quality]
+        scored = (f"; its {' and '.join(measured)} {'is' if len(measured) == 1 else 'are'} the mean of the runs' "
+                  + " and ".join(f"{m}_ref" for m in measured) + " (the untrained model scored in each run)"
+                  if measured else "")
         lines += ["", "¹ The reference's preference_accuracy is 0, not 0.5: with r ≡ 0 for the untrained model no "
                   "pair has r(chosen) > r(rejected) (ties are not wins). Its reward_auc 0.5, reward_margin 0 and kl 0 "
-                  "hold by definition" + ("; its " + " and ".join(measured) + f" {'is' if len(measured) == 1 else 'are'}"
-                  " the mean of the runs' " + " and ".join(f"{m}_ref" for m in measured) +
-                  " (the untrained model scored in each run)" if measured else "") + ".", ""]
+                  f"hold by definition{scored}.", ""]
         lines += _significance_lines(split, [r for r in s["recipe"] if r != REFERENCE])
         if cost:
             lines += ["", "Cost (mean ± 95% CI over seeds):", ""]
