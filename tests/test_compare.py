@@ -243,9 +243,11 @@ def test_pure_functions():
 
 # ------------------------------------------------------------------------------------------- concurrency
 
-def _finish_runs(results: str, worker: int, n: int) -> None:
-    """A stand-in for a training process: finishes n runs, rebuilding after each, as the runner does."""
+def _finish_runs(results: str, worker: int, n: int, barrier) -> None:
+    """A stand-in for a training process: finishes n runs, rebuilding after each, as the runner does; the
+    barrier makes both processes finish each run at the same moment."""
     for seed in range(n):
+        barrier.wait()
         add_run(Path(results), fake_metrics(f"worker{worker}", seed, FP_A, 0.6 + 0.01 * seed))
         compare.rebuild(Path(results))
 
@@ -254,7 +256,8 @@ def test_two_processes_finishing_at_once(tmp_path):
     results = tmp_path / "results"
     n = 3
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_finish_runs, args=(str(results), w, n)) for w in (0, 1)]
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_finish_runs, args=(str(results), w, n, barrier)) for w in (0, 1)]
     for p in procs:
         p.start()
     reads = 0
@@ -274,6 +277,29 @@ def test_two_processes_finishing_at_once(tmp_path):
     assert set(s.n_seeds.dropna()) == {n}
     assert not list(results.rglob("*.tmp"))
     assert reads > 0
+
+
+def _rebuild_when_told(results: str, started) -> None:
+    started.set()
+    compare.rebuild(Path(results))
+
+
+def test_rebuild_waits_for_the_lock(tmp_path):
+    """While another process holds results/.compare.lock, rebuild writes nothing; it goes on once released."""
+    from filelock import FileLock
+
+    root = tmp_path / "results"
+    add_run(root, fake_metrics("x", 1, FP_A, 0.6))
+    ctx = multiprocessing.get_context("spawn")
+    started = ctx.Event()
+    with FileLock(str(root / ".compare.lock")):
+        proc = ctx.Process(target=_rebuild_when_told, args=(str(root), started))
+        proc.start()
+        assert started.wait(60)
+        time.sleep(1.5)
+        assert proc.is_alive() and not (root / "comparison.csv").exists()
+    proc.join(60)
+    assert proc.exitcode == 0 and (root / "summary.md").exists()
 
 
 def test_import_does_not_load_torch(tmp_path):
