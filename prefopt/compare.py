@@ -16,9 +16,7 @@ import io
 import itertools
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -370,20 +368,6 @@ def metrics_figure(summary: pd.DataFrame, fp: str):
 
 # ------------------------------------------------------------------------------------------------ I/O edge
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def rebuild(results: Path) -> list[Path]:
     """Rewrite the tables and plots from every finished run; returns the paths written ([] with no runs)."""
     from filelock import FileLock
@@ -415,7 +399,7 @@ def rebuild(results: Path) -> list[Path]:
                         for fp in summary["eval_fingerprint"].unique()})
         for name, fig in figures.items():
             if fig is not None:
-                _write_bytes_atomic(plots / name, _png(fig))
+                write_atomic(plots / name, _png(fig))
                 written.append(plots / name)
         for stale in [*plots.glob("heldout_*.png"), plots / "training_loss.png", plots / "reward_margin.png"]:
             if stale not in written:
