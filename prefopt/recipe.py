@@ -55,6 +55,7 @@ class DataSection:
     format: str = "auto"  # auto | jsonl | json | csv | parquet | arrow
     strategy: str = "natural"  # unpaired: file_order | natural | balanced | mixed; paired: natural | file_order
     eval_fraction: float = 0.1
+    split_seed: int = 42  # fixes the held-out split apart from `seed`, so every seed is scored on the same rows
     weights: typing.Union[str, dict] = "auto"  # auto, or {desirable: x, undesirable: y}
     pairing: str = "one_to_one"  # one_to_one | all
     max_pairs_per_prompt: typing.Optional[int] = None
@@ -232,6 +233,8 @@ def _check_values(r: Recipe) -> None:
     if bs is not None and isinstance(bs, int) and bs < spec.min_batch_size:
         raise UserError(f, "train.per_device_train_batch_size", f"must be at least {spec.min_batch_size} for "
                         f"{r.method} ({spec.min_batch_reason}); set it to {spec.min_batch_size} or more")
+    if r.data.split_seed < 0:
+        raise UserError(f, "data.split_seed", "must be a non-negative integer")
     for i, s in enumerate(r.seeds or []):
         if s < 0:
             raise UserError(f, f"seeds[{i}]", "seeds must be non-negative integers")

@@ -46,7 +46,7 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
     rows = load_rows(d.path, d.format)
     weights = d.weights if d.weights == "auto" else (d.weights["desirable"], d.weights["undesirable"])
     kwargs = dict(file=d.path, method=recipe.method, form=spec.form, strategy=d.strategy,
-                  eval_fraction=d.eval_fraction, seed=recipe.seed,
+                  eval_fraction=d.eval_fraction, seed=recipe.seed, split_seed=d.split_seed,
                   batch_size=t.get("per_device_train_batch_size", TRL_DEFAULT_BATCH_SIZE), world_size=world_size,
                   weights=weights, pairing=d.pairing, max_pairs_per_prompt=d.max_pairs_per_prompt)
     prepared = prepare(rows, epochs=1, **kwargs)
@@ -125,6 +125,9 @@ def config_kwargs(recipe: Recipe, spec: MethodSpec, report: dict, epochs: int, r
         t["num_train_epochs"] = t.get("num_train_epochs", TRL_DEFAULT_EPOCHS) / epochs
     # TRL's configs default to bf16, which a CPU (or an older GPU) refuses: use it only where it works.
     t.setdefault("bf16", _bf16_supported())
+    # Without use_cpu, accelerate sets up no process group on a CPU-only machine: under torchrun every
+    # process would train alone on all the data instead of its shard.
+    t.setdefault("use_cpu", not _accelerator_available())
     t.update(output_dir=str(run / "checkpoints"), seed=recipe.seed)
     return t
 
@@ -141,6 +144,12 @@ def _bf16_supported() -> bool:
     import torch
 
     return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def _accelerator_available() -> bool:
+    import torch
+
+    return bool(torch.accelerator.is_available())
 
 
 def lora_kwargs(recipe: Recipe) -> dict | None:
@@ -176,8 +185,7 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
         raise UserError(recipe.source, "train.max_length", f"{len(train) - len(trainer.train_dataset)} prompts are "
                         f"at least max_length={args.max_length} tokens; raise train.max_length")
 
-    audit = LabelAudit(trainer.data_collator)  # what each micro-batch really held, on every process
-    trainer.data_collator = audit
+    audit = LabelAudit(trainer)  # what each micro-batch really trained on, on every process
     last = last_complete_checkpoint(Path(args.output_dir)) if main else None
     last = broadcast(last)
     if last and main:
@@ -201,7 +209,8 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
         metrics.update(
             recipe=recipe.name, method=recipe.method, strategy=prepared.report["strategy"], seed=recipe.seed,
             run_id=run.name, eval_fingerprint=prepared.report["eval_fingerprint"], data_path=recipe.data.path,
-            steps=trainer.state.global_step, examples_used=prepared.report["examples_used"],
+            steps=trainer.state.global_step, processes=trainer.accelerator.num_processes,
+            examples_used=prepared.report["examples_used"],
             train_seconds=train_seconds,
             train_tokens_per_second=_tokens_seen(trainer, args) / train_seconds if train_seconds else math.nan,
             peak_memory_mb=_peak_memory_mb(),
@@ -217,18 +226,21 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
 
 
 class LabelAudit:
-    """Wraps the trainer's collator and counts the labels of every micro-batch this process collates
-    (after resume too: skipped batches are not collated). Methods without labels record nothing."""
+    """Counts the labels of every micro-batch this process trains on. It wraps the trainer's
+    training_step, not its collator: accelerate's loader collates one batch ahead, so a collator would
+    also count the batch fetched after the last step. Batches skipped on resume never reach it.
+    Methods whose batches carry no labels record nothing."""
 
-    def __init__(self, collate):
-        self.collate, self.seen = collate, []
+    def __init__(self, trainer):
+        self.seen, step = [], trainer.training_step
 
-    def __call__(self, features):
-        batch = self.collate(features)
-        if isinstance(batch, dict) and "label" in batch:
-            labels = [bool(x) for x in batch["label"]]
-            self.seen.append((sum(labels), len(labels) - sum(labels)))
-        return batch
+        def counted(model, inputs, *args, **kwargs):
+            if isinstance(inputs, dict) and "label" in inputs:
+                labels = [bool(x) for x in inputs["label"]]
+                self.seen.append((sum(labels), len(labels) - sum(labels)))
+            return step(model, inputs, *args, **kwargs)
+
+        trainer.training_step = counted  # instance attribute: the trainer's loop looks it up on self
 
 
 def last_complete_checkpoint(folder: Path) -> str | None:

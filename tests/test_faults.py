@@ -82,7 +82,9 @@ def test_torchrun_two_processes_every_micro_batch_mixed(write_recipe, tmp_path):
     assert (batches.groupby("rank").size() == 4).all()
     assert ((batches.desirable > 0) & (batches.undesirable > 0)).all()
     assert json.loads((run / "env.json").read_text())["world_size"] == 2
-    assert json.loads((run / "metrics.json").read_text())["single_label_batches_trained"] == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["single_label_batches_trained"] == 0
+    assert metrics["processes"] == 2  # one process group, not two lone trainers
 
 
 @pytest.mark.parametrize("error", ["cuda", "cpu"])

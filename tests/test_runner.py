@@ -78,4 +78,10 @@ def test_seeds_run_one_training_each(write_recipe, tmp_path):
     assert main(["run", str(write_recipe("orpo")), "--results", str(results), "--seeds", "1,2"]) == 0
     runs = sorted(p.name.split("-")[0] for p in (results / "runs" / "tiny_orpo").iterdir())
     assert runs == ["seed1", "seed2"]
-    assert len(pd.read_csv(results / "comparison.csv")) == 2
+    table = pd.read_csv(results / "comparison.csv")
+    assert len(table) == 2 and table["eval_fingerprint"].nunique() == 1  # seeds vary training, not the split
+    (row,) = pd.read_csv(results / "summary.csv").query("recipe == 'tiny_orpo'").to_dict("records")
+    assert row["n_seeds"] == 2
+    losses = [pd.read_csv(p / "train_log.csv")["loss"].dropna().tolist()
+              for p in sorted((results / "runs" / "tiny_orpo").iterdir())]
+    assert losses[0] != losses[1]  # ...and the seed does reach training

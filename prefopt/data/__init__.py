@@ -51,13 +51,16 @@ class Prepared:
 
 
 def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: str, eval_fraction: float = 0.1,
-            seed: int = 42, batch_size: int = 4, world_size: int = 1, epochs: int = 1, weights="auto",
+            seed: int = 42, split_seed: int | None = None, batch_size: int = 4, world_size: int = 1,
+            epochs: int = 1, weights="auto",
             pairing: str = "one_to_one", max_pairs_per_prompt: int | None = None) -> Prepared:
     """Shape `rows` (from `io.load_rows`, or any table of prompt/completion/label) for `method`.
 
     `train` is in exact training order with all `epochs` orderings back to back: the trainer makes one
     sequential pass over it. See issue 4 / the module docs of kto, pairs and split for the semantics.
+    `split_seed` (default: `seed`) fixes the held-out split and its pairs; `seed` everything trained on.
     """
+    split_seed = seed if split_seed is None else split_seed
     weights = _check_options(file=file, form=form, strategy=strategy, seed=seed, batch_size=batch_size,
                              world_size=world_size, epochs=epochs, weights=weights, pairing=pairing,
                              max_pairs_per_prompt=max_pairs_per_prompt, method=method)
@@ -70,10 +73,10 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
     labels = rows["label"].to_numpy(dtype=bool)
     desirable, undesirable = label_counts(codes, labels, len(keys))
     check_labels(labels, int(((desirable > 0) & (undesirable > 0)).sum()), file=file, form=form, method=method)
-    split = split_by_prompt(codes, keys, labels, eval_fraction=eval_fraction, seed=seed, file=file)
+    split = split_by_prompt(codes, keys, labels, eval_fraction=eval_fraction, seed=split_seed, file=file)
 
     held = split.held_out
-    chosen, rejected = make_pairs(codes[held], labels[held], rng=stream(seed, EVAL_PAIRS))
+    chosen, rejected = make_pairs(codes[held], labels[held], rng=stream(split_seed, EVAL_PAIRS))
     eval_pairs = _pair_frame(rows, held[chosen], held[rejected])
 
     train_codes, train_labels = codes[split.train], labels[split.train]
@@ -89,7 +92,7 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
                               max_pairs_per_prompt=max_pairs_per_prompt, **common)
     report.update(part)
     report.update(eval_pairs=len(eval_pairs), batch_size=batch_size, world_size=world_size, epochs=epochs,
-                  seed=seed, eval_fraction=eval_fraction)
+                  seed=seed, split_seed=split_seed, eval_fraction=eval_fraction)
     return Prepared(train=train, eval_rows=rows.iloc[held].reset_index(drop=True), eval_pairs=eval_pairs,
                     report=_plain(report))
 
