@@ -53,12 +53,14 @@ i=0
 for recipe in "${recipes[@]}"; do
     i=$((i + 1))
     echo "=== [$i/$total] $recipe"
+    start=$SECONDS
     "$python" -m prefopt run "$recipe" --results "$results" ${force[@]+"${force[@]}"} ${extra[@]+"${extra[@]}"}
     rc=$?
+    took="$((SECONDS - start)) s"  # wall time of the whole command: loading, training, evaluation
     if ((rc == 0)); then
-        passed+=("$recipe")
+        passed+=("$recipe ($took)")
     else
-        failed+=("$recipe (exit $rc)")
+        failed+=("$recipe (exit $rc, $took)")
         if ((rc == 130)); then  # Ctrl-C: stop here rather than start the next recipe
             interrupted=1
             break

@@ -66,15 +66,22 @@ def test_half_written_checkpoint_is_ignored(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4"]
 
 
-def torchrun(recipe, results, *extra):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "prefopt", "run",
-           str(recipe), "--results", str(results), *extra]
+LAUNCHERS = {  # the two ways a user starts several processes; each runs `prefopt run` unchanged
+    "torchrun": ["torch.distributed.run", "--nproc_per_node", "2", "-m"],
+    "accelerate": ["accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "-m"],
+}
+
+
+def launch(launcher, recipe, results, *extra):
+    cmd = [sys.executable, "-m", *LAUNCHERS[launcher], "prefopt", "run", str(recipe), "--results", str(results),
+           *extra]
     return subprocess.run(cmd, env={**ENV, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
 
 
-def test_torchrun_two_processes_every_micro_batch_mixed(write_recipe, tmp_path):
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_two_processes_every_micro_batch_mixed(launcher, write_recipe, tmp_path):
     recipe = write_recipe("kto", train={"max_steps": 4, "per_device_train_batch_size": 2})
-    out = torchrun(recipe, tmp_path / "r")
+    out = launch(launcher, recipe, tmp_path / "r")
     assert out.returncode == 0, out.stderr[-3000:]
     run = only_run(tmp_path / "r", "tiny_kto")
     batches = pd.read_csv(run / "batch_labels.csv")
