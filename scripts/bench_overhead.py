@@ -1,13 +1,15 @@
 """Fidelity and overhead: prefopt vs a minimal plain-TRL script, same model, data order, settings, seed.
 
     python scripts/bench_overhead.py                       # tiny random model, kto/dpo/orpo
-    python scripts/bench_overhead.py --model smollm2 --steps 10
+    python scripts/bench_overhead.py --model smollm2 --steps 10 --repeats 1   # about 10 minutes on 2 cores
 
-For each method it trains once through `python -m prefopt run` and once through scripts/plain_trl.py
-(fed the rows prefopt would train on, in the same order, and the same TRL config and LoRA settings),
-each in a fresh process, then prints whether the per-step losses are identical and the wall-time
-ratios: training loop alone (trainer.train(), the criterion: <= 1.05), and whole process (prefopt's
-evaluation time subtracted, since the plain script does not evaluate).
+For each method it trains through `python -m prefopt run` and through scripts/plain_trl.py (fed the rows
+prefopt would train on, in the same order, and the same TRL config and LoRA settings), each in a fresh
+process, --repeats times alternating which goes first, then prints whether the per-step losses were
+identical in every round and the median wall-time ratios: training loop alone (trainer.train(), the
+criterion: <= 1.05; min and max shown, since a loop of a few seconds on a shared CPU varies by tens of
+percent from run to run), and whole process (prefopt's evaluation subtracted: the plain script does not
+evaluate).
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def bench(method: str, model: str, data: str, steps: int, work: Path) -> dict:
+def bench(method: str, model: str, data: str, steps: int, work: Path, repeats: int = 1) -> dict:
     from prefopt.methods import get_method
     from prefopt.recipe import load_recipe
-    from prefopt.runner import config_kwargs, lora_kwargs, prepare_data, train_settings
+    from prefopt.runner import config_kwargs, lora_kwargs, prepare_data
 
     raw = yaml.safe_load((ROOT / "recipes" / f"{RECIPE[method]}.yaml").read_text())
     raw["model"].update(name=model, backend="transformers", dtype="float32")
@@ -56,32 +58,63 @@ def bench(method: str, model: str, data: str, steps: int, work: Path) -> dict:
 
     args = config_kwargs(recipe, spec, prepared.report, epochs, work / f"{method}-plain")
     spec_json = work / f"{method}-plain.json"
+    plain_out = work / f"{method}-plain-out.json"
     spec_json.write_text(json.dumps({"trainer": spec.trainer, "config": spec.config, "model": resolve_model(model),
                                      "rows": str(rows), "args": args, "lora": lora_kwargs(recipe)}))
 
-    plain_out = work / f"{method}-plain-out.json"
-    plain_wall = timed([sys.executable, str(ROOT / "scripts" / "plain_trl.py"), str(spec_json), str(plain_out)])
-    ours_wall = timed([sys.executable, "-m", "prefopt", "run", str(path), "--results", str(work / "results"),
-                       "--force"])
-    (run,) = (work / "results" / "runs" / recipe.name).iterdir()
+    plain_cmd = [sys.executable, str(ROOT / "scripts" / "plain_trl.py"), str(spec_json), str(plain_out)]
+    ours_cmd = [sys.executable, "-m", "prefopt", "run", str(path), "--results", str(work / "results"), "--force"]
+    rounds = []
+    for i in range(repeats):
+        # alternate which runs first, so neither always gets the warmer page cache and CPU
+        if i % 2 == 0:
+            plain, ours = _plain(plain_cmd, plain_out), _ours(ours_cmd, work / "results" / "runs" / recipe.name)
+        else:
+            ours, plain = _ours(ours_cmd, work / "results" / "runs" / recipe.name), _plain(plain_cmd, plain_out)
+        rounds.append(_compare(plain, ours))
+    diffs = [r["max_abs_loss_diff"] for r in rounds]
+    med = lambda key: float(pd.Series([r[key] for r in rounds]).median())  # noqa: E731
+    return {"method": method, "steps": rounds[0]["steps"], "repeats": repeats,
+            "losses_identical": all(r["losses_identical"] for r in rounds),
+            "max_abs_loss_diff": None if None in diffs else max(diffs),
+            "prefopt_train_s": med("prefopt_train_s"), "plain_train_s": med("plain_train_s"),
+            "train_ratio": med("train_ratio"), "train_ratio_min": min(r["train_ratio"] for r in rounds),
+            "train_ratio_max": max(r["train_ratio"] for r in rounds), "wall_ratio": med("wall_ratio")}
+
+
+def _plain(cmd: list[str], out: Path) -> dict:
+    wall = timed(cmd)
+    plain = json.loads(out.read_text())
+    return {"wall": wall, "train_s": plain["train_seconds"],
+            "loss": pd.Series([h.get("loss") for h in plain["log_history"]]).dropna().to_numpy()}
+
+
+def _ours(cmd: list[str], runs: Path) -> dict:
+    wall = timed(cmd)
+    (run,) = runs.iterdir()  # --force reruns into the same run directory
     metrics = json.loads((run / "metrics.json").read_text())
-    ours_loss = pd.read_csv(run / "train_log.csv")["loss"].dropna().to_numpy()
-    plain = json.loads(plain_out.read_text())
-    plain_loss = pd.Series([h.get("loss") for h in plain["log_history"]]).dropna().to_numpy()
-    same = len(ours_loss) == len(plain_loss) and bool((abs(ours_loss - plain_loss) <= 1e-6).all())
-    return {"method": method, "steps": len(ours_loss), "losses_identical": same,
-            "max_abs_loss_diff": float(abs(ours_loss - plain_loss).max()) if len(ours_loss) == len(plain_loss) else None,
-            "prefopt_train_s": metrics["train_seconds"], "plain_train_s": plain["train_seconds"],
-            "train_ratio": metrics["train_seconds"] / plain["train_seconds"],
-            "prefopt_wall_minus_eval_s": ours_wall - metrics["eval_seconds"], "plain_wall_s": plain_wall,
-            "wall_ratio": (ours_wall - metrics["eval_seconds"]) / plain_wall}
+    return {"wall": wall, "train_s": metrics["train_seconds"], "eval_s": metrics["eval_seconds"],
+            "loss": pd.read_csv(run / "train_log.csv")["loss"].dropna().to_numpy()}
+
+
+def _compare(plain: dict, ours: dict) -> dict:
+    a, b = ours["loss"], plain["loss"]
+    same_len = len(a) == len(b)
+    return {"steps": len(a), "losses_identical": same_len and bool((abs(a - b) <= 1e-6).all()),
+            "max_abs_loss_diff": float(abs(a - b).max()) if same_len else None,
+            "prefopt_train_s": ours["train_s"], "plain_train_s": plain["train_s"],
+            "train_ratio": ours["train_s"] / plain["train_s"],
+            # whole process, prefopt's evaluation subtracted (the plain script does not evaluate)
+            "wall_ratio": (ours["wall"] - ours["eval_s"]) / plain["wall"]}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="tiny", help="tiny (random, built here) or smollm2")
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--steps", type=int, default=100)  # tiny: a loop of a few seconds
     p.add_argument("--methods", default="kto,dpo,orpo")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="rounds per method, alternating which runs first; ratios are medians (min and max shown)")
     ns = p.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,7 +124,7 @@ def main() -> None:
         model = str(build_tiny_model(work / "tiny")) if ns.model == "tiny" else "smollm2-135m-instruct"
         data = str(write_feedback(work / "feedback.jsonl", prompts=80)) if ns.model == "tiny" else \
             str(ROOT / "data" / "feedback.jsonl")
-        rows = [bench(m, model, data, ns.steps, work) for m in ns.methods.split(",")]
+        rows = [bench(m, model, data, ns.steps, work, ns.repeats) for m in ns.methods.split(",")]
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
 
 
