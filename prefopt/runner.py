@@ -93,6 +93,7 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
 
     config_class = spec.config_class()
     check_train_fields(recipe, config_class)
+    check_trainer_runs_here(spec.trainer_class(), recipe.source)
     prepared, epochs = prepare_data(recipe, spec, world_size)
     args = build_config(recipe, spec, config_class, prepared.report, epochs, run)
 
@@ -130,6 +131,21 @@ def config_kwargs(recipe: Recipe, spec: MethodSpec, report: dict, epochs: int, r
     t.setdefault("use_cpu", not _accelerator_available())
     t.update(output_dir=str(run / "checkpoints"), seed=recipe.seed)
     return t
+
+
+def check_trainer_runs_here(trainer_class, file: str) -> None:
+    """TRL 1.15's DPO and KTO trainers compute log-probabilities only through a Triton kernel that TRL
+    imports optionally: without Triton (any CPU-only torch) they would crash at the first step, after the
+    model load. TRL 1.16 has a plain-torch fallback. Asked of TRL itself, not of the method's name."""
+    import sys
+
+    import trl
+    from trl.trainer import utils as trl_utils
+
+    fused_head = hasattr(sys.modules[trainer_class.__module__], "add_fused_lm_head")
+    if fused_head and getattr(trl_utils, "_ChunkedLogProbFunction", True) is None:
+        raise UserError(file, "method", f"trl {trl.__version__}'s {trainer_class.__name__} needs Triton, which this "
+                        "torch build lacks (CPU); use a CUDA torch build, or on CPU: pip install 'trl>=1.16,<1.17'")
 
 
 def build_config(recipe: Recipe, spec: MethodSpec, config_class, report: dict, epochs: int, run: Path):

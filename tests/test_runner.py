@@ -41,6 +41,20 @@ def test_each_method_end_to_end(method, write_recipe, tmp_path):
     assert (results / "comparison.csv").is_file()
 
 
+def test_trl_without_triton_kernel_is_a_user_error(write_recipe, tmp_path, monkeypatch, capsys):
+    # TRL 1.15 on a CPU-only torch: the optional Triton import failed and left the kernel as None
+    from trl.trainer import utils as trl_utils
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", None, raising=False)
+    results = tmp_path / "results"
+    assert main(["run", str(write_recipe("dpo")), "--results", str(results)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and ": method: " in err and "DPOTrainer needs Triton" in err
+    assert "trl>=1.16" in err and not (results / "runs").exists()
+    # ORPO computes its log-probabilities without the fused head, so it still trains
+    assert main(["run", str(write_recipe("orpo")), "--results", str(results)]) == 0
+
+
 def test_methods_share_one_held_out_split(write_recipe, tmp_path):
     results = tmp_path / "results"
     for method in ("kto", "dpo"):
