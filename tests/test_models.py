@@ -83,7 +83,7 @@ def test_unsloth_backend_wiring_with_fake_module(tmp_path, write_recipe):
     (tmp_path / "fake" / "unsloth").mkdir(parents=True)
     (tmp_path / "fake" / "unsloth" / "__init__.py").write_text(FAKE_UNSLOTH)
     log = tmp_path / "unsloth.json"
-    recipe = write_recipe("dpo", model={"backend": "unsloth"}, train={"max_steps": 1, "per_device_train_batch_size": 2})
+    recipe = write_recipe("orpo", model={"backend": "unsloth"}, train={"max_steps": 1, "per_device_train_batch_size": 2})
     driver = ("import sys; sys.path.insert(0, sys.argv[1]); import prefopt.models as m; m._has_gpu = lambda: True; "
               "from prefopt.cli import main; sys.exit(main(['run', sys.argv[2], '--results', sys.argv[3]]))")
     out = subprocess.run([sys.executable, "-c", driver, str(tmp_path / "fake"), str(recipe), str(tmp_path / "res")],
@@ -93,6 +93,6 @@ def test_unsloth_backend_wiring_with_fake_module(tmp_path, write_recipe):
     assert calls["imported_after"] == []  # unsloth came before trl, transformers and peft
     assert calls["from_pretrained"]["load_in_4bit"] is False
     assert calls["get_peft_model"]["r"] == 4 and "q_proj" in calls["get_peft_model"]["target_modules"]
-    (run,) = (tmp_path / "res" / "runs" / "tiny_dpo").iterdir()
+    (run,) = (tmp_path / "res" / "runs" / "tiny_orpo").iterdir()
     assert json.loads((run / "env.json").read_text())["backend"] == "unsloth"
     assert (run / "metrics.json").is_file()
