@@ -93,9 +93,9 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
 
     config_class = spec.config_class()
     check_train_fields(recipe, config_class)
-    check_trainer_runs_here(spec.trainer_class(), recipe.source)
     prepared, epochs = prepare_data(recipe, spec, world_size)
     args = build_config(recipe, spec, config_class, prepared.report, epochs, run)
+    check_trainer_runs_here(spec.trainer_class(), recipe.source)  # after the recipe's own errors, before any write
 
     if main:
         if force and run.exists():
