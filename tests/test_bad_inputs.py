@@ -17,7 +17,7 @@ def jsonl(rows):
     return "".join(json.dumps(r) + "\n" for r in rows)
 
 
-# (id, recipe patch, data file text or None (tiny data), extra CLI args, field in the message, words of the fix)
+# (id, recipe patch, data file text or bytes or None (tiny data), extra CLI args, field in the message, words of the fix)
 CASES = [
     # --- recipe structure
     ("yaml-syntax", "RAW:name: [x\nmethod: kto\n", None, [], "line 2", "fix the syntax"),
@@ -70,6 +70,8 @@ CASES = [
     ("data-missing", {"data": {"path": "{tmp}/nope.jsonl"}}, None, [], "data.path", "check data.path"),
     ("data-empty", {}, "", [], "data.path", "add rows"),
     ("data-garbled", {}, '{"prompt": "p", "completion"\n', [], "row 1", "JSON"),
+    ("data-not-utf8", {}, b'\xff\xfe{"prompt": "p"}\n', [], "data.path", "save it as UTF-8"),
+    ("data-folder-not-a-dataset", {"data": {"path": "{tmp}"}}, None, [], "data.path", "Dataset.save_to_disk"),
     ("data-wrong-extension", {"data": {"path": "{tmp}/d.txt"}}, None, [], "data.path", "supported"),
     ("data-missing-columns", {}, jsonl([{"prompt": "p", "answer": "a", "label": True}]), [], "columns",
      "needed prompt, completion, label"),
@@ -78,6 +80,8 @@ CASES = [
     ("data-one-label", {}, jsonl([{**r, "label": True} for r in ROWS]), [], "label", "both"),
     ("data-empty-completion", {}, jsonl(ROWS + [{"prompt": "p3", "completion": "  ", "label": True}]), [],
      "row 5: completion", "whitespace"),
+    ("held-out-no-pair", {}, jsonl([{"prompt": f"p{i}", "completion": "x", "label": i % 2 == 0} for i in range(20)]),
+     [], "data.eval_fraction", "add completions of the other label"),
     ("data-no-pair-for-dpo", {"method": "dpo", "data": {"strategy": "natural"}},
      jsonl([{"prompt": f"p{i}", "completion": "x", "label": i % 2 == 0} for i in range(20)]), [], "label",
      "no pair can be formed"),
@@ -110,7 +114,7 @@ def test_bad_input(case, write_recipe, tmp_path, capsys, monkeypatch):
     raw = yaml.safe_load(recipe.read_text())
     if data_text is not None:
         data = tmp_path / "d.jsonl"
-        data.write_text(data_text)
+        data.write_bytes(data_text) if isinstance(data_text, bytes) else data.write_text(data_text)
         raw["data"]["path"] = str(data)
     if isinstance(patch, str):
         recipe.write_text(patch[len("RAW:"):])

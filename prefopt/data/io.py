@@ -195,7 +195,8 @@ def _read_parquet(path: Path):
         table = pd.read_parquet(path)
     except Exception as e:  # pyarrow raises several types for a damaged file; all mean the same to a user
         raise UserError(str(path), "data.path", f"is not a readable Parquet file ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else 'unreadable'})") from None
+                        f"{str(e).splitlines()[0] if str(e) else 'unreadable'}); point data.path at a data file or a "
+                        "folder written by Dataset.save_to_disk") from None
     return _plain_columns(table), None
 
 
@@ -208,7 +209,8 @@ def _read_arrow(path: Path):
         ds = datasets.load_from_disk(str(path))
     except Exception as e:  # FileNotFoundError/ValueError/ArrowInvalid for a folder that is not a dataset
         raise UserError(str(path), "data.path", f"is not a datasets.save_to_disk directory ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else 'unreadable'})") from None
+                        f"{str(e).splitlines()[0] if str(e) else 'unreadable'}); point data.path at a data file or a "
+                        "folder written by Dataset.save_to_disk") from None
     if isinstance(ds, datasets.DatasetDict):
         splits = list(ds)
         if "train" not in splits and len(splits) != 1:
