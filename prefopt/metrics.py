@@ -90,6 +90,8 @@ def score_rows(model, tok, rows, *, batch_size: int, max_length: int | None, ref
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    # scikit-learn directly: `evaluate`'s roc_auc is a Hub-hosted module wrapping this same function, and
+    # nothing here may fetch from the Hub at run time.
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else math.nan
