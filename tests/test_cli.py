@@ -25,6 +25,17 @@ def test_user_error_is_one_line_and_exit_2(tmp_path):
     assert not (tmp_path / "res").exists()
 
 
+def test_console_script_behaves_like_the_module(tmp_path):
+    script = os.path.join(os.path.dirname(sys.executable), "prefopt")
+    if not os.path.exists(script):
+        pytest.skip("the prefopt console script is installed by `pip install -e .`")
+    listed = subprocess.run([script, "list"], capture_output=True, text=True, env=ENV)
+    assert listed.returncode == 0 and "kto" in listed.stdout, listed.stderr
+    missing = tmp_path / "missing.yaml"
+    bad = subprocess.run([script, "run", str(missing)], capture_output=True, text=True, env=ENV)
+    assert bad.returncode == 2 and bad.stderr.startswith(f"prefopt: error: {missing}"), bad.stderr
+
+
 def test_internal_failure_is_exit_1(write_recipe, tmp_path):
     driver = ("import sys, prefopt.runner as r; r.run_recipe = lambda *a, **k: 1 / 0; "
               "from prefopt.cli import main; sys.exit(main(['run', sys.argv[1]]))")
