@@ -194,9 +194,8 @@ def _read_parquet(path: Path):
     try:
         table = pd.read_parquet(path)
     except Exception as e:  # pyarrow raises several types for a damaged file; all mean the same to a user
-        raise UserError(str(path), "data.path", f"is not a readable Parquet file ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else 'unreadable'}); point data.path at a data file or a "
-                        "folder written by Dataset.save_to_disk") from None
+        raise UserError(str(path), "data.path", f"is not a readable Parquet file ({_first_line(e)}); write it "
+                        "again (pandas DataFrame.to_parquet) or point data.path at another file") from None
     return _plain_columns(table), None
 
 
@@ -208,9 +207,8 @@ def _read_arrow(path: Path):
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as e:  # FileNotFoundError/ValueError/ArrowInvalid for a folder that is not a dataset
-        raise UserError(str(path), "data.path", f"is not a datasets.save_to_disk directory ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else 'unreadable'}); point data.path at a data file or a "
-                        "folder written by Dataset.save_to_disk") from None
+        raise UserError(str(path), "data.path", f"is not a datasets.save_to_disk directory ({_first_line(e)}); "
+                        "point data.path at a data file or a folder written by Dataset.save_to_disk") from None
     if isinstance(ds, datasets.DatasetDict):
         splits = list(ds)
         if "train" not in splits and len(splits) != 1:
@@ -333,3 +331,8 @@ def _missing(value) -> bool:
 def _show(value) -> str:
     text = "nothing (missing)" if _missing(value) else repr(_plain(value))
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _first_line(e: Exception) -> str:
+    """A library exception as one line for a UserError: its type and the first line of its message."""
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}"

@@ -153,7 +153,7 @@ def test_binary_file(tmp_path):
 def test_garbled_parquet_and_csv(tmp_path):
     (tmp_path / "d.parquet").write_bytes(b"PAR1 this is not parquet")
     e = error(tmp_path / "d.parquet")
-    assert e.field == "data.path" and "Parquet" in e.message
+    assert e.field == "data.path" and "Parquet" in e.message and "to_parquet" in e.message
     cases = {'prompt,completion,label\np,c,1\n"p,c,1\n': "row 2",  # a quote never closed
              "prompt,completion,label\np,c,1,extra,fields\n": "row 1"}  # a comma too many
     for text, field in cases.items():
