@@ -73,7 +73,10 @@ def bench(method: str, model: str, data: str, steps: int, work: Path, repeats: i
             ours, plain = _ours(ours_cmd, work / "results" / "runs" / recipe.name), _plain(plain_cmd, plain_out)
         rounds.append(_compare(plain, ours))
     diffs = [r["max_abs_loss_diff"] for r in rounds]
-    med = lambda key: float(pd.Series([r[key] for r in rounds]).median())  # noqa: E731
+
+    def med(key: str) -> float:
+        return float(pd.Series([r[key] for r in rounds]).median())
+
     return {"method": method, "steps": rounds[0]["steps"], "repeats": repeats,
             "losses_identical": all(r["losses_identical"] for r in rounds),
             "max_abs_loss_diff": None if None in diffs else max(diffs),
