@@ -9,6 +9,7 @@ reference come from batched forward passes of one model and no second copy is he
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 
@@ -47,18 +48,30 @@ def reference_context(model, reference):
     raise ValueError("no reference: the model has no adapter to disable and no reference model was given")
 
 
+def _accepts_logits_to_keep(model) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
 @torch.no_grad()
 def score_rows(model, tok, rows, *, batch_size: int, max_length: int | None, reference=None, device=None):
     """Per row: summed completion log-prob under policy and reference, number of completion tokens, and
-    the summed per-token KL(pi_theta || pi_ref) over those tokens (full-vocabulary KL)."""
+    the summed per-token KL(pi_theta || pi_ref) over those tokens (full-vocabulary KL).
+
+    Cost is what an evaluation on CPU is made of, so only completion positions are paid for: rows go in
+    length-sorted batches (little padding), the LM head runs only from the first position that predicts a
+    completion token (`logits_to_keep`), and the vocabulary-wide softmax and KL only at completion tokens."""
     device = device or next(model.parameters()).device
     encoded = [encode(tok, r["prompt"], r["completion"], max_length) for r in rows]
-    out = {"logp": [], "ref_logp": [], "tokens": [], "kl": []}
+    out = {k: np.zeros(len(rows)) for k in ("logp", "ref_logp", "tokens", "kl")}
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    trim = _accepts_logits_to_keep(reference if reference is not None else model)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
     was_training = model.training
     model.eval()
-    for i in range(0, len(encoded), batch_size):
-        chunk = encoded[i:i + batch_size]
+    for b in range(0, len(order), batch_size):
+        index = order[b:b + batch_size]
+        chunk = [encoded[i] for i in index]
         width = max(len(ids) for ids, _ in chunk)
         ids = torch.full((len(chunk), width), pad, dtype=torch.long)
         attn = torch.zeros_like(ids)
@@ -67,26 +80,28 @@ def score_rows(model, tok, rows, *, batch_size: int, max_length: int | None, ref
             ids[j, :len(seq)] = torch.tensor(seq)
             attn[j, :len(seq)] = 1
             mask[j, start:len(seq)] = True
+        # logits at position t predict token t+1: keep positions `first`..width-2
+        first = max(min(start for _, start in chunk) - 1, 0)
         ids, attn, mask = ids.to(device), attn.to(device), mask.to(device)
-        target, tmask = ids[:, 1:], mask[:, 1:]
+        target, tmask = ids[:, first + 1:], mask[:, first + 1:]
+        rows_of = tmask.nonzero()[:, 0]  # the row of every completion token, in order
 
         def logprobs(m):
-            logits = m(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
-            return F.log_softmax(logits, dim=-1)
+            kwargs = {"logits_to_keep": width - first} if trim else {}
+            logits = m(input_ids=ids, attention_mask=attn, **kwargs).logits[:, -(width - first):-1]
+            return F.log_softmax(logits[tmask].float(), dim=-1)  # [completion tokens, vocab]
 
         lp = logprobs(model)
         with reference_context(model, reference):
             ref_lp = logprobs(reference if reference is not None else model)
-        tok_lp = lp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        tok_ref = ref_lp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        kl = (lp.exp() * (lp - ref_lp)).sum(-1)
+        t = target[tmask].unsqueeze(-1)
+        per_row = {"logp": lp.gather(-1, t).squeeze(-1), "ref_logp": ref_lp.gather(-1, t).squeeze(-1),
+                   "tokens": torch.ones_like(rows_of, dtype=lp.dtype), "kl": (lp.exp() * (lp - ref_lp)).sum(-1)}
         del lp, ref_lp
-        out["logp"] += (tok_lp * tmask).sum(-1).tolist()
-        out["ref_logp"] += (tok_ref * tmask).sum(-1).tolist()
-        out["tokens"] += tmask.sum(-1).tolist()
-        out["kl"] += (kl * tmask).sum(-1).tolist()
+        for k, v in per_row.items():
+            out[k][index] = torch.zeros(len(chunk), dtype=v.dtype, device=v.device).index_add_(0, rows_of, v).tolist()
     model.train(was_training)
-    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+    return out
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:

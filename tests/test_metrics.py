@@ -54,6 +54,10 @@ def test_scores_match_a_direct_computation_and_batching(peft_model):
     s1 = score_rows(model, tok, ROWS, batch_size=1, max_length=None)
     s4 = score_rows(model, tok, ROWS, batch_size=4, max_length=None)  # padding must not change anything
     assert np.allclose(s1["logp"], s4["logp"], atol=1e-4) and np.allclose(s1["kl"], s4["kl"], atol=1e-4)
+    # batches are length-sorted: scores still come back in row order, whatever order the rows are in
+    back = score_rows(model, tok, ROWS[::-1], batch_size=3, max_length=None)
+    for k in ("logp", "ref_logp", "tokens", "kl"):
+        assert np.allclose(back[k][::-1], s1[k], atol=1e-4), k
     ids, start = encode(tok, ROWS[2]["prompt"], ROWS[2]["completion"], None)
     x = torch.tensor([ids])
     with torch.no_grad():
@@ -80,3 +84,18 @@ def test_summarize_definitions():
     assert m["kl"] == pytest.approx(1.0 / 9)
     assert m["desirable_nll"] == pytest.approx(3.0 / 6) and m["desirable_nll_ref"] == pytest.approx(4.0 / 6)
     assert math.isnan(summarize(ROWS, scores, [])["preference_accuracy"])
+
+
+def test_scores_do_not_depend_on_trimming_the_lm_head(peft_model, monkeypatch):
+    """Logits are asked only from the first completion position (`logits_to_keep`); a model whose forward
+    lacks that argument gets full logits, sliced after: both give the same scores."""
+    import prefopt.metrics as metrics
+
+    model, tok = peft_model
+    assert metrics._accepts_logits_to_keep(model)  # so the first call below takes the trimmed path
+    trimmed = score_rows(model, tok, ROWS, batch_size=4, max_length=None)
+    monkeypatch.setattr(metrics, "_accepts_logits_to_keep", lambda m: False)
+    full = score_rows(model, tok, ROWS, batch_size=4, max_length=None)
+    for k in ("logp", "ref_logp", "tokens", "kl"):
+        assert np.allclose(trimmed[k], full[k], atol=1e-5), k
+    assert trimmed["tokens"].sum() > 0
