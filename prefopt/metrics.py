@@ -58,9 +58,10 @@ def score_rows(model, tok, rows, *, batch_size: int, max_length: int | None, ref
     """Per row: summed completion log-prob under policy and reference, number of completion tokens, and
     the summed per-token KL(pi_theta || pi_ref) over those tokens (full-vocabulary KL).
 
-    Cost is what an evaluation on CPU is made of, so only completion positions are paid for: rows go in
-    length-sorted batches (little padding), the LM head runs only from the first position that predicts a
-    completion token (`logits_to_keep`), and the vocabulary-wide softmax and KL only at completion tokens."""
+    The vocabulary-wide tensors (batch x positions x vocabulary, float32: the largest in an evaluation)
+    are built for completion tokens only: rows go in length-sorted batches (little padding), the LM head
+    runs from the first position that predicts a completion token (`logits_to_keep`), and the softmax
+    and KL are taken at completion tokens only."""
     device = device or next(model.parameters()).device
     encoded = [encode(tok, r["prompt"], r["completion"], max_length) for r in rows]
     out = {k: np.zeros(len(rows)) for k in ("logp", "ref_logp", "tokens", "kl")}
