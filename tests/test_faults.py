@@ -26,8 +26,11 @@ def test_killed_mid_training_then_resume_matches_uninterrupted(sig, write_recipe
     assert main(["run", recipe, "--results", str(tmp_path / "clean")]) == 0
 
     results = tmp_path / "killed"
+    # Ctrl-C reaches a foreground process; a suite started as a background job (`cmd &`) passes SIGINT down
+    # as ignored, and Python then keeps ignoring it, so the child gets the default disposition back.
     proc = subprocess.Popen([sys.executable, "-m", "prefopt", "run", recipe, "--results", str(results)],
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if list(results.glob("runs/*/*/checkpoints/checkpoint-*/trainer_state.json")):
