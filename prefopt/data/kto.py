@@ -37,14 +37,24 @@ def balanced(labels, groups, *, batch_size, world_size, epochs, seed, file=None)
     """All minority rows plus an equal-size seeded sample of the majority, shuffled per epoch.
 
     The sample is drawn once, so every epoch trains on the same balanced subset (the notebook's
-    workaround); only the order changes between epochs."""
+    workaround); only the order changes between epochs. Filling the last micro-batch repeats rows of
+    both labels equally (a seeded draw from each half of the subset), so every epoch stays exactly 1:1
+    and every block full; with an odd block size that can take up to one more block of filler."""
     labels = np.asarray(labels, dtype=bool)
     desirable, undesirable = np.flatnonzero(labels), np.flatnonzero(~labels)
     minority, majority = sorted((desirable, undesirable), key=len)
     sample = stream(seed, ORDER, 0).choice(majority, size=len(minority), replace=False)
-    subset = np.sort(np.concatenate([minority, sample]))
     unit = batch_size * world_size
-    return [_pad(stream(seed, ORDER, 1 + e).permutation(subset), unit) for e in range(epochs)]
+    length = math.ceil(2 * len(minority) / unit) * unit
+    if length % 2:  # an odd multiple cannot split 1:1: take the next one, which is even
+        length += unit
+    orders = []
+    for e in range(epochs):
+        rng = stream(seed, ORDER, 1 + e)
+        half = length // 2
+        rows = np.concatenate([_fill(np.sort(minority), half, rng), _fill(np.sort(sample), half, rng)])
+        orders.append(rng.permutation(rows))
+    return orders
 
 
 def mixed(labels, groups, *, batch_size, world_size, epochs, seed, file=None) -> list[np.ndarray]:

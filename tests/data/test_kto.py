@@ -65,6 +65,16 @@ def test_balanced_keeps_all_minority_and_a_fixed_majority_sample():
     assert len({tuple(o) for o in epochs}) == 3
 
 
+@pytest.mark.parametrize("batch_size, world_size", [(4, 1), (3, 1), (2, 2), (5, 1)])
+def test_balanced_fills_the_last_block_with_both_labels_equally(batch_size, world_size):
+    # 11 minority rows: 22 does not fill blocks of 4, 3 or 5; the filler must not tip the subset off 1:1
+    labels, groups = rows(30, 11)
+    for o in order("balanced", labels, groups, batch_size=batch_size, world_size=world_size, epochs=2, seed=3):
+        assert len(o) % (batch_size * world_size) == 0
+        assert 2 * labels[o].sum() == len(o)  # exactly 1:1, filler included
+        assert len(o) - len(set(o.tolist())) < 2 * batch_size * world_size
+
+
 def test_mixed_reuses_minority_rows_evenly_when_blocks_outnumber_them():
     labels, groups = rows(30, 3)
     (o,) = order("mixed", labels, groups, batch_size=2)
@@ -198,9 +208,11 @@ def test_other_strategies_properties(strategy, n_desirable, n_undesirable, promp
     unit = batch_size * world_size
     for o in order(strategy, labels, groups, batch_size, world_size, epochs, seed):
         used = set(o.tolist())
-        assert len(o) % unit == 0 and len(o) - len(used) < unit  # padding only, less than one round
-        if strategy == "balanced":
+        assert len(o) % unit == 0
+        if strategy == "balanced":  # filler of both labels equally: up to one more block when unit is odd
             minority = min(n_desirable, n_undesirable)
             assert len(used) == 2 * minority and labels[list(used)].sum() == minority
+            assert 2 * labels[o].sum() == len(o) and len(o) - len(used) < 2 * unit
         else:
+            assert len(o) - len(used) < unit  # padding only, less than one round
             assert used == set(range(len(labels)))
