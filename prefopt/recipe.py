@@ -2,7 +2,8 @@
 
 Every section is a dataclass; `load_recipe` checks keys and types against them and reports every
 problem at once (unknown keys with a "did you mean"). `train` is passed by name to the method's TRL
-config class; its keys are checked against that class by `check_train_fields` once trl is imported.
+config class; its keys are checked against that class's fields as read from TRL's source (no import, so
+`prefopt data` reports them too), and again against the imported class by `check_train_fields` at run time.
 """
 
 from __future__ import annotations
@@ -219,6 +220,7 @@ def _check_values(r: Recipe) -> None:
             set(w) != {"desirable", "undesirable"} or not all(_type_ok(v, float) and v > 0 for v in w.values())):
         raise UserError(f, "data.weights", "expected auto or {desirable: <positive number>, undesirable: "
                         "<positive number>}")
+    _check_train_keys(r, spec)
     if r.eval.verifier is not None:
         from .verifiers import get_verifier
 
@@ -240,10 +242,23 @@ def _check_values(r: Recipe) -> None:
             raise UserError(f, f"seeds[{i}]", "seeds must be non-negative integers")
 
 
+def _check_train_keys(r: Recipe, spec) -> None:
+    """train.* keys against the method's TRL config fields read from source (no torch import); when that
+    source cannot be read, `check_train_fields` still checks at run time."""
+    from .config_fields import field_names
+
+    names = field_names(spec.config)
+    if names is not None:
+        _report_unknown(r, names, spec.config.partition(":")[2])
+
+
 def check_train_fields(r: Recipe, config_class) -> None:
     """Every train.* key must be a field of the method's TRL config (imports trl: call it late)."""
-    names = {f.name for f in dataclasses.fields(config_class) if f.init}
-    errors = [UserError(r.source, f"train.{k}", f"not a field of {config_class.__name__}; {did_you_mean(k, names)}")
+    _report_unknown(r, {f.name for f in dataclasses.fields(config_class) if f.init}, config_class.__name__)
+
+
+def _report_unknown(r: Recipe, names, class_name: str) -> None:
+    errors = [UserError(r.source, f"train.{k}", f"not a field of {class_name}; {did_you_mean(k, names)}")
               for k in r.train if k not in names]
     if errors:
         raise errors[0] if len(errors) == 1 else UserErrors(errors)

@@ -69,6 +69,20 @@ def test_data_report_json_without_torch(write_recipe):
     assert table.returncode == 0 and "pairs" in table.stdout
 
 
+@pytest.mark.parametrize("where", ["recipe", "--set"])
+def test_data_and_run_report_the_same_train_field_errors(where, write_recipe, tmp_path):
+    if where == "recipe":
+        recipe, sets = str(write_recipe("dpo", train={"max_stepz": 3, "bta": 0.2})), []
+    else:
+        recipe, sets = str(write_recipe("dpo")), ["--set", "train.max_stepz=3", "--set", "train.bta=0.2"]
+    data = run_without_torch(["data", recipe, *sets])  # still no torch import on the way to the error
+    run = prefopt("run", recipe, *sets, "--results", str(tmp_path / "res"))
+    assert data.returncode == run.returncode == 2 and "Traceback" not in data.stderr + run.stderr
+    assert data.stderr == run.stderr and len(run.stderr.strip().splitlines()) == 2
+    assert "train.max_stepz: not a field of DPOConfig; did you mean 'max_steps'?" in run.stderr
+    assert not (tmp_path / "res").exists()
+
+
 @pytest.mark.parametrize("args,needle", [
     (["run", "nope.yaml"], "nope.yaml: recipe: no such file"),
     (["run", "{recipe}", "--set", "train.max_stepz=3"], "did you mean 'max_steps'?"),

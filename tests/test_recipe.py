@@ -86,10 +86,20 @@ def test_set_overrides_and_bad_sets(tmp_path):
 def test_train_fields_checked_against_trl_config(tmp_path):
     from trl import DPOConfig
 
-    r = load_recipe(write(tmp_path, {"name": "x", "method": "dpo", "train": {"learning_rat": 1e-4, "beta": 0.2}}))
+    r = load_recipe(write(tmp_path, {"name": "x", "method": "dpo", "train": {"learning_rate": 1e-4, "beta": 0.2}}))
+    check_train_fields(r, DPOConfig)
+    r.train["learning_rat"] = 1e-4  # past load_recipe's own check: the run-time check against the class
     with pytest.raises(UserError) as e:
         check_train_fields(r, DPOConfig)
     assert e.value.field == "train.learning_rat" and "did you mean 'learning_rate'?" in e.value.message
+
+
+def test_load_recipe_checks_train_fields_without_importing_trl(tmp_path):
+    path = write(tmp_path, {"name": "x", "method": "kto", "train": {"learning_rat": 1e-4, "max_step": 3}})
+    with pytest.raises(UserErrors) as e:
+        load_recipe(path)
+    assert [x.field for x in e.value.errors] == ["train.learning_rat", "train.max_step"]
+    assert "not a field of KTOConfig; did you mean 'max_steps'?" in str(e.value)
 
 
 def test_fingerprint_tracks_the_resolved_recipe(tmp_path):
