@@ -138,14 +138,58 @@ def _has_gpu() -> bool:
     return bool(torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()))
 
 
+@dataclass(frozen=True)
+class Precision:
+    """What `model.dtype` resolves to on this machine: the dtype the weights are loaded in, and whether
+    training and evaluation run under bfloat16 autocast (TRL's `bf16` flag; weights stay as loaded)."""
+    dtype: str  # the recipe's value
+    weights: str  # float32 | bfloat16 | float16
+    autocast: bool
+    why: str
+
+    def to_dict(self) -> dict:
+        return {"dtype": self.dtype, "weights": self.weights, "autocast_bf16": self.autocast, "why": self.why}
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU has bfloat16 arithmetic instructions (x86 AVX512_BF16 or AMX-BF16, Arm BF16),
+    read from the flags the kernel reports, not guessed from the vendor. Without them bf16 is emulated
+    and slower than float32. Linux only: elsewhere the answer is no, and float32 is used."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def resolve_precision(dtype: str = "auto") -> Precision:
+    """auto: bf16 on a GPU (float16 where bf16 is missing); on a CPU with native bf16, float32 weights under
+    bf16 autocast (on this project's 2-core EPYC, 1.5x faster KTO steps than float32 where bf16 weights
+    gained little more, and the LoRA and optimizer state stay float32); float32 elsewhere. An explicit
+    float32 turns autocast off too; bfloat16/float16 load the weights so, as before."""
+    import torch
+
+    gpu_bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if dtype != "auto":
+        return Precision(dtype, dtype, gpu_bf16 and dtype != "float32", "set in the recipe")
+    if torch.cuda.is_available():
+        weights = "bfloat16" if gpu_bf16 else "float16"
+        return Precision(dtype, weights, gpu_bf16, f"GPU ({torch.cuda.get_device_name(0)})")
+    if cpu_has_native_bf16() and torch.backends.mkldnn.is_available():
+        return Precision(dtype, "float32", True, "CPU with native bf16 instructions")
+    return Precision(dtype, "float32", False, "CPU without native bf16 instructions")
+
+
 def torch_dtype(name: str):
     import torch
 
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    return getattr(torch, name)
+    return getattr(torch, resolve_precision(name).weights)
 
 
 def load_model(name_or_path: str = "smollm2-135m-instruct", *, dtype: str = "auto", backend: str = "transformers",

@@ -46,7 +46,7 @@ class LoraSection:
 class ModelSection:
     name: str = "smollm2-135m-instruct"  # alias (`prefopt list`), local directory or hub id
     backend: str = "auto"  # auto | transformers | unsloth
-    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+    dtype: str = "auto"  # auto (bf16 on GPU; bf16 autocast on a CPU with native bf16, else fp32) | float32 | bfloat16 | float16
     lora: LoraSection = field(default_factory=LoraSection)
 
 

@@ -61,8 +61,8 @@ def is_finished(run: Path) -> bool:
     return (Path(run) / "metrics.json").is_file()
 
 
-def environment(seed: int, world_size: int, backend: str) -> dict:
-    """Library versions and hardware: enough to say what produced a number."""
+def environment(seed: int, world_size: int, backend: str, precision: dict | None = None) -> dict:
+    """Library versions, hardware and the precision the run used: enough to say what produced a number."""
     from importlib.metadata import PackageNotFoundError, version
 
     import torch
@@ -74,6 +74,20 @@ def environment(seed: int, world_size: int, backend: str) -> dict:
         except PackageNotFoundError:
             pass
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+    from .models import cpu_has_native_bf16
+
     return {"seed": seed, "world_size": world_size, "backend": backend, "device": device,
+            "precision": precision, "cpu_native_bf16": cpu_has_native_bf16(),
+            "cpu_model": _cpu_model(),
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "platform": platform.platform(), "libraries": libs}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -102,7 +102,7 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
             shutil.rmtree(run)
         res.write_yaml(run / "recipe.yaml", recipe.to_dict())
         res.write_json(run / "data_report.json", prepared.report)
-        res.write_json(run / "env.json", res.environment(recipe.seed, world_size, backend))
+        res.write_json(run / "env.json", res.environment(recipe.seed, world_size, backend, precision_used(recipe, args)))
 
     try:
         return _train_and_evaluate(recipe, spec, backend, args, prepared, run, main)
@@ -124,13 +124,23 @@ def config_kwargs(recipe: Recipe, spec: MethodSpec, report: dict, epochs: int, r
     if spec.ordered and t.get("max_steps", -1) <= 0:
         # the data already holds `epochs` orderings back to back: one pass over them
         t["num_train_epochs"] = t.get("num_train_epochs", TRL_DEFAULT_EPOCHS) / epochs
-    # TRL's configs default to bf16, which a CPU (or an older GPU) refuses: use it only where it works.
-    t.setdefault("bf16", _bf16_supported())
+    # bf16 autocast where model.dtype resolves to it here (a GPU with bf16, a CPU with native bf16
+    # instructions); TRL's own default (bf16 on) would fail or crawl elsewhere.
+    from .models import resolve_precision
+
+    t.setdefault("bf16", resolve_precision(recipe.model.dtype).autocast)
     # Without use_cpu, accelerate sets up no process group on a CPU-only machine: under torchrun every
     # process would train alone on all the data instead of its shard.
     t.setdefault("use_cpu", not _accelerator_available())
     t.update(output_dir=str(run / "checkpoints"), seed=recipe.seed)
     return t
+
+
+def precision_used(recipe: Recipe, args) -> dict:
+    """model.dtype as resolved here, with the autocast flag the trainer really got (train.bf16 may set it)."""
+    from .models import resolve_precision
+
+    return {**resolve_precision(recipe.model.dtype).to_dict(), "autocast_bf16": bool(getattr(args, "bf16", False))}
 
 
 def check_trainer_runs_here(trainer_class, file: str) -> None:
@@ -154,12 +164,6 @@ def build_config(recipe: Recipe, spec: MethodSpec, config_class, report: dict, e
     except (ValueError, TypeError) as e:
         raise UserError(recipe.source, "train", f"{config_class.__name__} rejected the settings: "
                         f"{str(e).splitlines()[0]}") from None
-
-
-def _bf16_supported() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
 def _accelerator_available() -> bool:
@@ -225,6 +229,7 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
         metrics.update(
             recipe=recipe.name, method=recipe.method, strategy=prepared.report["strategy"], seed=recipe.seed,
             run_id=run.name, eval_fingerprint=prepared.report["eval_fingerprint"], data_path=recipe.data.path,
+            weights_dtype=precision_used(recipe, args)["weights"], autocast_bf16=bool(getattr(args, "bf16", False)),
             steps=trainer.state.global_step, processes=trainer.accelerator.num_processes,
             examples_used=prepared.report["examples_used"],
             train_seconds=train_seconds,
@@ -287,6 +292,15 @@ def broadcast(value):
 
 
 def evaluate(recipe: Recipe, model, tok, prepared, args) -> dict:
+    """Held-out metrics, at the precision the run trained in (bf16 autocast when the config had it)."""
+    import torch
+
+    device_type = next(model.parameters()).device.type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bool(getattr(args, "bf16", False))):
+        return _evaluate(recipe, model, tok, prepared, args)
+
+
+def _evaluate(recipe: Recipe, model, tok, prepared, args) -> dict:
     from .metrics import score_rows, summarize, verified_success
 
     start = time.perf_counter()

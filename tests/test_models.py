@@ -96,3 +96,30 @@ def test_unsloth_backend_wiring_with_fake_module(tmp_path, write_recipe):
     (run,) = (tmp_path / "res" / "runs" / "tiny_orpo").iterdir()
     assert json.loads((run / "env.json").read_text())["backend"] == "unsloth"
     assert (run / "metrics.json").is_file()
+
+
+# --- precision: what model.dtype resolves to --------------------------------------------------------------
+
+EPYC = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512vl\n"
+SKYLAKE = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu sse avx2 avx512f avx512bw avx512vl\n"
+SAPPHIRE = "flags\t\t: fpu avx512f amx_bf16 amx_tile\n"
+GRAVITON3 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
+GRAVITON2 = "processor\t: 0\nFeatures\t: fp asimd atomics\n"
+
+
+@pytest.mark.parametrize("cpuinfo, native", [(EPYC, True), (SKYLAKE, False), (SAPPHIRE, True), (GRAVITON3, True),
+                                             (GRAVITON2, False), ("", False)])
+def test_native_bf16_is_read_from_the_cpu_flags(cpuinfo, native):
+    assert models.cpu_has_native_bf16(cpuinfo) is native
+
+
+@pytest.mark.parametrize("native, dtype, weights, autocast", [
+    (True, "auto", "float32", True),  # float32 weights, bf16 matrix products
+    (False, "auto", "float32", False),
+    (True, "float32", "float32", False),  # an explicit float32 is float32 throughout
+    (True, "bfloat16", "bfloat16", False),
+])
+def test_cpu_precision(native, dtype, weights, autocast, monkeypatch):
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda cpuinfo=None: native)
+    p = models.resolve_precision(dtype)
+    assert (p.weights, p.autocast) == (weights, autocast)

@@ -99,3 +99,26 @@ def test_seeds_run_one_training_each(write_recipe, tmp_path):
     losses = [pd.read_csv(p / "train_log.csv")["loss"].dropna().tolist()
               for p in sorted((results / "runs" / "tiny_orpo").iterdir())]
     assert losses[0] != losses[1]  # ...and the seed does reach training
+
+
+@pytest.mark.parametrize("dtype, native, autocast", [("auto", True, True), ("auto", False, False),
+                                                      ("float32", True, False)])
+def test_dtype_auto_trains_and_evaluates_under_bf16_autocast_on_a_native_bf16_cpu(
+        dtype, native, autocast, write_recipe, tmp_path, monkeypatch):
+    import torch
+
+    from prefopt import metrics as metrics_module, models
+
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda cpuinfo=None: native)
+    seen = []  # autocast state inside every held-out scoring call
+    score_rows = metrics_module.score_rows
+    monkeypatch.setattr(metrics_module, "score_rows", lambda *a, **k: seen.append(
+        torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16) or score_rows(*a, **k))
+    results = tmp_path / "results"
+    recipe = write_recipe("dpo", model={"dtype": dtype})
+    assert main(["run", str(recipe), "--results", str(results)]) == 0
+    run = only_run(results, "tiny_dpo")
+    env, metrics = (json.loads((run / f).read_text()) for f in ("env.json", "metrics.json"))
+    assert env["precision"]["autocast_bf16"] is autocast and env["precision"]["weights"] == "float32"
+    assert metrics["autocast_bf16"] is autocast and seen == [autocast]
+    assert math.isfinite(metrics["reward_auc"]) and metrics["steps"] == 3
