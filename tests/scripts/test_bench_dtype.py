@@ -1,0 +1,33 @@
+"""scripts/bench_dtype.py on the tiny model: both sides train through `prefopt run`, the tables name what
+each side resolved to, the per-step losses sit side by side, and a second call reuses the finished runs.
+(Its speed-up is a benchmark figure, never asserted here.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_dtype_tables_and_resume(write_recipe, tmp_path):
+    recipe = write_recipe("kto", model={"dtype": "auto"})
+    results, table = tmp_path / "bench", tmp_path / "bench.md"
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench_dtype.py"), "--recipes", str(recipe), "--seeds", "0,1",
+           "--steps", "2", "--results", str(results), "--markdown", str(table), "--", "--set", "eval.batch_size=4"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    assert first.returncode == 0, first.stderr[-2000:]
+    text = table.read_text()
+    assert text.strip() in first.stdout
+    from prefopt.models import resolve_precision
+
+    auto = "float32 + bf16 autocast" if resolve_precision("auto").autocast else "float32"
+    assert "| float32 | float32 | 0, 1 | 2 |" in text and f"| auto | {auto} | 0, 1 | 2 |" in text
+    assert "training speed-up" in text and "| reward_auc |" in text
+    assert "per-step loss, seed 0" in text and "| 1 |" in text and "| 2 |" in text
+    assert len(list((results / "runs" / "tiny_kto").iterdir())) == 4  # 2 sides x 2 seeds
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    assert again.returncode == 0 and again.stdout.count("already finished") == 4
