@@ -19,3 +19,11 @@ def test_ci_runs_the_readme_test_command():
     (program,) = re.findall(r"awk '(.*)' README.md", ci)  # the very line CI uses to find the command
     extracted = subprocess.run(["awk", program, "README.md"], cwd=ROOT, capture_output=True, text=True).stdout
     assert extracted.strip() == tests and 'eval "$cmd"' in ci
+
+
+def test_usage_opens_with_the_first_command_a_new_user_runs():
+    readme = (ROOT / "README.md").read_text()
+    usage = readme.split("\n## Use\n", 1)[1]
+    first = re.search(r"^    (\S.*)$", usage, flags=re.M).group(1)
+    assert first.split("#")[0].strip() == "python -m prefopt run recipes/kto_balanced.yaml"
+    assert (ROOT / "recipes" / "kto_balanced.yaml").is_file()
