@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default="results", help="results directory (default: results)")
     run.add_argument("--seeds", help="comma-separated seeds, one training each (overrides the recipe's)")
     run.add_argument("--force", action="store_true", help="rerun a run that already finished")
+    run.add_argument("--verbose", action="store_true", help="show the libraries' own progress bars, notices and "
+                     "deprecation warnings (quieted by default)")
 
     data = sub.add_parser("data", help="prepare the data only and print its report (no model is loaded)")
     data.add_argument("recipe")
@@ -81,8 +83,10 @@ def dispatch(ns) -> None:
         prepared, _ = prepare_data(recipe, get_method(recipe.method), world()[1])
         print(json.dumps(prepared.report, indent=2) if ns.json else format_report(prepared.report))
     elif ns.command == "run":
+        from .console import quiet_libraries
         from .recipe import load_recipe
 
+        quiet_libraries(ns.verbose)
         recipe = load_recipe(ns.recipe, ns.set)
         seeds = _seeds(ns.seeds)
         from .runner import run_recipe

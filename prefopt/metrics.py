@@ -54,14 +54,14 @@ def _accepts_logits_to_keep(model) -> bool:
 
 
 @torch.no_grad()
-def score_rows(model, tok, rows, *, batch_size: int, max_length: int | None, reference=None, device=None):
+def score_rows(model, tok, rows, *, batch_size: int, max_length: int | None, reference=None, device=None, bar=None):
     """Per row: summed completion log-prob under policy and reference, number of completion tokens, and
     the summed per-token KL(pi_theta || pi_ref) over those tokens (full-vocabulary KL).
 
     The vocabulary-wide tensors (batch x positions x vocabulary, float32: the largest in an evaluation)
     are built for completion tokens only: rows go in length-sorted batches (little padding), the LM head
     runs from the first position that predicts a completion token (`logits_to_keep`), and the softmax
-    and KL are taken at completion tokens only."""
+    and KL are taken at completion tokens only. `bar` (a tqdm-like object) advances by rows scored."""
     device = device or next(model.parameters()).device
     encoded = [encode(tok, r["prompt"], r["completion"], max_length) for r in rows]
     out = {k: np.zeros(len(rows)) for k in ("logp", "ref_logp", "tokens", "kl")}
@@ -101,6 +101,8 @@ def score_rows(model, tok, rows, *, batch_size: int, max_length: int | None, ref
         del lp, ref_lp
         for k, v in per_row.items():
             out[k][index] = torch.zeros(len(chunk), dtype=v.dtype, device=v.device).index_add_(0, rows_of, v).tolist()
+        if bar is not None:
+            bar.update(len(chunk))
     model.train(was_training)
     return out
 
@@ -139,8 +141,10 @@ def summarize(rows, scores, pairs) -> dict:
 
 
 @torch.no_grad()
-def generate(model, tok, prompts, *, batch_size: int, max_new_tokens: int, reference=None, use_reference=False):
-    """Greedy completions for each prompt (left-padded batches); with use_reference, from pi_ref."""
+def generate(model, tok, prompts, *, batch_size: int, max_new_tokens: int, reference=None, use_reference=False,
+             bar=None):
+    """Greedy completions for each prompt (left-padded batches); with use_reference, from pi_ref. `bar`
+    advances by prompts done."""
     device = next(model.parameters()).device
     texts = []
     old_side = tok.padding_side
@@ -162,13 +166,16 @@ def generate(model, tok, prompts, *, batch_size: int, max_new_tokens: int, refer
                 out = m.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tok.pad_token_id)
                 texts += tok.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+                if bar is not None:
+                    bar.update(len(chunk))
     finally:
         tok.padding_side = old_side
         model.train(was_training)
     return texts
 
 
-def verified_success(model, tok, rows, verifier, *, batch_size: int, max_new_tokens: int, reference=None) -> dict:
+def verified_success(model, tok, rows, verifier, *, batch_size: int, max_new_tokens: int, reference=None,
+                     bar=None) -> dict:
     """Share of held-out prompts whose greedy completion passes the verifier, for policy and reference."""
     first = {}
     for r in rows:  # one check per distinct prompt; its constraint is the same on every row of the prompt
@@ -178,7 +185,7 @@ def verified_success(model, tok, rows, verifier, *, batch_size: int, max_new_tok
     result = {"verified_prompts": len(prompts)}
     for name, use_ref in (("verified_success", False), ("verified_success_ref", True)):
         texts = generate(model, tok, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                         reference=reference, use_reference=use_ref)
+                         reference=reference, use_reference=use_ref, bar=bar)
         result[name] = float(np.mean([verifier.check(m, t) for m, t in zip(metas, texts)]))
     result["verified_success_delta"] = result["verified_success"] - result["verified_success_ref"]
     return result

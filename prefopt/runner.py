@@ -14,6 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
+from .console import closing_block, phase, say
 from .errors import UserError
 from .methods import MethodSpec, get_method
 from .recipe import Recipe, check_train_fields
@@ -53,6 +54,12 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
     epochs = planned_epochs(t, len(prepared.train), world_size) if spec.ordered else 1
     if epochs > 1:  # ordered methods get one materialized ordering per epoch and train one pass over them
         prepared = prepare(rows, epochs=epochs, **kwargs)
+    # the verifier is settled (and every held-out value it reads checked) before any training
+    from .verifiers import resolve
+
+    verifier, note = resolve(recipe.eval.verifier, prepared.eval_rows.columns,
+                             prepared.eval_rows.to_dict("records"), recipe=recipe.source, data=d.path)
+    prepared.report.update(verifier=verifier.name if verifier else None, verifier_note=note)
     return prepared, epochs
 
 
@@ -70,7 +77,11 @@ def run_recipe(recipe: Recipe, *, results: str = "results", force: bool = False,
     if world()[0] == 0:
         from .compare import rebuild
 
-        rebuild(Path(results))
+        written = rebuild(Path(results))
+        if written:
+            plots = sum(1 for p in written if p.parent.name == "plots")
+            say(f"prefopt: comparison of every finished run: {Path(results) / 'summary.md'} (and summary.csv, "
+                f"comparison.csv), {plots} plots in {Path(results) / 'plots'}")
     return runs
 
 
@@ -95,6 +106,9 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
     check_train_fields(recipe, config_class)
     prepared, epochs = prepare_data(recipe, spec, world_size)
     args = build_config(recipe, spec, config_class, prepared.report, epochs, run)
+    if main:
+        say(f"prefopt: {recipe.name} ({recipe.method}), seed {recipe.seed} -> {run}")
+        say(data_line(prepared.report, precision_used(recipe, args)))
     check_trainer_runs_here(spec.trainer_class(), recipe.source)  # after the recipe's own errors, before any write
 
     if main:
@@ -133,7 +147,34 @@ def config_kwargs(recipe: Recipe, spec: MethodSpec, report: dict, epochs: int, r
     # process would train alone on all the data instead of its shard.
     t.setdefault("use_cpu", not _accelerator_available())
     t.update(output_dir=str(run / "checkpoints"), seed=recipe.seed)
+    return _current_names(t, spec)
+
+
+def _current_names(t: dict, spec: MethodSpec) -> dict:
+    """transformers >= 5.2x renamed gradient_checkpointing to activation_checkpointing and warns on the old
+    name; recipes keep the old one, which every supported version accepts, and it is passed under the
+    name this version reads."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(spec.config_class())}
+    for old, new in (("gradient_checkpointing", "activation_checkpointing"),
+                     ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs")):
+        if old in t and new in fields and new not in t:
+            t[new] = t.pop(old)
     return t
+
+
+def data_line(report: dict, precision: dict) -> str:
+    """The data report's key counts, and the precision, on one line."""
+    counts = (f"{report['pairs']} pairs" if report.get("pairs") is not None else
+              f"{report['desirable']} desirable : {report['undesirable']} undesirable rows")
+    single = report.get("single_label_batches")
+    batches = f", {single} single-label micro-batches of {report['batches']}" if single is not None else ""
+    autocast = " + bf16 autocast" if precision["autocast_bf16"] else ""
+    verifier = f"verifier {report['verifier']}" if report.get("verifier") else f"no verifier ({report.get('verifier_note')})"
+    return (f"prefopt: data: {counts} ({report['strategy']}{batches}); held out {report['eval_rows']} rows of "
+            f"{report['eval_prompts']} prompts, {report['eval_pairs']} pairs; {verifier}; weights "
+            f"{precision['weights']}{autocast}")
 
 
 def precision_used(recipe: Recipe, args) -> dict:
@@ -187,9 +228,10 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
     lora = lora_kwargs(recipe)
     if backend == "unsloth" and lora and lora["target_modules"] == "all-linear":
         lora["target_modules"] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    model, tok = load_model(recipe.model.name, dtype=recipe.model.dtype, backend=backend, file=recipe.source,
-                            max_length=getattr(args, "max_length", None) or 2048,
-                            lora=lora if backend == "unsloth" else None, seed=recipe.seed)
+    with phase(f"loading {recipe.model.name}"):
+        model, tok = load_model(recipe.model.name, dtype=recipe.model.dtype, backend=backend, file=recipe.source,
+                                max_length=getattr(args, "max_length", None) or 2048,
+                                lora=lora if backend == "unsloth" else None, seed=recipe.seed)
     peft_config = None
     if lora and backend != "unsloth":
         from peft import LoraConfig
@@ -198,8 +240,10 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
 
     columns = ["prompt", "completion", "label"] if spec.form == "unpaired" else ["prompt", "chosen", "rejected"]
     train = Dataset.from_list(prepared.train[columns].to_dict("records"))
-    trainer = spec.trainer_class()(model=model, args=args, train_dataset=train, processing_class=tok,
-                                   peft_config=peft_config)
+    with phase(f"preparing {spec.trainer.partition(':')[2]} (tokenizing {len(train)} rows)"):
+        trainer = spec.trainer_class()(model=model, args=args, train_dataset=train, processing_class=tok,
+                                       peft_config=peft_config)
+    _own_progress(trainer)
     if spec.ordered and len(trainer.train_dataset) != len(train):
         # TRL drops rows whose prompt alone fills max_length; that would shift every batch of the order.
         raise UserError(recipe.source, "train.max_length", f"{len(train) - len(trainer.train_dataset)} prompts are "
@@ -211,8 +255,10 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
     if last and main:
         print(f"prefopt: resuming {run} from {last}")
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last)
-    train_seconds = time.perf_counter() - start
+    with phase(f"training {args.max_steps if args.max_steps > 0 else ''} steps".replace("  ", " ")) as p:
+        trainer.train(resume_from_checkpoint=last)
+        train_seconds = time.perf_counter() - start
+        p["note"] = f"{train_seconds / max(trainer.state.global_step, 1):.2f} s/step"
     from accelerate.utils import gather_object
 
     batches = gather_object([(int(os.environ.get("RANK", 0)), i, *counts) for i, counts in enumerate(audit.seen)])
@@ -239,11 +285,24 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
         )
         res.write_json(run / "metrics.json", metrics)  # last: the run counts as finished from here on
         shutil.rmtree(args.output_dir, ignore_errors=True)
+        closing_block(run, metrics)
     trainer.accelerator.wait_for_everyone()
     del trainer, model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return run
+
+
+def _own_progress(trainer) -> None:
+    """prefopt's step progress instead of the trainer's bar and its per-step metric dicts (those go to
+    train_log.csv); see console.trainer_progress."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from .console import trainer_progress
+
+    for callback in (ProgressCallback, PrinterCallback):
+        trainer.remove_callback(callback)
+    trainer.add_callback(trainer_progress())
 
 
 class LabelAudit:
@@ -301,6 +360,7 @@ def evaluate(recipe: Recipe, model, tok, prepared, args) -> dict:
 
 
 def _evaluate(recipe: Recipe, model, tok, prepared, args) -> dict:
+    from .console import progress
     from .metrics import score_rows, summarize, verified_success
 
     start = time.perf_counter()
@@ -312,15 +372,23 @@ def _evaluate(recipe: Recipe, model, tok, prepared, args) -> dict:
         reference.to(next(model.parameters()).device)
     rows = prepared.eval_rows.to_dict("records")
     pairs = prepared.eval_pairs.to_dict("records")
-    scores = score_rows(model, tok, rows, batch_size=recipe.eval.batch_size,
-                        max_length=getattr(args, "max_length", None), reference=reference)
+    with phase(f"scoring {len(rows)} held-out rows (policy and reference)"), \
+            progress(len(rows), "scoring") as bar:
+        scores = score_rows(model, tok, rows, batch_size=recipe.eval.batch_size,
+                            max_length=getattr(args, "max_length", None), reference=reference, bar=bar)
     metrics = summarize(rows, scores, pairs)
-    if recipe.eval.verifier:
+    verifier = prepared.report["verifier"]
+    if verifier is None:
+        metrics["verified_note"] = prepared.report["verifier_note"]
+    else:
         from .verifiers import get_verifier
 
-        metrics.update(verified_success(model, tok, rows, get_verifier(recipe.eval.verifier),
-                                        batch_size=recipe.eval.batch_size,
-                                        max_new_tokens=recipe.eval.max_new_tokens, reference=reference))
+        prompts = len({str(r["prompt"]) for r in rows})
+        with phase(f"generating for {prompts} held-out prompts (policy and reference, greedy)"), \
+                progress(2 * prompts, "generating") as bar:
+            metrics.update(verified_success(model, tok, rows, get_verifier(verifier),
+                                            batch_size=recipe.eval.batch_size,
+                                            max_new_tokens=recipe.eval.max_new_tokens, reference=reference, bar=bar))
     metrics["eval_seconds"] = time.perf_counter() - start
     return metrics
 
