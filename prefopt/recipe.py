@@ -65,7 +65,9 @@ class DataSection:
 @dataclass
 class EvalSection:
     batch_size: int = 8
-    verifier: typing.Optional[str] = None  # e.g. instructions: greedy generations checked by a program
+    # auto: the verifier whose column the data carries (none, and said so, when it carries none); a name
+    # (`prefopt list`) requires its column; null: no generation metric
+    verifier: typing.Optional[str] = None
     max_new_tokens: int = 64
 
 
@@ -221,7 +223,7 @@ def _check_values(r: Recipe) -> None:
         raise UserError(f, "data.weights", "expected auto or {desirable: <positive number>, undesirable: "
                         "<positive number>}")
     _check_train_keys(r, spec)
-    if r.eval.verifier is not None:
+    if r.eval.verifier not in (None, "auto"):
         from .verifiers import get_verifier
 
         get_verifier(r.eval.verifier)

@@ -40,8 +40,14 @@ def build_tiny_model(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def write_feedback(path: Path, prompts: int = 40, per_prompt: int = 3, seed: int = 0) -> Path:
-    """Conversational rows with about 3:1 desirable:undesirable, most prompts carrying both labels."""
+CONSTRAINTS = ({"id": "lowercase", "kwargs": {}}, {"id": "max_words", "kwargs": {"max_words": 6}},
+               {"id": "no_commas", "kwargs": {}})
+
+
+def write_feedback(path: Path, prompts: int = 40, per_prompt: int = 3, seed: int = 0,
+                   constraints: bool = False) -> Path:
+    """Conversational rows with about 3:1 desirable:undesirable, most prompts carrying both labels; with
+    `constraints`, each prompt also carries a `constraint` the instructions verifier can check."""
     rng = random.Random(seed)
     rows = []
     for p in range(prompts):
@@ -51,6 +57,9 @@ def write_feedback(path: Path, prompts: int = 40, per_prompt: int = 3, seed: int
             labels[rng.randrange(per_prompt)] = False  # ~3 of 4 prompts get an undesirable completion
         for label in labels:
             text = " ".join(rng.choices(WORDS, k=rng.randint(3, 9)))
-            rows.append({"prompt": prompt, "completion": [{"role": "assistant", "content": text}], "label": label})
+            row = {"prompt": prompt, "completion": [{"role": "assistant", "content": text}], "label": label}
+            if constraints:
+                row["constraint"] = CONSTRAINTS[p % len(CONSTRAINTS)]
+            rows.append(row)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

@@ -122,3 +122,47 @@ def test_dtype_auto_trains_and_evaluates_under_bf16_autocast_on_a_native_bf16_cp
     assert env["precision"]["autocast_bf16"] is autocast and env["precision"]["weights"] == "float32"
     assert metrics["autocast_bf16"] is autocast and seen == [autocast]
     assert math.isfinite(metrics["reward_auc"]) and metrics["steps"] == 3
+
+
+def test_verifier_auto_skips_generation_on_data_without_its_column(write_recipe, tmp_path):
+    results = tmp_path / "results"
+    recipe = write_recipe("orpo", eval={"verifier": "auto"})  # the tiny data has no `constraint` column
+    assert main(["run", str(recipe), "--results", str(results)]) == 0
+    run = only_run(results, "tiny_orpo")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "verified_success" not in metrics and "no verifier column" in metrics["verified_note"]
+    assert json.loads((run / "data_report.json").read_text())["verifier"] is None
+
+
+def test_verified_success_end_to_end_on_constrained_data(write_recipe, tmp_path):
+    from prefopt.testing import write_feedback
+
+    data = write_feedback(tmp_path / "constrained.jsonl", constraints=True)
+    results = tmp_path / "results"
+    recipe = write_recipe("dpo", data={"path": str(data)}, eval={"verifier": "auto", "max_new_tokens": 8})
+    assert main(["run", str(recipe), "--results", str(results)]) == 0
+    metrics = json.loads((only_run(results, "tiny_dpo") / "metrics.json").read_text())
+    assert metrics["verified_prompts"] > 0
+    for key in ("verified_success", "verified_success_ref"):  # a share of prompts: k / n
+        assert 0 <= metrics[key] <= 1 and round(metrics[key] * metrics["verified_prompts"], 6).is_integer()
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("named verifier, no column", "eval.verifier: verifier 'instructions' reads each row's 'constraint' column"),
+    ("bad constraint value", "constraint: held-out row"),
+])
+def test_verifier_problems_fail_before_anything_is_written(case, needle, write_recipe, tmp_path, capsys):
+    from prefopt.testing import write_feedback
+
+    if case == "named verifier, no column":
+        recipe = write_recipe("kto", eval={"verifier": "instructions"})
+    else:
+        data = write_feedback(tmp_path / "bad.jsonl", constraints=True)
+        data.write_text(data.read_text().replace('"id": "lowercase"', '"id": "lowercse"'))
+        recipe = write_recipe("kto", data={"path": str(data)}, eval={"verifier": "auto"})
+    results = tmp_path / "results"
+    assert main(["run", str(recipe), "--results", str(results)]) == 2
+    assert main(["data", str(recipe)]) == 2  # the data report fails the same way
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0] == err[1] and needle in err[0]
+    assert not results.exists()

@@ -12,7 +12,8 @@ from rich.table import Table
 SECTIONS = (
     ("data", ("data_path", "method", "form", "strategy", "pairing", "max_pairs_per_prompt", "seed", "rows",
               "prompts")),
-    ("held-out split", ("split_seed", "eval_fraction", "eval_rows", "eval_prompts", "eval_pairs", "eval_fingerprint")),
+    ("held-out split", ("split_seed", "eval_fraction", "eval_rows", "eval_prompts", "eval_pairs", "eval_fingerprint",
+                        "verifier", "verifier_note")),
     ("training", ("train_rows", "desirable", "undesirable", "examples_used", "examples_discarded",
                   "repeated_examples", "pairs", "unpaired_rows")),
     ("batches", ("batch_size", "world_size", "epochs", "batches", "batches_per_epoch", "single_label_batches",

@@ -20,6 +20,7 @@ class Verifier:
     column: str  # the data column whose value is passed to `check` as `meta`
     check: Callable[[dict, str], bool]  # (meta, completion text) -> passes
     description: str
+    validate: Callable[[dict], object]  # raises UserError(field=column) for a value `check` cannot read
 
 
 VERIFIERS: dict[str, Verifier] = {
@@ -29,11 +30,39 @@ VERIFIERS: dict[str, Verifier] = {
         check=instructions.check,
         description=f"IFEval-style constraints ({len(instructions.FAMILIES)} families: lowercase, max_words, "
                     "json_object, ...) read from the row's `constraint`",
+        validate=instructions.validate,
     ),
 }
+AUTO = "auto"  # eval.verifier: auto -> the verifier whose column the data has, else none
 
 
 def get_verifier(name: str) -> Verifier:
     if name not in VERIFIERS:
         raise UserError(None, "eval.verifier", f"unknown verifier '{name}'; " + did_you_mean(name, VERIFIERS))
     return VERIFIERS[name]
+
+
+def resolve(name: str | None, columns, rows, *, recipe: str | None, data: str) -> tuple[Verifier | None, str | None]:
+    """(verifier to run, or None; a note saying why none runs). `rows` are the held-out rows (dicts): each
+    one's value is checked now, so a bad value fails before training, not after it."""
+    if name is None:
+        return None, "eval.verifier is not set"
+    if name == AUTO:
+        found = [v for v in VERIFIERS.values() if v.column in columns]
+        if not found:
+            wanted = ", ".join(sorted(f"'{v.column}' ({v.name})" for v in VERIFIERS.values()))
+            return None, f"the data has no verifier column ({wanted}): generation not scored"
+        verifier = found[0]
+    else:
+        verifier = get_verifier(name)
+        if verifier.column not in columns:
+            raise UserError(recipe, "eval.verifier", f"verifier '{name}' reads each row's '{verifier.column}' "
+                            f"column, which {data} lacks; use eval.verifier: auto (skips generation when the "
+                            "column is missing) or null")
+    for i, row in enumerate(rows):
+        try:
+            verifier.validate(row[verifier.column])
+        except UserError as e:
+            raise UserError(data, verifier.column, f"held-out row {i + 1} ({str(row.get('prompt'))[:40]!r}): "
+                            f"{e.message}") from None
+    return verifier, None

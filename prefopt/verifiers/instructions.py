@@ -177,6 +177,11 @@ def _parse(meta) -> tuple[str, dict]:
     return family, kwargs
 
 
+def validate(meta) -> None:
+    """Raise a UserError when `meta` is not a constraint `check` can read."""
+    _parse(meta)
+
+
 def check(meta, text: str) -> bool:
     """True when `text` is a non-empty answer that satisfies the constraint `meta`."""
     family, kwargs = _parse(meta)
