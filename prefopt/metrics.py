@@ -175,17 +175,36 @@ def generate(model, tok, prompts, *, batch_size: int, max_new_tokens: int, refer
 
 
 def verified_success(model, tok, rows, verifier, *, batch_size: int, max_new_tokens: int, reference=None,
-                     bar=None) -> dict:
-    """Share of held-out prompts whose greedy completion passes the verifier, for policy and reference."""
+                     bar=None) -> tuple[dict, list[dict]]:
+    """Share of held-out prompts whose greedy completion passes the verifier, for policy and reference, and
+    one record per prompt (prompt id, the verifier's value, both generations and whether each passed)."""
     first = {}
     for r in rows:  # one check per distinct prompt; its constraint is the same on every row of the prompt
         first.setdefault(_key(r["prompt"]), r)
     prompts = [r["prompt"] for r in first.values()]
     metas = [r[verifier.column] for r in first.values()]
+    records = [{"prompt_id": prompt_id(r["prompt"]), verifier.column: m} for r, m in zip(first.values(), metas)]
     result = {"verified_prompts": len(prompts)}
-    for name, use_ref in (("verified_success", False), ("verified_success_ref", True)):
+    for name, use_ref, side in (("verified_success", False, "policy"), ("verified_success_ref", True, "reference")):
         texts = generate(model, tok, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
                          reference=reference, use_reference=use_ref, bar=bar)
-        result[name] = float(np.mean([verifier.check(m, t) for m, t in zip(metas, texts)]))
+        passed = [bool(verifier.check(m, t)) for m, t in zip(metas, texts)]
+        for record, text, ok in zip(records, texts, passed):
+            record.update({f"{side}_text": text, f"{side}_pass": ok})
+        result[name] = float(np.mean(passed))
     result["verified_success_delta"] = result["verified_success"] - result["verified_success_ref"]
-    return result
+    return result, records
+
+
+def prompt_id(prompt) -> str:
+    """A short stable id of a prompt (text or message list), the same in every run and every file."""
+    import hashlib
+
+    return hashlib.sha256(_key(prompt).encode()).hexdigest()[:12]
+
+
+def item_records(rows, scores) -> list[dict]:
+    """One record per held-out row: what every row-level metric is computed from."""
+    return [{"row_id": r.get("row_id", i), "prompt_id": prompt_id(r["prompt"]), "label": bool(r["label"]),
+             "logp": scores["logp"][i], "ref_logp": scores["ref_logp"][i], "tokens": int(scores["tokens"][i]),
+             "kl_sum": scores["kl"][i]} for i, r in enumerate(rows)]

@@ -271,7 +271,8 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
             res.write_atomic(run / "batch_labels.csv", pd.DataFrame(
                 batches, columns=["rank", "micro_batch", "desirable", "undesirable"]).to_csv(index=False))
         trainer.save_model(str(run / "adapter"))
-        metrics = evaluate(recipe, trainer.model, tok, prepared, args)
+        metrics, items = evaluate(recipe, trainer.model, tok, prepared, args)
+        write_items(run, items)
         metrics.update(
             recipe=recipe.name, method=recipe.method, strategy=prepared.report["strategy"], seed=recipe.seed,
             run_id=run.name, eval_fingerprint=prepared.report["eval_fingerprint"], data_path=recipe.data.path,
@@ -291,6 +292,20 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return run
+
+
+def write_items(run: Path, items: dict) -> None:
+    """Per-item evaluation records beside metrics.json (written before it): eval_items.csv, one row per
+    held-out row; eval_generations.jsonl, one line per verified prompt. Small, so they are committed with
+    the results and every statistic can be recomputed from the repository alone."""
+    import json
+
+    import pandas as pd
+
+    res.write_atomic(run / "eval_items.csv", pd.DataFrame(items["rows"]).to_csv(index=False))
+    if "generations" in items:
+        res.write_atomic(run / "eval_generations.jsonl",
+                         "".join(json.dumps(g, sort_keys=True, default=str) + "\n" for g in items["generations"]))
 
 
 def _own_progress(trainer) -> None:
@@ -350,8 +365,9 @@ def broadcast(value):
     return value
 
 
-def evaluate(recipe: Recipe, model, tok, prepared, args) -> dict:
-    """Held-out metrics, at the precision the run trained in (bf16 autocast when the config had it)."""
+def evaluate(recipe: Recipe, model, tok, prepared, args) -> tuple[dict, dict]:
+    """Held-out metrics and the per-item records they come from ({"rows": [...], "generations": [...]}),
+    at the precision the run trained in (bf16 autocast when the config had it)."""
     import torch
 
     device_type = next(model.parameters()).device.type
@@ -361,7 +377,7 @@ def evaluate(recipe: Recipe, model, tok, prepared, args) -> dict:
 
 def _evaluate(recipe: Recipe, model, tok, prepared, args) -> dict:
     from .console import progress
-    from .metrics import score_rows, summarize, verified_success
+    from .metrics import item_records, score_rows, summarize, verified_success
 
     start = time.perf_counter()
     reference = None
@@ -377,6 +393,7 @@ def _evaluate(recipe: Recipe, model, tok, prepared, args) -> dict:
         scores = score_rows(model, tok, rows, batch_size=recipe.eval.batch_size,
                             max_length=getattr(args, "max_length", None), reference=reference, bar=bar)
     metrics = summarize(rows, scores, pairs)
+    items = {"rows": item_records(rows, scores)}
     verifier = prepared.report["verifier"]
     if verifier is None:
         metrics["verified_note"] = prepared.report["verifier_note"]
@@ -386,11 +403,13 @@ def _evaluate(recipe: Recipe, model, tok, prepared, args) -> dict:
         prompts = len({str(r["prompt"]) for r in rows})
         with phase(f"generating for {prompts} held-out prompts (policy and reference, greedy)"), \
                 progress(2 * prompts, "generating") as bar:
-            metrics.update(verified_success(model, tok, rows, get_verifier(verifier),
-                                            batch_size=recipe.eval.batch_size,
-                                            max_new_tokens=recipe.eval.max_new_tokens, reference=reference, bar=bar))
+            verified, generations = verified_success(
+                model, tok, rows, get_verifier(verifier), batch_size=recipe.eval.batch_size,
+                max_new_tokens=recipe.eval.max_new_tokens, reference=reference, bar=bar)
+        metrics.update(verified)
+        items["generations"] = generations
     metrics["eval_seconds"] = time.perf_counter() - start
-    return metrics
+    return metrics, items
 
 
 def _tokens_seen(trainer, args) -> int:

@@ -166,3 +166,32 @@ def test_verifier_problems_fail_before_anything_is_written(case, needle, write_r
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and err[0] == err[1] and needle in err[0]
     assert not results.exists()
+
+
+def test_per_item_records_reproduce_the_run_metrics(write_recipe, tmp_path):
+    from prefopt.metrics import summarize
+    from prefopt.testing import write_feedback
+
+    data = write_feedback(tmp_path / "constrained.jsonl", constraints=True)
+    results = tmp_path / "results"
+    recipe = write_recipe("kto", data={"path": str(data)}, eval={"verifier": "auto", "max_new_tokens": 8})
+    assert main(["run", str(recipe), "--results", str(results)]) == 0
+    run = only_run(results, "tiny_kto")
+    metrics = json.loads((run / "metrics.json").read_text())
+    items = pd.read_csv(run / "eval_items.csv")
+    assert len(items) == metrics["eval_rows"] and items["row_id"].is_unique
+    assert items["prompt_id"].nunique() == json.loads((run / "data_report.json").read_text())["eval_prompts"]
+    # every row-level metric follows from the records alone
+    rows = [{"prompt": p, "completion": str(i), "label": bool(label)}
+            for i, (p, label) in enumerate(zip(items["prompt_id"], items["label"]))]
+    scores = {"logp": items["logp"].to_numpy(), "ref_logp": items["ref_logp"].to_numpy(),
+              "tokens": items["tokens"].to_numpy(float), "kl": items["kl_sum"].to_numpy()}
+    again = summarize(rows, scores, [])
+    for key in ("reward_auc", "kl", "desirable_nll", "desirable_nll_ref"):
+        assert again[key] == pytest.approx(metrics[key], rel=1e-12), key
+    generations = [json.loads(line) for line in (run / "eval_generations.jsonl").read_text().splitlines()]
+    assert len(generations) == metrics["verified_prompts"]
+    assert sum(g["policy_pass"] for g in generations) / len(generations) == pytest.approx(metrics["verified_success"])
+    assert sum(g["reference_pass"] for g in generations) / len(generations) == \
+        pytest.approx(metrics["verified_success_ref"])
+    assert {"prompt_id", "constraint", "policy_text", "reference_text"} <= set(generations[0])

@@ -93,7 +93,8 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
     report.update(part)
     report.update(eval_pairs=len(eval_pairs), batch_size=batch_size, world_size=world_size, epochs=epochs,
                   seed=seed, split_seed=split_seed, eval_fraction=eval_fraction)
-    return Prepared(train=train, eval_rows=rows.iloc[held].reset_index(drop=True), eval_pairs=eval_pairs,
+    eval_rows = rows.iloc[held].reset_index(drop=True).assign(row_id=held)  # row_id: position in the file's rows
+    return Prepared(train=train, eval_rows=eval_rows, eval_pairs=eval_pairs,
                     report=_plain(report))
 
 

@@ -52,7 +52,7 @@ def test_unpaired_form(chat_rows):
     assert isinstance(p.train["prompt"][0], list)  # conversational rows stay conversational
     assert len(p.train) == 2 * (p.report["desirable"] + p.report["undesirable"])
     assert p.report["single_label_batches"] == 0 and p.report["kl_same_prompt_pairs"] == 0
-    assert set(p.eval_rows.columns) == set(chat_rows.columns)
+    assert set(p.eval_rows.columns) == set(chat_rows.columns) | {"row_id"}  # row_id: position in the file
     assert list(p.eval_pairs.columns) == ["prompt", "chosen", "rejected"] and len(p.eval_pairs) > 0
     assert REPORT_KEYS <= set(p.report) and json.loads(json.dumps(p.report)) == p.report
 
