@@ -218,3 +218,15 @@ def load_model(name_or_path: str = "smollm2-135m-instruct", *, dtype: str = "aut
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return model, tok
+
+
+def load_trained(name_or_path: str, saved: Path, *, dtype: str = "auto", file: str | None = None):
+    """(model, tokenizer) of a finished training: the base model with the LoRA adapter saved in `saved`, or,
+    for full fine-tuning, the whole model saved there (the reference is then loaded apart, as in training)."""
+    saved = Path(saved)
+    if (saved / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        model, tok = load_model(name_or_path, dtype=dtype, file=file)
+        return PeftModel.from_pretrained(model, str(saved)), tok
+    return load_model(str(saved), dtype=dtype, file=file)

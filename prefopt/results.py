@@ -5,7 +5,8 @@ A file is written to a temporary name in its own directory and renamed over the 
 written last.
 
     results/runs/<recipe name>/seed<seed>-<recipe fingerprint>/
-        recipe.yaml  data_report.json  env.json  train_log.csv  adapter/  metrics.json
+        recipe.yaml  data_report.json  env.json  train_log.csv  adapter/  trained.json  eval_items.csv
+        eval_generations.jsonl  metrics.json
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ def run_dir(results: Path, name: str, seed: int, fingerprint: str) -> Path:
 
 def is_finished(run: Path) -> bool:
     return (Path(run) / "metrics.json").is_file()
+
+
+def is_trained(run: Path) -> bool:
+    """Training finished and its model was saved (trained.json is written after adapter/)."""
+    return (Path(run) / "trained.json").is_file()
+
+
+def read_trained(run: Path) -> dict:
+    return json.loads((Path(run) / "trained.json").read_text())
 
 
 def environment(seed: int, world_size: int, backend: str, precision: dict | None = None) -> dict:

@@ -223,7 +223,16 @@ def lora_kwargs(recipe: Recipe) -> dict | None:
 def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: bool) -> Path:
     import torch
     from datasets import Dataset
-    from .models import load_model
+    from .models import load_model, load_trained
+
+    if res.is_trained(run):  # an earlier attempt finished training and saved its adapter; evaluation failed
+        if main:
+            say(f"prefopt: training finished in an earlier attempt ({run / 'trained.json'}); evaluating its saved model")
+            with phase(f"loading {recipe.model.name} with the trained {run / 'adapter'}"):
+                model, tok = load_trained(recipe.model.name, run / "adapter", dtype=recipe.model.dtype,
+                                          file=recipe.source)
+            _evaluate_and_write(recipe, model, tok, prepared, args, run, res.read_trained(run))
+        return run
 
     lora = lora_kwargs(recipe)
     if backend == "unsloth" and lora and lora["target_modules"] == "all-linear":
@@ -271,27 +280,30 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
             res.write_atomic(run / "batch_labels.csv", pd.DataFrame(
                 batches, columns=["rank", "micro_batch", "desirable", "undesirable"]).to_csv(index=False))
         trainer.save_model(str(run / "adapter"))
-        metrics, items = evaluate(recipe, trainer.model, tok, prepared, args)
-        write_items(run, items)
-        metrics.update(
-            recipe=recipe.name, method=recipe.method, strategy=prepared.report["strategy"], seed=recipe.seed,
-            run_id=run.name, eval_fingerprint=prepared.report["eval_fingerprint"], data_path=recipe.data.path,
-            weights_dtype=precision_used(recipe, args)["weights"], autocast_bf16=bool(getattr(args, "bf16", False)),
-            steps=trainer.state.global_step, processes=trainer.accelerator.num_processes,
-            examples_used=prepared.report["examples_used"],
-            train_seconds=train_seconds,
+        trained = dict(
+            steps=trainer.state.global_step, processes=trainer.accelerator.num_processes, train_seconds=train_seconds,
             train_tokens_per_second=_tokens_seen(trainer, args) / train_seconds if train_seconds else math.nan,
-            peak_memory_mb=_peak_memory_mb(),
-            single_label_batches_trained=sum(1 for b in batches if min(b[2], b[3]) == 0) if batches else None,
-        )
-        res.write_json(run / "metrics.json", metrics)  # last: the run counts as finished from here on
+            single_label_batches_trained=sum(1 for b in batches if min(b[2], b[3]) == 0) if batches else None)
+        res.write_json(run / "trained.json", trained)  # from here on a rerun evaluates instead of training
         shutil.rmtree(args.output_dir, ignore_errors=True)
-        closing_block(run, metrics)
+        _evaluate_and_write(recipe, trainer.model, tok, prepared, args, run, trained)
     trainer.accelerator.wait_for_everyone()
     del trainer, model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return run
+
+
+def _evaluate_and_write(recipe, model, tok, prepared, args, run: Path, trained: dict) -> None:
+    metrics, items = evaluate(recipe, model, tok, prepared, args)
+    write_items(run, items)
+    metrics.update(
+        recipe=recipe.name, method=recipe.method, strategy=prepared.report["strategy"], seed=recipe.seed,
+        run_id=run.name, eval_fingerprint=prepared.report["eval_fingerprint"], data_path=recipe.data.path,
+        weights_dtype=precision_used(recipe, args)["weights"], autocast_bf16=bool(getattr(args, "bf16", False)),
+        examples_used=prepared.report["examples_used"], peak_memory_mb=_peak_memory_mb(), **trained)
+    res.write_json(run / "metrics.json", metrics)  # last: the run counts as finished from here on
+    closing_block(run, metrics)
 
 
 def write_items(run: Path, items: dict) -> None:

@@ -195,3 +195,35 @@ def test_per_item_records_reproduce_the_run_metrics(write_recipe, tmp_path):
     assert sum(g["reference_pass"] for g in generations) / len(generations) == \
         pytest.approx(metrics["verified_success_ref"])
     assert {"prompt_id", "constraint", "policy_text", "reference_text"} <= set(generations[0])
+
+
+def test_a_failed_evaluation_keeps_the_training_and_a_rerun_only_evaluates(write_recipe, tmp_path, monkeypatch):
+    import trl
+
+    from prefopt import runner
+
+    recipe = str(write_recipe("kto"))
+    whole = tmp_path / "whole"
+    assert main(["run", recipe, "--results", str(whole)]) == 0  # the same run, never interrupted
+
+    evaluate = runner.evaluate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("evaluation broke")
+
+    results = tmp_path / "results"
+    monkeypatch.setattr(runner, "evaluate", broken)
+    with pytest.raises(RuntimeError, match="evaluation broke"):
+        main(["run", recipe, "--results", str(results)])
+    run = only_run(results, "tiny_kto")
+    assert (run / "adapter" / "adapter_config.json").is_file() and (run / "train_log.csv").is_file()
+    assert (run / "trained.json").is_file() and not (run / "metrics.json").exists()
+
+    monkeypatch.setattr(runner, "evaluate", evaluate)
+    monkeypatch.setattr(trl.KTOTrainer, "train", lambda *a, **k: pytest.fail("trained again"))
+    assert main(["run", recipe, "--results", str(results)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    reference = json.loads((only_run(whole, "tiny_kto") / "metrics.json").read_text())
+    assert metrics["steps"] == reference["steps"] == 3
+    for key in ("reward_auc", "kl", "desirable_nll", "reward_margin"):  # the saved adapter is the trained one
+        assert metrics[key] == pytest.approx(reference[key], rel=1e-5, abs=1e-9), key
