@@ -100,6 +100,19 @@ def trainer_progress():
     return StepProgress()
 
 
+def data_line(report: dict, precision: dict) -> str:
+    """The data report's key counts, and the precision, on one line."""
+    counts = (f"{report['pairs']} pairs" if report.get("pairs") is not None else
+              f"{report['desirable']} desirable : {report['undesirable']} undesirable rows")
+    single = report.get("single_label_batches")
+    batches = f", {single} single-label micro-batches of {report['batches']}" if single is not None else ""
+    autocast = " + bf16 autocast" if precision["autocast_bf16"] else ""
+    verifier = f"verifier {report['verifier']}" if report.get("verifier") else f"no verifier ({report.get('verifier_note')})"
+    return (f"prefopt: data: {counts} ({report['strategy']}{batches}); held out {report['eval_rows']} rows of "
+            f"{report['eval_prompts']} prompts, {report['eval_pairs']} pairs; {verifier}; weights "
+            f"{precision['weights']}{autocast}")
+
+
 def closing_block(run, metrics: dict) -> None:
     """The run's headline numbers against the untrained reference, and where everything is."""
     def num(key, digits=3):

@@ -91,7 +91,10 @@ def _materialize_alias(alias: str, *, file, field) -> Path:
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=target.parent))
         try:
-            _convert_gguf(gguf_dir, spec.gguf, tmp)
+            from .console import phase
+
+            with phase(f"converting {alias} from GGUF into {target} (once per machine)"):
+                _convert_gguf(gguf_dir, spec.gguf, tmp)
             os.replace(tmp, target)  # atomic: a half-converted copy is never seen as the model
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

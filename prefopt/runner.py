@@ -14,7 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .console import closing_block, phase, say
+from .console import closing_block, data_line, phase, say
 from .errors import UserError
 from .methods import MethodSpec, get_method
 from .recipe import Recipe, check_train_fields
@@ -162,19 +162,6 @@ def _current_names(t: dict, spec: MethodSpec) -> dict:
         if old in t and new in fields and new not in t:
             t[new] = t.pop(old)
     return t
-
-
-def data_line(report: dict, precision: dict) -> str:
-    """The data report's key counts, and the precision, on one line."""
-    counts = (f"{report['pairs']} pairs" if report.get("pairs") is not None else
-              f"{report['desirable']} desirable : {report['undesirable']} undesirable rows")
-    single = report.get("single_label_batches")
-    batches = f", {single} single-label micro-batches of {report['batches']}" if single is not None else ""
-    autocast = " + bf16 autocast" if precision["autocast_bf16"] else ""
-    verifier = f"verifier {report['verifier']}" if report.get("verifier") else f"no verifier ({report.get('verifier_note')})"
-    return (f"prefopt: data: {counts} ({report['strategy']}{batches}); held out {report['eval_rows']} rows of "
-            f"{report['eval_prompts']} prompts, {report['eval_pairs']} pairs; {verifier}; weights "
-            f"{precision['weights']}{autocast}")
 
 
 def precision_used(recipe: Recipe, args) -> dict:
