@@ -8,5 +8,6 @@ SPEC = MethodSpec(
     form="paired",
     config="trl.experimental.orpo:ORPOConfig",
     trainer="trl.experimental.orpo:ORPOTrainer",
-    defaults={"beta": 0.1},
+    # ORPOTrainer's pair collator needs every column; it turns this off itself, with a notice each run
+    defaults={"beta": 0.1, "remove_unused_columns": False},
 )
