@@ -77,10 +77,15 @@ def dispatch(ns) -> None:
         from .data.report import format_report
         from .methods import get_method
         from .recipe import load_recipe
-        from .runner import prepare_data, world
+        from .models import local_model_dir
+        from .runner import check_prompt_lengths, prepare_data, train_settings, world
 
         recipe = load_recipe(ns.recipe, ns.set)
-        prepared, _ = prepare_data(recipe, get_method(recipe.method), world()[1])
+        spec = get_method(recipe.method)
+        prepared, _ = prepare_data(recipe, spec, world()[1])
+        # as `run` checks it, when the tokenizer is already on disk (an alias is converted by its first run)
+        check_prompt_lengths(recipe, prepared, train_settings(recipe, spec).get("max_length"),
+                             local_model_dir(recipe.model.name))
         print(json.dumps(prepared.report, indent=2) if ns.json else format_report(prepared.report))
     elif ns.command == "run":
         from .console import quiet_libraries

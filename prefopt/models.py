@@ -71,6 +71,30 @@ def resolve_model(name: str, *, file: str | None = None, field: str = "model.nam
     return name  # a hub id: transformers downloads it when online
 
 
+def local_model_dir(name: str) -> Path | None:
+    """The model's folder when it is already on disk (an alias converted earlier, or a folder), else None;
+    never converts or downloads (for `prefopt data`, which must stay light)."""
+    if name in MODEL_ALIASES:
+        target = cache_dir() / "models" / name
+        return target if (target / "config.json").is_file() else None
+    path = Path(name).expanduser()
+    return path if (path / "config.json").is_file() else None
+
+
+def prompt_token_counts(model_dir, prompts) -> list[int] | None:
+    """Tokens of each prompt as the trainers render it (chat template with the generation prompt for
+    message lists), from the fast tokenizer alone: transformers' tokenizer classes without torch. None
+    when the folder has no fast tokenizer (the trainer's own check still applies)."""
+    from transformers.tokenization_utils_tokenizers import PreTrainedTokenizerFast
+
+    try:
+        tok = PreTrainedTokenizerFast.from_pretrained(str(model_dir))
+    except (OSError, ValueError, TypeError):
+        return None
+    return [len(tok.apply_chat_template(p, add_generation_prompt=True, tokenize=True)["input_ids"])
+            if isinstance(p, list) else len(tok(p)["input_ids"]) for p in prompts]
+
+
 def _materialize_alias(alias: str, *, file, field) -> Path:
     spec = MODEL_ALIASES[alias]
     target = cache_dir() / "models" / alias

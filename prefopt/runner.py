@@ -63,6 +63,31 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
     return prepared, epochs
 
 
+def check_prompt_lengths(recipe: Recipe, prepared, max_length: int | None, model_dir) -> None:
+    """Every training prompt must leave room for a completion under max_length; checked with the tokenizer
+    alone, before anything is written (TRL would otherwise drop or cut those rows, minutes later)."""
+    from .models import prompt_token_counts
+
+    if not max_length or model_dir is None:
+        return
+    unique = {json_key(p): p for p in prepared.train["prompt"]}
+    counts = prompt_token_counts(model_dir, list(unique.values()))
+    if counts is None:
+        return
+    longest = max(counts)
+    if longest >= max_length:
+        n = sum(c >= max_length for c in counts)
+        raise UserError(recipe.source, "train.max_length", f"{n} of {len(counts)} training prompts are at least "
+                        f"max_length={max_length} tokens (longest {longest}), leaving no room for a completion; "
+                        f"raise train.max_length above {longest} or shorten those prompts")
+
+
+def json_key(value) -> str:
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
 def planned_epochs(t: dict, epoch_rows: int, world_size: int) -> int:
     per_step = t.get("per_device_train_batch_size", TRL_DEFAULT_BATCH_SIZE) * \
         t.get("gradient_accumulation_steps", 1) * world_size
@@ -98,7 +123,7 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
     from .models import pick_backend, resolve_model
 
     backend = pick_backend(recipe.model.backend, file=recipe.source)
-    resolve_model(recipe.model.name, file=recipe.source)  # a bad model name fails before anything is written
+    model_dir = resolve_model(recipe.model.name, file=recipe.source)  # a bad name fails before anything is written
     if backend == "unsloth":
         import unsloth  # noqa: F401  -- patches transformers/trl, so it must be imported before them
 
@@ -106,6 +131,8 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
     check_train_fields(recipe, config_class)
     prepared, epochs = prepare_data(recipe, spec, world_size)
     args = build_config(recipe, spec, config_class, prepared.report, epochs, run)
+    check_prompt_lengths(recipe, prepared, getattr(args, "max_length", None),
+                         model_dir if Path(model_dir).is_dir() else None)  # a hub id: TRL's check only
     if main:
         say(f"prefopt: {recipe.name} ({recipe.method}), seed {recipe.seed} -> {run}")
         say(data_line(prepared.report, precision_used(recipe, args)))

@@ -227,3 +227,15 @@ def test_a_failed_evaluation_keeps_the_training_and_a_rerun_only_evaluates(write
     assert metrics["steps"] == reference["steps"] == 3
     for key in ("reward_auc", "kl", "desirable_nll", "reward_margin"):  # the saved adapter is the trained one
         assert metrics[key] == pytest.approx(reference[key], rel=1e-5, abs=1e-9), key
+
+
+def test_prompts_longer_than_max_length_fail_before_anything_is_written(write_recipe, tmp_path, capsys):
+    for method in ("kto", "dpo"):
+        recipe = write_recipe(method, train={"max_length": 8})  # the tiny prompts are 12+ tokens
+        results = tmp_path / method
+        assert main(["run", str(recipe), "--results", str(results)]) == 2
+        assert main(["data", str(recipe)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 2 and err[0] == err[1], err
+        assert ": train.max_length: " in err[0] and "training prompts are at least max_length=8 tokens" in err[0]
+        assert not results.exists()
