@@ -44,9 +44,19 @@ def test_backend_choice(monkeypatch):
     assert models.pick_backend("transformers") == "transformers"
 
 
-def test_load_tiny_model_sets_pad_token(tiny_model):
-    model, tok = models.load_model(str(tiny_model), dtype="float32")
-    assert tok.pad_token is not None and model.config.model_type == "llama"
+def test_a_tokenizer_without_pad_token_gets_eos(tiny_model, tmp_path):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    no_pad = tmp_path / "no-pad"
+    shutil.copytree(tiny_model, no_pad)
+    tok = AutoTokenizer.from_pretrained(no_pad)
+    tok.pad_token = None
+    tok.save_pretrained(no_pad)
+    assert AutoTokenizer.from_pretrained(no_pad).pad_token is None  # the model really lacks one
+    model, tok = models.load_model(str(no_pad), dtype="float32")
+    assert tok.pad_token == tok.eos_token == "<|im_end|>" and model.config.model_type == "llama"
 
 
 FAKE_UNSLOTH = textwrap.dedent('''

@@ -239,3 +239,33 @@ def test_prompts_longer_than_max_length_fail_before_anything_is_written(write_re
         assert len(err) == 2 and err[0] == err[1], err
         assert ": train.max_length: " in err[0] and "training prompts are at least max_length=8 tokens" in err[0]
         assert not results.exists()
+
+
+def test_auto_kto_weights_reach_the_trainer(write_recipe, tmp_path, monkeypatch):
+    import trl
+
+    seen = {}
+    train = trl.KTOTrainer.train
+
+    def recording(self, *args, **kwargs):
+        seen.update(desirable=self.args.desirable_weight, undesirable=self.args.undesirable_weight)
+        return train(self, *args, **kwargs)
+
+    monkeypatch.setattr(trl.KTOTrainer, "train", recording)
+    results = tmp_path / "results"
+    assert main(["run", str(write_recipe("kto")), "--results", str(results)]) == 0
+    report = json.loads((only_run(results, "tiny_kto") / "data_report.json").read_text())
+    assert report["undesirable_weight"] > 1  # the tiny data is ~3:1, outside the paper's [1, 4/3]
+    assert seen == {"desirable": report["desirable_weight"], "undesirable": report["undesirable_weight"]}
+
+
+@pytest.mark.parametrize("method", ["kto", "dpo", "orpo"])
+def test_training_moves_the_model_away_from_the_reference(method, write_recipe, tmp_path):
+    # a no-op training (adapter never updated, or the reference scored in its place) would give r = 0 and kl = 0
+    results = tmp_path / "results"
+    assert main(["run", str(write_recipe(method)), "--results", str(results)]) == 0
+    run = only_run(results, f"tiny_{method}")
+    metrics = json.loads((run / "metrics.json").read_text())
+    items = pd.read_csv(run / "eval_items.csv")
+    assert metrics["kl"] > 0 and (items["logp"] != items["ref_logp"]).all()
+    assert metrics["desirable_nll"] != metrics["desirable_nll_ref"]

@@ -1,0 +1,47 @@
+"""Atomic writes: a write that fails midway leaves the previous file whole and no temporary file behind,
+and a reader never sees a file half-written while it is being replaced."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from prefopt import results
+
+
+def test_a_write_failing_midway_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "summary.md"
+    results.write_atomic(target, "old table\n")
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(results.os, "fsync", disk_full)  # after the bytes went to the temporary file
+    with pytest.raises(OSError, match="No space left"):
+        results.write_atomic(target, "new table " * 10_000)
+    assert target.read_text() == "old table\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.md"]
+
+
+def test_readers_see_the_old_or_the_new_file_never_a_part(tmp_path):
+    target = tmp_path / "comparison.csv"
+    versions = [f"{i}," * 50_000 + "\n" for i in range(2)]  # ~100-200 kB: many write() calls each
+    results.write_atomic(target, versions[0])
+    seen, stop = set(), threading.Event()
+
+    def read():
+        while not stop.is_set():
+            seen.add(target.read_text())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(40):
+            results.write_atomic(target, versions[i % 2])
+    finally:
+        stop.set()
+        reader.join()
+    assert seen <= set(versions) and seen
+    assert not [p for p in os.listdir(tmp_path) if p != "comparison.csv"]
