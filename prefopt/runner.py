@@ -107,7 +107,19 @@ def run_recipe(recipe: Recipe, *, results: str = "results", force: bool = False,
             plots = sum(1 for p in written if p.parent.name == "plots")
             say(f"prefopt: comparison of every finished run: {Path(results) / 'summary.md'} (and summary.csv, "
                 f"comparison.csv), {plots} plots in {Path(results) / 'plots'}")
+    _close_process_group()
     return runs
+
+
+def _close_process_group() -> None:
+    """Under torchrun/accelerate: every process waits for the others, then the group is torn down before
+    the interpreter exits (left to exit, gloo's threads could abort a process: 'terminate called without
+    an active exception', seen about one 2-process run in four)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
@@ -292,7 +304,7 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
         res.write_atomic(run / "train_log.csv", pd.DataFrame(trainer.state.log_history).to_csv(index=False))
         if batches:
             res.write_atomic(run / "batch_labels.csv", pd.DataFrame(
-                batches, columns=["rank", "micro_batch", "desirable", "undesirable"]).to_csv(index=False))
+                batches, columns=["rank", "micro_batch", "desirable", "undesirable", "rows"]).to_csv(index=False))
         trainer.save_model(str(run / "adapter"))
         trained = dict(
             steps=trainer.state.global_step, processes=trainer.accelerator.num_processes, train_seconds=train_seconds,
@@ -347,10 +359,11 @@ def _own_progress(trainer) -> None:
 
 
 class LabelAudit:
-    """Counts the labels of every micro-batch this process trains on. It wraps the trainer's
-    training_step, not its collator: accelerate's loader collates one batch ahead, so a collator would
-    also count the batch fetched after the last step. Batches skipped on resume never reach it.
-    Methods whose batches carry no labels record nothing."""
+    """Counts the labels of every micro-batch this process trains on, with a short fingerprint of each
+    row's tokens (so which rows each process saw can be checked). It wraps the trainer's training_step,
+    not its collator: accelerate's loader collates one batch ahead, so a collator would also count the
+    batch fetched after the last step. Batches skipped on resume never reach it. Methods whose batches
+    carry no labels record nothing."""
 
     def __init__(self, trainer):
         self.seen, step = [], trainer.training_step
@@ -358,10 +371,21 @@ class LabelAudit:
         def counted(model, inputs, *args, **kwargs):
             if isinstance(inputs, dict) and "label" in inputs:
                 labels = [bool(x) for x in inputs["label"]]
-                self.seen.append((sum(labels), len(labels) - sum(labels)))
+                self.seen.append((sum(labels), len(labels) - sum(labels), _row_fingerprints(inputs)))
             return step(model, inputs, *args, **kwargs)
 
         trainer.training_step = counted  # instance attribute: the trainer's loop looks it up on self
+
+
+def _row_fingerprints(inputs: dict) -> str:
+    """crc32 of each row's unpadded input_ids, space-separated ('' when the batch has no input_ids)."""
+    import zlib
+
+    ids, mask = inputs.get("input_ids"), inputs.get("attention_mask")
+    if ids is None:
+        return ""
+    rows = (ids[i][mask[i].bool()] if mask is not None else ids[i] for i in range(len(ids)))
+    return " ".join(f"{zlib.crc32(r.cpu().numpy().tobytes()):08x}" for r in rows)
 
 
 def last_complete_checkpoint(folder: Path) -> str | None:

@@ -95,6 +95,15 @@ def test_two_processes_every_micro_batch_mixed(launcher, write_recipe, tmp_path)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["single_label_batches_trained"] == 0
     assert metrics["processes"] == 2  # one process group, not two lone trainers
+    # the two processes trained different micro-batches (each its share of the order), not the same data twice
+    by_rank = {rank: group.sort_values("micro_batch")["rows"].tolist() for rank, group in batches.groupby("rank")}
+    assert all(a != b for a, b in zip(by_rank[0], by_rank[1]))
+    # only rank 0 wrote: one copy of every file, and nothing left by the other process
+    assert sorted(p.name for p in run.iterdir()) == sorted(RUN_FILES)
+
+
+RUN_FILES = ["adapter", "batch_labels.csv", "data_report.json", "env.json", "eval_items.csv", "metrics.json",
+             "recipe.yaml", "train_log.csv", "trained.json"]
 
 
 @pytest.mark.parametrize("error", ["cuda", "cpu"])
