@@ -280,6 +280,9 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
         lines += ["", f"## Held-out split `{fp}`", "",
                   f"Data: `{first.get('data_path', '?')}`" + (f", {sizes}" if sizes else "") +
                   f"; {len(split)} finished run{'s' * (len(split) != 1)}.", ""]
+        paired = _paired_section(split)
+        lines += paired
+        lines += ["Means over seeds (± half-width of the 95% Student-t interval):", ""] if paired else []
         lines += _table(s, quality, ranked=True)
         measured = [m for m in ("desirable_nll", "verified_success") if m in quality]
         scored = (f"; its {' and '.join(measured)} {'is' if len(measured) == 1 else 'are'} the mean of the runs' "
@@ -288,11 +291,21 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
         lines += ["", "¹ The reference's preference_accuracy is 0, not 0.5: with r ≡ 0 for the untrained model no "
                   "pair has r(chosen) > r(rejected) (ties are not wins). Its reward_auc 0.5, reward_margin 0 and kl 0 "
                   f"hold by definition{scored}.", ""]
-        lines += _significance_lines(split, [r for r in s["recipe"] if r != REFERENCE])
+        if not paired:  # runs made before per-item records: only the seed-level tests are possible
+            lines += _significance_lines(split, [r for r in s["recipe"] if r != REFERENCE])
         if cost:
             lines += ["", "Cost (mean ± 95% CI over seeds):", ""]
             lines += _table(s[s["recipe"] != REFERENCE], cost, ranked=False)
     return "\n".join(lines) + "\n"
+
+
+def _paired_section(split: pd.DataFrame) -> list[str]:
+    """prefopt.paired's verdict and tables when the split's runs kept per-item records, else nothing."""
+    if not any((Path(d) / "eval_items.csv").is_file() for d in split["run_dir"]):
+        return []
+    from .paired import section
+
+    return section(split)
 
 
 # ------------------------------------------------------------------------------------------------ plots

@@ -322,3 +322,38 @@ def test_missing_values_do_not_break_the_summary():
     assert "nothing to test" in md and "reward_auc_mean" not in summary  # no run recorded it
     row = summary.iloc[0]
     assert row["kl_n"] == 1 and row["n_seeds"] == 2 and "(1 of 2 seeds, no CI)" in md
+
+
+def add_items(run: Path, effect: float, seed: int, prompts: int = 30) -> None:
+    """Per-item records of one run: 30 prompts x 4 rows (3 desirable, 1 not), reward shifted by `effect`
+    on desirable rows, and one verified generation per prompt."""
+    rng = np.random.default_rng(seed)
+    prompt_ids = [f"p{i:03d}" for i in range(prompts)]
+    n = 4 * prompts
+    ref = -np.random.default_rng(0).uniform(20, 60, n)  # the untrained model: the same in every run
+    label = np.tile([True, True, True, False], prompts)
+    reward = effect * label + rng.normal(size=n)
+    pd.DataFrame({"row_id": np.arange(n), "prompt_id": np.repeat(prompt_ids, 4), "label": label, "logp": ref + reward,
+                  "ref_logp": ref, "tokens": rng.integers(5, 30, n), "kl_sum": rng.uniform(0, 1, n)}
+                 ).to_csv(run / "eval_items.csv", index=False)
+    passes = rng.random(prompts) < 0.5 + effect / 4
+    (run / "eval_generations.jsonl").write_text("".join(
+        json.dumps({"prompt_id": p, "policy_pass": bool(x), "reference_pass": bool(y)}) + "\n"
+        for p, x, y in zip(prompt_ids, passes, np.random.default_rng(99).random(prompts) < 0.4)))
+
+
+def test_paired_verdict_and_tables_from_per_item_records(tmp_path):
+    root = tmp_path / "results"
+    for recipe, effect in (("strong", 1.5), ("weak", 0.0), ("weaker", 0.0)):
+        for seed in (1, 2):
+            run = add_run(root, fake_metrics(recipe, seed, FP_A, 0.6, method="dpo"))
+            add_items(run, effect, seed=hash((recipe, seed)) % 1000)
+    compare.rebuild(root)
+    text = (root / "summary.md").read_text()
+    verdict = text.split("**Verdict**", 1)[1]
+    assert "- strong is best on reward_auc (higher is better): ahead of" in verdict
+    assert "better than the untrained model: strong" in verdict and "- On kl" not in verdict
+    assert "30 prompts carry every number below; each recipe has 2 seeds" in text
+    assert "| strong | " in text and "| untrained reference | 0.5 [0.5, 0.5] |" in text
+    assert "Pairwise reward_auc: row minus column" in text and "Pairwise verified_success" in text
+    assert "Welch" not in text  # the seed-level t-tests give way to the paired comparison

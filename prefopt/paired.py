@@ -1,0 +1,119 @@
+"""The paired, prompt-clustered comparison of one held-out split, for summary.md.
+
+Reads each finished run's per-item records (eval_items.csv, eval_generations.jsonl), aligns them on the
+split's prompts and rows, runs prefopt.stats on them and renders the verdict and tables. Runs without
+records (made before prefopt kept them) are listed and left out. No torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from . import stats
+
+SEED = 0  # the bootstrap and permutation seed, printed with every table
+RESAMPLES = 2000
+SHOWN = ("reward_auc", "verified_success", "kl", "desirable_nll")
+MATRICES = ("reward_auc", "verified_success")
+
+
+def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], int, list[str]]:
+    """(group -> runs in seed order, number of prompts, run ids without records)."""
+    records, missing = [], []
+    for row in split.sort_values(["group", "seed"]).itertuples():
+        items_file = Path(row.run_dir) / "eval_items.csv"
+        if not items_file.is_file():
+            missing.append(f"{row.group} seed {row.seed}")
+            continue
+        items = pd.read_csv(items_file).sort_values("row_id", ignore_index=True)
+        gen_file = Path(row.run_dir) / "eval_generations.jsonl"
+        gens = pd.DataFrame([json.loads(line) for line in gen_file.read_text().splitlines()]) if gen_file.is_file() \
+            else pd.DataFrame(columns=["prompt_id", "policy_pass", "reference_pass"])
+        records.append((row.group, items, gens.sort_values("prompt_id", ignore_index=True)))
+    prompts = sorted({p for _, items, _ in records for p in items["prompt_id"]})
+    index = {p: i for i, p in enumerate(prompts)}
+    runs: dict[str, list[stats.Run]] = {}
+    for group, items, gens in records:
+        runs.setdefault(group, []).append(stats.Run(
+            prompt=items["prompt_id"].map(index).to_numpy(), label=items["label"].to_numpy(bool),
+            logp=items["logp"].to_numpy(float), ref_logp=items["ref_logp"].to_numpy(float),
+            tokens=items["tokens"].to_numpy(float), kl_sum=items["kl_sum"].to_numpy(float),
+            gen_prompt=gens["prompt_id"].map(index).to_numpy(int), policy_pass=gens["policy_pass"].to_numpy(bool),
+            reference_pass=gens["reference_pass"].to_numpy(bool)))
+    return runs, len(prompts), missing
+
+
+def comparisons(runs: dict[str, list[stats.Run]], n_prompts: int) -> dict[str, stats.Comparison]:
+    out = {}
+    for metric in SHOWN:
+        if metric == "verified_success" and not all(len(r.gen_prompt) for rs in runs.values() for r in rs):
+            continue
+        out[metric] = stats.compare(runs, metric, n_prompts, n_resamples=RESAMPLES, seed=SEED)
+    return out
+
+
+def _num(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}" if abs(x) >= 0.01 \
+        else f"{x:.2g}"
+
+
+def _ci(value, lo, hi) -> str:
+    return f"{_num(value)} [{_num(lo)}, {_num(hi)}]"
+
+
+def _p(p: float) -> str:
+    return "n/a" if math.isnan(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def section(split: pd.DataFrame) -> list[str]:
+    """The verdict, the per-recipe table and the pairwise matrices of one split (markdown lines)."""
+    runs, n_prompts, missing = load(split)
+    if not runs:
+        return ["No run on this split kept per-item records: no paired comparison (rerun to get one).", ""]
+    results = comparisons(runs, n_prompts)
+    seeds = sorted({len(rs) for rs in runs.values()})
+    lines = ["**Verdict** (paired by prompt; intervals from a bootstrap over prompts and seeds, p-values from a "
+             f"paired permutation test over prompts, Holm-adjusted; seed {SEED}, {RESAMPLES} resamples):", ""]
+    lines += [f"- {stats.verdict(c)}" for m, c in results.items() if m in MATRICES]  # the quality metrics
+    lines += ["", f"{n_prompts} prompts carry every number below; each recipe has "
+              f"{' or '.join(map(str, seeds))} seed{'s' * (seeds != [1])}. "
+              + ("With one seed, training-seed variance is not in these intervals: they say how sure the held-out "
+                 "prompts make the comparison of these trained models, not of the recipes in general."
+                 if seeds == [1] else "Seed spread enters the intervals, but three seeds estimate it poorly: a "
+                 "recipe whose seeds disagree is less certain than its interval suggests."), ""]
+    if missing:
+        lines += [f"Left out (no per-item records): {', '.join(missing)}.", ""]
+    header = "| recipe | " + " | ".join(f"{m} [95% CI] | Δ vs untrained [95% CI] | Holm p" for m in results) + " |"
+    lines += [header, "|---|" + "---|---|---|" * len(results)]
+    for group in sorted(runs, key=lambda g: -results["reward_auc"].estimates[g][0]):
+        cells = []
+        for c in results.values():
+            cells += [_ci(*c.estimates[group]), _ci(*c.vs_reference[group][:3]), _p(c.vs_reference[group][4])]
+        lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    ref = " | ".join(f"{_ci(*c.reference)} | | " for c in results.values())
+    lines += [f"| untrained reference | {ref}|", ""]
+    for metric in MATRICES:
+        if metric not in results or len(runs) < 2:
+            continue
+        c = results[metric]
+        names = list(runs)
+        lines += [f"Pairwise {metric}: row minus column, [95% CI], Holm p; P(row > column) over the resamples.", "",
+                  "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for a in names:
+            cells = []
+            for b in names:
+                if a == b:
+                    cells.append("")
+                    continue
+                key, sign = ((a, b), 1) if (a, b) in c.pairwise else ((b, a), -1)
+                d, lo, hi, _, p_holm, prob = c.pairwise[key]
+                lo, hi = (lo, hi) if sign == 1 else (-hi, -lo)
+                cells.append(f"{_num(sign * d)} [{_num(lo)}, {_num(hi)}] p {_p(p_holm)}, "
+                             f"P {_num(prob if sign == 1 else 1 - prob)}")
+            lines.append(f"| {a} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
