@@ -126,11 +126,22 @@ def _materialize_alias(alias: str, *, file, field) -> Path:
 
 
 def _convert_gguf(gguf_dir: Path, gguf_file: str, out: Path) -> None:
+    import functools
+
     import torch
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .console import interactive
+
     tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
-    quantized = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
+    bar = gguf_utils.tqdm  # transformers' own tqdm, which no setting turns off: piped, it floods the log
+    if not interactive():
+        gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        quantized = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
+    finally:
+        gguf_utils.tqdm = bar
     config = quantized.config
     # The loaded model is marked GGUF-quantized (not serializable, not trainable) although its tensors are
     # already dequantized; rebuild a plain model from the config and move the tensors over.

@@ -79,7 +79,10 @@ def section(split: pd.DataFrame) -> list[str]:
     lines = ["**Verdict** (paired by prompt; intervals from a bootstrap over prompts and seeds, p-values from a "
              f"paired permutation test over prompts, Holm-adjusted; seed {SEED}, {RESAMPLES} resamples):", ""]
     lines += [f"- {stats.verdict(c)}" for m, c in results.items() if m in MATRICES]  # the quality metrics
-    lines += ["", f"{n_prompts} prompts carry every number below; each recipe has "
+    lines += ["", "Decisions rest on the Holm-adjusted permutation p-values alone: a bootstrap interval that misses 0 "
+              "while p >= 0.05 is not a decided difference (percentile intervals over a few dozen prompts run "
+              "narrow: on simulated tables they excluded a true null about 10% of the time, not 5%).",
+              "", f"{n_prompts} prompts carry every number below; each recipe has "
               f"{' or '.join(map(str, seeds))} seed{'s' * (seeds != [1])}. "
               + ("With one seed, training-seed variance is not in these intervals: they say how sure the held-out "
                  "prompts make the comparison of these trained models, not of the recipes in general."

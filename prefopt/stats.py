@@ -156,6 +156,27 @@ def permutation_p(name: str, a: list[Run], b: list[Run], n_prompts: int, n_permu
     return float((1 + (np.abs(delta[1:]) >= abs(delta[0]) - 1e-12).sum()) / (n_permutations + 1))
 
 
+def auc_vs_chance_p(runs: list[Run], n_permutations: int, rng: np.random.Generator) -> float:
+    """Permutation test of 'the reward does not separate the labels' (reward_auc = 0.5, which is what the
+    untrained model scores by definition): labels are shuffled within each prompt, the same shuffle in every
+    seed, and the seed-mean AUC recomputed. (Swapping records with the reference's all-zero rewards would
+    mix prompts scored on different scales and lose most of the power.)"""
+    from scipy.stats import rankdata
+
+    first = runs[0]
+    n = len(first.prompt)
+    grouped = np.argsort(first.prompt, kind="stable")  # rows prompt by prompt
+    order = np.argsort(first.prompt[None, :] + rng.random((n_permutations, n)), axis=1)  # shuffled within
+    labels = np.empty((n_permutations + 1, n), bool)
+    labels[0] = first.label
+    labels[np.arange(1, n_permutations + 1)[:, None], order] = first.label[grouped][None, :]
+    n1 = first.label.sum()
+    n0 = n - n1
+    aucs = np.mean([((labels * rankdata(r.logp - r.ref_logp)).sum(1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+                    for r in runs], axis=0)
+    return float((1 + (np.abs(aucs[1:] - 0.5) >= abs(aucs[0] - 0.5) - 1e-12).sum()) / (n_permutations + 1))
+
+
 def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """(value on the data, percentile interval over the resamples)."""
     boot = samples[1:][~np.isnan(samples[1:])]
@@ -199,8 +220,13 @@ def compare(recipes: dict[str, list[Run]], metric_name: str, n_prompts: int, *, 
     ref = recipe_samples(metric_name, first, draws, rng, reference=True)  # the same model in every run
     estimates = {name: interval(s) for name, s in samples.items()}
     reference_runs = [as_reference(r) for r in first]
-    vs = {name: (*interval(s - ref), permutation_p(metric_name, recipes[name], reference_runs, n_prompts,
-                                                   n_resamples, rng)) for name, s in samples.items()}
+
+    def vs_reference_p(name):
+        if metric_name == "reward_auc":
+            return auc_vs_chance_p(recipes[name], n_resamples, rng)
+        return permutation_p(metric_name, recipes[name], reference_runs, n_prompts, n_resamples, rng)
+
+    vs = {name: (*interval(s - ref), vs_reference_p(name)) for name, s in samples.items()}
     vs_holm = holm([v[3] for v in vs.values()])
     vs = {name: (*v, h) for (name, v), h in zip(vs.items(), vs_holm)}
     names = list(recipes)

@@ -106,6 +106,38 @@ RUN_FILES = ["adapter", "batch_labels.csv", "data_report.json", "env.json", "eva
              "recipe.yaml", "train_log.csv", "trained.json"]
 
 
+def test_killed_two_process_run_resumes(write_recipe, tmp_path):
+    recipe = write_recipe("kto", train={"max_steps": 12, "per_device_train_batch_size": 2, "save_steps": 4})
+    clean = launch("torchrun", recipe, tmp_path / "clean")
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    results = tmp_path / "killed"
+    cmd = [sys.executable, "-m", *LAUNCHERS["torchrun"], "prefopt", "run", str(recipe), "--results", str(results)]
+    proc = subprocess.Popen(cmd, env={**ENV, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if list(results.glob("runs/*/*/checkpoints/checkpoint-*/trainer_state.json")):
+            import psutil  # accelerate's dependency
+
+            # the launcher and both workers at once, as a lost machine (the workers have their own groups)
+            for p in [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]:
+                p.kill()
+            break
+        time.sleep(0.01)
+    proc.wait()
+    time.sleep(1)  # the killed workers' files are closed
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it was killed"
+    run = only_run(results, "tiny_kto")
+    assert not (run / "metrics.json").exists()
+    again = launch("torchrun", recipe, results)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming" in again.stdout
+    a, b = (json.loads((only_run(r, "tiny_kto") / "metrics.json").read_text()) for r in (tmp_path / "clean", results))
+    assert a["steps"] == b["steps"] == 12 and b["processes"] == 2
+    for key in ("reward_auc", "kl", "desirable_nll"):
+        assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-7), key
+
+
 @pytest.mark.parametrize("error", ["cuda", "cpu"])
 def test_out_of_memory_names_the_setting_to_lower(error, write_recipe, tmp_path, capsys, monkeypatch):
     import torch

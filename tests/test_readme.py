@@ -27,3 +27,20 @@ def test_usage_opens_with_the_first_command_a_new_user_runs():
     first = re.search(r"^    (\S.*)$", usage, flags=re.M).group(1)
     assert first.split("#")[0].strip() == "python -m prefopt run recipes/kto_balanced.yaml"
     assert (ROOT / "recipes" / "kto_balanced.yaml").is_file()
+
+
+def test_readme_results_table_matches_the_committed_summary():
+    """The README quotes results/summary.md: each recipe's reward_auc and verified_success cells (value and
+    interval) must be the summary's own, so the two cannot drift apart."""
+    readme = (ROOT / "README.md").read_text().split("### What the shipped results say", 1)[1]
+    summary = (ROOT / "results" / "summary.md").read_text()
+    rows = [line for line in readme.split("\n\n")[1].splitlines() if line.startswith("| ") and "---" not in line]
+    header, body = rows[0], rows[1:]
+    assert "reward_auc" in header and "verified_success" in header and body
+    for line in body:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        recipe, quoted = cells[0], cells[1:3]
+        (source,) = [s for s in summary.splitlines() if s.startswith(f"| {recipe} | ")][:1] or [None]
+        assert source is not None, f"{recipe} is not in results/summary.md"
+        for cell in quoted:
+            assert f"| {cell} |" in source, f"{recipe}: README says {cell!r}, summary.md says {source}"

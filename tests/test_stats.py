@@ -94,3 +94,12 @@ def test_mcnemar_exact_on_discordant_prompts():
     reference = np.array([False] * 9 + [True] * 1 + [True] * 5)
     assert stats.mcnemar_p(policy, reference) == pytest.approx(0.021484375)  # binomial(9 of 10, 0.5)
     assert stats.mcnemar_p(reference, reference) == 1.0
+
+
+def test_auc_against_chance_holds_its_level_and_finds_separation():
+    def rate(effect):
+        rng = np.random.default_rng(321)
+        return np.mean([stats.auc_vs_chance_p(synthetic(rng, effect=effect), 400, np.random.default_rng(t)) < 0.05
+                        for t in range(200)])
+
+    assert rate(0.0) <= 0.08 and rate(1.0) >= 0.80
