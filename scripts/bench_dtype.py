@@ -107,7 +107,10 @@ def report(name: str, runs: pd.DataFrame) -> list[str]:
             continue
         inside = "n/a" if math.isnan(a[1]) else "yes" if a[1] <= b[0] <= a[2] else "**no**"
         out.append(f"| {metric} | {a[0]:.3f} [{a[1]:.3f}, {a[2]:.3f}] | {b[0]:.3f} [{b[1]:.3f}, {b[2]:.3f}] | {inside} |")
-    seed = int(sorted(set(f32["seed"]) & set(auto["seed"]))[0])
+    common = sorted(set(f32["seed"]) & set(auto["seed"]))
+    if not common:
+        return out + [""]
+    seed = int(common[0])
     left, right = (d[d["seed"] == seed]["losses"].iloc[0] for d in (f32, auto))
     both = pd.DataFrame({"float32": left, "auto": right})
     out += ["", f"per-step loss, seed {seed}: max |difference| {np.nanmax(np.abs(both['float32'] - both['auto'])):.4f}",
@@ -123,10 +126,11 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, help="train.max_steps for both sides (default: each recipe's own)")
     p.add_argument("--results", type=Path, default=ROOT / "results" / "bench_dtype")
     p.add_argument("--markdown", type=Path, help="also write the tables to this file")
+    p.add_argument("--report-only", action="store_true", help="tabulate the finished runs, train nothing")
     p.add_argument("extra", nargs="*", help="after --: more `prefopt run` arguments for every run")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    for recipe in args.recipes:
+    for recipe in [] if args.report_only else args.recipes:
         for seed in seeds:  # alternate sides seed by seed, so a slow spell of the host hits both alike
             for side in SIDES:
                 run(recipe, side, seed, args.steps, args.results, args.extra)

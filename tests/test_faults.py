@@ -33,7 +33,7 @@ def test_killed_mid_training_then_resume_matches_uninterrupted(sig, write_recipe
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if list(results.glob("runs/*/*/checkpoints/checkpoint-*/trainer_state.json")):
+        if complete_checkpoint(results):
             proc.send_signal(sig)
             break
         time.sleep(0.01)
@@ -55,6 +55,18 @@ def test_killed_mid_training_then_resume_matches_uninterrupted(sig, write_recipe
     la, lb = (pd.read_csv(r / "train_log.csv").dropna(subset=["loss"]) for r in (clean, run))
     assert la["step"].tolist() == lb["step"].tolist() == list(range(1, 41))
     assert la["loss"].tolist() == pytest.approx(lb["loss"].tolist(), rel=1e-5)
+
+
+def complete_checkpoint(results) -> bool:
+    """A checkpoint whose trainer_state.json (written last) is whole: seen mid-write, a kill would leave
+    nothing to resume from (under load the test could catch the file half-written)."""
+    for state in results.glob("runs/*/*/checkpoints/checkpoint-*/trainer_state.json"):
+        try:
+            json.loads(state.read_text())
+            return True
+        except (OSError, ValueError):
+            pass
+    return False
 
 
 def test_half_written_checkpoint_is_ignored(tmp_path):
@@ -116,7 +128,7 @@ def test_killed_two_process_run_resumes(write_recipe, tmp_path):
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if list(results.glob("runs/*/*/checkpoints/checkpoint-*/trainer_state.json")):
+        if complete_checkpoint(results):
             import psutil  # accelerate's dependency
 
             # the launcher and both workers at once, as a lost machine (the workers have their own groups)
