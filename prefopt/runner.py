@@ -70,7 +70,9 @@ def check_prompt_lengths(recipe: Recipe, prepared, max_length: int | None, model
 
     if not max_length or model_dir is None:
         return
-    unique = {json_key(p): p for p in prepared.train["prompt"]}
+    from .data.io import prompt_keys
+
+    unique = dict(zip(prompt_keys(prepared.train["prompt"]), prepared.train["prompt"]))
     counts = prompt_token_counts(model_dir, list(unique.values()))
     if counts is None:
         return
@@ -80,12 +82,6 @@ def check_prompt_lengths(recipe: Recipe, prepared, max_length: int | None, model
         raise UserError(recipe.source, "train.max_length", f"{n} of {len(counts)} training prompts are at least "
                         f"max_length={max_length} tokens (longest {longest}), leaving no room for a completion; "
                         f"raise train.max_length above {longest} or shorten those prompts")
-
-
-def json_key(value) -> str:
-    import json
-
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 def planned_epochs(t: dict, epoch_rows: int, world_size: int) -> int:
