@@ -146,10 +146,11 @@ def _kwargs(family: str, topic: str, rng: random.Random) -> dict:
     return {}
 
 
-def make_prompts(n: int, seed: int) -> list[dict]:
-    """`n` distinct (task, topic) prompts, each with a seeded constraint; families in FAMILY_WEIGHTS ratio."""
+def make_prompts(n: int, seed: int, exclude: frozenset = frozenset()) -> list[dict]:
+    """`n` distinct (task, topic) prompts, each with a seeded constraint; families in FAMILY_WEIGHTS ratio.
+    `exclude`: question texts (a task with its topic filled in) that may not be used."""
     rng = random.Random(f"prompts-{seed}")
-    combos = [(task, topic) for task in TASKS for topic in TOPICS]
+    combos = [(task, topic) for task in TASKS for topic in TOPICS if task.format(t=topic) not in exclude]
     if n > len(combos):
         raise SystemExit(f"--prompts {n}: at most {len(combos)} distinct prompts can be made")
     chosen = rng.sample(combos, n)
@@ -167,6 +168,31 @@ def make_prompts(n: int, seed: int) -> list[dict]:
         text = task.format(t=topic) + " " + instructions.render(constraint)
         prompts.append({"prompt_id": i, "prompt": [{"role": "user", "content": text}], "constraint": constraint})
     return prompts
+
+
+def questions_in(path: Path) -> frozenset:
+    """The question texts (task with its topic) that the prompts of a data file use."""
+    questions = [task.format(t=topic) for task in TASKS for topic in TOPICS]
+    used = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            prompt = json.loads(line)["prompt"]
+            text = prompt[0]["content"] if isinstance(prompt, list) else prompt
+            used.update(q for q in questions if text.startswith(q + " "))
+    return frozenset(used)
+
+
+def make_test_set(n: int, seed: int, exclude: Path) -> tuple[list[dict], dict]:
+    """`n` prompts with constraints (no completions) for the verified generation test: questions that
+    `exclude` (the training data) never asks, families in the same ratio as the data. Returns (rows, meta)."""
+    used = questions_in(exclude)
+    rows = [{"prompt": p["prompt"], "constraint": p["constraint"]} for p in make_prompts(n, seed, exclude=used)]
+    text = jsonl(rows)
+    meta = {"command": f"--test-prompts {n} --seed {seed} --exclude {exclude}", "seed": seed, "prompts": n,
+            "excluded_questions": len(used), "excluded_from": str(exclude),
+            "prompt_space": len(TASKS) * len(TOPICS), "sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "families": dict(sorted(collections.Counter(r["constraint"]["id"] for r in rows).items()))}
+    return rows, meta
 
 
 # --- generation -----------------------------------------------------------------------------------------
@@ -443,7 +469,18 @@ def main(argv=None) -> int:
     ap.add_argument("--from-pool", type=Path, default=None,
                     help="skip generation: relabel and select from a --pool-out file (and its .meta.json)")
     ap.add_argument("--stats-only", action="store_true", help="print pool statistics, write nothing else")
+    ap.add_argument("--test-prompts", type=int, default=None, metavar="N",
+                    help="instead: write N constraint prompts (no completions, no model) for `eval.prompts`, "
+                         "none asking a question that --exclude asks, to --out (and its .meta.json)")
+    ap.add_argument("--exclude", type=Path, default=Path("data/feedback.jsonl"))
     args = ap.parse_args(argv)
+    if args.test_prompts is not None:
+        rows, meta = make_test_set(args.test_prompts, args.seed, args.exclude)
+        meta["command"] = f"--test-prompts {args.test_prompts} --seed {args.seed} --exclude {args.exclude} --out {args.out}"
+        write_atomic(args.out, jsonl(rows))
+        write_atomic(args.out.with_suffix(".meta.json"), json.dumps(meta, indent=2) + "\n")
+        print(f"wrote {args.out}: {len(rows)} prompts, families {meta['families']}", file=sys.stderr)
+        return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

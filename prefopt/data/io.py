@@ -41,6 +41,23 @@ def load_rows(path: str, format: str = "auto") -> pd.DataFrame:
     return canonical_rows(table, file=file, row_numbers=row_numbers)
 
 
+def load_prompts(path: str, *, field: str = "eval.prompts") -> pd.DataFrame:
+    """Read a file of prompts to generate for (a `prompt` column plus whatever the verifier reads, e.g.
+    `constraint`; no completions or labels): one row per distinct prompt, in file order."""
+    file = str(path)
+    fmt = _pick_format(Path(file), "auto")
+    table, row_numbers = _READERS[fmt](Path(file))
+    if len(table) == 0 or "prompt" not in table.columns:
+        found = ", ".join(map(str, table.columns)) or "none"
+        raise UserError(file, field, f"needs a 'prompt' column (found: {found}); one prompt per row, with the "
+                        "column the verifier reads (e.g. constraint)")
+    table = table.reset_index(drop=True)
+    rows_of = np.asarray(row_numbers if row_numbers is not None else np.arange(1, len(table) + 1))
+    kinds = _text_kinds(table["prompt"], "prompt", rows_of, file, completion=False)
+    _same_form(kinds, "prompt", rows_of, file)
+    return table.loc[~prompt_keys(table["prompt"]).duplicated()].reset_index(drop=True)
+
+
 def canonical_rows(table: pd.DataFrame, *, file: str, row_numbers=None) -> pd.DataFrame:
     """Validate a raw table (unpaired or paired columns) and return canonical unpaired rows.
 

@@ -163,3 +163,23 @@ def test_from_pool_relabels_selects_and_writes_reproducibly(tmp_path):
     assert "| title |" in (out.parent / "README.md").read_text()
     assert md.main(args) == 0 and out.read_bytes() == first  # same seed: same file
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp files left behind
+
+
+def test_shipped_generation_test_asks_nothing_the_data_asks(tmp_path):
+    """data/verified_test.jsonl: 300+ constraint prompts, none sharing a prompt (or even its question) with
+    data/feedback.jsonl, and exactly what its recorded command makes."""
+    import hashlib
+    import json
+
+    root = Path(__file__).resolve().parents[2]
+    test = [json.loads(line) for line in (root / "data/verified_test.jsonl").read_text().splitlines()]
+    data = [json.loads(line) for line in (root / "data/feedback.jsonl").read_text().splitlines()]
+    assert len(test) >= 300 and all(r["constraint"]["id"] in md.FAMILY_WEIGHTS for r in test)
+    texts = {r["prompt"][0]["content"] for r in test}
+    assert len(texts) == len(test) and not texts & {r["prompt"][0]["content"] for r in data}
+    asked = md.questions_in(root / "data/feedback.jsonl")
+    assert len(asked) == len({json.dumps(r["prompt"]) for r in data})  # every data prompt's question is found
+    assert not any(t.startswith(q + " ") for t in texts for q in asked)
+    meta = json.loads((root / "data/verified_test.meta.json").read_text())
+    rows, again = md.make_test_set(meta["prompts"], meta["seed"], root / "data/feedback.jsonl")
+    assert again["sha256"] == meta["sha256"] == hashlib.sha256((root / "data/verified_test.jsonl").read_bytes()).hexdigest()
