@@ -21,7 +21,8 @@ from ..errors import UserError, did_you_mean
 from . import kto
 from .io import canonical_rows
 from .pairs import PAIRINGS, check_max_pairs, make_pairs, order_pairs
-from .split import EVAL_PAIRS, PAIRS, check_labels, group_codes, label_counts, split_by_prompt, stream
+from .split import (EVAL_PAIRS, PAIRS, check_labels, group_codes, label_counts, split_by_prompt, stream,
+                    validation_split)
 
 __all__ = ["Prepared", "prepare", "STRATEGIES", "PAIRINGS"]
 
@@ -48,11 +49,14 @@ class Prepared:
     eval_rows: pd.DataFrame  # held-out rows, every column
     eval_pairs: pd.DataFrame  # held-out pairs: prompt, chosen, rejected (one_to_one, seeded)
     report: dict  # plain JSON-serializable values
+    validation_rows: "pd.DataFrame | None" = None  # the validation split (choices are made on it), every column
+    validation_pairs: "pd.DataFrame | None" = None
+    verify: "pd.DataFrame | None" = None  # prompts of the generation test (set by the runner with the verifier)
 
 
 def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: str, eval_fraction: float = 0.1,
             seed: int = 42, split_seed: int | None = None, batch_size: int = 4, world_size: int = 1,
-            epochs: int = 1, weights="auto",
+            epochs: int = 1, weights="auto", validation_fraction: float = 0.0,
             pairing: str = "one_to_one", max_pairs_per_prompt: int | None = None) -> Prepared:
     """Shape `rows` (from `io.load_rows`, or any table of prompt/completion/label) for `method`.
 
@@ -78,24 +82,32 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
     held = split.held_out
     chosen, rejected = make_pairs(codes[held], labels[held], rng=stream(split_seed, EVAL_PAIRS))
     eval_pairs = _pair_frame(rows, held[chosen], held[rejected])
+    train_pos, valid, valid_fingerprint = validation_split(codes, keys, labels, split.train, seed=split_seed,
+                                                           validation_fraction=validation_fraction, file=file)
+    chosen, rejected = make_pairs(codes[valid], labels[valid], rng=stream(split_seed, EVAL_PAIRS, 1))
+    validation_pairs = _pair_frame(rows, valid[chosen], valid[rejected])
 
-    train_codes, train_labels = codes[split.train], labels[split.train]
+    train_codes, train_labels = codes[train_pos], labels[train_pos]
     report = {"method": method, "form": form, "strategy": strategy, "data_path": str(file), "rows": len(rows),
-              "prompts": len(keys), "train_rows": len(split.train), "eval_rows": len(held),
-              "eval_prompts": split.held_out_prompts, "eval_fingerprint": split.fingerprint}
+              "prompts": len(keys), "train_rows": len(train_pos), "train_prompts": len(np.unique(train_codes)),
+              "eval_rows": len(held), "eval_prompts": split.held_out_prompts, "eval_fingerprint": split.fingerprint,
+              "validation_fraction": validation_fraction, "validation_rows": len(valid),
+              "validation_prompts": len(np.unique(codes[valid])), "validation_pairs": len(validation_pairs),
+              "validation_fingerprint": valid_fingerprint}
     common = dict(file=file, strategy=strategy, seed=seed, batch_size=batch_size, epochs=epochs)
     if form == UNPAIRED:
-        train, part = _unpaired(rows, split.train, train_codes, train_labels, world_size=world_size,
+        train, part = _unpaired(rows, train_pos, train_codes, train_labels, world_size=world_size,
                                 weights=weights, **common)
     else:
-        train, part = _paired(rows, split.train, train_codes, train_labels, pairing=pairing,
+        train, part = _paired(rows, train_pos, train_codes, train_labels, pairing=pairing,
                               max_pairs_per_prompt=max_pairs_per_prompt, **common)
     report.update(part)
     report.update(eval_pairs=len(eval_pairs), batch_size=batch_size, world_size=world_size, epochs=epochs,
                   seed=seed, split_seed=split_seed, eval_fraction=eval_fraction)
     eval_rows = rows.iloc[held].reset_index(drop=True).assign(row_id=held)  # row_id: position in the file's rows
-    return Prepared(train=train, eval_rows=eval_rows, eval_pairs=eval_pairs,
-                    report=_plain(report))
+    validation_rows = rows.iloc[valid].reset_index(drop=True).assign(row_id=valid)
+    return Prepared(train=train, eval_rows=eval_rows, eval_pairs=eval_pairs, report=_plain(report),
+                    validation_rows=validation_rows, validation_pairs=validation_pairs)
 
 
 def _unpaired(rows, train_pos, codes, labels, *, file, strategy, seed, batch_size, world_size, epochs, weights):

@@ -24,7 +24,7 @@ import pandas as pd
 from ..errors import UserError
 
 # Independent random streams per purpose, so that e.g. changing the strategy cannot change the split.
-SPLIT, ORDER, PAIRS, EVAL_PAIRS = range(4)
+SPLIT, ORDER, PAIRS, EVAL_PAIRS, VALIDATION = range(5)
 
 
 def stream(seed: int, *purpose: int) -> np.random.Generator:
@@ -100,3 +100,30 @@ def split_by_prompt(codes: np.ndarray, keys: np.ndarray, labels: np.ndarray, *, 
     fingerprint = hashlib.sha256(json.dumps(held_keys).encode()).hexdigest()
     return Split(train=np.flatnonzero(~held_rows), held_out=np.flatnonzero(held_rows),
                  held_out_prompts=int(held.sum()), fingerprint=fingerprint)
+
+
+def validation_split(codes: np.ndarray, keys: np.ndarray, labels: np.ndarray, train: np.ndarray, *,
+                     validation_fraction: float, seed: int, file: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Carve a validation split out of the training rows `train` (positions): about `validation_fraction`
+    of all prompts, by prompt, seeded apart from the test draw (so the test split is the same with or
+    without it), stratified like it. Returns (train positions, validation positions, fingerprint); with a
+    fraction of 0 the validation split is empty."""
+    if isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float)) \
+            or not 0 <= validation_fraction < 1 or math.isnan(validation_fraction):
+        raise UserError(file, "data.validation_fraction", f"must be a number from 0 (no validation split) up to "
+                        f"1 (exclusive), got {validation_fraction!r}; 0.1 keeps a tenth of the prompts apart")
+    in_train = np.zeros(len(keys), dtype=bool)
+    in_train[codes[train]] = True
+    desirable, undesirable = label_counts(codes, labels, len(keys))
+    both = (desirable > 0) & (undesirable > 0)
+    by_key = np.argsort(keys, kind="stable")
+    rng = stream(seed, VALIDATION)
+    chosen = np.zeros(len(keys), dtype=bool)
+    for stratum in (both, ~both):
+        ids = by_key[(stratum & in_train)[by_key]]
+        want = math.floor(validation_fraction * int(stratum.sum()) + 0.5)
+        take = min(want, max(len(ids) - 1, 0)) if stratum is both else min(want, len(ids))
+        chosen[ids[rng.permutation(len(ids))[:take]]] = True
+    rows = chosen[codes[train]]
+    fingerprint = hashlib.sha256(json.dumps(np.sort(keys[chosen]).tolist()).encode()).hexdigest()
+    return train[~rows], train[rows], fingerprint

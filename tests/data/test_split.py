@@ -114,3 +114,38 @@ def test_split_properties(per_prompt, fraction, seed):
     # stratum sizes follow the fraction
     n_both = len(both)
     assert len(both & held) == min(max(int(np.floor(fraction * n_both + 0.5)), 1), n_both - 1)
+
+
+def test_validation_split_leaves_the_test_split_alone_and_never_overlaps():
+    """The validation prompts come out of the training prompts only: the test split (and its fingerprint)
+    is the same with or without one, and no prompt is in two splits."""
+    from prefopt.data import prepare
+    from prefopt.data.io import load_rows
+
+    rows = load_rows("data/feedback.jsonl")
+    kw = dict(file="data/feedback.jsonl", method="kto", form="unpaired", strategy="natural", seed=3, split_seed=42)
+    without = prepare(rows, **kw)
+    with_val = prepare(rows, validation_fraction=0.1, **kw)
+    assert with_val.report["eval_fingerprint"] == without.report["eval_fingerprint"]
+    assert with_val.eval_rows["row_id"].tolist() == without.eval_rows["row_id"].tolist()
+    test = set(with_val.eval_rows["prompt_key"])
+    val = set(with_val.validation_rows["prompt_key"])
+    train = set(with_val.train["prompt_key"])
+    assert not (test & val) and not (val & train) and not (test & train)
+    assert len(val) == with_val.report["validation_prompts"] == round(0.1 * with_val.report["prompts"])
+    assert without.report["validation_rows"] == 0 and len(without.validation_rows) == 0
+    # the same validation prompts whatever the training seed or method
+    other = prepare(rows, **{**kw, "seed": 4, "method": "dpo", "form": "paired"}, validation_fraction=0.1)
+    assert other.report["validation_fingerprint"] == with_val.report["validation_fingerprint"]
+    assert with_val.report["train_rows"] + with_val.report["validation_rows"] == without.report["train_rows"]
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0, "x", float("nan")])
+def test_validation_fraction_bounds(fraction):
+    from prefopt.data import prepare
+    from prefopt.data.io import load_rows
+
+    with pytest.raises(UserError) as e:
+        prepare(load_rows("data/feedback.jsonl"), file="f.jsonl", method="kto", form="unpaired", strategy="natural",
+                validation_fraction=fraction)
+    assert e.value.field == "data.validation_fraction"
