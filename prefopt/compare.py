@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from .results import write_atomic
+from .samples import family_table, read_generations, samples_markdown
 
 HEADLINE = "reward_auc"
 QUALITY = ["reward_auc", "preference_accuracy", "reward_margin", "kl", "desirable_nll", "verified_success"]
@@ -262,8 +263,10 @@ def _significance_lines(split: pd.DataFrame, order: list[str]) -> list[str]:
     return lines
 
 
-def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
+def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict | None = None) -> str:
+    """summary.md; `analyses` (split fingerprint -> paired.Analysis) saves recomputing the statistics."""
     runs = with_groups(runs)
+    analyses = analyses or {}
     present = [c for c in summary.columns if c.endswith("_mean") and summary[c].notna().any()]
     quality = [m for m in QUALITY if f"{m}_mean" in present]
     cost = [m for m in COST if f"{m}_mean" in present]
@@ -280,8 +283,9 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
         lines += ["", f"## Held-out split `{fp}`", "",
                   f"Data: `{first.get('data_path', '?')}`" + (f", {sizes}" if sizes else "") +
                   f"; {len(split)} finished run{'s' * (len(split) != 1)}.", ""]
-        paired = _paired_section(split)
+        paired = _paired_section(split, analyses.get(fp))
         lines += paired
+        lines += family_table(read_generations(split))
         lines += ["Means over seeds (± half-width of the 95% Student-t interval):", ""] if paired else []
         lines += _table(s, quality, ranked=True)
         measured = [m for m in ("desirable_nll", "verified_success") if m in quality]
@@ -299,84 +303,17 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _paired_section(split: pd.DataFrame) -> list[str]:
+def has_records(split: pd.DataFrame) -> bool:
+    return any((Path(d) / "eval_items.csv").is_file() for d in split["run_dir"])
+
+
+def _paired_section(split: pd.DataFrame, analysis=None) -> list[str]:
     """prefopt.paired's verdict and tables when the split's runs kept per-item records, else nothing."""
-    if not any((Path(d) / "eval_items.csv").is_file() for d in split["run_dir"]):
+    if not has_records(split):
         return []
     from .paired import section
 
-    return section(split)
-
-
-# ------------------------------------------------------------------------------------------------ plots
-
-def _figure(n_panels: int, width: float = 4.2, height: float = 3.2):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    cols = min(n_panels, 3)
-    rows = math.ceil(n_panels / cols)
-    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax in axes[n_panels:]:
-        ax.set_visible(False)
-    return fig, axes[:n_panels]
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    return buf.getvalue()
-
-
-def curves_figure(runs: pd.DataFrame, logs: dict, column: str, title: str):
-    """One panel per recipe, one line per run; runs whose log lacks `column` are skipped. None if no data."""
-    runs = with_groups(runs)
-    split_count = runs.groupby("group")["eval_fingerprint"].nunique()
-    panels = {}
-    for _, r in runs.sort_values(["group", "eval_fingerprint", "seed"]).iterrows():
-        log = logs.get(r["run_dir"])
-        if log is None or column not in log:
-            continue
-        points = log[["step", column]].apply(pd.to_numeric, errors="coerce").dropna()
-        if len(points):
-            label = f"seed {r['seed']}" + (f" · split {r['eval_fingerprint']}" if split_count[r["group"]] > 1 else "")
-            panels.setdefault(r["group"], []).append((label, points))
-    if not panels:
-        return None
-    fig, axes = _figure(len(panels))
-    for ax, (group, lines) in zip(axes, panels.items()):
-        for label, pts in lines:
-            ax.plot(pts["step"], pts[column], label=label, linewidth=1.2)
-        ax.set(title=group, xlabel="step", ylabel=column)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-    fig.suptitle(title)
-    return fig
-
-
-def metrics_figure(summary: pd.DataFrame, fp: str):
-    """Bars of each held-out metric per recipe (reference in grey) with 95% CI whiskers, one split."""
-    s = summary[summary["eval_fingerprint"] == fp]
-    metrics = [m for m in QUALITY if f"{m}_mean" in s and s[f"{m}_mean"].notna().any()]
-    fig, axes = _figure(len(metrics), width=4.6, height=3.4)
-    labels = list(s["recipe"])
-    for ax, m in zip(axes, metrics):
-        mean = s[f"{m}_mean"].to_numpy(dtype=float)
-        low = s.get(f"{m}_ci95_low", pd.Series(math.nan, index=s.index)).to_numpy(dtype=float)
-        high = s.get(f"{m}_ci95_high", pd.Series(math.nan, index=s.index)).to_numpy(dtype=float)
-        err = np.nan_to_num(np.vstack([mean - low, high - mean]), nan=0.0)
-        colors = ["0.65" if r == REFERENCE else f"C{i}" for i, r in enumerate(labels)]
-        x = np.arange(len(labels))
-        bars = ax.bar(x, np.nan_to_num(mean), yerr=err, capsize=4, color=colors)
-        n = s.get(f"{m}_n", pd.Series(pd.NA, index=s.index))
-        ax.bar_label(bars, ["1 seed" if v == 1 else "" for v in n.fillna(0)], fontsize="x-small")
-        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize="small")
-        ax.set_title(m + (" (headline)" if m == HEADLINE else ""))
-        ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(f"held-out split {fp}: mean over seeds, whiskers 95% CI (none for a single seed)")
-    return fig
+    return section(split, analysis)
 
 
 # ------------------------------------------------------------------------------------------------ I/O edge
@@ -401,7 +338,18 @@ def rebuild(results: Path) -> list[Path]:
 
         text("comparison.csv", comparison_table(runs).to_csv(index=False))
         text("summary.csv", summary.to_csv(index=False))
-        text("summary.md", summary_markdown(summary, runs))
+        from .paired import analyze
+
+        grouped = with_groups(runs)
+        splits = {fp: grouped[grouped["eval_fingerprint"] == fp] for fp in summary["eval_fingerprint"].unique()}
+        analyses = {fp: analyze(split) for fp, split in splits.items() if has_records(split)}
+        text("summary.md", summary_markdown(summary, runs, analyses))
+        with_gens = {fp: g for fp, split in splits.items()
+                     if {"policy_text", "reference_text"} <= set((g := read_generations(split)).columns)}
+        for fp, gens in with_gens.items():
+            text("samples.md" if len(with_gens) == 1 else f"samples_{str(fp)[:12]}.md", samples_markdown(gens, str(fp)[:12]))
+
+        from .plots import curves_figure, forest_figure, metrics_figure, pairwise_figure, png
 
         plots = results / "plots"
         logs = {d: read_train_log(d) for d in runs["run_dir"]}
@@ -410,11 +358,15 @@ def rebuild(results: Path) -> list[Path]:
                                                       f"training reward margin ({MARGIN_COLUMN}) per run")}
         figures.update({f"heldout_{str(fp)[:12]}.png": metrics_figure(summary, fp)
                         for fp in summary["eval_fingerprint"].unique()})
+        for fp, a in analyses.items():
+            figures[f"forest_{str(fp)[:12]}.png"] = forest_figure(a.results, str(fp)[:12])
+            figures[f"pairwise_{str(fp)[:12]}.png"] = pairwise_figure(a.results, str(fp)[:12])
         for name, fig in figures.items():
             if fig is not None:
-                write_atomic(plots / name, _png(fig))
+                write_atomic(plots / name, png(fig))
                 written.append(plots / name)
-        for stale in [*plots.glob("heldout_*.png"), plots / "training_loss.png", plots / "reward_margin.png"]:
+        for stale in [*plots.glob("heldout_*.png"), *plots.glob("forest_*.png"), *plots.glob("pairwise_*.png"),
+                      plots / "training_loss.png", plots / "reward_margin.png"]:
             if stale not in written:
                 stale.unlink(missing_ok=True)  # from runs that have since been deleted
     return written

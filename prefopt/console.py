@@ -107,9 +107,12 @@ def data_line(report: dict, precision: dict) -> str:
     single = report.get("single_label_batches")
     batches = f", {single} single-label micro-batches of {report['batches']}" if single is not None else ""
     autocast = " + bf16 autocast" if precision["autocast_bf16"] else ""
-    verifier = f"verifier {report['verifier']}" if report.get("verifier") else f"no verifier ({report.get('verifier_note')})"
+    verifier = (f"verifier {report['verifier']} on {report.get('verified_prompts')} prompts"
+                if report.get("verifier") else f"no verifier ({report.get('verifier_note')})")
+    validation = (f"; validation {report['validation_rows']} rows of {report['validation_prompts']} prompts"
+                  if report.get("validation_rows") else "")
     return (f"prefopt: data: {counts} ({report['strategy']}{batches}); held out {report['eval_rows']} rows of "
-            f"{report['eval_prompts']} prompts, {report['eval_pairs']} pairs; {verifier}; weights "
+            f"{report['eval_prompts']} prompts, {report['eval_pairs']} pairs{validation}; {verifier}; weights "
             f"{precision['weights']}{autocast}")
 
 

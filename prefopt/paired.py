@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -21,8 +22,9 @@ SHOWN = ("reward_auc", "verified_success", "kl", "desirable_nll")
 MATRICES = ("reward_auc", "verified_success")
 
 
-def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], int, list[str]]:
-    """(group -> runs in seed order, number of prompts, run ids without records)."""
+def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int], list[str]]:
+    """(group -> runs in seed order, prompts per metric, run ids without records). The verified test may
+    run on its own prompt file: its prompts are then a cluster set of their own, resampled on their own."""
     records, missing = [], []
     for row in split.sort_values(["group", "seed"]).itertuples():
         items_file = Path(row.run_dir) / "eval_items.csv"
@@ -36,23 +38,26 @@ def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], int, list[str
         records.append((row.group, items, gens.sort_values("prompt_id", ignore_index=True)))
     prompts = sorted({p for _, items, _ in records for p in items["prompt_id"]})
     index = {p: i for i, p in enumerate(prompts)}
+    gen_prompts = sorted({p for _, _, gens in records for p in gens["prompt_id"]})
+    gen_index = {p: i for i, p in enumerate(gen_prompts)}
     runs: dict[str, list[stats.Run]] = {}
     for group, items, gens in records:
         runs.setdefault(group, []).append(stats.Run(
             prompt=items["prompt_id"].map(index).to_numpy(), label=items["label"].to_numpy(bool),
             logp=items["logp"].to_numpy(float), ref_logp=items["ref_logp"].to_numpy(float),
             tokens=items["tokens"].to_numpy(float), kl_sum=items["kl_sum"].to_numpy(float),
-            gen_prompt=gens["prompt_id"].map(index).to_numpy(int), policy_pass=gens["policy_pass"].to_numpy(bool),
+            gen_prompt=gens["prompt_id"].map(gen_index).to_numpy(int), policy_pass=gens["policy_pass"].to_numpy(bool),
             reference_pass=gens["reference_pass"].to_numpy(bool)))
-    return runs, len(prompts), missing
+    counts = {m: len(gen_prompts) if m == "verified_success" else len(prompts) for m in SHOWN}
+    return runs, counts, missing
 
 
-def comparisons(runs: dict[str, list[stats.Run]], n_prompts: int) -> dict[str, stats.Comparison]:
+def comparisons(runs: dict[str, list[stats.Run]], n_prompts: dict[str, int]) -> dict[str, stats.Comparison]:
     out = {}
     for metric in SHOWN:
         if metric == "verified_success" and not all(len(r.gen_prompt) for rs in runs.values() for r in rs):
             continue
-        out[metric] = stats.compare(runs, metric, n_prompts, n_resamples=RESAMPLES, seed=SEED)
+        out[metric] = stats.compare(runs, metric, n_prompts[metric], n_resamples=RESAMPLES, seed=SEED)
     return out
 
 
@@ -69,12 +74,26 @@ def _p(p: float) -> str:
     return "n/a" if math.isnan(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def section(split: pd.DataFrame) -> list[str]:
-    """The verdict, the per-recipe table and the pairwise matrices of one split (markdown lines)."""
+@dataclass
+class Analysis:
+    runs: dict  # group -> runs in seed order
+    n_prompts: dict  # metric -> prompts it rests on
+    missing: list  # runs without records
+    results: dict  # metric -> stats.Comparison
+
+
+def analyze(split: pd.DataFrame) -> Analysis:
+    """Records and statistics of one split (computed once, for the summary and the plots)."""
     runs, n_prompts, missing = load(split)
+    return Analysis(runs, n_prompts, missing, comparisons(runs, n_prompts) if runs else {})
+
+
+def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
+    """The verdict, the per-recipe table and the pairwise matrices of one split (markdown lines)."""
+    a = analysis or analyze(split)
+    runs, n_prompts, missing, results = a.runs, a.n_prompts, a.missing, a.results
     if not runs:
         return ["No run on this split kept per-item records: no paired comparison (rerun to get one).", ""]
-    results = comparisons(runs, n_prompts)
     seeds = sorted({len(rs) for rs in runs.values()})
     lines = ["**Verdict** (paired by prompt; intervals from a bootstrap over prompts and seeds, p-values from a "
              f"paired permutation test over prompts, Holm-adjusted; seed {SEED}, {RESAMPLES} resamples):", ""]
@@ -82,7 +101,10 @@ def section(split: pd.DataFrame) -> list[str]:
     lines += ["", "Decisions rest on the Holm-adjusted permutation p-values alone: a bootstrap interval that misses 0 "
               "while p >= 0.05 is not a decided difference (percentile intervals over a few dozen prompts run "
               "narrow: on simulated tables they excluded a true null about 10% of the time, not 5%).",
-              "", f"{n_prompts} prompts carry every number below; each recipe has "
+              "", f"{n_prompts['reward_auc']} held-out test prompts carry the row metrics (reward_auc, kl, "
+              f"desirable_nll)"
+              + (f", {n_prompts['verified_success']} generation-test prompts carry verified_success"
+                 if "verified_success" in results else "") + "; each recipe has "
               f"{' or '.join(map(str, seeds))} seed{'s' * (seeds != [1])}. "
               + ("With one seed, training-seed variance is not in these intervals: they say how sure the held-out "
                  "prompts make the comparison of these trained models, not of the recipes in general."

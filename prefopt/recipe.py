@@ -55,7 +55,8 @@ class DataSection:
     path: str = "data/feedback.jsonl"
     format: str = "auto"  # auto | jsonl | json | csv | parquet | arrow
     strategy: str = "natural"  # unpaired: file_order | natural | balanced | mixed; paired: natural | file_order
-    eval_fraction: float = 0.1
+    eval_fraction: float = 0.1  # the test split: only the reported metrics are computed on it
+    validation_fraction: float = 0.1  # the validation split, from the other prompts: choices are made on it
     split_seed: int = 42  # fixes the held-out split apart from `seed`, so every seed is scored on the same rows
     weights: typing.Union[str, dict] = "auto"  # auto, or {desirable: x, undesirable: y}
     pairing: str = "one_to_one"  # one_to_one | all
@@ -69,6 +70,9 @@ class EvalSection:
     # (`prefopt list`) requires its column; null: no generation metric
     verifier: typing.Optional[str] = None
     max_new_tokens: int = 64
+    # a file of prompts (+ the verifier's column) for the generation test instead of the held-out prompts:
+    # a bigger set of prompts the data never asks (scripts/make_dataset.py --test-prompts)
+    prompts: typing.Optional[str] = None
 
 
 @dataclass
@@ -217,6 +221,9 @@ def _check_values(r: Recipe) -> None:
     if not 0 < r.data.eval_fraction < 1:
         raise UserError(f, "data.eval_fraction", f"must be between 0 and 1 (exclusive), got {r.data.eval_fraction}; "
                         "0.1 holds out a tenth of the prompts")
+    if not 0 <= r.data.validation_fraction < 1 or r.data.eval_fraction + r.data.validation_fraction >= 1:
+        raise UserError(f, "data.validation_fraction", f"must be from 0 (no validation split) to below "
+                        f"1 - eval_fraction, got {r.data.validation_fraction}; 0.1 keeps a tenth of the prompts apart")
     w = r.data.weights
     if isinstance(w, str) and w != "auto" or isinstance(w, dict) and (
             set(w) != {"desirable", "undesirable"} or not all(_type_ok(v, float) and v > 0 for v in w.values())):

@@ -47,19 +47,30 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
     rows = load_rows(d.path, d.format)
     weights = d.weights if d.weights == "auto" else (d.weights["desirable"], d.weights["undesirable"])
     kwargs = dict(file=d.path, method=recipe.method, form=spec.form, strategy=d.strategy,
-                  eval_fraction=d.eval_fraction, seed=recipe.seed, split_seed=d.split_seed,
+                  eval_fraction=d.eval_fraction, validation_fraction=d.validation_fraction,
+                  seed=recipe.seed, split_seed=d.split_seed,
                   batch_size=t.get("per_device_train_batch_size", TRL_DEFAULT_BATCH_SIZE), world_size=world_size,
                   weights=weights, pairing=d.pairing, max_pairs_per_prompt=d.max_pairs_per_prompt)
     prepared = prepare(rows, epochs=1, **kwargs)
     epochs = planned_epochs(t, len(prepared.train), world_size) if spec.ordered else 1
     if epochs > 1:  # ordered methods get one materialized ordering per epoch and train one pass over them
         prepared = prepare(rows, epochs=epochs, **kwargs)
-    # the verifier is settled (and every held-out value it reads checked) before any training
+    # the verifier and the prompts it checks are settled (every value it reads checked) before any training
     from .verifiers import resolve
 
-    verifier, note = resolve(recipe.eval.verifier, prepared.eval_rows.columns,
-                             prepared.eval_rows.to_dict("records"), recipe=recipe.source, data=d.path)
-    prepared.report.update(verifier=verifier.name if verifier else None, verifier_note=note)
+    source, verify = d.path, prepared.eval_rows.drop_duplicates("prompt_key")
+    if recipe.eval.prompts and recipe.eval.verifier is not None:  # (verifier null: no generation test at all)
+        from .data.io import load_prompts
+
+        source, verify = recipe.eval.prompts, load_prompts(recipe.eval.prompts)
+    verifier, note = resolve(recipe.eval.verifier, verify.columns, verify.to_dict("records"),
+                             recipe=recipe.source, data=source)
+    if recipe.eval.prompts and recipe.eval.verifier is not None and verifier is None:
+        raise UserError(recipe.eval.prompts, "eval.prompts", f"{note}; add the verifier's column to each prompt")
+    prepared.verify = verify if verifier else None
+    prepared.report.update(verifier=verifier.name if verifier else None, verifier_note=note,
+                           verified_prompts_from=source if verifier else None,
+                           verified_prompts=len(verify) if verifier else 0)
     return prepared, epochs
 
 
@@ -317,7 +328,7 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
 
 
 def _evaluate_and_write(recipe, model, tok, prepared, args, run: Path, trained: dict) -> None:
-    metrics, items = evaluate(recipe, model, tok, prepared, args)
+    metrics, items = evaluate(recipe, model, tok, prepared, args, cache=run.parents[2])
     write_items(run, items)
     metrics.update(
         recipe=recipe.name, method=recipe.method, strategy=prepared.report["strategy"], seed=recipe.seed,
@@ -411,33 +422,62 @@ def broadcast(value):
     return value
 
 
-def evaluate(recipe: Recipe, model, tok, prepared, args) -> tuple[dict, dict]:
+def evaluate(recipe: Recipe, model, tok, prepared, args, cache: Path | None = None) -> tuple[dict, dict]:
     """Held-out metrics and the per-item records they come from ({"rows": [...], "generations": [...]}),
-    at the precision the run trained in (bf16 autocast when the config had it)."""
+    at the precision the run trained in (bf16 autocast when the config had it). With `cache` (a results
+    directory) the reference's scores and generations are read from it when present, stored when not."""
     import torch
 
     device_type = next(model.parameters()).device.type
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bool(getattr(args, "bf16", False))):
-        return _evaluate(recipe, model, tok, prepared, args)
+        return _evaluate(recipe, model, tok, prepared, args, cache)
 
 
-def _evaluate(recipe: Recipe, model, tok, prepared, args) -> dict:
+def _reference_keys(recipe: Recipe, model, prepared, args) -> dict:
+    """Cache entry names for the reference's scores and generations: everything they depend on."""
+    import torch
+    import transformers
+
+    from . import refcache
+    from .data.io import prompt_keys
+
+    common = dict(model=refcache.model_identity(recipe.model.name), backend=type(model).__module__.split(".")[0],
+                  precision=precision_used(recipe, args), device=str(next(model.parameters()).device),
+                  batch_size=recipe.eval.batch_size, torch=torch.__version__, transformers=transformers.__version__)
+    rows = prepared.eval_rows
+    keys = {"scores": refcache.key("scores", **common, max_length=getattr(args, "max_length", None),
+                                   rows=list(prompt_keys(rows["prompt"])), completions=list(prompt_keys(rows["completion"])))}
+    if prepared.verify is not None:
+        v = prepared.verify
+        keys["generations"] = refcache.key("generations", **common, max_new_tokens=recipe.eval.max_new_tokens,
+                                           prompts=list(prompt_keys(v["prompt"])))
+    return keys
+
+
+def _evaluate(recipe: Recipe, model, tok, prepared, args, cache: Path | None) -> dict:
+    from . import refcache
     from .console import progress
     from .metrics import item_records, score_rows, summarize, verified_success
 
     start = time.perf_counter()
+    keys = _reference_keys(recipe, model, prepared, args) if cache is not None else {}
+    cached_scores = refcache.load_scores(refcache.path(cache, keys["scores"])) if keys else None
+    cached_texts = refcache.load_texts(refcache.path(cache, keys["generations"])) if "generations" in keys else None
     reference = None
-    if not hasattr(model, "disable_adapter"):  # full fine-tuning: pi_ref needs its own copy, for eval only
+    needed = cached_scores is None or (prepared.verify is not None and cached_texts is None)
+    if needed and not hasattr(model, "disable_adapter"):  # full fine-tuning: pi_ref needs its own copy
         from .models import load_model
 
         reference, _ = load_model(recipe.model.name, dtype=recipe.model.dtype, file=recipe.source)
         reference.to(next(model.parameters()).device)
     rows = prepared.eval_rows.to_dict("records")
     pairs = prepared.eval_pairs.to_dict("records")
-    with phase(f"scoring {len(rows)} held-out rows (policy and reference)"), \
+    with phase(f"scoring {len(rows)} held-out rows (policy{'' if cached_scores else ' and reference'})"), \
             progress(len(rows), "scoring") as bar:
-        scores = score_rows(model, tok, rows, batch_size=recipe.eval.batch_size,
+        scores = score_rows(model, tok, rows, batch_size=recipe.eval.batch_size, cached=cached_scores,
                             max_length=getattr(args, "max_length", None), reference=reference, bar=bar)
+    if keys and cached_scores is None:
+        res.write_atomic(refcache.path(cache, keys["scores"]), refcache.dump_scores(scores["reference"]))
     metrics = summarize(rows, scores, pairs)
     items = {"rows": item_records(rows, scores)}
     verifier = prepared.report["verifier"]
@@ -446,15 +486,21 @@ def _evaluate(recipe: Recipe, model, tok, prepared, args) -> dict:
     else:
         from .verifiers import get_verifier
 
-        prompts = len({str(r["prompt"]) for r in rows})
-        with phase(f"generating for {prompts} held-out prompts (policy and reference, greedy)"), \
-                progress(2 * prompts, "generating") as bar:
-            verified, generations = verified_success(
-                model, tok, rows, get_verifier(verifier), batch_size=recipe.eval.batch_size,
-                max_new_tokens=recipe.eval.max_new_tokens, reference=reference, bar=bar)
+        verify = prepared.verify.to_dict("records")
+        where = "test" if recipe.eval.prompts else "held-out"
+        both = "" if cached_texts else " and reference"
+        with phase(f"generating for {len(verify)} {where} prompts (policy{both}, greedy)"), \
+                progress(2 * len(verify), "generating") as bar:
+            verified, generations, ref_texts = verified_success(
+                model, tok, verify, get_verifier(verifier), batch_size=recipe.eval.batch_size,
+                max_new_tokens=recipe.eval.max_new_tokens, reference=reference, reference_texts=cached_texts,
+                bar=bar)
+        if "generations" in keys and cached_texts is None:
+            res.write_atomic(refcache.path(cache, keys["generations"]), refcache.dump_texts(ref_texts))
         metrics.update(verified)
         items["generations"] = generations
     metrics["eval_seconds"] = time.perf_counter() - start
+    metrics["reference_cached"] = {"scores": cached_scores is not None, "generations": cached_texts is not None}
     return metrics, items
 
 

@@ -63,3 +63,12 @@ def write_feedback(path: Path, prompts: int = 40, per_prompt: int = 3, seed: int
             rows.append(row)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def write_test_prompts(path: Path, prompts: int = 12, seed: int = 1) -> Path:
+    """A generation-test file (`eval.prompts`): prompts with a `constraint` each, no completions."""
+    rng = random.Random(seed)
+    rows = [{"prompt": [{"role": "user", "content": f"test question {p}: " + " ".join(rng.choices(WORDS, k=5))}],
+             "constraint": CONSTRAINTS[p % len(CONSTRAINTS)]} for p in range(prompts)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

@@ -353,7 +353,9 @@ def test_paired_verdict_and_tables_from_per_item_records(tmp_path):
     verdict = text.split("**Verdict**", 1)[1]
     assert "- strong is best on reward_auc (higher is better): ahead of" in verdict
     assert "better than the untrained model: strong" in verdict and "- On kl" not in verdict
-    assert "30 prompts carry every number below; each recipe has 2 seeds" in text
+    assert "30 held-out test prompts carry the row metrics" in text and "each recipe has 2 seeds" in text
     assert "| strong | " in text and "| untrained reference | 0.5 [0.5, 0.5] |" in text
     assert "Pairwise reward_auc: row minus column" in text and "Pairwise verified_success" in text
     assert "Welch" not in text  # the seed-level t-tests give way to the paired comparison
+    for plot in (f"forest_{FP_A[:12]}.png", f"pairwise_{FP_A[:12]}.png"):  # Δ vs untrained; pairwise Δ heatmap
+        assert (root / "plots" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

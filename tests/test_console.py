@@ -26,7 +26,8 @@ def test_run_output_phases_closing_block_and_no_library_noise(write_recipe, tmp_
     text = out.stdout + out.stderr
     for line in (r"prefopt: tiny_kto \(kto\), seed 0 -> .*runs/tiny_kto/seed0-\w+",
                  r"prefopt: data: \d+ desirable : \d+ undesirable rows \(mixed, 0 single-label micro-batches of \d+\);"
-                 r" held out \d+ rows of \d+ prompts, \d+ pairs; verifier instructions; weights float32",
+                 r" held out \d+ rows of \d+ prompts, \d+ pairs; validation \d+ rows of \d+ prompts; verifier "
+                 r"instructions on \d+ prompts; weights float32",
                  r"prefopt: loading .*: done \(\d+\.\d s\)",
                  r"prefopt: training 3 steps: \d+\.\d\d s/step \(\d+\.\d s\)",
                  r"prefopt:   step 3/3, loss \d\.\d{4}",

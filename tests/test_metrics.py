@@ -45,8 +45,11 @@ def test_untrained_adapter_means_zero_reward_and_kl(peft_model):
     assert m["reward_margin"] == pytest.approx(0, abs=1e-5) and m["kl"] == pytest.approx(0, abs=1e-6)
 
 
-def test_scores_match_a_direct_computation_and_batching(peft_model):
+def test_scores_match_a_direct_computation_and_batching(peft_model, monkeypatch):
+    import prefopt.metrics as metrics
+
     model, tok = peft_model
+    monkeypatch.setattr(metrics, "REF_TOP_K", 10**6)  # the whole vocabulary: the KL is exact
     with torch.no_grad():  # make the adapter do something
         for n, p in model.named_parameters():
             if "lora_B" in n:
@@ -71,6 +74,9 @@ def test_scores_match_a_direct_computation_and_batching(peft_model):
     assert s1["logp"][2] == pytest.approx(want, rel=1e-4)
     assert s1["ref_logp"][2] == pytest.approx(want_ref, rel=1e-4)
     assert s1["kl"][2] == pytest.approx(want_kl, rel=1e-3) and want_kl > 0
+    monkeypatch.setattr(metrics, "REF_TOP_K", 32)  # fewer tokens than the vocabulary: a lower bound
+    coarse = score_rows(model, tok, ROWS, batch_size=1, max_length=None)
+    assert 0 < coarse["kl"][2] <= want_kl * (1 + 1e-4)
     assert s1["tokens"][2] == len(ids) - start
 
 
@@ -99,3 +105,60 @@ def test_scores_do_not_depend_on_trimming_the_lm_head(peft_model, monkeypatch):
     for k in ("logp", "ref_logp", "tokens", "kl"):
         assert np.allclose(trimmed[k], full[k], atol=1e-5), k
     assert trimmed["tokens"].sum() > 0
+
+
+def test_reference_from_the_cache_gives_the_same_scores(peft_model):
+    """The reference's part of score_rows, packed and unpacked as the cache stores it, reproduces every
+    score without the reference's forward pass."""
+    from prefopt.metrics import pack_reference, unpack_reference
+
+    model, tok = peft_model
+    fresh = score_rows(model, tok, ROWS, batch_size=3, max_length=None)
+    cached = unpack_reference(pack_reference(fresh["reference"]))
+    calls = []
+    handle = model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        again = score_rows(model, tok, ROWS, batch_size=2, max_length=None, cached=cached)
+    finally:
+        handle.remove()
+    assert len(calls) == 2  # two batches, policy only
+    for k in ("logp", "ref_logp", "tokens", "kl"):
+        assert np.allclose(again[k], fresh[k], atol=1e-5), k
+
+
+def test_coarse_kl_is_a_close_lower_bound_of_the_full_kl():
+    """KL over the reference's top tokens with the rest lumped together: never above the full KL, equal
+    when the top set is the whole vocabulary, and close when it holds most of the mass."""
+    from prefopt.metrics import coarse_kl
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.log_softmax(3 * torch.randn(50, 400, generator=g), -1)
+    p = torch.log_softmax(q + 0.5 * torch.randn(50, 400, generator=g), -1)
+    full = (p.exp() * (p - q)).sum(-1)
+    top_logp, top_index = q.topk(400, -1)
+    assert torch.allclose(coarse_kl(p, top_index, top_logp), full, atol=1e-5)
+    top_logp, top_index = q.topk(64, -1)
+    coarse = coarse_kl(p, top_index, top_logp)
+    assert (coarse <= full + 1e-6).all()
+    assert coarse.sum() > 0.95 * full.sum()
+
+
+def test_generation_with_the_adapter_merged_matches_and_restores_the_weights(peft_model, monkeypatch):
+    """Policy generation merges the LoRA adapter for speed: same greedy text as the unmerged model, and
+    the base weights (the reference) are back where they were afterwards."""
+    import contextlib
+
+    import prefopt.metrics as metrics
+
+    model, tok = peft_model
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.randn_like(p) * 0.5)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    prompts = [r["prompt"] for r in ROWS[:3]]  # chat prompts (one form per batch)
+    merged = metrics.generate(model, tok, prompts, batch_size=2, max_new_tokens=6)
+    after = dict(model.named_parameters())
+    assert all(torch.allclose(before[n], after[n], atol=1e-6) for n in before)
+    monkeypatch.setattr(metrics, "merged_adapter", lambda m: contextlib.nullcontext())
+    assert metrics.generate(model, tok, prompts, batch_size=2, max_new_tokens=6) == merged

@@ -262,3 +262,45 @@ def test_auto_kto_weights_reach_the_trainer(write_recipe, tmp_path, monkeypatch)
     report = json.loads((only_run(results, "tiny_kto") / "data_report.json").read_text())
     assert report["undesirable_weight"] > 1  # the tiny data is ~3:1, outside the paper's [1, 4/3]
     assert seen == {"desirable": report["desirable_weight"], "undesirable": report["undesirable_weight"]}
+
+
+def test_generation_test_file_and_the_reference_computed_once(write_recipe, tmp_path):
+    """eval.prompts: the verified test runs on that file's prompts; the reference's scores and generations
+    are computed by the first run, stored under results/cache/reference and read by the next, with the
+    same values."""
+    from prefopt.testing import write_feedback, write_test_prompts
+
+    data = write_feedback(tmp_path / "constrained.jsonl", constraints=True)
+    prompts = write_test_prompts(tmp_path / "test_prompts.jsonl", prompts=12)
+    results = tmp_path / "results"
+    recipe = write_recipe("kto", data={"path": str(data)},
+                          eval={"verifier": "auto", "max_new_tokens": 6, "prompts": str(prompts)})
+    assert main(["run", str(recipe), "--results", str(results), "--seeds", "0,1"]) == 0
+    runs = sorted((results / "runs" / "tiny_kto").iterdir())
+    first, second = (json.loads((r / "metrics.json").read_text()) for r in runs)
+    assert first["verified_prompts"] == second["verified_prompts"] == 12
+    assert first["reference_cached"] == {"scores": False, "generations": False}
+    assert second["reference_cached"] == {"scores": True, "generations": True}
+    assert len(list((results / "cache" / "reference").iterdir())) == 2
+    assert first["verified_success_ref"] == second["verified_success_ref"]
+    assert first["desirable_nll_ref"] == pytest.approx(second["desirable_nll_ref"], rel=1e-6)
+    items = [pd.read_csv(r / "eval_items.csv") for r in runs]
+    assert items[0]["ref_logp"].to_numpy() == pytest.approx(items[1]["ref_logp"].to_numpy(), rel=1e-6)
+    gens = [[json.loads(x) for x in (r / "eval_generations.jsonl").read_text().splitlines()] for r in runs]
+    assert [g["reference_text"] for g in gens[0]] == [g["reference_text"] for g in gens[1]]
+    assert {g["prompt_id"] for g in gens[0]}.isdisjoint(set(items[0]["prompt_id"]))  # not the held-out prompts
+
+
+def test_a_generation_test_file_without_the_verifier_column_fails_early(write_recipe, tmp_path, capsys):
+    from prefopt.testing import write_feedback
+
+    data = write_feedback(tmp_path / "constrained.jsonl", constraints=True)
+    bad = tmp_path / "prompts.jsonl"
+    bad.write_text('{"prompt": "say hi"}\n')
+    recipe = write_recipe("kto", data={"path": str(data)}, eval={"verifier": "auto", "prompts": str(bad)})
+    results = tmp_path / "results"
+    assert main(["run", str(recipe), "--results", str(results)]) == 2
+    assert main(["data", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0] == err[1] and str(bad) in err[0] and "eval.prompts" in err[0]
+    assert not results.exists()

@@ -1,0 +1,141 @@
+"""The comparison's figures (matplotlib, Agg canvas: no display needed). Pure: figure in, PNG bytes out.
+
+    training_loss.png, reward_margin.png   one panel per recipe, one line per run
+    heldout_<split>.png                    every held-out metric per recipe, mean over seeds with 95% CI
+    forest_<split>.png                     each recipe's difference from the untrained model, paired CI
+    pairwise_<split>.png                   row-minus-column differences, Holm p in each cell
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pandas as pd
+
+from .compare import HEADLINE, MARGIN_COLUMN, QUALITY, REFERENCE, with_groups
+
+
+def _figure(n_panels: int, width: float = 4.2, height: float = 3.2):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cols = min(n_panels, 3)
+    rows = math.ceil(n_panels / cols)
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes[:n_panels]
+
+
+def png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    return buf.getvalue()
+
+
+def curves_figure(runs: pd.DataFrame, logs: dict, column: str, title: str):
+    """One panel per recipe, one line per run; runs whose log lacks `column` are skipped. None if no data."""
+    runs = with_groups(runs)
+    split_count = runs.groupby("group")["eval_fingerprint"].nunique()
+    panels = {}
+    for _, r in runs.sort_values(["group", "eval_fingerprint", "seed"]).iterrows():
+        log = logs.get(r["run_dir"])
+        if log is None or column not in log:
+            continue
+        points = log[["step", column]].apply(pd.to_numeric, errors="coerce").dropna()
+        if len(points):
+            label = f"seed {r['seed']}" + (f" · split {r['eval_fingerprint']}" if split_count[r["group"]] > 1 else "")
+            panels.setdefault(r["group"], []).append((label, points))
+    if not panels:
+        return None
+    fig, axes = _figure(len(panels))
+    for ax, (group, lines) in zip(axes, panels.items()):
+        for label, pts in lines:
+            ax.plot(pts["step"], pts[column], label=label, linewidth=1.2)
+        ax.set(title=group, xlabel="step", ylabel=column)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(title)
+    return fig
+
+
+def metrics_figure(summary: pd.DataFrame, fp: str):
+    """Bars of each held-out metric per recipe (reference in grey) with 95% CI whiskers, one split."""
+    s = summary[summary["eval_fingerprint"] == fp]
+    metrics = [m for m in QUALITY if f"{m}_mean" in s and s[f"{m}_mean"].notna().any()]
+    fig, axes = _figure(len(metrics), width=4.6, height=3.4)
+    labels = list(s["recipe"])
+    for ax, m in zip(axes, metrics):
+        mean = s[f"{m}_mean"].to_numpy(dtype=float)
+        low = s.get(f"{m}_ci95_low", pd.Series(math.nan, index=s.index)).to_numpy(dtype=float)
+        high = s.get(f"{m}_ci95_high", pd.Series(math.nan, index=s.index)).to_numpy(dtype=float)
+        err = np.nan_to_num(np.vstack([mean - low, high - mean]), nan=0.0)
+        colors = ["0.65" if r == REFERENCE else f"C{i}" for i, r in enumerate(labels)]
+        x = np.arange(len(labels))
+        bars = ax.bar(x, np.nan_to_num(mean), yerr=err, capsize=4, color=colors)
+        n = s.get(f"{m}_n", pd.Series(pd.NA, index=s.index))
+        ax.bar_label(bars, ["1 seed" if v == 1 else "" for v in n.fillna(0)], fontsize="x-small")
+        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize="small")
+        ax.set_title(m + (" (headline)" if m == HEADLINE else ""))
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"held-out split {fp}: mean over seeds, whiskers 95% CI (none for a single seed)")
+    return fig
+
+
+
+
+def forest_figure(comparisons: dict, fp: str):
+    """One panel per metric: each recipe's difference from the untrained model with its paired 95% CI
+    (prompts and seeds resampled), a filled marker where the Holm-adjusted test decides it. None if empty."""
+    if not comparisons:
+        return None
+    fig, axes = _figure(len(comparisons), width=4.6, height=0.5 + 0.45 * len(next(iter(comparisons.values())).estimates))
+    for ax, (metric, c) in zip(axes, comparisons.items()):
+        names = sorted(c.vs_reference, key=lambda n: c.vs_reference[n][0])
+        for y, name in enumerate(names):
+            delta, lo, hi, _, p_holm = c.vs_reference[name]
+            ax.plot([lo, hi], [y, y], color=f"C{y}", linewidth=2)
+            ax.plot([delta], [y], "o", color=f"C{y}", fillstyle="full" if p_holm < 0.05 else "none", markersize=7)
+        ax.axvline(0, color="0.4", linewidth=1, linestyle="--")
+        ax.set_yticks(range(len(names)), names, fontsize="small")
+        ax.set(title=f"{metric}: Δ vs untrained", xlabel=f"Δ [95% CI] ({c.prompts} prompts)")
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"split {fp}: difference from the untrained model (filled: Holm p < 0.05)")
+    return fig
+
+
+def pairwise_figure(comparisons: dict, fp: str, metrics=("reward_auc", "verified_success")):
+    """Heatmaps of row-minus-column differences for the given metrics, Holm p written in each cell."""
+    shown = {m: comparisons[m] for m in metrics if m in comparisons and len(comparisons[m].estimates) > 1}
+    if not shown:
+        return None
+    n = len(next(iter(shown.values())).estimates)
+    fig, axes = _figure(len(shown), width=1.2 + 1.1 * n, height=1.0 + 0.9 * n)
+    for ax, (metric, c) in zip(axes, shown.items()):
+        names = sorted(c.estimates, key=lambda k: -c.estimates[k][0])
+        delta = np.full((n, n), np.nan)
+        text = [[""] * n for _ in range(n)]
+        for i, a in enumerate(names):
+            for j, b in enumerate(names):
+                if a == b:
+                    continue
+                key, sign = ((a, b), 1) if (a, b) in c.pairwise else ((b, a), -1)
+                d, _, _, _, p_holm, _ = c.pairwise[key]
+                delta[i, j] = sign * d
+                text[i][j] = f"{sign * d:+.3f}\np {p_holm:.2f}"
+        limit = np.nanmax(np.abs(delta)) or 1.0
+        image = ax.imshow(delta, cmap="RdBu", vmin=-limit, vmax=limit)
+        for i in range(n):
+            for j in range(n):
+                dark = not np.isnan(delta[i, j]) and abs(delta[i, j]) > 0.6 * limit
+                ax.text(j, i, text[i][j], ha="center", va="center", fontsize="x-small", color="white" if dark else "black")
+        ax.set_xticks(range(n), names, rotation=30, ha="right", fontsize="small")
+        ax.set_yticks(range(n), names, fontsize="small")
+        ax.set_title(f"{metric}: row − column")
+        ax.figure.colorbar(image, ax=ax, shrink=0.8)
+    fig.suptitle(f"split {fp}: pairwise differences (paired by prompt), Holm-adjusted p")
+    return fig

@@ -1,0 +1,75 @@
+"""The untrained reference's evaluation, computed once per split and reused by every run.
+
+Its held-out scores and greedy generations depend on the model, the rows or prompts, the evaluation
+settings, the precision and the libraries, never on the method, strategy or seed of the recipe being
+evaluated. So they are kept under `<results>/cache/reference/`, one file per entry named by a hash of
+everything that determines it (`key`): a change to any input is a different name, never a stale read.
+The runner writes entries atomically (rename over the target), so two runs that finish at once each
+write the same bytes and either rename wins. Pure: the runner does the reading and writing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+FORMAT = 1  # bump when what an entry holds, or how it is computed, changes
+
+
+def model_identity(name: str) -> dict:
+    """The model's local folder with its files' sizes and modification times (a reconverted or replaced
+    model is a new identity), or the bare name when it is not on disk yet."""
+    from .models import local_model_dir
+
+    folder = local_model_dir(name)
+    if folder is None:
+        return {"name": name}
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file())
+    return {"name": name, "folder": str(Path(folder).resolve()),
+            "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
+
+
+def key(kind: str, **parts) -> str:
+    """`kind` (scores | generations) plus a hash of every input that determines the entry."""
+    blob = json.dumps({"format": FORMAT, "kind": kind, **parts}, sort_keys=True, default=str)
+    return f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:20]}"
+
+
+def path(results: Path, entry: str) -> Path:
+    return Path(results) / "cache" / "reference" / (entry + (".npz" if entry.startswith("scores") else ".json"))
+
+
+def dump_scores(reference: dict) -> bytes:
+    """score_rows' "reference" part as the bytes of an .npz file."""
+    import numpy as np
+
+    from .metrics import pack_reference
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **pack_reference(reference))
+    return buffer.getvalue()
+
+
+def load_scores(file: Path) -> dict | None:
+    import numpy as np
+
+    from .metrics import unpack_reference
+
+    try:
+        with np.load(file) as arrays:
+            return unpack_reference({k: arrays[k] for k in arrays.files})
+    except (OSError, ValueError, KeyError):  # missing or unreadable: compute it again
+        return None
+
+
+def dump_texts(texts: list[str]) -> str:
+    return json.dumps({"texts": texts}, ensure_ascii=False) + "\n"
+
+
+def load_texts(file: Path) -> list[str] | None:
+    try:
+        return json.loads(Path(file).read_text(encoding="utf-8"))["texts"]
+    except (OSError, ValueError, KeyError):
+        return None

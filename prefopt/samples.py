@@ -1,0 +1,100 @@
+"""What the verified numbers mean: pass rates per constraint family, and side-by-side sample answers.
+
+Both are built from the runs' eval_generations.jsonl (one line per test prompt: prompt, constraint, the
+policy's and the reference's greedy text and pass/fail). Pure functions on DataFrames plus a reader; no
+torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+SAMPLES = 12  # prompts shown in samples.md
+SAMPLE_SEED = 42  # the training seed whose answers are shown (the smallest seed when a recipe lacks it)
+
+
+def read_generations(split: pd.DataFrame) -> pd.DataFrame:
+    """Every generation record of the split's runs, with the run's group and seed (empty when none)."""
+    frames = []
+    for row in split.itertuples():
+        file = Path(row.run_dir) / "eval_generations.jsonl"
+        if file.is_file():
+            g = pd.DataFrame([json.loads(line) for line in file.read_text(encoding="utf-8").splitlines()])
+            frames.append(g.assign(group=row.group, seed=row.seed))
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True)
+    # the constraint family (IFEval's instruction id); other verifiers' records form one family
+    out["family"] = out["constraint"].map(lambda c: c.get("id", "-") if isinstance(c, dict) else "-") \
+        if "constraint" in out else "-"
+    return out
+
+
+def family_table(gens: pd.DataFrame) -> list[str]:
+    """Markdown: strict per-prompt pass rate per constraint family (IFEval's convention), for every recipe
+    (mean over its seeds) and the untrained reference."""
+    if gens.empty or "constraint" not in gens:
+        return []
+    rates = gens.groupby(["group", "family"])["policy_pass"].mean().unstack("family")
+    overall = gens.groupby("group")["policy_pass"].mean()
+    first = gens[gens["group"] == gens["group"].iloc[0]]
+    first = first[first["seed"] == first["seed"].min()]  # the reference is the same model in every run
+    ref = first.groupby("family")["reference_pass"].mean()
+    prompts = first.groupby("family")["prompt_id"].nunique()
+    families = list(prompts.sort_values(ascending=False).index)
+    lines = ["Verified pass rate per constraint family (strict, per prompt; mean over seeds):", "",
+             "| recipe | all | " + " | ".join(f"{f} ({prompts[f]})" for f in families) + " |",
+             "|---|---:|" + "---:|" * len(families)]
+    for group in overall.sort_values(ascending=False).index:
+        lines.append(f"| {group} | {overall[group]:.3f} | " + " | ".join(f"{rates.loc[group, f]:.3f}" for f in families) + " |")
+    lines.append(f"| untrained reference | {first['reference_pass'].mean():.3f} | "
+                 + " | ".join(f"{ref[f]:.3f}" for f in families) + " |")
+    return lines + ["", f"({len(first)} prompts; in brackets, prompts per family.)", ""]
+
+
+def pick_prompts(gens: pd.DataFrame, n: int = SAMPLES) -> list[str]:
+    """n prompt ids spread over the constraint families (round-robin, families by size), fixed: the same
+    prompts whatever the results (ordered by id within a family)."""
+    by_family = gens.drop_duplicates("prompt_id").sort_values("prompt_id").groupby("family")["prompt_id"].apply(list)
+    order = sorted(by_family.index, key=lambda f: (-len(by_family[f]), f))
+    chosen, depth = [], 0
+    while len(chosen) < n and any(depth < len(by_family[f]) for f in order):
+        chosen += [by_family[f][depth] for f in order if depth < len(by_family[f])][: n - len(chosen)]
+        depth += 1
+    return chosen
+
+
+def _text(prompt) -> str:
+    if isinstance(prompt, list):
+        return "\n".join(m.get("content", "") for m in prompt if m.get("role") == "user")
+    return prompt if isinstance(prompt, str) else "(prompt not recorded)"
+
+
+def _quote(text: str) -> str:
+    text = text.strip() or "(empty)"
+    return "\n".join("> " + line for line in text.splitlines())
+
+
+def samples_markdown(gens: pd.DataFrame, fp: str, n: int = SAMPLES) -> str:
+    """samples.md for one split: each picked prompt, its constraint, the reference's answer and every
+    recipe's (seed SAMPLE_SEED), each marked pass or fail."""
+    seeds = gens.groupby("group")["seed"].agg(lambda s: SAMPLE_SEED if SAMPLE_SEED in set(s) else min(s))
+    shown = gens[gens["seed"] == gens["group"].map(seeds)]
+    lines = [f"# Sample answers, split `{fp}`", "",
+             f"{n} fixed test prompts spread over the constraint families; for each, the untrained reference's "
+             f"greedy answer and every recipe's (training seed {SAMPLE_SEED} where it exists), with the verifier's "
+             "pass/fail. Generations are cut at the recipe's eval.max_new_tokens.", ""]
+    mark = {True: "pass", False: "fail"}
+    for k, pid in enumerate(pick_prompts(gens, n), 1):
+        rows = shown[shown["prompt_id"] == pid].sort_values("group")
+        first = rows.iloc[0]
+        lines += [f"## {k}. {first['family']}", "", _quote(_text(first.get("prompt", "(prompt not recorded)"))), ""]
+        lines += [f"Constraint: `{json.dumps(first['constraint'], sort_keys=True)}`", ""] if "constraint" in first else []
+        lines += [f"**untrained reference** ({mark[bool(first['reference_pass'])]})", "",
+                  _quote(first["reference_text"]), ""]
+        for r in rows.itertuples():
+            lines += [f"**{r.group}** (seed {r.seed}, {mark[bool(r.policy_pass)]})", "", _quote(r.policy_text), ""]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,37 @@
+"""Per-family pass rates and the side-by-side samples, from generation records."""
+
+import pandas as pd
+
+from prefopt.samples import family_table, pick_prompts, samples_markdown
+
+
+def gens():
+    rows = []
+    families = ["a"] * 6 + ["b"] * 3 + ["c"]
+    for seed in (1, 42):
+        for group, passes in (("x", [1, 1, 1, 0, 0, 0, 1, 0, 0, 1]), ("y", [0] * 10)):
+            for i, (fam, ok) in enumerate(zip(families, passes)):
+                rows.append({"prompt_id": f"p{i:02d}", "prompt": [{"role": "user", "content": f"q{i}"}],
+                             "constraint": {"id": fam, "kwargs": {}}, "family": fam, "group": group, "seed": seed,
+                             "policy_text": f"{group} answer {i}", "policy_pass": bool(ok),
+                             "reference_text": f"ref {i}", "reference_pass": i % 2 == 0})
+    return pd.DataFrame(rows)
+
+
+def test_family_table_rates():
+    lines = family_table(gens())
+    x = next(line for line in lines if line.startswith("| x |"))
+    assert x == "| x | 0.500 | 0.500 | 0.333 | 1.000 |"  # all, a (3 of 6), b (1 of 3), c (1 of 1)
+    ref = next(line for line in lines if line.startswith("| untrained reference |"))
+    assert ref == "| untrained reference | 0.500 | 0.500 | 0.667 | 0.000 |"  # even prompts pass: 3/6, 2/3, 0/1
+    assert "a (6)" in lines[2] and "(10 prompts" in lines[-2]
+
+
+def test_samples_spread_over_families_and_fixed():
+    g = gens()
+    picked = pick_prompts(g, 4)
+    assert picked == ["p00", "p06", "p09", "p01"]  # one per family (largest first), then the next of each
+    assert pick_prompts(g.sample(frac=1, random_state=0), 4) == picked  # row order does not matter
+    text = samples_markdown(g, "fp", n=4)
+    assert text.count("## ") == 4 and "**x** (seed 42, pass)" in text and "> q0" in text
+    assert "**untrained reference** (pass)" in text
