@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .errors import UserError
 
@@ -68,6 +69,17 @@ def _list() -> None:
     section("verifiers (eval.verifier):", [(n, v.description) for n, v in VERIFIERS.items()])
     section("model aliases (model.name):", [(n, a.description) for n, a in MODEL_ALIASES.items()])
     section("backends (model.backend):", BACKENDS.items())
+    shipped = sorted(Path("recipes").glob("*.yaml"))
+    if shipped:
+        section("recipes (./recipes):", [(p.stem, _recipe_line(p)) for p in shipped])
+
+
+def _recipe_line(path: Path) -> str:
+    """`[method] first line of the recipe's opening comment`, read as text (no validation, no import)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    method = next((l.split(":", 1)[1].split("#")[0].strip() for l in lines if l.startswith("method:")), "?")
+    first = next((l.lstrip("# ").strip() for l in lines if l.startswith("#") and l.strip("# ")), "")
+    return f"[{method}] {first}"
 
 
 def dispatch(ns) -> None:

@@ -12,7 +12,6 @@ writes, so two runs finishing at once cannot garble the tables. No torch: this r
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import json
 import math
@@ -28,9 +27,11 @@ from .samples import family_table, read_generations, samples_markdown
 
 HEADLINE = "reward_auc"
 QUALITY = ["reward_auc", "preference_accuracy", "reward_margin", "kl", "desirable_nll", "verified_success"]
-COST = ["steps", "train_seconds", "train_tokens_per_second", "peak_memory_mb"]
+# examples_used: training rows the method learned from (KTO all or a balanced subset, DPO/ORPO/IPO/SimPO
+# the paired rows, SFT the desirable ones), so "uses more of the data" is a column, not a footnote
+COST = ["examples_used", "steps", "train_seconds", "eval_seconds", "train_tokens_per_second", "peak_memory_mb"]
 ORDER = QUALITY + ["verified_success_delta", "desirable_nll_ref", "verified_success_ref"] + COST + [
-    "examples_used", "eval_seconds", "eval_rows", "eval_pairs", "verified_prompts"]
+    "eval_rows", "eval_pairs", "verified_prompts"]
 IDS = ["recipe", "config", "method", "strategy", "seed", "eval_fingerprint", "run_id", "data_path"]
 REFERENCE = "reference"
 MARGIN_COLUMN = "rewards/margins"
@@ -39,9 +40,11 @@ LEGEND = {
                   "desirable from undesirable held-out completions; 0.5 is chance",
     "preference_accuracy": "share of held-out pairs (prompts with both labels) with r(chosen) > r(rejected)",
     "reward_margin": "mean r(chosen) − r(rejected) over held-out pairs",
-    "kl": "mean per-token KL(πθ ‖ πref) over held-out completion tokens; lower stays closer to the start",
+    "kl": "mean per-token KL(πθ ‖ πref) over held-out completion tokens (over the reference's top 1,024 tokens, "
+          "the rest lumped: a lower bound); lower stays closer to the start",
     "desirable_nll": "mean per-token negative log-likelihood of held-out desirable completions; lower is better",
-    "verified_success": "share of held-out prompts whose greedy generation passes the recipe's verifier",
+    "verified_success": "share of the generation test's prompts (eval.prompts, else the held-out prompts) whose "
+                        "greedy generation passes the recipe's verifier",
 }
 
 
@@ -271,7 +274,8 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
     quality = [m for m in QUALITY if f"{m}_mean" in present]
     cost = [m for m in COST if f"{m}_mean" in present]
     lines = ["# prefopt comparison", "",
-             "Held-out metrics of every finished run, one section per held-out split (eval fingerprint; runs on "
+             "Test-split metrics of every finished run (the validation split, where recipes use one, is never "
+             "scored here), one section per test split (eval fingerprint; runs on "
              "different splits are never compared), each cell the mean over seeds ± half-width of the 95% "
              "Student-t confidence interval; recipes ranked by the headline metric, " + HEADLINE + ".", ""]
     lines += [f"- **{m}**{' (headline)' if m == HEADLINE else ''}: {LEGEND[m]}" for m in quality]
@@ -280,7 +284,7 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
         first = split.iloc[0]
         sizes = ", ".join(f"{int(first[k])} held-out {w}" for k, w in (("eval_rows", "rows"), ("eval_pairs", "pairs"))
                           if k in split and not _nan(first[k]))
-        lines += ["", f"## Held-out split `{fp}`", "",
+        lines += ["", f"## Test split `{fp}` (held out)", "",
                   f"Data: `{first.get('data_path', '?')}`" + (f", {sizes}" if sizes else "") +
                   f"; {len(split)} finished run{'s' * (len(split) != 1)}.", ""]
         paired = _paired_section(split, analyses.get(fp))
@@ -298,7 +302,7 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
         if not paired:  # runs made before per-item records: only the seed-level tests are possible
             lines += _significance_lines(split, [r for r in s["recipe"] if r != REFERENCE])
         if cost:
-            lines += ["", "Cost (mean ± 95% CI over seeds):", ""]
+            lines += ["", "Training examples used and cost (mean ± 95% CI over seeds):", ""]
             lines += _table(s[s["recipe"] != REFERENCE], cost, ranked=False)
     return "\n".join(lines) + "\n"
 

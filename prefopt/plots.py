@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .compare import HEADLINE, MARGIN_COLUMN, QUALITY, REFERENCE, with_groups
+from .compare import HEADLINE, QUALITY, REFERENCE, with_groups
 
 
 def _figure(n_panels: int, width: float = 4.2, height: float = 3.2):

@@ -51,7 +51,9 @@ def bench(method: str, model: str, data: str, steps: int, work: Path, repeats: i
 
     recipe, spec = load_recipe(str(path)), get_method(method)
     prepared, epochs = prepare_data(recipe, spec)
-    columns = ["prompt", "completion", "label"] if spec.form == "unpaired" else ["prompt", "chosen", "rejected"]
+    from prefopt.data import FORMS
+
+    columns = list(FORMS[spec.form])
     rows = work / f"{method}-rows.jsonl"
     prepared.train[columns].to_json(rows, orient="records", lines=True)
     from prefopt.models import resolve_model

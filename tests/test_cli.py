@@ -54,9 +54,11 @@ def run_without_torch(args: list[str]):
 def test_list_shows_registries_without_torch():
     out = run_without_torch(["list"])
     assert out.returncode == 0, out.stderr
-    for word in ("kto", "dpo", "orpo", "mixed", "balanced", "natural", "file_order", "one_to_one",
-                 "instructions", "smollm2-135m-instruct", "unsloth"):
+    for word in ("kto", "dpo", "orpo", "sft", "ipo", "simpo", "mixed", "balanced", "natural", "file_order",
+                 "one_to_one", "instructions", "smollm2-135m-instruct", "unsloth"):
         assert word in out.stdout
+    assert "[desirable] supervised fine-tuning on the desirable completions only" in out.stdout
+    assert "recipes (./recipes):" in out.stdout and "[sft] The baseline: supervised fine-tuning" in out.stdout
 
 
 def test_data_report_json_without_torch(write_recipe):

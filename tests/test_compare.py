@@ -144,7 +144,7 @@ def test_markdown_says_what_is_not_significant(built):
     first = md.split("\n\n")[1]
     assert "held-out" in first and "fingerprint" in first and "95%" in first
     assert "- **reward_auc** (headline)" in md and md.index("**reward_auc**") < md.index("**kl**")
-    sec_a, sec_b = md.split(f"## Held-out split `{FP_A}`")[1].split(f"## Held-out split `{FP_B}`")
+    sec_a, sec_b = md.split(f"## Test split `{FP_A}`")[1].split(f"## Test split `{FP_B}`")
     header = next(line for line in sec_a.splitlines() if line.startswith("| rank"))
     assert header.split(" | ")[5] == "reward_auc"  # headline metric is the first metric column
     body = [line for line in sec_a.splitlines() if line.startswith("| ") and line[2].isdigit()]

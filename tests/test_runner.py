@@ -18,10 +18,13 @@ def only_run(results, name):
     return run
 
 
-@pytest.mark.parametrize("method", ["kto", "dpo", "orpo"])
+@pytest.mark.parametrize("method", ["kto", "kto_apo", "dpo", "orpo", "sft", "ipo", "simpo"])
 def test_each_method_end_to_end(method, write_recipe, tmp_path):
+    """Every method (kto_apo: a recipe over kto with its APO-zero loss) trains, moves the model and is scored."""
     results = tmp_path / "results"
-    assert main(["run", str(write_recipe(method)), "--results", str(results)]) == 0
+    recipe = write_recipe("kto", name="tiny_kto_apo", train={"loss_type": "apo_zero_unpaired"}) \
+        if method == "kto_apo" else write_recipe(method)
+    assert main(["run", str(recipe), "--results", str(results)]) == 0
     run = only_run(results, f"tiny_{method}")
     metrics = json.loads((run / "metrics.json").read_text())
     assert METRICS <= set(metrics) and metrics["steps"] == 3
@@ -39,7 +42,10 @@ def test_each_method_end_to_end(method, write_recipe, tmp_path):
     assert env["libraries"]["trl"] and env["seed"] == 0 and env["backend"] == "transformers"
     report = json.loads((run / "data_report.json").read_text())
     assert report["eval_fingerprint"] == metrics["eval_fingerprint"]
-    if method == "kto":
+    if method == "sft":  # the desirable training rows only, each once
+        assert report["undesirable"] == 0 and report["examples_used"] == report["desirable"]
+        assert report["examples_discarded"] == report["train_rows"] - report["desirable"] > 0
+    if method.startswith("kto"):
         batches = pd.read_csv(run / "batch_labels.csv")
         assert len(batches) == 3 and ((batches.desirable > 0) & (batches.undesirable > 0)).all()
         assert metrics["single_label_batches_trained"] == 0

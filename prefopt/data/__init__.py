@@ -24,16 +24,18 @@ from .pairs import PAIRINGS, check_max_pairs, make_pairs, order_pairs
 from .split import (EVAL_PAIRS, PAIRS, check_labels, group_codes, label_counts, split_by_prompt, stream,
                     validation_split)
 
-__all__ = ["Prepared", "prepare", "STRATEGIES", "PAIRINGS"]
+__all__ = ["Prepared", "prepare", "STRATEGIES", "PAIRINGS", "FORMS"]
 
-UNPAIRED, PAIRED = "unpaired", "paired"
+UNPAIRED, PAIRED, DESIRABLE = "unpaired", "paired", "desirable"
+FORMS = {UNPAIRED: ("prompt", "completion", "label"), PAIRED: ("prompt", "chosen", "rejected"),
+         DESIRABLE: ("prompt", "completion")}  # form -> the columns its trainer reads
 
 # name -> (ordering function for unpaired rows, forms it supports, one line for `prefopt list`).
-# For the paired form, natural and file_order order pairs instead of rows (pairs.order_pairs).
+# For the paired and desirable forms, natural and file_order order pairs or kept rows (pairs.order_pairs).
 STRATEGIES = {
-    "file_order": (kto.file_order, (UNPAIRED, PAIRED),
+    "file_order": (kto.file_order, (UNPAIRED, PAIRED, DESIRABLE),
                    "rows (or pairs) as they stand in the file: what a bare TRL trainer sees"),
-    "natural": (kto.natural, (UNPAIRED, PAIRED),
+    "natural": (kto.natural, (UNPAIRED, PAIRED, DESIRABLE),
                 "seeded shuffle, a new one per epoch; no guarantee about any batch"),
     "balanced": (kto.balanced, (UNPAIRED,),
                  "all minority-label rows plus an equal-size seeded sample of the majority, shuffled"),
@@ -95,7 +97,10 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
               "validation_prompts": len(np.unique(codes[valid])), "validation_pairs": len(validation_pairs),
               "validation_fingerprint": valid_fingerprint}
     common = dict(file=file, strategy=strategy, seed=seed, batch_size=batch_size, epochs=epochs)
-    if form == UNPAIRED:
+    if form == DESIRABLE:
+        train, part = _desirable(rows, train_pos, train_labels, strategy=strategy, seed=seed, epochs=epochs,
+                                 batch_size=batch_size)
+    elif form == UNPAIRED:
         train, part = _unpaired(rows, train_pos, train_codes, train_labels, world_size=world_size,
                                 weights=weights, **common)
     else:
@@ -161,6 +166,22 @@ def _paired(rows, train_pos, codes, labels, *, file, strategy, seed, batch_size,
     }
 
 
+def _desirable(rows, train_pos, labels, *, strategy, seed, epochs, batch_size):
+    """SFT's form: the desirable training rows only, in the strategy's order; the undesirable ones are
+    counted as discarded (the baseline learns nothing from them)."""
+    keep = np.flatnonzero(labels)
+    order = np.concatenate(order_pairs(len(keep), strategy, epochs=epochs, seed=seed))
+    train = rows.take(train_pos[keep[order]]).reset_index(drop=True)
+    return train, {
+        "desirable": len(keep), "undesirable": 0, "examples_used": len(keep),
+        "examples_discarded": len(labels) - len(keep), "repeated_examples": 0,
+        "pairs": None, "pairing": None, "max_pairs_per_prompt": None, "unpaired_rows": None,
+        "batches": math.ceil(len(train) / batch_size), "batches_per_epoch": math.ceil(len(keep) / batch_size),
+        "single_label_batches": None, "kl_same_prompt_pairs": None,
+        "weights": None, "desirable_weight": None, "undesirable_weight": None, "weighted_ratio": None,
+    }
+
+
 def _pair_frame(rows: pd.DataFrame, chosen: np.ndarray, rejected: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"prompt": rows["prompt"].take(chosen).reset_index(drop=True),
                          "chosen": rows["completion"].take(chosen).reset_index(drop=True),
@@ -170,14 +191,15 @@ def _pair_frame(rows: pd.DataFrame, chosen: np.ndarray, rejected: np.ndarray) ->
 def _check_options(*, file, form, strategy, seed, batch_size, world_size, epochs, weights, pairing,
                    max_pairs_per_prompt, method):
     """Validate every option up front (so an error never comes after minutes of work); return the weights."""
-    if form not in (UNPAIRED, PAIRED):
-        raise ValueError(f"form must be {UNPAIRED!r} or {PAIRED!r}, got {form!r}")  # the method spec's bug
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {tuple(FORMS)}, got {form!r}")  # the method spec's bug
     if strategy not in STRATEGIES:
         raise UserError(file, "data.strategy", f"unknown strategy '{strategy}'; {did_you_mean(strategy, STRATEGIES)}")
     if form not in STRATEGIES[strategy][1]:
         valid = ", ".join(n for n, v in STRATEGIES.items() if form in v[1])
-        raise UserError(file, "data.strategy", f"'{strategy}' orders unpaired rows and {method} trains on pairs; "
-                        f"use one of: {valid}")
+        what = {PAIRED: "pairs", DESIRABLE: "the desirable rows only"}[form]
+        raise UserError(file, "data.strategy", f"'{strategy}' balances labels in unpaired batches and {method} "
+                        f"trains on {what}; use one of: {valid}")
     if pairing not in PAIRINGS:
         raise UserError(file, "data.pairing", f"unknown pairing '{pairing}'; {did_you_mean(pairing, PAIRINGS)}")
     check_max_pairs(max_pairs_per_prompt, file)

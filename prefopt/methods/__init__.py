@@ -1,8 +1,8 @@
 """Method registry.
 
 A method is one module in this package that defines `SPEC = MethodSpec(...)`: the TRL config/trainer
-pair, the data form it consumes and its defaults. The runner only ever asks the spec; adding SimPO or
-IPO is one new module here plus one recipe. Modules are found by scanning the package, and nothing
+pair, the data form it consumes and its defaults. The runner only ever asks the spec; a method is one
+new module here plus one recipe. Modules are found by scanning the package, and nothing
 heavy is imported until a config or trainer class is actually asked for.
 """
 
@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 
 from ..errors import UserError, did_you_mean
 
-FORMS = ("unpaired", "paired")
+FORMS = ("unpaired", "paired", "desirable")  # as prefopt.data.FORMS (not imported: this module stays light)
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     name: str
     description: str
-    form: str  # "unpaired": (prompt, completion, label) rows; "paired": (prompt, chosen, rejected)
+    form: str  # "unpaired": (prompt, completion, label) rows; "paired": (prompt, chosen, rejected);
+    # "desirable": (prompt, completion) of the desirable rows only
     config: str  # "module:Class" of the TRL config dataclass
     trainer: str  # "module:Class" of the TRL trainer
     defaults: dict = field(default_factory=dict)  # train.* defaults that differ from TRL's own
