@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +39,15 @@ def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int
         records.append((row.group, items, gens.sort_values("prompt_id", ignore_index=True)))
     prompts = sorted({p for _, items, _ in records for p in items["prompt_id"]})
     index = {p: i for i, p in enumerate(prompts)}
-    gen_prompts = sorted({p for _, _, gens in records for p in gens["prompt_id"]})
+    # verified_success compares runs on one generation test: the prompt set most runs used (a run on another
+    # set, e.g. from before eval.prompts changed, keeps its row metrics and is left out of this one)
+    sets = Counter(tuple(sorted(gens["prompt_id"])) for _, _, gens in records if len(gens))
+    gen_prompts = list(sets.most_common(1)[0][0]) if sets else []
     gen_index = {p: i for i, p in enumerate(gen_prompts)}
     runs: dict[str, list[stats.Run]] = {}
     for group, items, gens in records:
+        if tuple(gens["prompt_id"]) != tuple(gen_prompts):
+            gens = gens.iloc[:0]
         runs.setdefault(group, []).append(stats.Run(
             prompt=items["prompt_id"].map(index).to_numpy(), label=items["label"].to_numpy(bool),
             logp=items["logp"].to_numpy(float), ref_logp=items["ref_logp"].to_numpy(float),
@@ -55,9 +61,12 @@ def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int
 def comparisons(runs: dict[str, list[stats.Run]], n_prompts: dict[str, int]) -> dict[str, stats.Comparison]:
     out = {}
     for metric in SHOWN:
-        if metric == "verified_success" and not all(len(r.gen_prompt) for rs in runs.values() for r in rs):
-            continue
-        out[metric] = stats.compare(runs, metric, n_prompts[metric], n_resamples=RESAMPLES, seed=SEED)
+        chosen = runs
+        if metric == "verified_success":  # the groups whose every run took the same generation test
+            chosen = {g: rs for g, rs in runs.items() if all(len(r.gen_prompt) for r in rs)}
+            if not chosen:
+                continue
+        out[metric] = stats.compare(chosen, metric, n_prompts[metric], n_resamples=RESAMPLES, seed=SEED)
     return out
 
 
@@ -117,15 +126,18 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
     for group in sorted(runs, key=lambda g: -results["reward_auc"].estimates[g][0]):
         cells = []
         for c in results.values():
+            if group not in c.estimates:  # no generation records on this split's common test
+                cells += ["n/a", "n/a", "n/a"]
+                continue
             cells += [_ci(*c.estimates[group]), _ci(*c.vs_reference[group][:3]), _p(c.vs_reference[group][4])]
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
     ref = " | ".join(f"{_ci(*c.reference)} | | " for c in results.values())
     lines += [f"| untrained reference | {ref}|", ""]
     for metric in MATRICES:
-        if metric not in results or len(runs) < 2:
+        if metric not in results or len(results[metric].estimates) < 2:
             continue
         c = results[metric]
-        names = list(runs)
+        names = [g for g in runs if g in c.estimates]
         lines += [f"Pairwise {metric}: row minus column, [95% CI], Holm p; P(row > column) over the resamples.", "",
                   "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for a in names:

@@ -113,10 +113,11 @@ def pairwise_figure(comparisons: dict, fp: str, metrics=("reward_auc", "verified
     shown = {m: comparisons[m] for m in metrics if m in comparisons and len(comparisons[m].estimates) > 1}
     if not shown:
         return None
-    n = len(next(iter(shown.values())).estimates)
-    fig, axes = _figure(len(shown), width=1.2 + 1.1 * n, height=1.0 + 0.9 * n)
+    most = max(len(c.estimates) for c in shown.values())
+    fig, axes = _figure(len(shown), width=1.2 + 1.1 * most, height=1.0 + 0.9 * most)
     for ax, (metric, c) in zip(axes, shown.items()):
         names = sorted(c.estimates, key=lambda k: -c.estimates[k][0])
+        n = len(names)
         delta = np.full((n, n), np.nan)
         text = [[""] * n for _ in range(n)]
         for i, a in enumerate(names):

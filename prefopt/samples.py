@@ -27,6 +27,10 @@ def read_generations(split: pd.DataFrame) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame()
     out = pd.concat(frames, ignore_index=True)
+    # one generation test: the prompt set most runs used (as prefopt.paired does for verified_success)
+    sets = {run: tuple(sorted(g["prompt_id"])) for run, g in out.groupby(["group", "seed"])}
+    common = pd.Series(list(sets.values())).value_counts().index[0]
+    out = out[[sets[(g, s)] == common for g, s in zip(out["group"], out["seed"])]].reset_index(drop=True)
     # the constraint family (IFEval's instruction id); other verifiers' records form one family
     out["family"] = out["constraint"].map(lambda c: c.get("id", "-") if isinstance(c, dict) else "-") \
         if "constraint" in out else "-"

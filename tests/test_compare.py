@@ -142,7 +142,7 @@ def test_markdown_says_what_is_not_significant(built):
     results, _ = built
     md = (results / "summary.md").read_text()
     first = md.split("\n\n")[1]
-    assert "held-out" in first and "fingerprint" in first and "95%" in first
+    assert "test split" in first.lower() and "fingerprint" in first and "95%" in first
     assert "- **reward_auc** (headline)" in md and md.index("**reward_auc**") < md.index("**kl**")
     sec_a, sec_b = md.split(f"## Test split `{FP_A}`")[1].split(f"## Test split `{FP_B}`")
     header = next(line for line in sec_a.splitlines() if line.startswith("| rank"))
@@ -359,3 +359,23 @@ def test_paired_verdict_and_tables_from_per_item_records(tmp_path):
     assert "Welch" not in text  # the seed-level t-tests give way to the paired comparison
     for plot in (f"forest_{FP_A[:12]}.png", f"pairwise_{FP_A[:12]}.png"):  # Δ vs untrained; pairwise Δ heatmap
         assert (root / "plots" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_runs_on_another_generation_test_keep_their_row_metrics_but_leave_the_verified_comparison(tmp_path):
+    """One split, two generation tests (e.g. runs from before eval.prompts changed): verified_success compares
+    the runs on the test most of them took; the others still count for the row metrics, and nothing breaks."""
+    root = tmp_path / "results"
+    for recipe, effect in (("a", 1.0), ("b", 0.0), ("old", 0.5)):
+        for seed in (1, 2):
+            run = add_run(root, fake_metrics(recipe, seed, FP_A, 0.6, method="dpo"))
+            add_items(run, effect, seed=seed)
+            if recipe == "old":  # the same rows, a smaller generation test
+                lines = (run / "eval_generations.jsonl").read_text().splitlines()[:10]
+                (run / "eval_generations.jsonl").write_text("\n".join(lines) + "\n")
+    compare.rebuild(root)
+    text = (root / "summary.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| old | "))
+    assert row.count("n/a") == 3  # verified_success value, Δ and p
+    assert "30 generation-test prompts carry verified_success" in text
+    verified = text.split("Pairwise verified_success", 1)[1].split("\n\n", 2)[1]
+    assert "| old |" not in verified and "| a |" in verified
