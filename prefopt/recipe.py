@@ -33,6 +33,11 @@ class UserErrors(UserError):
         return "\n".join(map(str, getattr(self, "errors", [])))
 
 
+# Marks a field added after results were made whose default does what runs did before it existed: at its
+# default it is left out of the fingerprint, so adding it does not orphan every finished run.
+LATER = {"fingerprint_omits_default": True}
+
+
 @dataclass
 class LoraSection:
     enabled: bool = True
@@ -73,6 +78,10 @@ class EvalSection:
     # a file of prompts (+ the verifier's column) for the generation test instead of the held-out prompts:
     # a bigger set of prompts the data never asks (scripts/make_dataset.py --test-prompts)
     prompts: typing.Optional[str] = None
+    # which checkpoint the run keeps: the last, or the best on the validation split by select_metric (scored at
+    # every checkpoint, train.save_steps apart; the test split is never used for the choice)
+    select: str = field(default="last", metadata=LATER)
+    select_metric: str = field(default="reward_auc", metadata=LATER)
 
 
 @dataclass
@@ -94,12 +103,25 @@ class Recipe:
 
     def fingerprint(self) -> str:
         """Identifies a resolved recipe: same fingerprint, same run."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        return hashlib.sha256(json.dumps(_identity(self), sort_keys=True).encode()).hexdigest()[:10]
 
     def for_seed(self, seed: int) -> "Recipe":
         r = copy.deepcopy(self)
         r.seed, r.seeds = seed, None
         return r
+
+
+def _identity(section) -> dict:
+    """to_dict() without the LATER fields that are at their defaults (see LATER)."""
+    out = {}
+    for f in dataclasses.fields(section):
+        if f.metadata.get("internal"):
+            continue
+        value = getattr(section, f.name)
+        if f.metadata.get("fingerprint_omits_default") and value == f.default:
+            continue
+        out[f.name] = _identity(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
+    return out
 
 
 def _type_ok(value, tp) -> bool:
@@ -230,6 +252,16 @@ def _check_values(r: Recipe) -> None:
         raise UserError(f, "data.weights", "expected auto or {desirable: <positive number>, undesirable: "
                         "<positive number>}")
     _check_train_keys(r, spec)
+    from .selection import HIGHER_IS_BETTER, SELECTIONS
+
+    if r.eval.select not in SELECTIONS:
+        raise UserError(f, "eval.select", f"unknown value '{r.eval.select}'; {did_you_mean(r.eval.select, SELECTIONS)}")
+    if r.eval.select_metric not in HIGHER_IS_BETTER:
+        raise UserError(f, "eval.select_metric", f"unknown metric '{r.eval.select_metric}'; "
+                        f"{did_you_mean(r.eval.select_metric, HIGHER_IS_BETTER)}")
+    if r.eval.select == "best" and (r.data.validation_fraction == 0 or not r.model.lora.enabled):
+        raise UserError(f, "eval.select", "best needs a validation split and a LoRA adapter to keep: set "
+                        "data.validation_fraction above 0 and model.lora.enabled: true, or use eval.select: last")
     if r.eval.verifier not in (None, "auto"):
         from .verifiers import get_verifier
 

@@ -288,6 +288,9 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
                         f"at least max_length={args.max_length} tokens; raise train.max_length")
 
     audit = LabelAudit(trainer)  # what each micro-batch really trained on, on every process
+    selector = _best_checkpoint(recipe, prepared, tok, args, run, main) if recipe.eval.select == "best" else None
+    if selector is not None:
+        trainer.add_callback(selector)
     last = last_complete_checkpoint(Path(args.output_dir)) if main else None
     last = broadcast(last)
     if last and main:
@@ -308,9 +311,14 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
         if batches:
             res.write_atomic(run / "batch_labels.csv", pd.DataFrame(
                 batches, columns=["rank", "micro_batch", "desirable", "undesirable", "rows"]).to_csv(index=False))
+    chosen = {}
+    if selector is not None:
+        trainer.accelerator.wait_for_everyone()  # the best adapter is on disk (written by the main process)
+        chosen = selector.restore(trainer.model)
+    if main:
         trainer.save_model(str(run / "adapter"))
         trained = dict(
-            steps=trainer.state.global_step, processes=trainer.accelerator.num_processes, train_seconds=train_seconds,
+            **chosen, steps=trainer.state.global_step, processes=trainer.accelerator.num_processes, train_seconds=train_seconds,
             train_tokens_per_second=_tokens_seen(trainer, args) / train_seconds if train_seconds else math.nan,
             single_label_batches_trained=sum(1 for b in batches if min(b[2], b[3]) == 0) if batches else None)
         res.write_json(run / "trained.json", trained)  # from here on a rerun evaluates instead of training
@@ -321,6 +329,17 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return run
+
+
+def _best_checkpoint(recipe, prepared, tok, args, run: Path, main: bool):
+    """The callback that scores every checkpoint on the validation split (prefopt.selection)."""
+    from .selection import make_callback
+
+    return make_callback(metric=recipe.eval.select_metric, rows=prepared.validation_rows.to_dict("records"),
+                         pairs=prepared.validation_pairs.to_dict("records"), tok=tok,
+                         batch_size=recipe.eval.batch_size, max_length=getattr(args, "max_length", None),
+                         autocast=bool(getattr(args, "bf16", False)), run=run,
+                         best_dir=Path(args.output_dir) / "best", main=main)
 
 
 def _evaluate_and_write(recipe, model, tok, prepared, args, run: Path, trained: dict) -> None:

@@ -50,6 +50,10 @@ def test_wrong_types_name_the_field(tmp_path, key, value, field):
     ({"train": {"per_device_train_batch_size": 1}}, "train.per_device_train_batch_size", "at least 2"),
     ({"train": {"desirable_weight": 2.0}}, "train.desirable_weight", "data.weights"),
     ({"train": {"train_sampling_strategy": "random"}}, "train.train_sampling_strategy", "'sequential'"),
+    ({"data": {"validation_fraction": 0.95}}, "data.validation_fraction", "1 - eval_fraction"),
+    ({"eval": {"select": "bset"}}, "eval.select", "did you mean 'best'?"),
+    ({"eval": {"select_metric": "auc"}}, "eval.select_metric", "reward_auc"),
+    ({"eval": {"select": "best"}, "data": {"validation_fraction": 0}}, "eval.select", "validation split"),
 ])
 def test_bad_values(tmp_path, patch, field, fix):
     with pytest.raises(UserError) as e:
@@ -107,3 +111,13 @@ def test_fingerprint_tracks_the_resolved_recipe(tmp_path):
     a, b, c = load_recipe(path), load_recipe(path), load_recipe(path, ["seed=1"])
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
     assert a.for_seed(1).fingerprint() == c.fingerprint()
+
+
+def test_fields_added_later_leave_the_fingerprint_alone_at_their_default(tmp_path):
+    """eval.select came after results were made: at its default it does not change a recipe's identity (the
+    finished runs stay valid); set to anything else, it does."""
+    base = {"name": "x", "method": "kto"}
+    plain = load_recipe(write(tmp_path, base)).fingerprint()
+    assert load_recipe(write(tmp_path, {**base, "eval": {"select": "last"}})).fingerprint() == plain
+    assert load_recipe(write(tmp_path, {**base, "eval": {"select": "best"}})).fingerprint() != plain
+    assert load_recipe(write(tmp_path, {**base, "seed": 7})).fingerprint() != plain

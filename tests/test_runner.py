@@ -310,3 +310,35 @@ def test_a_generation_test_file_without_the_verifier_column_fails_early(write_re
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and err[0] == err[1] and str(bad) in err[0] and "eval.prompts" in err[0]
     assert not results.exists()
+
+
+def test_select_best_keeps_the_best_validation_checkpoint(write_recipe, tmp_path):
+    """eval.select: best scores every checkpoint on the validation split and keeps the best one's adapter:
+    the saved adapter rescored on the validation rows gives the logged best value."""
+    import torch
+
+    from prefopt.methods import get_method
+    from prefopt.metrics import score_rows, summarize
+    from prefopt.models import load_trained
+    from prefopt.recipe import load_recipe
+    from prefopt.runner import prepare_data
+
+    results = tmp_path / "results"
+    path = write_recipe("dpo", train={"max_steps": 4, "save_steps": 1, "learning_rate": 5e-3},
+                        eval={"select": "best", "select_metric": "kl"})  # kl grows with training: an early step wins
+    assert main(["run", str(path), "--results", str(results)]) == 0
+    run = only_run(results, "tiny_dpo")
+    log = pd.read_csv(run / "validation_log.csv")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert list(log["step"]) == [1, 2, 3, 4] and log["kl"].notna().all()
+    best = log.loc[log["kl"].idxmin()]
+    assert metrics["selected_step"] == best["step"] < 4 and metrics["select_metric"] == "kl"
+    assert metrics["selected_validation_value"] == pytest.approx(best["kl"])
+    recipe = load_recipe(str(path))
+    prepared, _ = prepare_data(recipe, get_method("dpo"))
+    rows = prepared.validation_rows.to_dict("records")
+    assert not set(prepared.validation_rows["prompt_key"]) & set(prepared.eval_rows["prompt_key"])
+    model, tok = load_trained(recipe.model.name, run / "adapter", dtype="float32")
+    with torch.no_grad():
+        again = summarize(rows, score_rows(model, tok, rows, batch_size=8, max_length=64), [])["kl"]
+    assert again == pytest.approx(best["kl"], rel=1e-4)

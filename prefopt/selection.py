@@ -1,0 +1,88 @@
+"""Keeping the best checkpoint on the validation split (`eval.select: best`).
+
+At every checkpoint the trainer saves, the policy is scored on the validation rows with the same
+method-neutral metrics as the test split (prefopt.metrics), the value is logged to the run's
+`validation_log.csv`, and the adapter of the best checkpoint so far is kept in `checkpoints/best/`. After
+training the model gets those weights back before it is saved and scored on the test split, which is never
+read here. An interrupted run resumes with its log and its best adapter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+HIGHER_IS_BETTER = {"reward_auc": True, "preference_accuracy": True, "reward_margin": True,
+                    "desirable_nll": False, "kl": False}
+SELECTIONS = ("last", "best")
+
+
+def best_row(log: list[dict], metric: str) -> dict | None:
+    """The logged checkpoint with the best value (the earliest among equals; NaN never wins)."""
+    scored = [r for r in log if r[metric] == r[metric]]
+    if not scored:
+        return None
+    sign = 1 if HIGHER_IS_BETTER[metric] else -1
+    return max(scored, key=lambda r: (sign * r[metric], -r["step"]))
+
+
+def make_callback(*, metric, rows, pairs, tok, batch_size, max_length, autocast, run: Path, best_dir: Path,
+                  main: bool):
+    """A transformers TrainerCallback doing the above (built here so that transformers is imported late)."""
+    import pandas as pd
+    import torch
+    from transformers import TrainerCallback
+
+    from . import results as res
+    from .metrics import score_rows, summarize
+
+    log_file = run / "validation_log.csv"
+
+    class BestCheckpoint(TrainerCallback):
+        def __init__(self):
+            self.log = pd.read_csv(log_file).to_dict("records") if log_file.is_file() else []
+            self.reference = None  # the reference's validation scores, computed by the first scoring
+            self.seconds = 0.0  # spent scoring (inside the training phase's wall time)
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            if state.global_step > 0 and state.global_step not in {r["step"] for r in self.log}:
+                self.score(state.global_step, model)  # resumed from a checkpoint that was never scored
+
+        def on_save(self, args, state, control, model=None, **kwargs):
+            self.score(state.global_step, model)
+
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step not in {r["step"] for r in self.log}:
+                self.score(state.global_step, model)
+
+        def score(self, step: int, model) -> None:
+            import time
+
+            start = time.perf_counter()
+            device = next(model.parameters()).device.type
+            cast = torch.autocast(device, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+            with cast:
+                scores = score_rows(model, tok, rows, batch_size=batch_size, max_length=max_length,
+                                    cached=self.reference)
+            self.reference = scores["reference"]
+            value = summarize(rows, scores, pairs)[metric]
+            self.log.append({"step": int(step), metric: value})
+            if main:
+                if best_row(self.log, metric)["step"] == step:
+                    model.save_pretrained(str(best_dir))  # the adapter only; written before the log names it
+                res.write_atomic(log_file, pd.DataFrame(self.log).to_csv(index=False))
+            self.seconds += time.perf_counter() - start
+
+        def restore(self, model) -> dict:
+            """Load the best checkpoint's adapter into `model`; what was chosen, for trained.json."""
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            best = best_row(self.log, metric)
+            last = max(r["step"] for r in self.log)
+            if best["step"] != last:
+                set_peft_model_state_dict(model, load_file(str(best_dir / "adapter_model.safetensors")))
+            return {"selected_step": int(best["step"]), "select_metric": metric,
+                    "selected_validation_value": float(best[metric]), "validation_seconds": self.seconds}
+
+    return BestCheckpoint()
