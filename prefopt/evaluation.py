@@ -19,7 +19,6 @@ def precision_used(recipe: Recipe, args) -> dict:
     return {**resolve_precision(recipe.model.dtype).to_dict(), "autocast_bf16": bool(getattr(args, "bf16", False))}
 
 
-
 def evaluate(recipe: Recipe, model, tok, prepared, args, cache: Path | None = None) -> tuple[dict, dict, dict]:
     """Held-out metrics and the per-item records they come from ({"rows": [...], "generations": [...]}),
     at the precision the run trained in (bf16 autocast when the config had it). With `cache` (a results
@@ -44,7 +43,9 @@ def _reference_keys(recipe: Recipe, model, prepared, args) -> dict:
                   precision=precision_used(recipe, args), device=str(next(model.parameters()).device),
                   batch_size=recipe.eval.batch_size, torch=torch.__version__, transformers=transformers.__version__)
     rows = prepared.eval_rows
-    keys = {"scores": refcache.key("scores", **common, max_length=getattr(args, "max_length", None),
+    from .metrics import REF_TOP_K
+
+    keys = {"scores": refcache.key("scores", **common, max_length=getattr(args, "max_length", None), top_k=REF_TOP_K,
                                    rows=list(prompt_keys(rows["prompt"])), completions=list(prompt_keys(rows["completion"])))}
     if prepared.verify is not None:
         v = prepared.verify
