@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a recipe field, e.g. --set train.max_steps=20 (repeatable)")
     run.add_argument("--results", default="results", help="results directory (default: results)")
     run.add_argument("--seeds", help="comma-separated seeds, one training each (overrides the recipe's)")
+    run.add_argument("--folds", type=int, metavar="K", help="cross-fitting: K folds by prompt, one training each, "
+                     "every prompt scored by the model that did not train on it (= --set data.folds=K)")
     run.add_argument("--force", action="store_true", help="rerun a run that already finished")
     run.add_argument("--verbose", action="store_true", help="show the libraries' own progress bars, notices and "
                      "deprecation warnings (quieted by default)")
@@ -104,7 +106,7 @@ def dispatch(ns) -> None:
         from .recipe import load_recipe
 
         quiet_libraries(ns.verbose)
-        recipe = load_recipe(ns.recipe, ns.set)
+        recipe = load_recipe(ns.recipe, ns.set + ([f"data.folds={ns.folds}"] if ns.folds is not None else []))
         seeds = _seeds(ns.seeds)
         from .runner import run_recipe
 

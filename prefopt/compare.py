@@ -32,7 +32,7 @@ QUALITY = ["reward_auc", "preference_accuracy", "reward_margin", "kl", "desirabl
 COST = ["examples_used", "steps", "train_seconds", "eval_seconds", "train_tokens_per_second", "peak_memory_mb"]
 ORDER = QUALITY + ["verified_success_delta", "desirable_nll_ref", "verified_success_ref"] + COST + [
     "eval_rows", "eval_pairs", "verified_prompts"]
-IDS = ["recipe", "config", "method", "strategy", "seed", "eval_fingerprint", "run_id", "data_path"]
+IDS = ["recipe", "config", "method", "strategy", "seed", "fold", "folds", "eval_fingerprint", "run_id", "data_path"]
 REFERENCE = "reference"
 MARGIN_COLUMN = "rewards/margins"
 LEGEND = {
@@ -61,6 +61,8 @@ def load_runs(results: Path) -> pd.DataFrame:
             continue
         row["config"] = _config_id(path.parent / "recipe.yaml")
         row["run_dir"] = str(path.parent)
+        if row.get("partition"):  # cross-fitted: the k folds of one partition form one test (every prompt once)
+            row["fold_fingerprint"], row["eval_fingerprint"] = row["eval_fingerprint"], row["partition"]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -73,7 +75,10 @@ def _config_id(recipe_yaml: Path) -> str:
         recipe = yaml.safe_load(recipe_yaml.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
         return "?"
-    recipe = {k: v for k, v in recipe.items() if k not in ("seed", "seeds")} if isinstance(recipe, dict) else recipe
+    if isinstance(recipe, dict):  # the folds of one partition are one configuration, like seeds
+        recipe = {k: v for k, v in recipe.items() if k not in ("seed", "seeds")}
+        if isinstance(recipe.get("data"), dict):
+            recipe["data"] = {k: v for k, v in recipe["data"].items() if k != "fold"}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
@@ -109,7 +114,8 @@ def with_groups(runs: pd.DataFrame) -> pd.DataFrame:
 
 def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     ids = [c for c in IDS if c in runs]
-    return runs[ids + metric_columns(runs)].sort_values(["eval_fingerprint", "recipe", "config", "seed"],
+    return runs[ids + metric_columns(runs)].sort_values([c for c in ("eval_fingerprint", "recipe", "config",
+                                                                      "seed", "fold") if c in runs],
                                                         ignore_index=True)
 
 
@@ -144,13 +150,15 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     for fp, split in runs.groupby("eval_fingerprint", sort=True):
         rows = []
         for group, g in split.groupby("group", sort=True):
+            folds = _folds(g)
             row = {"eval_fingerprint": fp, "recipe": group, "method": _one(g["method"]),
-                   "strategy": _one(g["strategy"]), "n_seeds": len(g),
-                   "seeds": " ".join(str(s) for s in sorted(g["seed"]))}
+                   "strategy": _one(g["strategy"]), "n_seeds": g["seed"].nunique(), "n_folds": folds,
+                   "n_runs": len(g), "seeds": " ".join(str(s) for s in sorted(g["seed"].unique()))}
             for m in metrics:
                 n, mean, low, high = mean_ci(g[m])
                 row.update({f"{m}_mean": mean, f"{m}_ci95_low": low, f"{m}_ci95_high": high, f"{m}_n": n})
-            row["note"] = "single seed: no confidence interval" if len(g) == 1 else ""
+            row["note"] = ("single seed: no confidence interval" if len(g) == 1 else
+                           f"cross-fitted: mean over {len(g)} runs ({folds} folds x seeds)" if folds > 1 else "")
             rows.append(row)
         rows.sort(key=lambda r: (_nan(r.get(f"{HEADLINE}_mean")), -(r.get(f"{HEADLINE}_mean") or 0)))
         ref = {"eval_fingerprint": fp, "recipe": REFERENCE, "method": "none (untrained)", "strategy": "",
@@ -160,8 +168,13 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
         ref.update({f"{m}_mean": v for m, v in reference_values(split, metrics).items()})
         out.extend(rows + [ref])
     table = pd.DataFrame(out)
-    counts = ["n_seeds"] + [f"{m}_n" for m in metrics]
+    counts = ["n_seeds", "n_folds", "n_runs"] + [f"{m}_n" for m in metrics]
     return table.astype({c: "Int64" for c in counts})  # the reference's blanks stay blank, not 3.0
+
+
+def _folds(runs: pd.DataFrame) -> int:
+    """k for cross-fitted runs (data.folds), 1 for runs on one test split."""
+    return int(runs["folds"].max()) if "folds" in runs and runs["folds"].notna().any() else 1
 
 
 def _one(values: pd.Series):
@@ -212,10 +225,12 @@ def _cell(row, m) -> str:
         return "–"
     if row["recipe"] == REFERENCE:
         return _fmt(mean) + (" ¹" if m == "preference_accuracy" else "")
-    seeds = "1 seed" if n == row["n_seeds"] else f"{n} of {row['n_seeds']} seeds"  # others recorded no value
+    runs = row.get("n_runs", row["n_seeds"])
+    unit = "runs" if (row.get("n_folds") or 1) > 1 else "seeds"
+    seeds = "1 seed" if n == runs == 1 else f"{n} of {runs} {unit}"  # others recorded no value
     if _nan(low):
         return f"{_fmt(mean)} ({seeds}, no CI)"
-    return _plus_minus(mean, (high - low) / 2) + ("" if n == row["n_seeds"] else f" ({seeds})")
+    return _plus_minus(mean, (high - low) / 2) + ("" if n == runs else f" ({seeds})")
 
 
 def _table(rows: pd.DataFrame, metrics: list[str], ranked: bool) -> list[str]:
@@ -227,9 +242,14 @@ def _table(rows: pd.DataFrame, metrics: list[str], ranked: bool) -> list[str]:
         rank += not is_ref
         cells = ([("" if is_ref else str(rank))] if ranked else []) + [
             "reference (untrained)" if is_ref else str(r["recipe"]), str(r["method"]), str(r["strategy"] or ""),
-            "" if is_ref else str(int(r["n_seeds"]))] + [_cell(r, m) for m in metrics]
+            "" if is_ref else _seeds_cell(r)] + [_cell(r, m) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _seeds_cell(r) -> str:
+    folds = r.get("n_folds")
+    return str(int(r["n_seeds"])) + (f" × {int(folds)} folds" if not _nan(folds) and folds > 1 else "")
 
 
 def _significance_lines(split: pd.DataFrame, order: list[str]) -> list[str]:
@@ -281,11 +301,15 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
     lines += [f"- **{m}**{' (headline)' if m == HEADLINE else ''}: {LEGEND[m]}" for m in quality]
     for fp, s in summary.groupby("eval_fingerprint", sort=True):
         split = runs[runs["eval_fingerprint"] == fp]
-        first = split.iloc[0]
-        sizes = ", ".join(f"{int(first[k])} held-out {w}" for k, w in (("eval_rows", "rows"), ("eval_pairs", "pairs"))
-                          if k in split and not _nan(first[k]))
-        lines += ["", f"## Test split `{fp}` (held out)", "",
-                  f"Data: `{first.get('data_path', '?')}`" + (f", {sizes}" if sizes else "") +
+        folds = _folds(split)
+        per_fold = split.drop_duplicates("fold") if folds > 1 else split.iloc[:1]  # (a fold's sizes: every recipe)
+        sizes = ", ".join(f"{int(per_fold[k].sum())} held-out {w}" for k, w in (("eval_rows", "rows"), ("eval_pairs", "pairs"))
+                          if k in split and per_fold[k].notna().all())
+        title = (f"## Cross-fitted test `{str(fp)[:12]}` ({folds} folds: every labeled prompt held out once)"
+                 if folds > 1 else f"## Test split `{fp}` (held out)")
+        lines += ["", title, "",
+                  f"Data: `{split.iloc[0].get('data_path', '?')}`" + (f", {sizes}" if sizes else "") +
+                  (f" over {folds} folds" if folds > 1 else "") +
                   f"; {len(split)} finished run{'s' * (len(split) != 1)}.", ""]
         paired = _paired_section(split, analyses.get(fp))
         lines += paired
@@ -299,12 +323,41 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
         lines += ["", "¹ The reference's preference_accuracy is 0, not 0.5: with r ≡ 0 for the untrained model no "
                   "pair has r(chosen) > r(rejected) (ties are not wins). Its reward_auc 0.5, reward_margin 0 and kl 0 "
                   f"hold by definition{scored}.", ""]
+        if folds > 1:
+            lines += spread_lines(split, [r for r in s["recipe"] if r != REFERENCE])
         if not paired:  # runs made before per-item records: only the seed-level tests are possible
             lines += _significance_lines(split, [r for r in s["recipe"] if r != REFERENCE])
         if cost:
             lines += ["", "Training examples used and cost (mean ± 95% CI over seeds):", ""]
             lines += _table(s[s["recipe"] != REFERENCE], cost, ranked=False)
     return "\n".join(lines) + "\n"
+
+
+def spread(g: pd.DataFrame, metric: str, across: str) -> float:
+    """Mean standard deviation of a per-run metric `across` folds or seeds, within each value of the other
+    (fold-to-fold spread: how much the prompts of a fold move a number; seed spread: how much training
+    noise does). NaN where no fold or seed has two runs."""
+    within = "seed" if across == "fold" else "fold"
+    sds = g.groupby(within)[metric].std(ddof=1).dropna()
+    return float(sds.mean()) if len(sds) else math.nan
+
+
+def spread_lines(split: pd.DataFrame, order: list[str]) -> list[str]:
+    """Per-fold values and fold-to-fold against seed spread, for a cross-fitted split."""
+    metrics = [m for m in ("reward_auc", "verified_success") if m in split and split[m].notna().any()]
+    folds = _folds(split)
+    lines = ["", "Per-fold values (mean over seeds), and the spread of a run's value across folds (same seed) and "
+             "across seeds (same fold), as standard deviations:", "",
+             "| recipe | metric | " + " | ".join(f"fold {f}" for f in range(folds)) + " | sd across folds | "
+             "sd across seeds |", "|---|---|" + "---|" * (folds + 2)]
+    for group in order:
+        g = split[split["group"] == group]
+        for m in metrics:
+            by_fold = g.groupby("fold")[m].mean()
+            cells = [_fmt(by_fold.get(f, math.nan)) for f in range(folds)]
+            lines.append(f"| {group} | {m} | " + " | ".join(cells) + f" | {_fmt(spread(g, m, 'fold'))} | "
+                         f"{_fmt(spread(g, m, 'seed'))} |")
+    return lines + [""]
 
 
 def has_records(split: pd.DataFrame) -> bool:

@@ -111,7 +111,8 @@ def data_line(report: dict, precision: dict) -> str:
                 if report.get("verifier") else f"no verifier ({report.get('verifier_note')})")
     validation = (f"; validation {report['validation_rows']} rows of {report['validation_prompts']} prompts"
                   if report.get("validation_rows") else "")
-    return (f"prefopt: data: {counts} ({report['strategy']}{batches}); held out {report['eval_rows']} rows of "
+    fold = f" (fold {report['fold']} of 0..{report['folds'] - 1})" if report.get("fold") is not None else ""
+    return (f"prefopt: data: {counts} ({report['strategy']}{batches}); held out{fold} {report['eval_rows']} rows of "
             f"{report['eval_prompts']} prompts, {report['eval_pairs']} pairs{validation}; {verifier}; weights "
             f"{precision['weights']}{autocast}")
 

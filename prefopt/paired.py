@@ -24,30 +24,40 @@ MATRICES = ("reward_auc", "verified_success")
 
 
 def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int], list[str]]:
-    """(group -> runs in seed order, prompts per metric, run ids without records). The verified test may
-    run on its own prompt file: its prompts are then a cluster set of their own, resampled on their own."""
+    """(group -> runs in seed order, prompts per metric, runs left out). The verified test may run on its
+    own prompt file: its prompts are then a cluster set of their own, resampled on their own.
+
+    Cross-fitted runs (data.folds > 1; `split` holds the folds of one partition) are pooled per recipe and
+    seed: the k folds' held-out records together score every prompt once, each by the model that did not
+    train on it, and form one run of the statistics; their generation records (every fold's model takes the
+    same generation test) are kept fold by fold, so a prompt's k generations move together in a resample.
+    A recipe and seed missing a fold is left out (its prompts would not match the others')."""
     records, missing = [], []
-    for row in split.sort_values(["group", "seed"]).itertuples():
-        items_file = Path(row.run_dir) / "eval_items.csv"
-        if not items_file.is_file():
-            missing.append(f"{row.group} seed {row.seed}")
+    folds = int(split["folds"].max()) if "folds" in split and split["folds"].notna().any() else 1
+    for (group, seed), runs in split.sort_values(["group", "seed"]).groupby(["group", "seed"], sort=False):
+        if folds > 1 and runs["fold"].nunique() < folds:
+            have = sorted(int(f) for f in runs["fold"].dropna().unique())
+            missing.append(f"{group} seed {seed} (folds {', '.join(map(str, have))} of {folds} finished)")
             continue
-        items = pd.read_csv(items_file).sort_values("row_id", ignore_index=True)
-        gen_file = Path(row.run_dir) / "eval_generations.jsonl"
-        gens = pd.DataFrame([json.loads(line) for line in gen_file.read_text().splitlines()]) if gen_file.is_file() \
-            else pd.DataFrame(columns=["prompt_id", "policy_pass", "reference_pass"])
-        records.append((row.group, items, gens.sort_values("prompt_id", ignore_index=True)))
+        if folds > 1:
+            runs = runs.drop_duplicates("fold").sort_values("fold")  # (one run per fold: the same partition)
+        parts = [_records(d) for d in runs["run_dir"]]
+        if any(p is None for p in parts):
+            missing.append(f"{group} seed {seed}")
+            continue
+        records.append((group, pd.concat([i for i, _ in parts], ignore_index=True),
+                        [g for _, g in parts]))
     prompts = sorted({p for _, items, _ in records for p in items["prompt_id"]})
     index = {p: i for i, p in enumerate(prompts)}
     # verified_success compares runs on one generation test: the prompt set most runs used (a run on another
     # set, e.g. from before eval.prompts changed, keeps its row metrics and is left out of this one)
-    sets = Counter(tuple(sorted(gens["prompt_id"])) for _, _, gens in records if len(gens))
+    sets = Counter(tuple(sorted(g["prompt_id"])) for _, _, gens in records for g in gens if len(g))
     gen_prompts = list(sets.most_common(1)[0][0]) if sets else []
     gen_index = {p: i for i, p in enumerate(gen_prompts)}
     runs: dict[str, list[stats.Run]] = {}
     for group, items, gens in records:
-        if tuple(gens["prompt_id"]) != tuple(gen_prompts):
-            gens = gens.iloc[:0]
+        same = all(tuple(g["prompt_id"]) == tuple(gen_prompts) for g in gens)
+        gens = pd.concat(gens, ignore_index=True) if same else gens[0].iloc[:0]
         runs.setdefault(group, []).append(stats.Run(
             prompt=items["prompt_id"].map(index).to_numpy(), label=items["label"].to_numpy(bool),
             logp=items["logp"].to_numpy(float), ref_logp=items["ref_logp"].to_numpy(float),
@@ -56,6 +66,18 @@ def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int
             reference_pass=gens["reference_pass"].to_numpy(bool)))
     counts = {m: len(gen_prompts) if m == "verified_success" else len(prompts) for m in SHOWN}
     return runs, counts, missing
+
+
+def _records(run_dir: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(held-out rows, generations) of one run, sorted by id; None without per-item records."""
+    items_file = Path(run_dir) / "eval_items.csv"
+    if not items_file.is_file():
+        return None
+    items = pd.read_csv(items_file).sort_values("row_id", ignore_index=True)
+    gen_file = Path(run_dir) / "eval_generations.jsonl"
+    gens = pd.DataFrame([json.loads(line) for line in gen_file.read_text().splitlines()]) if gen_file.is_file() \
+        else pd.DataFrame(columns=["prompt_id", "policy_pass", "reference_pass"])
+    return items, gens.sort_values("prompt_id", ignore_index=True)
 
 
 def comparisons(runs: dict[str, list[stats.Run]], n_prompts: dict[str, int]) -> dict[str, stats.Comparison]:
@@ -89,12 +111,14 @@ class Analysis:
     n_prompts: dict  # metric -> prompts it rests on
     missing: list  # runs without records
     results: dict  # metric -> stats.Comparison
+    folds: int = 1  # cross-fitting: the k folds of each recipe and seed pooled into one run
 
 
 def analyze(split: pd.DataFrame) -> Analysis:
     """Records and statistics of one split (computed once, for the summary and the plots)."""
     runs, n_prompts, missing = load(split)
-    return Analysis(runs, n_prompts, missing, comparisons(runs, n_prompts) if runs else {})
+    folds = int(split["folds"].max()) if "folds" in split and split["folds"].notna().any() else 1
+    return Analysis(runs, n_prompts, missing, comparisons(runs, n_prompts) if runs else {}, folds)
 
 
 def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
@@ -102,6 +126,9 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
     a = analysis or analyze(split)
     runs, n_prompts, missing, results = a.runs, a.n_prompts, a.missing, a.results
     if not runs:
+        if a.folds > 1 and missing:
+            return [f"No recipe has all {a.folds} folds of a seed yet: no paired comparison. Waiting for: "
+                    f"{', '.join(missing)}.", ""]
         return ["No run on this split kept per-item records: no paired comparison (rerun to get one).", ""]
     seeds = sorted({len(rs) for rs in runs.values()})
     lines = ["**Verdict** (paired by prompt; intervals from a bootstrap over prompts and seeds, p-values from a "
@@ -110,8 +137,10 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
     lines += ["", "Decisions rest on the Holm-adjusted permutation p-values alone: a bootstrap interval that misses 0 "
               "while p >= 0.05 is not a decided difference (percentile intervals over a few dozen prompts run "
               "narrow: on simulated tables they excluded a true null about 10% of the time, not 5%).",
-              "", f"{n_prompts['reward_auc']} held-out test prompts carry the row metrics (reward_auc, kl, "
-              f"desirable_nll)"
+              "", (f"{n_prompts['reward_auc']} held-out test prompts carry" if a.folds == 1 else
+                   f"Cross-fitted over {a.folds} folds: all {n_prompts['reward_auc']} labeled prompts carry, each "
+                   "scored by the fold's model that did not train on it (a recipe's seed pools its folds),")
+              + " the row metrics (reward_auc, kl, desirable_nll)"
               + (f", {n_prompts['verified_success']} generation-test prompts carry verified_success"
                  if "verified_success" in results else "") + "; each recipe has "
               f"{' or '.join(map(str, seeds))} seed{'s' * (seeds != [1])}. "
@@ -120,7 +149,7 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
                  if seeds == [1] else "Seed spread enters the intervals, but three seeds estimate it poorly: a "
                  "recipe whose seeds disagree is less certain than its interval suggests."), ""]
     if missing:
-        lines += [f"Left out (no per-item records): {', '.join(missing)}.", ""]
+        lines += [f"Left out (no per-item records, or folds missing): {', '.join(missing)}.", ""]
     header = "| recipe | " + " | ".join(f"{m} [95% CI] | Δ vs untrained [95% CI] | Holm p" for m in results) + " |"
     lines += [header, "|---|" + "---|---|---|" * len(results)]
     for group in sorted(runs, key=lambda g: -results["reward_auc"].estimates[g][0]):

@@ -63,6 +63,10 @@ class DataSection:
     eval_fraction: float = 0.1  # the test split: only the reported metrics are computed on it
     validation_fraction: float = 0.1  # the validation split, from the other prompts: choices are made on it
     split_seed: int = 42  # fixes the held-out split apart from `seed`, so every seed is scored on the same rows
+    # cross-fitting: k > 1 partitions the prompts into k folds (by prompt, seeded by split_seed); run f trains on
+    # the other folds and is scored on fold f, so every prompt gets one held-out score (eval_fraction unused)
+    folds: int = field(default=1, metadata=LATER)
+    fold: typing.Optional[int] = field(default=None, metadata=LATER)  # with folds: one fold only (null: every fold)
     weights: typing.Union[str, dict] = "auto"  # auto, or {desirable: x, undesirable: y}
     pairing: str = "one_to_one"  # one_to_one | all
     max_pairs_per_prompt: typing.Optional[int] = None
@@ -109,6 +113,17 @@ class Recipe:
         r = copy.deepcopy(self)
         r.seed, r.seeds = seed, None
         return r
+
+    def for_fold(self, fold: int | None) -> "Recipe":
+        r = copy.deepcopy(self)
+        r.data.fold = fold
+        return r
+
+    def folds(self) -> list:
+        """The folds one `prefopt run` trains: [None] without cross-fitting, else data.fold or every fold."""
+        if self.data.folds == 1:
+            return [None]
+        return [self.data.fold] if self.data.fold is not None else list(range(self.data.folds))
 
 
 def _identity(section) -> dict:
@@ -276,6 +291,12 @@ def _check_values(r: Recipe) -> None:
     if bs is not None and isinstance(bs, int) and bs < spec.min_batch_size:
         raise UserError(f, "train.per_device_train_batch_size", f"must be at least {spec.min_batch_size} for "
                         f"{r.method} ({spec.min_batch_reason}); set it to {spec.min_batch_size} or more")
+    if r.data.folds < 1 or r.data.folds > 100:
+        raise UserError(f, "data.folds", f"must be a whole number from 1 (one test split) to 100, got "
+                        f"{r.data.folds}; 5 folds score every prompt once, each by a model trained on 80%")
+    if r.data.fold is not None and not 0 <= r.data.fold < r.data.folds:
+        raise UserError(f, "data.fold", f"must be a fold number from 0 to {r.data.folds - 1} with data.folds: "
+                        f"{r.data.folds}, got {r.data.fold}; leave it out to run every fold")
     if r.data.split_seed < 0:
         raise UserError(f, "data.split_seed", "must be a non-negative integer")
     for i, s in enumerate(r.seeds or []):

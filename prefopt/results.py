@@ -4,7 +4,7 @@ A file is written to a temporary name in its own directory and renamed over the 
 (or a crash) never sees half of it. A run is finished exactly when its metrics.json exists; it is
 written last.
 
-    results/runs/<recipe name>/seed<seed>-<recipe fingerprint>/
+    results/runs/<recipe name>/seed<seed>[-fold<f>]-<recipe fingerprint>/   (fold: cross-fitting, data.folds)
         recipe.yaml  data_report.json  env.json  train_log.csv  adapter/  trained.json  eval_items.csv
         eval_generations.jsonl  metrics.json
 """
@@ -54,8 +54,9 @@ def _jsonable(x):
     return str(x)
 
 
-def run_dir(results: Path, name: str, seed: int, fingerprint: str) -> Path:
-    return Path(results) / "runs" / name / f"seed{seed}-{fingerprint}"
+def run_dir(results: Path, name: str, seed: int, fingerprint: str, fold: int | None = None) -> Path:
+    fold_part = "" if fold is None else f"-fold{fold}"
+    return Path(results) / "runs" / name / f"seed{seed}{fold_part}-{fingerprint}"
 
 
 def is_finished(run: Path) -> bool:

@@ -49,7 +49,7 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
     weights = d.weights if d.weights == "auto" else (d.weights["desirable"], d.weights["undesirable"])
     kwargs = dict(file=d.path, method=recipe.method, form=spec.form, strategy=d.strategy,
                   eval_fraction=d.eval_fraction, validation_fraction=d.validation_fraction,
-                  seed=recipe.seed, split_seed=d.split_seed,
+                  seed=recipe.seed, split_seed=d.split_seed, folds=d.folds, fold=d.fold or 0,
                   batch_size=t.get("per_device_train_batch_size", TRL_DEFAULT_BATCH_SIZE), world_size=world_size,
                   weights=weights, pairing=d.pairing, max_pairs_per_prompt=d.max_pairs_per_prompt)
     prepared = prepare(rows, epochs=1, **kwargs)
@@ -106,7 +106,9 @@ def planned_epochs(t: dict, epoch_rows: int, world_size: int) -> int:
 
 def run_recipe(recipe: Recipe, *, results: str = "results", force: bool = False, seeds=None) -> list[Path]:
     seeds = seeds or recipe.seeds or [recipe.seed]
-    runs = [run_one(recipe.for_seed(s), results=Path(results), force=force) for s in seeds]
+    # folds are run like seeds: each (seed, fold) is one ordinary run, skipped when finished
+    runs = [run_one(recipe.for_seed(s).for_fold(f), results=Path(results), force=force)
+            for s in seeds for f in recipe.folds()]
     if world()[0] == 0:
         from .compare import rebuild
 
@@ -134,7 +136,7 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
     rank, world_size = world()
     main = rank == 0
     spec = get_method(recipe.method, file=recipe.source)
-    run = res.run_dir(results, recipe.name, recipe.seed, recipe.fingerprint())
+    run = res.run_dir(results, recipe.name, recipe.seed, recipe.fingerprint(), recipe.data.fold)
     if res.is_finished(run) and not force:
         if main:
             print(f"prefopt: {run} is already finished (same resolved recipe); --force reruns it")
@@ -154,7 +156,8 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
     check_prompt_lengths(recipe, prepared, getattr(args, "max_length", None),
                          model_dir if Path(model_dir).is_dir() else None)  # a hub id: TRL's check only
     if main:
-        say(f"prefopt: {recipe.name} ({recipe.method}), seed {recipe.seed} -> {run}")
+        fold = "" if recipe.data.fold is None else f", fold {recipe.data.fold} of 0..{recipe.data.folds - 1}"
+        say(f"prefopt: {recipe.name} ({recipe.method}), seed {recipe.seed}{fold} -> {run}")
         say(data_line(prepared.report, precision_used(recipe, args)))
     check_trainer_runs_here(spec.trainer_class(), recipe.source)  # after the recipe's own errors, before any write
 
@@ -350,6 +353,8 @@ def _evaluate_and_write(recipe, model, tok, prepared, args, run: Path, trained: 
     metrics.update(
         recipe=recipe.name, method=recipe.method, strategy=prepared.report["strategy"], seed=recipe.seed,
         run_id=run.name, eval_fingerprint=prepared.report["eval_fingerprint"], data_path=recipe.data.path,
+        **({"fold": recipe.data.fold, "folds": recipe.data.folds, "partition": prepared.report["partition"]}
+           if recipe.data.folds > 1 else {}),
         weights_dtype=precision_used(recipe, args)["weights"], autocast_bf16=bool(getattr(args, "bf16", False)),
         examples_used=prepared.report["examples_used"], peak_memory_mb=_peak_memory_mb(), **trained)
     res.write_json(run / "metrics.json", metrics)  # last: the run counts as finished from here on

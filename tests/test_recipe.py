@@ -54,6 +54,8 @@ def test_wrong_types_name_the_field(tmp_path, key, value, field):
     ({"eval": {"select": "bset"}}, "eval.select", "did you mean 'best'?"),
     ({"eval": {"select_metric": "auc"}}, "eval.select_metric", "reward_auc"),
     ({"eval": {"select": "best"}, "data": {"validation_fraction": 0}}, "eval.select", "validation split"),
+    ({"data": {"folds": 0}}, "data.folds", "from 1"),
+    ({"data": {"folds": 5, "fold": 5}}, "data.fold", "0 to 4"),
 ])
 def test_bad_values(tmp_path, patch, field, fix):
     with pytest.raises(UserError) as e:
@@ -121,3 +123,7 @@ def test_fields_added_later_leave_the_fingerprint_alone_at_their_default(tmp_pat
     assert load_recipe(write(tmp_path, {**base, "eval": {"select": "last"}})).fingerprint() == plain
     assert load_recipe(write(tmp_path, {**base, "eval": {"select": "best"}})).fingerprint() != plain
     assert load_recipe(write(tmp_path, {**base, "seed": 7})).fingerprint() != plain
+    assert load_recipe(write(tmp_path, {**base, "data": {"folds": 1}})).fingerprint() == plain
+    five = load_recipe(write(tmp_path, {**base, "data": {"folds": 5}}))
+    assert five.fingerprint() != plain and five.folds() == [0, 1, 2, 3, 4]
+    assert len({five.for_fold(f).fingerprint() for f in range(5)}) == 5  # one run directory per fold

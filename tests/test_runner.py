@@ -342,3 +342,42 @@ def test_select_best_keeps_the_best_validation_checkpoint(write_recipe, tmp_path
     with torch.no_grad():
         again = summarize(rows, score_rows(model, tok, rows, batch_size=8, max_length=64), [])["kl"]
     assert again == pytest.approx(best["kl"], rel=1e-4)
+
+
+def test_cross_fitted_folds_run_like_seeds_resume_and_pool(write_recipe, tmp_path, capsys):
+    """data.folds: one ordinary run per fold; a finished fold is skipped when the rest run; the comparison
+    pools the folds of one seed (waiting, and saying so, while a fold is missing) into records that are
+    exactly the union of the folds' records, every labeled prompt once."""
+    from prefopt import paired
+    from prefopt.compare import load_runs, with_groups
+
+    results = tmp_path / "r"
+    recipe = write_recipe("dpo", data={"folds": 3, "validation_fraction": 0})
+    assert main(["run", str(recipe), "--results", str(results), "--set", "data.fold=1"]) == 0
+    (first,) = (results / "runs" / "tiny_dpo").iterdir()
+    assert first.name.startswith("seed0-fold1-")
+    assert "tiny_dpo seed 0 (folds 1 of 3 finished)" in (results / "summary.md").read_text()
+    stamp = (first / "metrics.json").stat().st_mtime_ns
+    assert main(["run", str(recipe), "--results", str(results)]) == 0
+    assert "fold1" in capsys.readouterr().out.split("already finished")[0]  # the finished fold is skipped
+    assert (first / "metrics.json").stat().st_mtime_ns == stamp
+    runs = sorted((results / "runs" / "tiny_dpo").iterdir())
+    assert [r.name.split("-")[1] for r in runs] == ["fold0", "fold1", "fold2"]
+    metrics = [json.loads((r / "metrics.json").read_text()) for r in runs]
+    assert len({m["partition"] for m in metrics}) == 1 and len({m["eval_fingerprint"] for m in metrics}) == 3
+    items = pd.concat([pd.read_csv(r / "eval_items.csv") for r in runs], ignore_index=True)
+    n_rows = sum(1 for _ in open(json.loads((runs[0] / "data_report.json").read_text())["data_path"]))
+    assert sorted(items["row_id"]) == list(range(n_rows))  # every labeled row scored once, by one fold's model
+
+    table = with_groups(load_runs(results))
+    assert table["eval_fingerprint"].nunique() == 1  # the partition is one test
+    pooled, counts, missing = paired.load(table)
+    (run,) = pooled["tiny_dpo"]
+    assert not missing and counts["reward_auc"] == items["prompt_id"].nunique() == len(set(run.prompt))
+    union = items.sort_values("row_id")
+    assert sorted(run.logp.tolist()) == sorted(union["logp"].tolist()) and len(run.logp) == len(union)
+    assert sorted(run.kl_sum.tolist()) == sorted(union["kl_sum"].tolist())
+    summary = (results / "summary.md").read_text()
+    assert "Cross-fitted test" in summary and "3 folds" in summary and "sd across folds" in summary
+    (row,) = pd.read_csv(results / "summary.csv").query("recipe == 'tiny_dpo'").to_dict("records")
+    assert (row["n_folds"], row["n_seeds"], row["n_runs"]) == (3, 1, 3)

@@ -3,7 +3,7 @@
 Pure and model-free: no torch, transformers or trl here (a test checks it), so `prefopt data` and
 `prefopt list` run anywhere and fast. `io.load_rows` reads a file; `prepare` does everything else:
 
-    rows -> held-out split by prompt (same for every method) -> train split
+    rows -> held-out split by prompt (same for every method; or one fold of k) -> train split
          -> unpaired form (KTO): one ordering per epoch from the strategy, padded to full micro-batches
          -> paired form (DPO/ORPO): pairs within each prompt, in the strategy's order
     plus held-out rows and held-out pairs for the metrics, and the report that describes all of it.
@@ -21,8 +21,8 @@ from ..errors import UserError, did_you_mean
 from . import kto
 from .io import canonical_rows
 from .pairs import PAIRINGS, check_max_pairs, make_pairs, order_pairs
-from .split import (EVAL_PAIRS, PAIRS, check_labels, group_codes, label_counts, split_by_prompt, stream,
-                    validation_split)
+from .split import (EVAL_PAIRS, PAIRS, check_labels, fold_split, group_codes, label_counts, split_by_prompt,
+                    stream, validation_split)
 
 __all__ = ["Prepared", "prepare", "STRATEGIES", "PAIRINGS", "FORMS"]
 
@@ -59,12 +59,15 @@ class Prepared:
 def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: str, eval_fraction: float = 0.1,
             seed: int = 42, split_seed: int | None = None, batch_size: int = 4, world_size: int = 1,
             epochs: int = 1, weights="auto", validation_fraction: float = 0.0,
-            pairing: str = "one_to_one", max_pairs_per_prompt: int | None = None) -> Prepared:
+            pairing: str = "one_to_one", max_pairs_per_prompt: int | None = None, folds: int = 1,
+            fold: int = 0) -> Prepared:
     """Shape `rows` (from `io.load_rows`, or any table of prompt/completion/label) for `method`.
 
     `train` is in exact training order with all `epochs` orderings back to back: the trainer makes one
     sequential pass over it. See issue 4 / the module docs of kto, pairs and split for the semantics.
     `split_seed` (default: `seed`) fixes the held-out split and its pairs; `seed` everything trained on.
+    With `folds` > 1 the held-out split is fold `fold` of a partition of the prompts (cross-fitting:
+    split.fold_split) and `eval_fraction` is unused.
     """
     split_seed = seed if split_seed is None else split_seed
     weights = _check_options(file=file, form=form, strategy=strategy, seed=seed, batch_size=batch_size,
@@ -79,7 +82,10 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
     labels = rows["label"].to_numpy(dtype=bool)
     desirable, undesirable = label_counts(codes, labels, len(keys))
     check_labels(labels, int(((desirable > 0) & (undesirable > 0)).sum()), file=file, form=form, method=method)
-    split = split_by_prompt(codes, keys, labels, eval_fraction=eval_fraction, seed=split_seed, file=file)
+    if folds > 1:
+        split = fold_split(codes, keys, labels, folds=folds, fold=fold, seed=split_seed, file=file)
+    else:
+        split = split_by_prompt(codes, keys, labels, eval_fraction=eval_fraction, seed=split_seed, file=file)
 
     held = split.held_out
     chosen, rejected = make_pairs(codes[held], labels[held], rng=stream(split_seed, EVAL_PAIRS))
@@ -93,6 +99,7 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
     report = {"method": method, "form": form, "strategy": strategy, "data_path": str(file), "rows": len(rows),
               "prompts": len(keys), "train_rows": len(train_pos), "train_prompts": len(np.unique(train_codes)),
               "eval_rows": len(held), "eval_prompts": split.held_out_prompts, "eval_fingerprint": split.fingerprint,
+              "folds": folds, "fold": fold if folds > 1 else None, "partition": split.partition,
               "validation_fraction": validation_fraction, "validation_rows": len(valid),
               "validation_prompts": len(np.unique(codes[valid])), "validation_pairs": len(validation_pairs),
               "validation_fingerprint": valid_fingerprint}
@@ -108,7 +115,8 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
                               max_pairs_per_prompt=max_pairs_per_prompt, **common)
     report.update(part)
     report.update(eval_pairs=len(eval_pairs), batch_size=batch_size, world_size=world_size, epochs=epochs,
-                  seed=seed, split_seed=split_seed, eval_fraction=eval_fraction)
+                  seed=seed, split_seed=split_seed,
+                  eval_fraction=eval_fraction if folds == 1 else None)  # with folds the fold is the split
     eval_rows = rows.iloc[held].reset_index(drop=True).assign(row_id=held)  # row_id: position in the file's rows
     validation_rows = rows.iloc[valid].reset_index(drop=True).assign(row_id=valid)
     return Prepared(train=train, eval_rows=eval_rows, eval_pairs=eval_pairs, report=_plain(report),

@@ -24,7 +24,7 @@ import pandas as pd
 from ..errors import UserError
 
 # Independent random streams per purpose, so that e.g. changing the strategy cannot change the split.
-SPLIT, ORDER, PAIRS, EVAL_PAIRS, VALIDATION = range(5)
+SPLIT, ORDER, PAIRS, EVAL_PAIRS, VALIDATION, FOLDS = range(6)
 
 
 def stream(seed: int, *purpose: int) -> np.random.Generator:
@@ -38,6 +38,7 @@ class Split:
     held_out: np.ndarray  # row positions in the input, in file order
     held_out_prompts: int
     fingerprint: str  # sha256 (hex) of the sorted held-out prompt keys, as a JSON list
+    partition: str | None = None  # with folds: sha256 of every fold's sorted keys (the same for all k folds)
 
 
 def group_codes(prompt_keys: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -95,11 +96,54 @@ def split_by_prompt(codes: np.ndarray, keys: np.ndarray, labels: np.ndarray, *, 
     if not (held & both).any():  # only reachable without any prompt carrying both labels (check_labels)
         raise UserError(file, "data.eval_fraction", "the held-out split has no prompt with both labels, so "
                         "preference accuracy cannot be measured; raise data.eval_fraction")
+    return _split(codes, keys, held)
+
+
+def _split(codes: np.ndarray, keys: np.ndarray, held: np.ndarray, partition: str | None = None) -> Split:
     held_rows = held[codes]
-    held_keys = np.sort(keys[held]).tolist()
-    fingerprint = hashlib.sha256(json.dumps(held_keys).encode()).hexdigest()
     return Split(train=np.flatnonzero(~held_rows), held_out=np.flatnonzero(held_rows),
-                 held_out_prompts=int(held.sum()), fingerprint=fingerprint)
+                 held_out_prompts=int(held.sum()), fingerprint=_keys_hash(keys[held]), partition=partition)
+
+
+def _keys_hash(keys: np.ndarray) -> str:
+    return hashlib.sha256(json.dumps(np.sort(keys).tolist()).encode()).hexdigest()
+
+
+def fold_of(codes: np.ndarray, keys: np.ndarray, labels: np.ndarray, *, folds: int, seed: int,
+            file: str) -> np.ndarray:
+    """The fold (0..folds-1) of every prompt (group id): a seeded partition by prompt, stratified like the
+    split ('has both labels' or not, each dealt round-robin after a shuffle, so fold sizes differ by at most
+    one per stratum), in key order so row order cannot matter. Every fold gets a prompt with both labels."""
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise ValueError(f"folds must be a whole number >= 2, got {folds!r}")  # recipe.py checks the user's value
+    desirable, undesirable = label_counts(codes, labels, len(keys))
+    both = (desirable > 0) & (undesirable > 0)
+    if both.sum() < folds:
+        raise UserError(file, "data.folds", f"{int(both.sum())} prompt(s) carry both labels, fewer than the "
+                        f"{folds} folds, so some fold could not measure preference accuracy; lower data.folds")
+    by_key = np.argsort(keys, kind="stable")
+    rng = stream(seed, FOLDS)
+    fold = np.empty(len(keys), dtype=np.int64)
+    offset = 0
+    for stratum in (both, ~both):
+        ids = by_key[stratum[by_key]]
+        # the second stratum continues the round-robin, so the small folds of one fill up with the other
+        fold[ids[rng.permutation(len(ids))]] = (np.arange(len(ids)) + offset) % folds
+        offset += len(ids)
+    return fold
+
+
+def fold_split(codes: np.ndarray, keys: np.ndarray, labels: np.ndarray, *, folds: int, fold: int, seed: int,
+               file: str) -> Split:
+    """Cross-fitting: fold `fold` of the partition is the held-out (test) split, the other folds train.
+    Every prompt is held out by exactly one fold; `partition` names the whole partition, so runs of one
+    partition can be pooled and runs of different ones never are."""
+    if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < folds:
+        raise UserError(file, "data.fold", f"must be a fold number from 0 to {folds - 1}, got {fold!r}; "
+                        "leave it out to run every fold")
+    of = fold_of(codes, keys, labels, folds=folds, seed=seed, file=file)
+    partition = hashlib.sha256(json.dumps([_keys_hash(keys[of == f]) for f in range(folds)]).encode()).hexdigest()
+    return _split(codes, keys, of == fold, partition)
 
 
 def validation_split(codes: np.ndarray, keys: np.ndarray, labels: np.ndarray, train: np.ndarray, *,
@@ -125,5 +169,4 @@ def validation_split(codes: np.ndarray, keys: np.ndarray, labels: np.ndarray, tr
         take = min(want, max(len(ids) - 1, 0)) if stratum is both else min(want, len(ids))
         chosen[ids[rng.permutation(len(ids))[:take]]] = True
     rows = chosen[codes[train]]
-    fingerprint = hashlib.sha256(json.dumps(np.sort(keys[chosen]).tolist()).encode()).hexdigest()
-    return train[~rows], train[rows], fingerprint
+    return train[~rows], train[rows], _keys_hash(keys[chosen])

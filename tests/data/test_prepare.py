@@ -214,3 +214,21 @@ def test_format_report(chat_rows):
     paired = format_report(dpo(chat_rows).report)
     assert "pairs" in paired and "n/a" in paired  # KTO-only fields say they do not apply
     assert all(line == line.rstrip() for line in text.splitlines())
+
+
+@pytest.mark.parametrize("form, method", [("unpaired", "kto"), ("paired", "dpo"), ("desirable", "sft")])
+def test_folds_score_every_row_once_and_never_train_or_validate_on_the_fold(chat_rows, form, method):
+    """Cross-fitting: the k held-out folds are a partition of the rows; a row of fold f's prompts is never
+    in fold f's training rows (any form) nor its validation split."""
+    k, seen = 3, []
+    for fold in range(k):
+        p = prepare(chat_rows, file="f.jsonl", method=method, form=form, strategy="natural", seed=0, folds=k,
+                    fold=fold, validation_fraction=0.1)
+        held = set(p.eval_rows["prompt_key"])
+        trained = set(p.train["prompt"].map(lambda m: json.dumps(m, sort_keys=True)))
+        assert not trained & set(p.eval_rows["prompt"].map(lambda m: json.dumps(m, sort_keys=True)))
+        assert not held & set(p.validation_rows["prompt_key"]) and len(p.validation_rows)
+        assert p.report["fold"] == fold and p.report["folds"] == k and p.report["eval_fraction"] is None
+        seen.append(p.eval_rows["row_id"].to_numpy())
+    assert sorted(np.concatenate(seen).tolist()) == list(range(len(chat_rows)))
+    assert "partition" in format_report(p.report) and p.report["partition"]

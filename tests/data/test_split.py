@@ -149,3 +149,45 @@ def test_validation_fraction_bounds(fraction):
         prepare(load_rows("data/feedback.jsonl"), file="f.jsonl", method="kto", form="unpaired", strategy="natural",
                 validation_fraction=fraction)
     assert e.value.field == "data.validation_fraction"
+
+
+# ---- cross-fitting folds (data.folds)
+
+def folds_of(keys, labels, k=4, fold=0, seed=0):
+    from prefopt.data.split import fold_split
+
+    codes, uniq = group_codes(keys)
+    return fold_split(codes, uniq, labels, folds=k, fold=fold, seed=seed, file="f.jsonl")
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_folds_partition_the_prompts_and_each_holds_both_labels(k):
+    keys, labels = table([(2, 1)] * 23 + [(3, 0)] * 9 + [(0, 2)] * 4)
+    splits = [folds_of(keys, labels, k, f) for f in range(k)]
+    held = [set(keys[s.held_out]) for s in splits]
+    assert set().union(*held) == set(keys) and sum(map(len, held)) == keys.nunique()  # each prompt in one fold
+    for s, h in zip(splits, held):
+        assert not set(keys[s.train]) & h  # nothing of the fold's prompts trains its model
+        assert sorted(np.r_[s.train, s.held_out].tolist()) == list(range(len(keys)))
+        assert labels[s.held_out].any() and not labels[s.held_out].all()
+    sizes = sorted(map(len, held))
+    assert sizes[-1] - sizes[0] <= 2  # round-robin within each stratum
+    assert len({s.partition for s in splits}) == 1 and len({s.fingerprint for s in splits}) == k
+
+
+def test_fold_partition_is_seeded_order_free_and_differs_by_k():
+    keys, labels = table([(2, 1)] * 20 + [(0, 2)] * 8)
+    perm = np.random.default_rng(1).permutation(len(keys))
+    a = folds_of(keys, labels, 4, 1)
+    b = folds_of(keys[perm].reset_index(drop=True), labels[perm], 4, 1)
+    assert (a.fingerprint, a.partition) == (b.fingerprint, b.partition)
+    assert folds_of(keys, labels, 4, 1, seed=1).partition != a.partition
+    assert folds_of(keys, labels, 5, 1).partition != a.partition  # different k: never pooled together
+
+
+def test_too_few_both_label_prompts_for_the_folds_is_a_user_error():
+    keys, labels = table([(1, 1)] * 3 + [(2, 0)] * 10)
+    with pytest.raises(UserError, match="data.folds.*3 prompt.*fewer than the 4 folds"):
+        folds_of(keys, labels, 4, 0)
+    with pytest.raises(UserError, match="data.fold.*0 to 2"):
+        folds_of(keys, labels, 3, 3)
