@@ -26,8 +26,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--folds", type=int, metavar="K", help="cross-fitting: K folds by prompt, one training each, "
                      "every prompt scored by the model that did not train on it (= --set data.folds=K)")
     run.add_argument("--force", action="store_true", help="rerun a run that already finished")
+    _engine_options(run)
     run.add_argument("--verbose", action="store_true", help="show the libraries' own progress bars, notices and "
                      "deprecation warnings (quieted by default)")
+
+    tune = sub.add_parser("tune", help="the same number of trials per recipe over its search space, scored on the "
+                          "validation split; writes results/tuned/<recipe>.yaml")
+    tune.add_argument("recipe", nargs="+")
+    tune.add_argument("--trials", type=int, metavar="N", help="trials per recipe (default: the recipe's tune.trials)")
+    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a field of every recipe, e.g. --set train.max_steps=20 (repeatable)")
+    tune.add_argument("--results", default="results", help="results directory (default: results)")
+    tune.add_argument("--verbose", action="store_true")
+    _engine_options(tune)
 
     data = sub.add_parser("data", help="prepare the data only and print its report (no model is loaded)")
     data.add_argument("recipe")
@@ -39,6 +50,16 @@ def _parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="rebuild comparison tables and plots from finished runs")
     cmp_.add_argument("results", nargs="?", default="results")
     return p
+
+
+def _engine_options(p) -> None:
+    p.add_argument("--engine", default="auto", choices=("auto", "local", "ray"),
+                   help="how a batch of runs is run: ray (Ray Tune trials), local (one by one in this process); auto: "
+                   "ray when installed and there is more than one run")
+    p.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS; none: Ray embedded here)")
+    p.add_argument("--storage", help="with --address: a path every Ray node sees, for Ray's trial state")
+    p.add_argument("--max-concurrent", type=int, metavar="N", help="trials at once (default: one per GPU, "
+                   "else one: a training uses every CPU core)")
 
 
 def _seeds(text: str | None) -> list[int] | None:
@@ -110,10 +131,22 @@ def dispatch(ns) -> None:
         seeds = _seeds(ns.seeds)
         from .runner import run_recipe
 
-        run_recipe(recipe, results=ns.results, force=ns.force, seeds=seeds)
-    elif ns.command == "compare":
-        from pathlib import Path
+        run_recipe(recipe, results=ns.results, force=ns.force, seeds=seeds, engine=ns.engine, address=ns.address,
+                   storage=ns.storage, max_concurrent=ns.max_concurrent)
+    elif ns.command == "tune":
+        from .console import quiet_libraries
+        from .recipe import load_recipe
 
+        quiet_libraries(ns.verbose)
+        if ns.trials is not None and ns.trials < 1:
+            raise UserError("--trials", str(ns.trials), "must be at least 1")
+        recipes = [load_recipe(path, ns.set) for path in ns.recipe]  # every recipe checked before any trial
+        from .tuning import tune_recipes
+
+        for path in tune_recipes(recipes, results=ns.results, trials=ns.trials, engine=ns.engine, address=ns.address,
+                                 storage=ns.storage, max_concurrent=ns.max_concurrent, sets=ns.set):
+            print(f"prefopt: tuned recipe {path} (trials in {Path(ns.results) / 'tuning'})")
+    elif ns.command == "compare":
         from .compare import rebuild
 
         for path in rebuild(Path(ns.results)):

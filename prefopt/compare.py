@@ -59,6 +59,8 @@ def load_runs(results: Path) -> pd.DataFrame:
         except (OSError, ValueError) as e:  # written atomically, so only a hand-edited file lands here
             print(f"prefopt: warning: skipping {path}: {e}", file=sys.stderr)
             continue
+        if row.get("split") == "validation":  # a tuning trial: never beside the test-split results
+            continue
         row["config"] = _config_id(path.parent / "recipe.yaml")
         row["run_dir"] = str(path.parent)
         if row.get("partition"):  # cross-fitted: the k folds of one partition form one test (every prompt once)
@@ -76,7 +78,9 @@ def _config_id(recipe_yaml: Path) -> str:
     except (OSError, yaml.YAMLError):
         return "?"
     if isinstance(recipe, dict):  # the folds of one partition are one configuration, like seeds
-        recipe = {k: v for k, v in recipe.items() if k not in ("seed", "seeds")}
+        from .recipe import identity_of
+
+        recipe = identity_of({k: v for k, v in recipe.items() if k not in ("seed", "seeds")})
         if isinstance(recipe.get("data"), dict):
             recipe["data"] = {k: v for k, v in recipe["data"].items() if k != "fold"}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -323,6 +327,7 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
         lines += ["", "¹ The reference's preference_accuracy is 0, not 0.5: with r ≡ 0 for the untrained model no "
                   "pair has r(chosen) > r(rejected) (ties are not wins). Its reward_auc 0.5, reward_margin 0 and kl 0 "
                   f"hold by definition{scored}.", ""]
+        lines += tuned_lines(split)
         if folds > 1:
             lines += spread_lines(split, [r for r in s["recipe"] if r != REFERENCE])
         if not paired:  # runs made before per-item records: only the seed-level tests are possible
@@ -331,6 +336,21 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
             lines += ["", "Training examples used and cost (mean ± 95% CI over seeds):", ""]
             lines += _table(s[s["recipe"] != REFERENCE], cost, ranked=False)
     return "\n".join(lines) + "\n"
+
+
+def tuned_lines(split: pd.DataFrame) -> list[str]:
+    """Which recipes `prefopt tune` set, with its trial count and chosen values (from the runs' records)."""
+    if "tuned" not in split:
+        return []
+    lines = []
+    for group, g in split.groupby("group", sort=True):
+        t = next((v for v in g["tuned"] if isinstance(v, dict)), None)
+        if t:
+            chosen = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in t["chosen"].items())
+            lines.append(f"- **{group}** is tuned: {t['trials']} {t['sampler']} trials of {t['recipe']} on the "
+                         f"{t['metric']} (best {t['value']:.4g}, trial {t['trial']}); chosen {chosen}.")
+    return ["", "Tuned recipes (`prefopt tune`; every choice made on the validation split):", "", *lines, ""] \
+        if lines else []
 
 
 def spread(g: pd.DataFrame, metric: str, across: str) -> float:

@@ -140,3 +140,30 @@ def pairwise_figure(comparisons: dict, fp: str, metrics=("reward_auc", "verified
         ax.figure.colorbar(image, ax=ax, shrink=0.8)
     fig.suptitle(f"split {fp}: pairwise differences (paired by prompt), Holm-adjusted p")
     return fig
+
+
+def tuning_figure(trials: pd.DataFrame, metric: str, name: str):
+    """`prefopt tune`: the validation metric of every trial against each searched setting (log axis for
+    settings spanning more than a decade), the best trial ringed."""
+    column = f"validation_{metric}"
+    settings = [c for c in trials.columns if c not in ("trial", column, "validation_reward_auc", "train_seconds",
+                                                        "run_id") and pd.api.types.is_numeric_dtype(trials[c])]
+    fig, axes = _figure(max(1, len(settings)))
+    from .selection import HIGHER_IS_BETTER
+
+    values = trials[column].to_numpy(dtype=float)
+    best = None
+    if np.isfinite(values).any():
+        best = int(np.nanargmax(values) if HIGHER_IS_BETTER[metric] else np.nanargmin(values))
+    for ax, key in zip(axes, settings):
+        x = trials[key].to_numpy(dtype=float)
+        ax.scatter(x, values, color="tab:blue")
+        if best is not None:
+            ax.scatter([x[best]], [values[best]], s=160, facecolors="none", edgecolors="tab:red", label="chosen")
+            ax.legend(fontsize=8)
+        if (x > 0).all() and x.max() / x.min() > 10:
+            ax.set_xscale("log")
+        ax.set_xlabel(key)
+        ax.set_ylabel(column)
+    fig.suptitle(f"{name}: {len(trials)} trials, {column} (validation split)")
+    return fig

@@ -86,6 +86,21 @@ class EvalSection:
     # every checkpoint, train.save_steps apart; the test split is never used for the choice)
     select: str = field(default="last", metadata=LATER)
     select_metric: str = field(default="reward_auc", metadata=LATER)
+    # the split the run is scored on: test (the reported numbers) or validation (a tuning trial: choices are made
+    # on it, so such a run never scores a test row nor takes the generation test, whose prompts are a test too)
+    split: str = field(default="test", metadata=LATER)
+
+
+@dataclass
+class TuneSection:
+    """`prefopt tune`: the same search for every recipe, scored on the validation split."""
+    trials: int = 8  # every recipe gets the same number (--trials overrides)
+    metric: str = "reward_auc"  # a validation metric (prefopt.selection.HIGHER_IS_BETTER says which way is better)
+    sampler: str = "random"  # random (seeded draws) | grid
+    seed: int = 0  # fixes the sampled settings, so a rerun finds (and skips) the same finished trials
+    # train.* key -> {low, high, log} or {values: [...]} ({per: KEY, low, high}: a multiple of another sampled
+    # key, e.g. SimPO's gamma as gamma/beta); replaces the method's default range for that key, null drops it
+    space: typing.Optional[dict] = None
 
 
 @dataclass
@@ -98,6 +113,10 @@ class Recipe:
     data: DataSection = field(default_factory=DataSection)
     train: dict = field(default_factory=dict)  # passed through to the method's TRL config
     eval: EvalSection = field(default_factory=EvalSection)
+    # how `prefopt tune` searches; it changes no run, so it is not part of a run's identity
+    tune: TuneSection = field(default_factory=TuneSection, metadata={"not_identity": True})
+    # set by `prefopt tune` in the recipe it writes: {recipe, trials, metric, sampler, value, chosen}
+    tuned: typing.Optional[dict] = field(default=None, metadata=LATER)
     source: str = field(default="", metadata={"internal": True})  # the recipe file, for messages
 
     def to_dict(self) -> dict:
@@ -130,12 +149,32 @@ def _identity(section) -> dict:
     """to_dict() without the LATER fields that are at their defaults (see LATER)."""
     out = {}
     for f in dataclasses.fields(section):
-        if f.metadata.get("internal"):
+        if f.metadata.get("internal") or f.metadata.get("not_identity"):
             continue
         value = getattr(section, f.name)
         if f.metadata.get("fingerprint_omits_default") and value == f.default:
             continue
         out[f.name] = _identity(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
+    return out
+
+
+def identity_of(raw: dict, cls=None) -> dict:
+    """A resolved recipe as written to recipe.yaml, reduced as `fingerprint` reduces it: fields added later
+    at their default and fields that are not part of a run's identity are dropped (so runs written before
+    and after a field existed compare equal)."""
+    cls = cls or Recipe
+    if not isinstance(raw, dict):
+        return raw
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = {}
+    for key, value in raw.items():
+        f = fields.get(key)
+        if f is not None and (f.metadata.get("not_identity") or f.metadata.get("internal")):
+            continue
+        if f is not None and f.metadata.get("fingerprint_omits_default") and value == f.default:
+            continue
+        out[key] = identity_of(value, hints[key]) if f is not None and dataclasses.is_dataclass(hints[key]) else value
     return out
 
 
@@ -297,6 +336,29 @@ def _check_values(r: Recipe) -> None:
     if r.data.fold is not None and not 0 <= r.data.fold < r.data.folds:
         raise UserError(f, "data.fold", f"must be a fold number from 0 to {r.data.folds - 1} with data.folds: "
                         f"{r.data.folds}, got {r.data.fold}; leave it out to run every fold")
+    from .search import SAMPLERS, check as check_space
+
+    if r.eval.split not in ("test", "validation"):
+        raise UserError(f, "eval.split", f"unknown split '{r.eval.split}'; {did_you_mean(r.eval.split, ('test', 'validation'))}")
+    if r.eval.split == "validation" and (r.data.validation_fraction == 0 or r.eval.select == "best"):
+        raise UserError(f, "eval.split", "validation scores the run on the validation split: it needs "
+                        "data.validation_fraction above 0 and eval.select: last (best would choose on the same rows)")
+    if r.tune.sampler not in SAMPLERS:
+        raise UserError(f, "tune.sampler", f"unknown sampler '{r.tune.sampler}'; {did_you_mean(r.tune.sampler, SAMPLERS)}")
+    if r.tune.metric not in HIGHER_IS_BETTER:
+        raise UserError(f, "tune.metric", f"unknown validation metric '{r.tune.metric}'; "
+                        f"{did_you_mean(r.tune.metric, HIGHER_IS_BETTER)}")
+    if r.tune.trials < 1:
+        raise UserError(f, "tune.trials", f"must be at least 1, got {r.tune.trials}")
+    if r.tune.space:
+        from .config_fields import field_names
+        from .search import merge
+
+        given = {k: v for k, v in r.tune.space.items() if v is not None}
+        if given:
+            check_space(merge({k: spec.search[k] for k in spec.search if k in {p.get("per") for p in given.values()
+                                                                              if isinstance(p, dict)}}, given),
+                        field_names(spec.config), file=f, fixed=spec.fixed)
     if r.data.split_seed < 0:
         raise UserError(f, "data.split_seed", "must be a non-negative integer")
     for i, s in enumerate(r.seeds or []):

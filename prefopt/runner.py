@@ -56,6 +56,8 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
     epochs = planned_epochs(t, len(prepared.train), world_size) if spec.ordered else 1
     if epochs > 1:  # ordered methods get one materialized ordering per epoch and train one pass over them
         prepared = prepare(rows, epochs=epochs, **kwargs)
+    if recipe.eval.split == "validation":
+        return _on_validation(prepared), epochs
     # the verifier and the prompts it checks are settled (every value it reads checked) before any training
     from .verifiers import resolve
 
@@ -73,6 +75,20 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
                            verified_prompts_from=source if verifier else None,
                            verified_prompts=len(verify) if verifier else 0)
     return prepared, epochs
+
+
+def _on_validation(prepared):
+    """A run scored on the validation split (a tuning trial): the validation rows and pairs take the test
+    split's place and the test rows are dropped here, before anything could score them; no generation test
+    (its prompts are a test set too). The report's eval_* fields then describe the validation split."""
+    r = prepared.report
+    prepared.eval_rows, prepared.eval_pairs = prepared.validation_rows, prepared.validation_pairs
+    prepared.validation_rows = prepared.validation_pairs = prepared.verify = None
+    r.update(scored_split="validation", eval_rows=r["validation_rows"], eval_prompts=r["validation_prompts"],
+             eval_pairs=r["validation_pairs"], eval_fingerprint=r["validation_fingerprint"], verifier=None,
+             verifier_note="a validation-split run takes no generation test", verified_prompts=0,
+             verified_prompts_from=None)
+    return prepared
 
 
 def check_prompt_lengths(recipe: Recipe, prepared, max_length: int | None, model_dir) -> None:
@@ -104,11 +120,16 @@ def planned_epochs(t: dict, epoch_rows: int, world_size: int) -> int:
     return max(1, math.ceil(t.get("num_train_epochs", TRL_DEFAULT_EPOCHS)))
 
 
-def run_recipe(recipe: Recipe, *, results: str = "results", force: bool = False, seeds=None) -> list[Path]:
+def run_recipe(recipe: Recipe, *, results: str = "results", force: bool = False, seeds=None, engine: str = "auto",
+               address: str | None = None, storage: str | None = None, max_concurrent: int | None = None) -> list[Path]:
+    from .batch import run_jobs
+
     seeds = seeds or recipe.seeds or [recipe.seed]
-    # folds are run like seeds: each (seed, fold) is one ordinary run, skipped when finished
-    runs = [run_one(recipe.for_seed(s).for_fold(f), results=Path(results), force=force)
-            for s in seeds for f in recipe.folds()]
+    # folds are run like seeds: each (seed, fold) is one ordinary run, skipped when finished; a batch of
+    # several goes to Ray when it is installed (prefopt.batch), one by one here otherwise
+    jobs = [recipe.for_seed(s).for_fold(f) for s in seeds for f in recipe.folds()]
+    runs = run_jobs(jobs, results=Path(results), engine=engine, address=address, storage=storage,
+                    max_concurrent=max_concurrent, force=force)
     if world()[0] == 0:
         from .compare import rebuild
 
@@ -356,7 +377,8 @@ def _evaluate_and_write(recipe, model, tok, prepared, args, run: Path, trained: 
         **({"fold": recipe.data.fold, "folds": recipe.data.folds, "partition": prepared.report["partition"]}
            if recipe.data.folds > 1 else {}),
         weights_dtype=precision_used(recipe, args)["weights"], autocast_bf16=bool(getattr(args, "bf16", False)),
-        examples_used=prepared.report["examples_used"], peak_memory_mb=_peak_memory_mb(), **trained)
+        examples_used=prepared.report["examples_used"], peak_memory_mb=_peak_memory_mb(), split=recipe.eval.split,
+        **({"tuned": recipe.tuned} if recipe.tuned else {}), **trained)
     res.write_json(run / "metrics.json", metrics)  # last: the run counts as finished from here on
     closing_block(run, metrics)
 

@@ -379,3 +379,22 @@ def test_runs_on_another_generation_test_keep_their_row_metrics_but_leave_the_ve
     assert "30 generation-test prompts carry verified_success" in text
     verified = text.split("Pairwise verified_success", 1)[1].split("\n\n", 2)[1]
     assert "| old |" not in verified and "| a |" in verified
+
+
+def test_config_id_ignores_fields_added_later_at_their_default(tmp_path):
+    """A run written before eval.select (or data.folds, eval.split, tune) existed and one written after, at
+    the defaults, are seeds of one configuration, as their fingerprints say."""
+    import yaml
+
+    from prefopt.compare import _config_id
+
+    old = {"name": "sft", "method": "sft", "seed": 42, "data": {"path": "d.jsonl"}, "eval": {"batch_size": 8}}
+    new = {**old, "seed": 1, "data": {"path": "d.jsonl", "folds": 1, "fold": None},
+           "eval": {"batch_size": 8, "select": "last", "select_metric": "reward_auc", "split": "test"},
+           "tune": {"trials": 8}, "tuned": None}
+    other = {**new, "eval": {**new["eval"], "select": "best"}}
+    ids = []
+    for i, r in enumerate((old, new, other)):
+        (tmp_path / f"{i}.yaml").write_text(yaml.safe_dump(r))
+        ids.append(_config_id(tmp_path / f"{i}.yaml"))
+    assert ids[0] == ids[1] != ids[2]

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 
 from ..errors import UserError, did_you_mean
 
-FORMS = ("unpaired", "paired", "desirable")  # as prefopt.data.FORMS (not imported: this module stays light)
+FORMS = ("unpaired", "paired", "desirable")
+# LoRA takes rates about ten times full fine-tuning's (QLoRA: 2e-4 for 7B-13B; the shipped recipes use 1e-4 to
+# 5e-4 at 64 steps): one decade either side of the shipped values, log-uniform
+LORA_LR = {"low": 3.0e-5, "high": 1.0e-3, "log": True}  # as prefopt.data.FORMS (not imported: this module stays light)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,9 @@ class MethodSpec:
     min_batch_reason: str = ""
     # The trainer reads rows in dataset order (the data strategy decides batch composition).
     ordered: bool = False
+    # `prefopt tune`'s default search space (prefopt.search): the learning rate and the method's main
+    # parameter, sized for LoRA on a small model; every method gets the same number of trials over it
+    search: dict = field(default_factory=dict)
 
     def config_class(self):
         return _load(self.config)

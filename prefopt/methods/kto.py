@@ -1,6 +1,6 @@
 """KTO (Ethayarajh et al., 2024): unpaired desirable/undesirable completions."""
 
-from . import MethodSpec
+from . import LORA_LR, MethodSpec
 
 SPEC = MethodSpec(
     name="kto",
@@ -16,4 +16,6 @@ SPEC = MethodSpec(
     min_batch_size=2,
     min_batch_reason="KTO's KL term pairs each row with another completion of its micro-batch",
     ordered=True,
+    # beta: the KTO paper and TRL default 0.1; the paper found 0.01-0.5 workable, lower for bigger models
+    search={"learning_rate": LORA_LR, "beta": {"low": 0.02, "high": 0.5, "log": True}},
 )

@@ -1,7 +1,7 @@
 """Supervised fine-tuning on the desirable completions only: the baseline a preference method must beat
 (the KTO paper's comparison). Scored like every method: its reward is still log pi_theta - log pi_ref."""
 
-from . import MethodSpec
+from . import LORA_LR, MethodSpec
 
 SPEC = MethodSpec(
     name="sft",
@@ -11,4 +11,6 @@ SPEC = MethodSpec(
     trainer="trl:SFTTrainer",
     # loss on completion tokens only (TRL's default for prompt-completion rows, stated so it cannot drift)
     defaults={"completion_only_loss": True},
+    # SFT has no preference parameter: the learning rate alone
+    search={"learning_rate": LORA_LR},
 )

@@ -1,0 +1,156 @@
+"""Running many runs: one by one in this process, or as Ray Tune trials (embedded, or on a cluster).
+
+Either way each job is `runner.run_one` on a resolved recipe, so a run is the same run (directory,
+fingerprint, atomic writes, skip-if-finished, resume) whichever engine started it; Ray only decides where
+and how many at once. Ray is optional (`pip install -e ".[ray]"`); torch and Ray are imported only here,
+inside the functions.
+
+Embedded Ray is started with an explicit CPU count, a small object store and no dashboard. Each trial asks
+for a GPU when CUDA is present (so one per GPU at a time), else for all CPUs divided by `max_concurrent`
+(default 1 on a CPU: one training already uses every core). With `--address` / RAY_ADDRESS an existing
+cluster runs the trials; the results directory must then be on storage every node sees (`--storage`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from .errors import UserError
+
+ENGINES = ("auto", "local", "ray")
+OBJECT_STORE_BYTES = 128 * 1024**2  # runs pass only paths and small dicts through Ray
+
+
+def ray_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None and importlib.util.find_spec("ray.tune") is not None
+
+
+def pick_engine(engine: str, n_jobs: int, address: str | None = None) -> str:
+    """auto: Ray when it is installed and there is more than one run (or a cluster address), else local;
+    under torchrun/accelerate (several processes already) always local."""
+    if engine not in ENGINES:
+        raise UserError("--engine", engine, f"unknown engine; choices: {', '.join(ENGINES)}")
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if engine == "ray" or (address and engine == "auto"):
+        if distributed:
+            raise UserError("--engine", "ray", "Ray cannot run inside torchrun/accelerate; run prefopt with Ray "
+                            "from a plain process (each trial may then use its own GPUs)")
+        if not ray_available():
+            raise UserError("--engine", "ray", "Ray is not installed; pip install -e \".[ray]\" (or "
+                            "pip install 'ray[tune]'), or use --engine local")
+        return "ray"
+    if engine == "auto" and n_jobs > 1 and not distributed and ray_available():
+        return "ray"
+    return "local"
+
+
+def run_jobs(jobs: list, *, results: Path, engine: str = "auto", address: str | None = None,
+             storage: str | None = None, max_concurrent: int | None = None, force: bool = False) -> list[Path]:
+    """Run every job (a resolved Recipe, or (Recipe, results dir)) and return their run directories, in
+    job order. A failed job raises after the others finished (Ray) or at once (local)."""
+    from .runner import run_one
+
+    jobs = [j if isinstance(j, tuple) else (j, Path(results)) for j in jobs]
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if pick_engine(engine, len(jobs), address) == "local":
+        return [run_one(recipe, results=Path(where), force=force) for recipe, where in jobs]
+    return _on_ray(jobs, results=Path(results), address=address, storage=storage, max_concurrent=max_concurrent,
+                   force=force)
+
+
+def _init_ray(address: str | None, max_concurrent: int | None) -> dict:
+    """Start (or join) Ray; returns the resources each trial asks for."""
+    import ray
+
+    cuda = _cuda_count()
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True)
+        else:
+            ray.init(num_cpus=os.cpu_count() or 1, num_gpus=cuda, object_store_memory=OBJECT_STORE_BYTES,
+                     include_dashboard=False, configure_logging=False, log_to_driver=True)
+    cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
+    if cuda or ray.cluster_resources().get("GPU"):
+        return {"cpu": max(1, cpus // max(1, int(ray.cluster_resources()["GPU"]))), "gpu": 1}
+    return {"cpu": max(1, cpus // max(1, max_concurrent or 1))}
+
+
+def _cuda_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # torch not importable here: no GPU to offer
+        return 0
+
+
+def _on_ray(jobs, *, results: Path, address, storage, max_concurrent, force) -> list[Path]:
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic reporter is silent at verbose=0
+    if address and not storage:
+        raise UserError("--storage", "missing", "a Ray cluster needs a storage path every node sees (NFS, a "
+                        "shared disk) for Ray's trial state; give --storage PATH, and keep --results on shared "
+                        "storage too")
+    from ray import tune
+
+    resources = _init_ray(address, max_concurrent)
+    from . import console
+
+    verbose = console._verbose  # --verbose reaches the trials' processes too
+    home = os.getcwd()
+    # trials get the jobs by index. Ray moves each trial's working directory; the trial moves back (below), so
+    # the recipe's relative paths, which are part of its fingerprint, stay exactly as the caller wrote them
+    payload = [(recipe, str(Path(where).resolve())) for recipe, where in jobs]
+
+    def trial(config):
+        from prefopt.console import quiet_libraries
+        from prefopt.runner import run_one  # (absolute: Ray ships this function by value)
+
+        quiet_libraries(verbose)
+
+        os.chdir(home)  # relative data paths, model aliases and caches as in the caller (a cluster: shared paths)
+        recipe, where = payload[config["job"]]
+        started = time.time()
+        try:
+            run = run_one(recipe, results=Path(where), force=force)
+        except UserError as e:  # the user's to fix: carried back whole, printed as one line by the CLI
+            tune.report({"user_error": json.dumps([e.file, e.field, e.message])})
+            return
+        metrics = json.loads((run / "metrics.json").read_text())
+        tune.report({"run_dir": str(run), "trial_started": started, "trial_ended": time.time(),
+                     **{k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}})
+
+    n = len(payload)
+    tuner = tune.Tuner(
+        tune.with_resources(trial, resources),
+        param_space={"job": tune.grid_search(list(range(n)))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent or (None if resources.get("gpu") else 1)),
+        run_config=tune.RunConfig(name=f"prefopt-{int(time.time())}", storage_path=str(Path(storage).resolve())
+                                  if storage else str(results.resolve() / "cache" / "ray"), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=0)))
+    grid = tuner.fit()
+    reports = {r.config["job"]: r for r in grid}
+    for i in range(n):
+        r = reports[i]
+        if r.metrics and "user_error" in r.metrics:
+            raise UserError(*json.loads(r.metrics["user_error"]))
+        if r.error:
+            raise r.error
+    return [Path(reports[i].metrics["run_dir"]) for i in range(n)]
+
+
+def trial_windows(results: Path) -> list[tuple[float, float]]:
+    """(start, end) wall-clock times of the last Ray batch's trials under `results` (for checks that trials
+    really overlapped)."""
+    import pandas as pd
+
+    windows = []
+    for f in sorted((Path(results) / "cache" / "ray").glob("*/*/progress.csv")):
+        log = pd.read_csv(f)
+        if {"trial_started", "trial_ended"} <= set(log.columns):
+            windows.append((float(log["trial_started"].iloc[-1]), float(log["trial_ended"].iloc[-1])))
+    return windows

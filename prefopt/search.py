@@ -1,0 +1,120 @@
+"""Search spaces and the settings each tuning trial trains with. Pure (numpy only; no torch, no Ray).
+
+A space maps a `train.*` key to one of
+    {low: a, high: b, log: true}     a number drawn between a and b (log-uniform when log; integers stay whole
+                                     when both bounds are)
+    {values: [v1, v2, ...]}          one of the values
+    {per: KEY, low: a, high: b}      a multiple of another key's drawn value (SimPO's gamma as gamma/beta)
+Each method declares its default space (MethodSpec.search); a recipe's `tune.space` replaces the range of
+the keys it names (null drops a key). The settings are drawn up front from `tune.seed`, so trial i has the
+same settings whichever engine runs it, and a rerun finds the trials it already finished.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from .errors import UserError, did_you_mean
+
+SAMPLERS = ("random", "grid")
+_KEYS = {"low", "high", "log", "values", "per"}
+
+
+def merge(default: dict, override: dict | None) -> dict:
+    """The method's space with the recipe's `tune.space` laid over it (a key set to null is dropped)."""
+    space = dict(default)
+    for key, value in (override or {}).items():
+        if value is None:
+            space.pop(key, None)
+        else:
+            space[key] = value
+    return space
+
+
+def check(space: dict, train_keys, *, file: str, fixed: dict = ()) -> None:
+    """Every problem with a space, as UserErrors naming `tune.space.<key>` (train_keys: the TRL config's
+    fields, None when they cannot be read without importing TRL)."""
+    errors = []
+
+    def bad(key, message):
+        errors.append(UserError(file, f"tune.space.{key}", message))
+
+    if not isinstance(space, dict) or not space:
+        raise UserError(file, "tune.space", "nothing to search: give at least one train.* key with {low, high} or "
+                        "{values: [...]}")
+    for key, p in space.items():
+        if train_keys is not None and key not in train_keys:
+            bad(key, f"not a field of the method's TRL config; {did_you_mean(key, train_keys)}")
+            continue
+        if key in fixed:
+            bad(key, f"the method fixes it to {fixed[key]!r}; it cannot be searched")
+            continue
+        if not isinstance(p, dict) or set(p) - _KEYS:
+            extra = sorted(set(p) - _KEYS) if isinstance(p, dict) else []
+            bad(key, (f"unknown key(s) {extra}; " if extra else "") + "expected {low: a, high: b, log: true|false}, "
+                "{values: [...]} or {per: KEY, low: a, high: b}")
+            continue
+        if "values" in p:
+            if set(p) != {"values"} or not isinstance(p["values"], list) or not p["values"]:
+                bad(key, "values must be a non-empty list, alone")
+            continue
+        low, high = p.get("low"), p.get("high")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or not low < high:
+            bad(key, f"needs numbers low < high, got low={low!r}, high={high!r}")
+        elif p.get("log") and low <= 0:
+            bad(key, f"a log range needs low > 0, got {low}")
+        if "per" in p and (p["per"] not in space or "per" in space.get(p["per"], {})):
+            bad(key, f"per: {p['per']!r} must name another searched key that is not itself a multiple")
+    if errors:
+        from .recipe import UserErrors
+
+        raise errors[0] if len(errors) == 1 else UserErrors(errors)
+
+
+def _draw(p: dict, rng: np.random.Generator):
+    if "values" in p:
+        return p["values"][int(rng.integers(len(p["values"])))]
+    low, high = float(p["low"]), float(p["high"])
+    x = math.exp(rng.uniform(math.log(low), math.log(high))) if p.get("log") else rng.uniform(low, high)
+    if isinstance(p["low"], int) and isinstance(p["high"], int) and "per" not in p:
+        return int(round(x))
+    return float(f"{x:.4g}")  # four significant digits: readable settings, and the same value on every machine
+
+
+def _points(p: dict, n: int) -> list:
+    if "values" in p:
+        return list(p["values"])
+    low, high = float(p["low"]), float(p["high"])
+    if n == 1:  # one point: the middle of the range, not its lower end
+        xs = [math.sqrt(low * high) if p.get("log") else (low + high) / 2]
+    else:
+        xs = np.geomspace(low, high, n) if p.get("log") else np.linspace(low, high, n)
+    if isinstance(p["low"], int) and isinstance(p["high"], int) and "per" not in p:
+        return sorted({int(round(x)) for x in xs})
+    return [float(f"{x:.4g}") for x in xs]
+
+
+def _resolve(draw: dict, space: dict) -> dict:
+    """Multiples ({per: KEY}) become values of their own key."""
+    return {k: float(f"{v * draw[space[k]['per']]:.4g}") if "per" in space[k] else v for k, v in draw.items()}
+
+
+def settings(space: dict, trials: int, *, seed: int, sampler: str = "random") -> list[dict]:
+    """The train.* settings of every trial, in trial order. random: `trials` independent draws (each from its
+    own seeded stream, so trial i does not depend on how many trials there are); grid: the full grid with
+    about trials**(1/d) points per range, every value list in full, cut to `trials`."""
+    if sampler == "grid":
+        ranges = [k for k, p in space.items() if "values" not in p]
+        fixed_points = math.prod(len(p["values"]) for p in space.values() if "values" in p)
+        per_range = max(1, int(math.floor((trials / fixed_points) ** (1 / len(ranges)) + 1e-9))) if ranges else 1
+        axes = [_points(p, per_range) for p in space.values()]
+        grid = [dict(zip(space, combo)) for combo in itertools.product(*axes)]
+        return [_resolve(g, space) for g in grid[:trials]]
+    out = []
+    for i in range(trials):
+        rng = np.random.default_rng([int(seed), i])
+        out.append(_resolve({k: _draw(p, rng) for k, p in space.items()}, space))
+    return out

@@ -1,0 +1,131 @@
+"""`prefopt tune`: every recipe gets the same number of trials over its method's search space, each trial an
+ordinary run scored on the validation split; the best trial's settings become a recipe for `prefopt run`.
+
+    results/tuning/<recipe>/runs/<recipe>/seed<seed>-<fingerprint>/   the trials (ordinary run directories)
+    results/tuning/<recipe>/trials.csv                                trial, settings, validation metric
+    results/tuning/<recipe>/tuning.png                                the metric against each setting
+    results/tuned/<recipe>.yaml                                       the recipe with the best trial's settings
+
+The trial settings are drawn up front (prefopt.search, seeded by tune.seed), so an interrupted tuning run
+resumes by running the same command: finished trials are found by their fingerprint and not rerun. The
+test split is never scored by a trial (eval.split: validation drops it before evaluation) and the choice
+reads only the trials' validation metrics.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+from .recipe import Recipe, apply_sets, read_yaml
+
+TUNING, TUNED = "tuning", "tuned"
+
+
+def space_of(recipe: Recipe) -> dict:
+    from .config_fields import field_names
+    from .methods import get_method
+    from .search import check, merge
+
+    spec = get_method(recipe.method, file=recipe.source)
+    space = merge(spec.search, recipe.tune.space)
+    if not space:
+        raise UserError(recipe.source, "tune.space", f"nothing to search for {recipe.method}: its default space "
+                        "was dropped; give at least one train.* key with {low, high} or {values: [...]}")
+    check(space, field_names(spec.config), file=recipe.source, fixed=spec.fixed)
+    return space
+
+
+def trial_recipes(recipe: Recipe, trials: int) -> tuple[list[dict], list[Recipe]]:
+    """(settings, trial recipe) of every trial, in trial order."""
+    from .search import settings
+
+    if recipe.data.validation_fraction == 0:
+        raise UserError(recipe.source, "data.validation_fraction", "tuning scores trials on the validation split; "
+                        "set it above 0 (0.1 keeps a tenth of the prompts apart)")
+    chosen = settings(space_of(recipe), trials, seed=recipe.tune.seed, sampler=recipe.tune.sampler)
+    out = []
+    for values in chosen:
+        r = copy.deepcopy(recipe)
+        r.seeds, r.tuned = None, None
+        r.train = {**r.train, **values}
+        r.eval.split, r.eval.select, r.eval.verifier, r.eval.prompts = "validation", "last", None, None
+        r.data.folds, r.data.fold = 1, None
+        out.append(r)
+    return chosen, out
+
+
+def best_trial(values: list[float], metric: str) -> int | None:
+    """Index of the best validation value (NaN never wins; the earliest among equals)."""
+    from .selection import HIGHER_IS_BETTER
+
+    sign = 1 if HIGHER_IS_BETTER[metric] else -1
+    scored = [(sign * v, -i) for i, v in enumerate(values) if v == v]
+    return -max(scored)[1] if scored else None
+
+
+def tune_recipes(recipes: list[Recipe], *, results: str = "results", trials: int | None = None,
+                 engine: str = "auto", address=None, storage=None, max_concurrent=None, sets=()) -> list[Path]:
+    """Tune every recipe with the same trial count; returns the tuned recipe files written."""
+    import json
+
+    from .batch import run_jobs
+
+    results = Path(results)
+    plans = []
+    for recipe in recipes:
+        n = trials or recipe.tune.trials
+        chosen, jobs = trial_recipes(recipe, n)
+        plans.append((recipe, chosen, jobs, results / TUNING / recipe.name))
+    runs = run_jobs([(j, where) for _, _, jobs, where in plans for j in jobs], results=results, engine=engine,
+                    address=address, storage=storage, max_concurrent=max_concurrent)
+    written, at = [], 0
+    for recipe, chosen, jobs, where in plans:
+        mine, at = runs[at:at + len(jobs)], at + len(jobs)
+        metrics = [json.loads((run / "metrics.json").read_text()) for run in mine]
+        table = trials_table(chosen, metrics, recipe.tune.metric, [r.name for r in mine])
+        from .results import write_atomic
+
+        write_atomic(where / "trials.csv", table.to_csv(index=False))
+        from .plots import png, tuning_figure
+
+        write_atomic(where / "tuning.png", png(tuning_figure(table, recipe.tune.metric, recipe.name)))
+        best = best_trial(table[f"validation_{recipe.tune.metric}"].tolist(), recipe.tune.metric)
+        if best is None:
+            raise UserError(recipe.source, "tune.metric", f"no trial recorded a validation {recipe.tune.metric}; "
+                            "pick another tune.metric")
+        path = results / TUNED / f"{recipe.name}.yaml"
+        write_atomic(path, tuned_yaml(recipe, chosen[best], trial=best, trials=len(jobs),
+                                      value=float(table[f"validation_{recipe.tune.metric}"][best]), sets=sets))
+        written.append(path)
+    return written
+
+
+def trials_table(chosen: list[dict], metrics: list[dict], metric: str, run_ids: list[str]):
+    import pandas as pd
+
+    rows = []
+    for i, (values, m) in enumerate(zip(chosen, metrics)):
+        rows.append({"trial": i, **values, f"validation_{metric}": m.get(metric, math.nan),
+                     "validation_reward_auc": m.get("reward_auc", math.nan), "train_seconds": m.get("train_seconds"),
+                     "run_id": run_ids[i]})
+    return pd.DataFrame(rows).loc[:, lambda d: ~d.columns.duplicated()]
+
+
+def tuned_yaml(recipe: Recipe, values: dict, *, trial: int, trials: int, value: float, sets=()) -> str:
+    """The recipe as written (with any --set), the chosen train.* values in, named <name>_tuned, and a
+    `tuned:` record the runs carry into the summary."""
+    raw = apply_sets(read_yaml(recipe.source), list(sets))
+    raw["name"] = f"{recipe.name}_tuned"
+    raw["train"] = {**(raw.get("train") or {}), **values}
+    raw.pop("seeds", None)
+    raw["tuned"] = {"recipe": recipe.name, "trials": trials, "trial": trial, "sampler": recipe.tune.sampler,
+                    "metric": f"validation {recipe.tune.metric}", "value": round(value, 6), "chosen": values}
+    head = (f"# {recipe.name} with the settings `prefopt tune` chose: trial {trial} of {trials} ({recipe.tune.sampler}"
+            f"), best validation {recipe.tune.metric} {value:.4f}; trials in results/{TUNING}/{recipe.name}/.\n"
+            f"#\n#   python -m prefopt run results/{TUNED}/{recipe.name}.yaml --seeds 1,2,42   # scored on the test split\n")
+    return head + yaml.safe_dump(raw, sort_keys=False)

@@ -1,0 +1,98 @@
+"""Batches of runs on Ray (embedded here) and one by one: the same runs, the same numbers."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from prefopt import batch
+from prefopt.cli import main
+from prefopt.errors import UserError
+
+pytest.importorskip("ray.tune", reason="Ray is in the test extra: pip install -e '.[test]'")
+
+KEYS = ("reward_auc", "preference_accuracy", "reward_margin", "kl", "desirable_nll", "steps")
+
+
+def metrics_of(results, name):
+    return {p.name.split("-")[0]: json.loads((p / "metrics.json").read_text())
+            for p in sorted((results / "runs" / name).iterdir())}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_down():
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+def test_ray_runs_trials_concurrently_with_the_sequential_numbers(write_recipe, tmp_path):
+    recipe = str(write_recipe("dpo"))
+    seq, on_ray = tmp_path / "seq", tmp_path / "ray"
+    assert main(["run", recipe, "--results", str(seq), "--seeds", "1,2", "--engine", "local"]) == 0
+    assert main(["run", recipe, "--results", str(on_ray), "--seeds", "1,2", "--engine", "ray",
+                 "--max-concurrent", "2"]) == 0
+    a, b = metrics_of(seq, "tiny_dpo"), metrics_of(on_ray, "tiny_dpo")
+    assert sorted(a) == sorted(b) == ["seed1", "seed2"]
+    for seed in a:
+        for key in KEYS:  # (Ray gives each trial one thread: reductions may round differently in the last bits)
+            assert b[seed][key] == pytest.approx(a[seed][key], rel=1e-5, abs=1e-9), (seed, key)
+    (s1, e1), (s2, e2) = batch.trial_windows(on_ray)
+    assert max(s1, s2) < min(e1, e2)  # both trials were running at the same moment
+    assert pd.read_csv(on_ray / "summary.csv").query("recipe == 'tiny_dpo'")["n_seeds"].item() == 2
+
+
+def test_a_killed_run_resumes_as_a_ray_trial(write_recipe, tmp_path):
+    from tests.test_faults import complete_checkpoint
+
+    recipe = str(write_recipe("kto", train={"max_steps": 24, "save_steps": 4}))
+    assert main(["run", recipe, "--results", str(tmp_path / "clean"), "--engine", "local"]) == 0
+    results = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "prefopt", "run", recipe, "--results", str(results)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if complete_checkpoint(results):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it was killed"
+    out = subprocess.run([sys.executable, "-m", "prefopt", "run", recipe, "--results", str(results), "--engine", "ray"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "resuming" in out.stdout + out.stderr  # the trial's own output, forwarded by Ray
+    (clean,), (resumed,) = (metrics_of(r, "tiny_kto").values() for r in (tmp_path / "clean", results))
+    for key in KEYS:
+        assert resumed[key] == pytest.approx(clean[key], rel=1e-5, abs=1e-7), key
+
+
+def test_a_user_error_inside_a_ray_trial_comes_back_as_one_line(write_recipe, tmp_path, capsys):
+    recipe = str(write_recipe("dpo", train={"max_length": 8}))  # every prompt is longer: found in the trial
+    assert main(["run", recipe, "--results", str(tmp_path / "r"), "--seeds", "1,2", "--engine", "ray"]) == 2
+    err = capsys.readouterr().err
+    assert "prefopt: error:" in err and "train.max_length" in err and "Traceback" not in err
+
+
+def test_engine_choice_and_what_it_says_without_ray(monkeypatch):
+    assert batch.pick_engine("auto", 1) == "local"
+    assert batch.pick_engine("auto", 3) == "ray"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert batch.pick_engine("auto", 3) == "local"  # under torchrun the processes are the batch's engine
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setattr(batch, "ray_available", lambda: False)
+    assert batch.pick_engine("auto", 3) == "local"
+    with pytest.raises(UserError, match=r'pip install -e "\.\[ray\]"'):
+        batch.pick_engine("ray", 3)
+
+
+def test_a_cluster_needs_shared_storage(write_recipe, tmp_path):
+    from prefopt.recipe import load_recipe
+
+    r = load_recipe(str(write_recipe("dpo")))
+    with pytest.raises(UserError, match="--storage.*every node"):
+        batch.run_jobs([r, r.for_seed(1)], results=tmp_path, engine="ray", address="10.0.0.1:6379")

@@ -1,0 +1,104 @@
+"""`prefopt tune`: the same trials for every recipe, scored on the validation split only; the best wins."""
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from prefopt import search
+from prefopt.cli import main
+from prefopt.errors import UserError
+from prefopt.methods import methods
+from prefopt.recipe import UserErrors, load_recipe
+from prefopt.tuning import best_trial
+
+
+def test_every_method_has_a_valid_default_space_and_draws_are_seeded():
+    from prefopt.config_fields import field_names
+
+    for name, spec in methods().items():
+        assert "learning_rate" in spec.search, name
+        search.check(spec.search, field_names(spec.config), file="x", fixed=spec.fixed)
+        a = search.settings(spec.search, 5, seed=3)
+        assert a == search.settings(spec.search, 5, seed=3) != search.settings(spec.search, 5, seed=4)
+        assert search.settings(spec.search, 3, seed=3) == a[:3]  # trial i does not depend on the trial count
+        lr = [s["learning_rate"] for s in a]
+        assert all(spec.search["learning_rate"]["low"] <= x <= spec.search["learning_rate"]["high"] for x in lr)
+    simpo = search.settings(methods()["simpo"].search, 20, seed=0)
+    assert all(0.1 * s["beta"] * 0.999 <= s["simpo_gamma"] <= 1.0 * s["beta"] * 1.001 for s in simpo)
+
+
+def test_grid_and_value_lists():
+    space = {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}, "beta": {"values": [0.1, 0.5]}}
+    grid = search.settings(space, 6, seed=0, sampler="grid")
+    assert grid == [{"learning_rate": lr, "beta": b} for lr in (1e-4, 1e-3, 1e-2) for b in (0.1, 0.5)]
+
+
+@pytest.mark.parametrize("space, field, needle", [
+    ({"lerning_rate": {"low": 1e-5, "high": 1e-3}}, "tune.space.lerning_rate", "did you mean 'learning_rate'"),
+    ({"beta": {"low": 0.5, "high": 0.1}}, "tune.space.beta", "low < high"),
+    ({"beta": {"low": 0.0, "high": 0.1, "log": True}}, "tune.space.beta", "low > 0"),
+    ({"beta": {"min": 0.1, "max": 1}}, "tune.space.beta", "unknown key"),
+    ({"beta": {"per": "gamma", "low": 0.1, "high": 1}}, "tune.space.beta", "per"),
+])
+def test_bad_spaces_name_the_key(space, field, needle, tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "method": "dpo", "tune": {"space": space}}))
+    with pytest.raises(UserError) as e:
+        load_recipe(str(path))
+    errors = e.value.errors if isinstance(e.value, UserErrors) else [e.value]
+    assert any(err.field == field and needle in err.message for err in errors), [str(x) for x in errors]
+
+
+def test_best_trial_ignores_nan_and_prefers_the_earliest():
+    assert best_trial([0.6, float("nan"), 0.7, 0.7], "reward_auc") == 2
+    assert best_trial([2.0, 1.5, 1.5], "desirable_nll") == 1
+    assert best_trial([float("nan")], "reward_auc") is None
+
+
+def test_tune_picks_the_best_validation_trial_and_never_scores_the_test_split(write_recipe, tmp_path, monkeypatch):
+    import prefopt.metrics as metrics
+    from prefopt.data import prepare
+    from prefopt.data.io import load_rows
+
+    recipe = write_recipe("dpo", data={"validation_fraction": 0.25}, eval={"verifier": "auto"},
+                          tune={"trials": 3, "sampler": "grid",
+                                                                   "space": {"beta": {"values": [0.05, 0.2, 0.8]}}})
+    raw = yaml.safe_load(recipe.read_text())
+    rows = load_rows(raw["data"]["path"])
+    test_keys = set(prepare(rows, file="f", method="dpo", form="paired", strategy="natural", eval_fraction=0.25,
+                            validation_fraction=0.25, seed=0, split_seed=42).eval_rows["prompt"].map(json.dumps))
+    scored = []
+    real = metrics.score_rows
+
+    def watching(model, tok, rows, **kw):
+        scored.extend(json.dumps(r["prompt"]) for r in rows)
+        return real(model, tok, rows, **kw)
+
+    monkeypatch.setattr(metrics, "score_rows", watching)
+    monkeypatch.setattr(metrics, "verified_success", lambda *a, **k: pytest.fail("a trial took the generation test"))
+    results = tmp_path / "res"
+    assert main(["tune", str(recipe), "--results", str(results), "--engine", "local"]) == 0
+    assert scored and not set(scored) & test_keys  # only validation rows were ever scored
+
+    trials = pd.read_csv(results / "tuning" / "tiny_dpo" / "trials.csv")
+    assert trials["beta"].tolist() == [0.05, 0.2, 0.8] and len(trials) == 3
+    best = int(trials["validation_reward_auc"].idxmax())
+    tuned = yaml.safe_load((results / "tuned" / "tiny_dpo.yaml").read_text())
+    assert tuned["name"] == "tiny_dpo_tuned" and tuned["train"]["beta"] == trials["beta"][best]
+    assert tuned["tuned"]["trial"] == best and tuned["tuned"]["trials"] == 3
+    assert (results / "tuning" / "tiny_dpo" / "tuning.png").stat().st_size > 1000
+    assert not (results / "runs").exists()  # trials stay out of the test-split results
+
+    # resumed: the same command finds every trial finished and reruns none
+    monkeypatch.setattr("trl.DPOTrainer.train", lambda *a, **k: pytest.fail("a finished trial ran again"))
+    assert main(["tune", str(recipe), "--results", str(results), "--engine", "local"]) == 0
+
+    # the tuned recipe runs on the test split, and the summary says it was tuned and how
+    monkeypatch.undo()
+    tuned_path = tmp_path / "tuned.yaml"
+    tuned_path.write_text((results / "tuned" / "tiny_dpo.yaml").read_text())
+    assert main(["run", str(tuned_path), "--results", str(results)]) == 0
+    summary = (results / "summary.md").read_text()
+    assert "**tiny_dpo_tuned** is tuned: 3 grid trials of tiny_dpo" in summary
