@@ -398,3 +398,19 @@ def test_config_id_ignores_fields_added_later_at_their_default(tmp_path):
         (tmp_path / f"{i}.yaml").write_text(yaml.safe_dump(r))
         ids.append(_config_id(tmp_path / f"{i}.yaml"))
     assert ids[0] == ids[1] != ids[2]
+
+
+def test_the_summary_answers_whether_a_method_beat_the_sft_baseline():
+    from prefopt.paired import baseline_lines
+    from prefopt.stats import Comparison
+
+    est = {"sft": (0.6, 0.5, 0.7), "orpo": (0.7, 0.6, 0.8), "dpo": (0.62, 0.5, 0.7), "kto": (0.5, 0.4, 0.6)}
+    pairwise = {("orpo", "sft"): (0.1, 0.05, 0.15, 0.001, 0.01, 1.0), ("sft", "dpo"): (-0.02, -0.1, 0.05, 0.5, 1.0, 0.3),
+                ("sft", "kto"): (0.1, 0.05, 0.15, 0.001, 0.02, 1.0), ("orpo", "dpo"): (0, 0, 0, 1, 1, 0.5),
+                ("orpo", "kto"): (0, 0, 0, 1, 1, 0.5), ("dpo", "kto"): (0, 0, 0, 1, 1, 0.5)}
+    c = Comparison("verified_success", 300, 10, 0, est, (0.5, 0.4, 0.6), {}, pairwise)
+    split = pd.DataFrame({"group": ["sft", "orpo", "dpo", "kto"], "method": ["sft", "orpo", "dpo", "kto"]})
+    (line,) = baseline_lines(split, {"verified_success": c})
+    assert line == ("- Against the SFT baseline sft on verified_success: better: orpo +0.1 (Holm p 0.010); "
+                    "worse: kto -0.1 (Holm p 0.020); tied: dpo +0.02.")
+    assert baseline_lines(split.assign(method="dpo"), {"verified_success": c}) == []  # no SFT run: no such line
