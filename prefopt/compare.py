@@ -318,7 +318,8 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
         paired = _paired_section(split, analyses.get(fp))
         lines += paired
         lines += family_table(read_generations(split))
-        lines += ["Means over seeds (± half-width of the 95% Student-t interval):", ""] if paired else []
+        over = "runs (each fold's value; folds × seeds)" if folds > 1 else "seeds"
+        lines += [f"Means over {over} (± half-width of the 95% Student-t interval):", ""] if paired else []
         lines += _table(s, quality, ranked=True)
         measured = [m for m in ("desirable_nll", "verified_success") if m in quality]
         scored = (f"; its {' and '.join(measured)} {'is' if len(measured) == 1 else 'are'} the mean of the runs' "

@@ -10,6 +10,13 @@ from prefopt.recipe import check_train_fields, load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+# what scripts/crossfit.sh adds to every shipped recipe for the committed cross-fitted runs
+CROSS_FIT = ["data.folds=5", "data.validation_fraction=0", "eval.verifier=null"]
+
+
+def test_crossfit_script_uses_the_settings_the_results_are_checked_against():
+    script = (ROOT / "scripts" / "crossfit.sh").read_text()
+    assert all(f"--set {s}" in script or (s == "data.folds=5" and "--folds 5" in script) for s in CROSS_FIT)
 
 
 def test_the_five_default_recipes_ship():
@@ -37,6 +44,12 @@ def test_committed_results_come_from_the_shipped_recipes():
     table = pd.read_csv(ROOT / "results" / "comparison.csv")
     recipes = {p.stem: load_recipe(str(p)) for p in RECIPES}
     assert set(table.recipe) == set(recipes)
+    crossfit = {p.stem: load_recipe(str(p), CROSS_FIT) for p in RECIPES}
     for row in table.itertuples():
-        want = f"seed{row.seed}-{recipes[row.recipe].for_seed(int(row.seed)).fingerprint()}"
+        fold = getattr(row, "fold", float("nan"))
+        if fold == fold:  # a cross-fitted run: the shipped recipe with scripts/crossfit.sh's settings
+            r = crossfit[row.recipe].for_seed(int(row.seed)).for_fold(int(fold))
+            want = f"seed{row.seed}-fold{int(fold)}-{r.fingerprint()}"
+        else:
+            want = f"seed{row.seed}-{recipes[row.recipe].for_seed(int(row.seed)).fingerprint()}"
         assert row.run_id == want, f"{row.recipe} seed {row.seed}: results are from another version of the recipe"
