@@ -101,6 +101,9 @@ def _on_ray(jobs, *, results: Path, address, storage, max_concurrent, force) -> 
                         "storage too")
     from ray import tune
 
+    import ray
+
+    ours = not ray.is_initialized()
     resources = _init_ray(address, max_concurrent)
     from . import console
 
@@ -136,7 +139,13 @@ def _on_ray(jobs, *, results: Path, address, storage, max_concurrent, force) -> 
         run_config=tune.RunConfig(name=f"prefopt-{int(time.time())}", storage_path=str(Path(storage).resolve())
                                   if storage else str(results.resolve() / "cache" / "ray"), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)))
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    finally:
+        if ours:  # a Ray this batch started (or joined) lives for the batch: its daemons hold memory and CPU
+            import ray
+
+            ray.shutdown()
     reports = {r.config["job"]: r for r in grid}
     for i in range(n):
         r = reports[i]

@@ -358,7 +358,7 @@ def test_cross_fitted_folds_run_like_seeds_resume_and_pool(write_recipe, tmp_pat
     assert first.name.startswith("seed0-fold1-")
     assert "tiny_dpo seed 0 (folds 1 of 3 finished)" in (results / "summary.md").read_text()
     stamp = (first / "metrics.json").stat().st_mtime_ns
-    assert main(["run", str(recipe), "--results", str(results)]) == 0
+    assert main(["run", str(recipe), "--results", str(results), "--engine", "local"]) == 0  # (Ray: test_batch)
     assert "fold1" in capsys.readouterr().out.split("already finished")[0]  # the finished fold is skipped
     assert (first / "metrics.json").stat().st_mtime_ns == stamp
     runs = sorted((results / "runs" / "tiny_dpo").iterdir())
