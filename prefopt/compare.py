@@ -1,7 +1,8 @@
 """Comparison tables and plots, rebuilt from every finished run (a run directory with metrics.json).
 
     results/comparison.csv      one row per run
-    results/summary.csv / .md   one row per recipe within each held-out split (eval fingerprint): mean and
+    results/summary.csv / .md   one row per recipe within each test (`test`: the split's eval fingerprint, or a
+                                cross-fitting partition's): mean and
                                 95% Student-t confidence interval over seeds, plus the untrained reference
     results/plots/*.png         training loss and reward margin curves, held-out metrics with CI whiskers
 
@@ -32,7 +33,7 @@ QUALITY = ["reward_auc", "preference_accuracy", "reward_margin", "kl", "desirabl
 COST = ["examples_used", "steps", "train_seconds", "eval_seconds", "train_tokens_per_second", "peak_memory_mb"]
 ORDER = QUALITY + ["verified_success_delta", "desirable_nll_ref", "verified_success_ref"] + COST + [
     "eval_rows", "eval_pairs", "verified_prompts"]
-IDS = ["recipe", "config", "method", "strategy", "seed", "fold", "folds", "eval_fingerprint", "run_id", "data_path"]
+IDS = ["recipe", "config", "method", "strategy", "seed", "fold", "folds", "test", "eval_fingerprint", "run_id", "data_path"]
 REFERENCE = "reference"
 MARGIN_COLUMN = "rewards/margins"
 LEGEND = {
@@ -63,8 +64,6 @@ def load_runs(results: Path) -> pd.DataFrame:
             continue
         row["config"] = _config_id(path.parent / "recipe.yaml")
         row["run_dir"] = str(path.parent)
-        if row.get("partition"):  # cross-fitted: the k folds of one partition form one test (every prompt once)
-            row["fold_fingerprint"], row["eval_fingerprint"] = row["eval_fingerprint"], row["partition"]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -103,22 +102,34 @@ def metric_columns(runs: pd.DataFrame) -> list[str]:
     return [c for c in ORDER if c in cols] + sorted(c for c in cols if c not in ORDER)
 
 
-def with_groups(runs: pd.DataFrame) -> pd.DataFrame:
-    """Adds `group`: the recipe name, plus its configuration id where one name covers several configurations
-    on one split (an edited recipe), so seeds of different configurations are never averaged together."""
+def with_test(runs: pd.DataFrame) -> pd.DataFrame:
+    """Adds `test`, the held-out test a run's numbers belong to: its split's eval fingerprint, or for a
+    cross-fitted run its partition (the k folds form one test, every prompt once; eval_fingerprint stays
+    the fold's own rows)."""
     runs = runs.copy()
+    test = runs["eval_fingerprint"]
+    runs["test"] = runs["partition"].fillna(test) if "partition" in runs else test
+    return runs
+
+
+def with_groups(runs: pd.DataFrame) -> pd.DataFrame:
+    """Adds `test` and `group`: the recipe name, plus its configuration id where one name covers several
+    configurations on one test (an edited recipe), so seeds of different configurations are never averaged
+    together."""
+    runs = with_test(runs)
     for col in ("method", "strategy", "config"):
         if col not in runs:
             runs[col] = None
     runs["config"] = runs["config"].fillna("?")
-    n_configs = runs.groupby(["eval_fingerprint", "recipe"])["config"].transform("nunique")
+    n_configs = runs.groupby(["test", "recipe"])["config"].transform("nunique")
     runs["group"] = np.where(n_configs > 1, runs["recipe"] + " [" + runs["config"] + "]", runs["recipe"])
     return runs
 
 
 def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
+    runs = with_test(runs)
     ids = [c for c in IDS if c in runs]
-    return runs[ids + metric_columns(runs)].sort_values([c for c in ("eval_fingerprint", "recipe", "config",
+    return runs[ids + metric_columns(runs)].sort_values([c for c in ("test", "recipe", "config",
                                                                       "seed", "fold") if c in runs],
                                                         ignore_index=True)
 
@@ -151,11 +162,11 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     runs = with_groups(runs)
     metrics = metric_columns(runs)
     out = []
-    for fp, split in runs.groupby("eval_fingerprint", sort=True):
+    for fp, split in runs.groupby("test", sort=True):
         rows = []
         for group, g in split.groupby("group", sort=True):
             folds = _folds(g)
-            row = {"eval_fingerprint": fp, "recipe": group, "method": _one(g["method"]),
+            row = {"test": fp, "recipe": group, "method": _one(g["method"]),
                    "strategy": _one(g["strategy"]), "n_seeds": g["seed"].nunique(), "n_folds": folds,
                    "n_runs": len(g), "seeds": " ".join(str(s) for s in sorted(g["seed"].unique()))}
             for m in metrics:
@@ -165,7 +176,7 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
                            f"cross-fitted: mean over {len(g)} runs ({folds} folds x seeds)" if folds > 1 else "")
             rows.append(row)
         rows.sort(key=lambda r: (_nan(r.get(f"{HEADLINE}_mean")), -(r.get(f"{HEADLINE}_mean") or 0)))
-        ref = {"eval_fingerprint": fp, "recipe": REFERENCE, "method": "none (untrained)", "strategy": "",
+        ref = {"test": fp, "recipe": REFERENCE, "method": "none (untrained)", "strategy": "",
                "n_seeds": math.nan, "seeds": "",
                "note": "untrained model: reward_auc, preference_accuracy, reward_margin, kl by definition "
                        "(r ≡ 0); desirable_nll and verified_success are the runs' *_ref means"}
@@ -303,8 +314,8 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
              "different splits are never compared), each cell the mean over seeds ± half-width of the 95% "
              "Student-t confidence interval; recipes ranked by the headline metric, " + HEADLINE + ".", ""]
     lines += [f"- **{m}**{' (headline)' if m == HEADLINE else ''}: {LEGEND[m]}" for m in quality]
-    for fp, s in summary.groupby("eval_fingerprint", sort=True):
-        split = runs[runs["eval_fingerprint"] == fp]
+    for fp, s in summary.groupby("test", sort=True):
+        split = runs[runs["test"] == fp]
         folds = _folds(split)
         per_fold = split.drop_duplicates("fold") if folds > 1 else split.iloc[:1]  # (a fold's sizes: every recipe)
         sizes = ", ".join(f"{int(per_fold[k].sum())} held-out {w}" for k, w in (("eval_rows", "rows"), ("eval_pairs", "pairs"))
@@ -419,7 +430,7 @@ def rebuild(results: Path) -> list[Path]:
         from .paired import analyze
 
         grouped = with_groups(runs)
-        splits = {fp: grouped[grouped["eval_fingerprint"] == fp] for fp in summary["eval_fingerprint"].unique()}
+        splits = {fp: grouped[grouped["test"] == fp] for fp in summary["test"].unique()}
         analyses = {fp: analyze(split) for fp, split in splits.items() if has_records(split)}
         text("summary.md", summary_markdown(summary, runs, analyses))
         with_gens = {fp: g for fp, split in splits.items()
@@ -435,7 +446,7 @@ def rebuild(results: Path) -> list[Path]:
                    "reward_margin.png": curves_figure(runs, logs, MARGIN_COLUMN,
                                                       f"training reward margin ({MARGIN_COLUMN}) per run")}
         figures.update({f"heldout_{str(fp)[:12]}.png": metrics_figure(summary, fp)
-                        for fp in summary["eval_fingerprint"].unique()})
+                        for fp in summary["test"].unique()})
         for fp, a in analyses.items():
             figures[f"forest_{str(fp)[:12]}.png"] = forest_figure(a.results, str(fp)[:12])
             figures[f"pairwise_{str(fp)[:12]}.png"] = pairwise_figure(a.results, str(fp)[:12])

@@ -40,15 +40,19 @@ def png(fig) -> bytes:
 def curves_figure(runs: pd.DataFrame, logs: dict, column: str, title: str):
     """One panel per recipe, one line per run; runs whose log lacks `column` are skipped. None if no data."""
     runs = with_groups(runs)
-    split_count = runs.groupby("group")["eval_fingerprint"].nunique()
+    # a fold names a cross-fitted run's test; single-split tests are told apart by fingerprint when needed
+    folded = runs["fold"].notna() if "fold" in runs else pd.Series(False, index=runs.index)
+    split_count = runs[~folded].groupby("group")["test"].nunique()
     panels = {}
-    for _, r in runs.sort_values(["group", "eval_fingerprint", "seed"]).iterrows():
+    for _, r in runs.sort_values([c for c in ("group", "test", "seed", "fold") if c in runs]).iterrows():
         log = logs.get(r["run_dir"])
         if log is None or column not in log:
             continue
         points = log[["step", column]].apply(pd.to_numeric, errors="coerce").dropna()
         if len(points):
-            label = f"seed {r['seed']}" + (f" · split {r['eval_fingerprint']}" if split_count[r["group"]] > 1 else "")
+            fold = r.get("fold")
+            label = (f"seed {r['seed']} fold {int(fold)}" if fold is not None and pd.notna(fold) else
+                     f"seed {r['seed']}" + (f" · test {str(r['test'])[:12]}" if split_count.get(r["group"], 0) > 1 else ""))
             panels.setdefault(r["group"], []).append((label, points))
     if not panels:
         return None
@@ -65,7 +69,7 @@ def curves_figure(runs: pd.DataFrame, logs: dict, column: str, title: str):
 
 def metrics_figure(summary: pd.DataFrame, fp: str):
     """Bars of each held-out metric per recipe (reference in grey) with 95% CI whiskers, one split."""
-    s = summary[summary["eval_fingerprint"] == fp]
+    s = summary[summary["test"] == fp]
     metrics = [m for m in QUALITY if f"{m}_mean" in s and s[f"{m}_mean"].notna().any()]
     fig, axes = _figure(len(metrics), width=4.6, height=3.4)
     labels = list(s["recipe"])

@@ -91,11 +91,11 @@ def test_comparison_one_row_per_finished_run(built):
     df = pd.read_csv(results / "comparison.csv")
     assert len(df) == sum(len(v) for v in AUC.values())
     assert "crashed" not in set(df["recipe"]) and 9 not in set(df["seed"]) and 0.99 not in set(df["reward_auc"])
-    assert list(df.columns[:6]) == ["recipe", "config", "method", "strategy", "seed", "eval_fingerprint"]
+    assert list(df.columns[:6]) == ["recipe", "config", "method", "strategy", "seed", "test"]
     for col in ("reward_auc", "preference_accuracy", "reward_margin", "kl", "desirable_nll", "desirable_nll_ref",
                 "verified_success", "train_seconds", "peak_memory_mb", "eval_pairs"):
         assert col in df.columns
-    row = df[(df.recipe == "dpo") & (df.eval_fingerprint == FP_A) & (df.seed == 2)].iloc[0]
+    row = df[(df.recipe == "dpo") & (df.test == FP_A) & (df.seed == 2)].iloc[0]
     assert row["reward_auc"] == 0.73 and row["method"] == "dpo"
 
 
@@ -103,7 +103,7 @@ def test_summary_means_and_ci_match_scipy(built):
     results, _ = built
     s = pd.read_csv(results / "summary.csv")
     for (recipe, fp), aucs in AUC.items():
-        row = s[(s.recipe == recipe) & (s.eval_fingerprint == fp)]
+        row = s[(s.recipe == recipe) & (s.test == fp)]
         assert len(row) == 1, (recipe, fp)
         row = row.iloc[0]
         assert row["n_seeds"] == len(aucs)
@@ -123,8 +123,8 @@ def test_summary_means_and_ci_match_scipy(built):
 def test_summary_groups_by_fingerprint_ranks_and_adds_reference(built):
     results, _ = built
     s = pd.read_csv(results / "summary.csv", keep_default_na=False, na_values=[""])
-    assert list(s.eval_fingerprint.unique()) == [FP_A, FP_B]
-    a, b = s[s.eval_fingerprint == FP_A], s[s.eval_fingerprint == FP_B]
+    assert list(s.test.unique()) == [FP_A, FP_B]
+    a, b = s[s.test == FP_A], s[s.test == FP_B]
     assert list(a.recipe) == ["kto_mixed", "dpo", "orpo", "reference"]  # ranked by mean reward_auc
     assert list(b.recipe) == ["kto_mixed", "dpo", "reference"]
     # never mixed: the FP_B kto mean is over its own two seeds only

@@ -370,7 +370,7 @@ def test_cross_fitted_folds_run_like_seeds_resume_and_pool(write_recipe, tmp_pat
     assert sorted(items["row_id"]) == list(range(n_rows))  # every labeled row scored once, by one fold's model
 
     table = with_groups(load_runs(results))
-    assert table["eval_fingerprint"].nunique() == 1  # the partition is one test
+    assert table["test"].nunique() == 1 and table["eval_fingerprint"].nunique() == 3  # the partition is one test
     pooled, counts, missing = paired.load(table)
     (run,) = pooled["tiny_dpo"]
     assert not missing and counts["reward_auc"] == items["prompt_id"].nunique() == len(set(run.prompt))
