@@ -118,7 +118,7 @@ def pairwise_figure(comparisons: dict, fp: str, metrics=("reward_auc", "verified
     if not shown:
         return None
     most = max(len(c.estimates) for c in shown.values())
-    fig, axes = _figure(len(shown), width=1.2 + 1.1 * most, height=1.0 + 0.9 * most)
+    fig, axes = _figure(len(shown), width=1.6 + 1.1 * most, height=1.4 + 0.9 * most)
     for ax, (metric, c) in zip(axes, shown.items()):
         names = sorted(c.estimates, key=lambda k: -c.estimates[k][0])
         n = len(names)
@@ -142,7 +142,8 @@ def pairwise_figure(comparisons: dict, fp: str, metrics=("reward_auc", "verified
         ax.set_yticks(range(n), names, fontsize="small")
         ax.set_title(f"{metric}: row − column")
         ax.figure.colorbar(image, ax=ax, shrink=0.8)
-    fig.suptitle(f"split {fp}: pairwise differences (paired by prompt), Holm-adjusted p")
+    # two short lines: one line clipped on the narrow figure of a two-recipe test
+    fig.suptitle(f"test {fp}\npairwise differences (paired by prompt), Holm p", fontsize="medium")
     return fig
 
 

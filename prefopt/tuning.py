@@ -108,12 +108,12 @@ def tune_recipes(recipes: list[Recipe], *, results: str = "results", trials: int
 def trials_table(chosen: list[dict], metrics: list[dict], metric: str, run_ids: list[str]):
     import pandas as pd
 
-    rows = []
-    for i, (values, m) in enumerate(zip(chosen, metrics)):
-        rows.append({"trial": i, **values, f"validation_{metric}": m.get(metric, math.nan),
-                     "validation_reward_auc": m.get("reward_auc", math.nan), "train_seconds": m.get("train_seconds"),
-                     "run_id": run_ids[i]})
-    return pd.DataFrame(rows).loc[:, lambda d: ~d.columns.duplicated()]
+    # the chosen metric first; reward_auc beside it when the choice was made on another metric
+    shown = [metric] + [m for m in ("reward_auc",) if m != metric]
+    rows = [{"trial": i, **values, **{f"validation_{k}": m.get(k, math.nan) for k in shown},
+             "train_seconds": m.get("train_seconds"), "run_id": run_ids[i]}
+            for i, (values, m) in enumerate(zip(chosen, metrics))]
+    return pd.DataFrame(rows)
 
 
 def tuned_yaml(recipe: Recipe, values: dict, *, trial: int, trials: int, value: float, sets=()) -> str:

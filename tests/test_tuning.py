@@ -11,7 +11,7 @@ from prefopt.cli import main
 from prefopt.errors import UserError
 from prefopt.methods import methods
 from prefopt.recipe import UserErrors, load_recipe
-from prefopt.tuning import best_trial
+from prefopt.tuning import best_trial, trials_table
 
 
 def test_every_method_has_a_valid_default_space_and_draws_are_seeded():
@@ -102,3 +102,14 @@ def test_tune_picks_the_best_validation_trial_and_never_scores_the_test_split(wr
     assert main(["run", str(tuned_path), "--results", str(results)]) == 0
     summary = (results / "summary.md").read_text()
     assert "**tiny_dpo_tuned** is tuned: 3 grid trials of tiny_dpo" in summary
+
+
+def test_trials_table_shows_the_chosen_metric_and_reward_auc_once():
+    chosen = [{"learning_rate": 1e-4}, {"learning_rate": 3e-4}]
+    scores = [{"reward_auc": 0.6, "kl": 0.1, "train_seconds": 5}, {"reward_auc": 0.7, "kl": 0.2, "train_seconds": 6}]
+    by_kl = trials_table(chosen, scores, "kl", ["a", "b"])
+    assert list(by_kl.columns) == ["trial", "learning_rate", "validation_kl", "validation_reward_auc",
+                                   "train_seconds", "run_id"]
+    assert by_kl["validation_kl"].tolist() == [0.1, 0.2] and by_kl["validation_reward_auc"].tolist() == [0.6, 0.7]
+    by_auc = trials_table(chosen, scores, "reward_auc", ["a", "b"])
+    assert list(by_auc.columns) == ["trial", "learning_rate", "validation_reward_auc", "train_seconds", "run_id"]
