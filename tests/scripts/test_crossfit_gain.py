@@ -1,0 +1,67 @@
+"""scripts/crossfit_gain.py on fake per-item records: a single split of 12 prompts and a 2-fold cross-fitted
+test of 120 prompts, same recipes and seed. Only complete cross-fitted recipes are compared, pairs read
+higher minus lower, and the many more prompts narrow every interval."""
+
+from __future__ import annotations
+
+import importlib.util
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from prefopt.results import write_json, write_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("crossfit_gain", ROOT / "scripts" / "crossfit_gain.py")
+crossfit_gain = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(crossfit_gain)
+EFFECT = {"strong": 1.5, "weak": 0.0, "weaker": -0.2, "half": 0.5}
+
+
+def add(root: Path, recipe: str, prompts: list[str], fp: str, fold: int | None = None) -> None:
+    run_id = f"seed42-{'' if fold is None else f'fold{fold}-'}{fp}"
+    run = root / "runs" / recipe / run_id
+    write_yaml(run / "recipe.yaml", {"name": recipe, "method": "dpo", "seed": 42,
+                                     "data": {"path": "d.jsonl", "folds": 1 if fold is None else 2, "fold": fold}})
+    rng = np.random.default_rng(zlib.crc32(f"{recipe}/{fp}".encode()))  # (hash() varies by process)
+    n = 4 * len(prompts)
+    ref = -np.random.default_rng(0).uniform(20, 60, n)
+    label = np.tile([True, True, True, False], len(prompts))
+    pd.DataFrame({"row_id": np.arange(n), "prompt_id": np.repeat(prompts, 4), "label": label,
+                  "logp": ref + EFFECT[recipe] * label + rng.normal(size=n), "ref_logp": ref,
+                  "tokens": rng.integers(5, 30, n), "kl_sum": rng.uniform(0, 1, n)}).to_csv(run / "eval_items.csv",
+                                                                                     index=False)
+    metrics = {"recipe": recipe, "method": "dpo", "strategy": "natural", "seed": 42, "run_id": run_id,
+               "eval_fingerprint": fp, "data_path": "d.jsonl", "reward_auc": 0.6, "eval_rows": n}
+    if fold is not None:
+        metrics.update(fold=fold, folds=2, partition="part")
+    write_json(run / "metrics.json", metrics)
+
+
+def test_gain_table_pairs_narrow_and_incomplete_recipes_left_out(tmp_path, capsys):
+    root = tmp_path / "results"
+    single = [f"s{i:02d}" for i in range(12)]
+    folds = [[f"c{i:03d}" for i in range(60)], [f"c{i:03d}" for i in range(60, 120)]]
+    for recipe in ("strong", "weak", "weaker"):
+        add(root, recipe, single, "single")
+        for f, prompts in enumerate(folds):
+            add(root, recipe, prompts, f"fold{f}", fold=f)
+    add(root, "half", folds[0], "fold0", fold=0)  # one of its two folds: never compared
+    add(root, "half", single, "single")
+
+    assert crossfit_gain.main([str(root), "--markdown", str(tmp_path / "gain.md")]) == 0
+    out = capsys.readouterr().out
+    assert out == (tmp_path / "gain.md").read_text()
+    assert "single split `single` (12 prompts) vs cross-fitted `part` (120 prompts, 2 folds); seeds 42" in out
+    runs = crossfit_gain.compare.with_groups(crossfit_gain.compare.load_runs(root))
+    s = crossfit_gain.paired.analyze(runs[runs["test"] == "single"].query("group != 'half'"))
+    c = crossfit_gain.paired.analyze(runs[(runs["test"] == "part") & (runs["group"] != "half")])
+    table = crossfit_gain.gain_table(s, c, "reward_auc")
+    assert sorted(table["pair"]) == ["strong − weak", "strong − weaker", "weak − weaker"]
+    assert (table["cross"] >= 0).all() and (table["cross_low"] <= table["cross"]).all()
+    assert (table["cross_width"] < table["single_width"]).all()  # 10x the prompts
+    strong = table.set_index("pair").loc["strong − weak"]
+    assert strong["cross_p"] < 0.05 and strong["decided"] in ("both", "cross-fitted only")
+    assert "| strong − weak |" in out and "half" not in out
