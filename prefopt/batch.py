@@ -55,12 +55,24 @@ def run_jobs(jobs: list, *, results: Path, engine: str = "auto", address: str | 
     job order. A failed job raises after the others finished (Ray) or at once (local)."""
     from .runner import run_one
 
+    from . import results as res
+
+    if max_concurrent is not None and max_concurrent < 1:
+        raise UserError("--max-concurrent", str(max_concurrent), "must be at least 1")
     jobs = [j if isinstance(j, tuple) else (j, Path(results)) for j in jobs]
+    # jobs that are the same run (same directory: a repeated seed, or the same settings twice) run once, so
+    # two trials never train into one directory at the same time
+    where = [res.run_dir(Path(w), r.name, r.seed, r.fingerprint(), r.data.fold).resolve() for r, w in jobs]
+    unique = list(dict.fromkeys(where))
+    todo = [jobs[where.index(d)] for d in unique]
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if pick_engine(engine, len(jobs), address) == "local":
-        return [run_one(recipe, results=Path(where), force=force) for recipe, where in jobs]
-    return _on_ray(jobs, results=Path(results), address=address, storage=storage, max_concurrent=max_concurrent,
-                   force=force)
+    if pick_engine(engine, len(todo), address) == "local":
+        done = [run_one(recipe, results=Path(w), force=force) for recipe, w in todo]
+    else:
+        done = _on_ray(todo, results=Path(results), address=address, storage=storage,
+                       max_concurrent=max_concurrent, force=force)
+    by_dir = dict(zip(unique, done))
+    return [by_dir[d] for d in where]
 
 
 def _init_ray(address: str | None, max_concurrent: int | None) -> dict:
@@ -74,13 +86,22 @@ def _init_ray(address: str | None, max_concurrent: int | None) -> dict:
     os.environ.setdefault("RAY_worker_niceness", "0")
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True)
+            try:
+                ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise UserError("--address", address, f"no Ray cluster could be joined there ({e}); check the "
+                                "address (ray status prints it) or leave --address out to run Ray here") from None
         else:
-            ray.init(num_cpus=os.cpu_count() or 1, num_gpus=cuda, object_store_memory=OBJECT_STORE_BYTES,
-                     include_dashboard=False, configure_logging=False, log_to_driver=True)
-    cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
-    if cuda or ray.cluster_resources().get("GPU"):
-        return {"cpu": max(1, cpus // max(1, int(ray.cluster_resources()["GPU"]))), "gpu": 1}
+            # address "local": a new Ray of our own even when a `ray start` cluster runs on this machine
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, num_gpus=cuda,
+                     object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False, configure_logging=False,
+                     log_to_driver=True)
+    # a trial runs on one node, so it asks for a share of the smallest node, never of the cluster's total
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")] or [ray.cluster_resources()]
+    gpu_nodes = [r for r in nodes if r.get("GPU")]
+    if gpu_nodes:
+        return {"cpu": max(1, int(min(r.get("CPU", 1) // r["GPU"] for r in gpu_nodes))), "gpu": 1}
+    cpus = int(min(r.get("CPU", os.cpu_count() or 1) for r in nodes))
     return {"cpu": max(1, cpus // max(1, max_concurrent or 1))}
 
 
@@ -125,7 +146,7 @@ def _on_ray(jobs, *, results: Path, address, storage, max_concurrent, force) -> 
         try:
             run = run_one(recipe, results=Path(where), force=force)
         except UserError as e:  # the user's to fix: carried back whole, printed as one line by the CLI
-            tune.report({"user_error": json.dumps([e.file, e.field, e.message])})
+            tune.report({"user_error": json.dumps([[x.file, x.field, x.message] for x in getattr(e, "errors", [e])])})
             return
         metrics = json.loads((run / "metrics.json").read_text())
         tune.report({"run_dir": str(run), "trial_started": started, "trial_ended": time.time(),
@@ -148,11 +169,17 @@ def _on_ray(jobs, *, results: Path, address, storage, max_concurrent, force) -> 
             ray.shutdown()
     reports = {r.config["job"]: r for r in grid}
     for i in range(n):
-        r = reports[i]
-        if r.metrics and "user_error" in r.metrics:
-            raise UserError(*json.loads(r.metrics["user_error"]))
-        if r.error:
+        r = reports.get(i)
+        if r is not None and r.metrics and "user_error" in r.metrics:
+            from .recipe import UserErrors
+
+            errors = [UserError(*x) for x in json.loads(r.metrics["user_error"])]
+            raise errors[0] if len(errors) == 1 else UserErrors(errors)
+        if r is not None and r.error:
             raise r.error
+        if r is None or not (r.metrics or {}).get("run_dir"):
+            # Ray Tune takes Ctrl-C itself and returns; finished runs are kept, the next call resumes the rest
+            raise KeyboardInterrupt
     return [Path(reports[i].metrics["run_dir"]) for i in range(n)]
 
 

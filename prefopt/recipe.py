@@ -333,6 +333,10 @@ def _check_values(r: Recipe) -> None:
     if r.data.folds < 1 or r.data.folds > 100:
         raise UserError(f, "data.folds", f"must be a whole number from 1 (one test split) to 100, got "
                         f"{r.data.folds}; 5 folds score every prompt once, each by a model trained on 80%")
+    if r.tuned and r.data.folds > 1:
+        raise UserError(f, "data.folds", "this recipe's settings were chosen by `prefopt tune` on validation "
+                        "prompts of one split; cross-fitting would score those prompts as test prompts. Keep "
+                        "data.folds: 1, or cross-fit the untuned recipe")
     if r.data.fold is not None and not 0 <= r.data.fold < r.data.folds:
         raise UserError(f, "data.fold", f"must be a fold number from 0 to {r.data.folds - 1} with data.folds: "
                         f"{r.data.folds}, got {r.data.fold}; leave it out to run every fold")
@@ -350,6 +354,8 @@ def _check_values(r: Recipe) -> None:
                         f"{did_you_mean(r.tune.metric, HIGHER_IS_BETTER)}")
     if r.tune.trials < 1:
         raise UserError(f, "tune.trials", f"must be at least 1, got {r.tune.trials}")
+    if r.tune.seed < 0:
+        raise UserError(f, "tune.seed", f"must be 0 or more, got {r.tune.seed}")
     if r.tune.space:
         from .config_fields import field_names
         from .search import merge

@@ -105,16 +105,32 @@ def _resolve(draw: dict, space: dict) -> dict:
 def settings(space: dict, trials: int, *, seed: int, sampler: str = "random") -> list[dict]:
     """The train.* settings of every trial, in trial order. random: `trials` independent draws (each from its
     own seeded stream, so trial i does not depend on how many trials there are); grid: the full grid with
-    about trials**(1/d) points per range, every value list in full, cut to `trials`."""
+    at least trials**(1/d) points per range and every value list in full, thinned evenly to `trials`. Both
+    give distinct settings only (a repeat would be the same run), so fewer than `trials` where the space
+    has fewer; the caller decides what that means."""
     if sampler == "grid":
         ranges = [k for k, p in space.items() if "values" not in p]
         fixed_points = math.prod(len(p["values"]) for p in space.values() if "values" in p)
-        per_range = max(1, int(math.floor((trials / fixed_points) ** (1 / len(ranges)) + 1e-9))) if ranges else 1
+        per_range = max(1, math.ceil((trials / fixed_points) ** (1 / len(ranges)) - 1e-9)) if ranges else 1
         axes = [_points(p, per_range) for p in space.values()]
-        grid = [dict(zip(space, combo)) for combo in itertools.product(*axes)]
-        return [_resolve(g, space) for g in grid[:trials]]
+        grid = _distinct([_resolve(dict(zip(space, combo)), space) for combo in itertools.product(*axes)])
+        if len(grid) <= trials:
+            return grid
+        return [grid[i] for i in np.unique(np.linspace(0, len(grid) - 1, trials).round().astype(int))]
     out = []
-    for i in range(trials):
+    for i in range(100 * trials):  # trial i's draw does not depend on the trial count; repeats are skipped
         rng = np.random.default_rng([int(seed), i])
-        out.append(_resolve({k: _draw(p, rng) for k, p in space.items()}, space))
+        out = _distinct(out + [_resolve({k: _draw(p, rng) for k, p in space.items()}, space)])
+        if len(out) == trials:
+            break
+    return out
+
+
+def _distinct(points: list[dict]) -> list[dict]:
+    seen, out = set(), []
+    for p in points:
+        key = tuple(sorted(p.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
     return out

@@ -44,10 +44,17 @@ def trial_recipes(recipe: Recipe, trials: int) -> tuple[list[dict], list[Recipe]
     """(settings, trial recipe) of every trial, in trial order."""
     from .search import settings
 
+    if recipe.data.folds > 1:
+        raise UserError(recipe.source, "data.folds", "tuning chooses on one split's validation prompts, and "
+                        "cross-fitting would later score those prompts as test prompts; tune with data.folds: 1 "
+                        "(--set data.folds=1)")
     if recipe.data.validation_fraction == 0:
         raise UserError(recipe.source, "data.validation_fraction", "tuning scores trials on the validation split; "
                         "set it above 0 (0.1 keeps a tenth of the prompts apart)")
     chosen = settings(space_of(recipe), trials, seed=recipe.tune.seed, sampler=recipe.tune.sampler)
+    if len(chosen) < trials:  # every recipe gets the same number of distinct trials, or none is tuned
+        raise UserError(recipe.source, "tune.space", f"its search space has only {len(chosen)} distinct settings "
+                        f"for {trials} trials; widen it or ask for --trials {len(chosen)} for every recipe")
     out = []
     for values in chosen:
         r = copy.deepcopy(recipe)
@@ -76,6 +83,15 @@ def tune_recipes(recipes: list[Recipe], *, results: str = "results", trials: int
     from .batch import run_jobs
 
     results = Path(results)
+    names = [r.name for r in recipes]
+    for r in recipes:
+        if names.count(r.name) > 1:  # their trials, tables and tuned recipe would overwrite each other
+            raise UserError(r.source, "name", f"two recipes named {r.name!r} in one `prefopt tune`; rename one")
+    counts = {trials or r.tune.trials for r in recipes}
+    if len(counts) > 1:
+        raise UserError(recipes[-1].source, "tune.trials", "every recipe gets the same number of trials, and these "
+                        f"ask for {', '.join(str(r.tune.trials) + ' (' + r.name + ')' for r in recipes)}; give "
+                        "--trials N or make them equal")
     plans = []
     for recipe in recipes:
         n = trials or recipe.tune.trials

@@ -96,3 +96,19 @@ def test_a_cluster_needs_shared_storage(write_recipe, tmp_path):
     r = load_recipe(str(write_recipe("dpo")))
     with pytest.raises(UserError, match="--storage.*every node"):
         batch.run_jobs([r, r.for_seed(1)], results=tmp_path, engine="ray", address="10.0.0.1:6379")
+
+
+def test_jobs_that_are_one_run_run_once_and_bad_concurrency_is_refused(write_recipe, tmp_path, monkeypatch):
+    """A repeated seed (or the same tuning settings twice) is one run directory: trained once, returned for
+    every job that asked for it, so two trials never write into one directory at once."""
+    from prefopt import runner
+    from prefopt.recipe import load_recipe
+
+    r = load_recipe(str(write_recipe("dpo")))
+    calls = []
+    monkeypatch.setattr(runner, "run_one", lambda recipe, *, results, force=False: calls.append(recipe.seed)
+                        or results / f"seed{recipe.seed}")
+    out = batch.run_jobs([r.for_seed(1), r.for_seed(2), r.for_seed(1)], results=tmp_path, engine="local")
+    assert calls == [1, 2] and out == [tmp_path / "seed1", tmp_path / "seed2", tmp_path / "seed1"]
+    with pytest.raises(UserError, match="at least 1"):
+        batch.run_jobs([r], results=tmp_path, engine="local", max_concurrent=0)

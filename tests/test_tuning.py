@@ -35,6 +35,47 @@ def test_grid_and_value_lists():
     assert grid == [{"learning_rate": lr, "beta": b} for lr in (1e-4, 1e-3, 1e-2) for b in (0.1, 0.5)]
 
 
+def test_every_sampler_gives_exactly_the_trials_asked_for_and_no_repeats():
+    for name, spec in methods().items():  # the fairness promise: the same count for every method
+        for trials in (1, 5, 8, 9):
+            grid = search.settings(spec.search, trials, seed=0, sampler="grid")
+            assert len(grid) == trials and len({tuple(sorted(g.items())) for g in grid}) == trials, (name, trials)
+    small = {"beta": {"values": [0.1, 0.5]}}  # two distinct settings exist: a repeat would be the same run
+    assert search.settings(small, 8, seed=0) in ([{"beta": 0.1}, {"beta": 0.5}], [{"beta": 0.5}, {"beta": 0.1}])
+    assert search.settings(small, 8, seed=0, sampler="grid") == [{"beta": 0.1}, {"beta": 0.5}]
+
+
+def test_tune_refuses_what_would_be_unfair_or_leak(tmp_path):
+    from prefopt.tuning import trial_recipes, tune_recipes
+
+    def recipe(name, **extra):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({"name": name, "method": "dpo", **extra}))
+        return load_recipe(str(path))
+
+    small = recipe("small", tune={"space": {"beta": {"values": [0.1, 0.5]}, "learning_rate": None}})
+    with pytest.raises(UserError, match="only 2 distinct settings for 8 trials") as e:
+        trial_recipes(small, 8)
+    assert e.value.field == "tune.space"
+    with pytest.raises(UserError) as e:
+        trial_recipes(recipe("folded", data={"path": "data/feedback.jsonl", "folds": 5}), 4)
+    assert e.value.field == "data.folds"  # cross-fitting would turn the validation prompts into test prompts
+    with pytest.raises(UserError) as e:
+        tune_recipes([recipe("a"), recipe("b", tune={"trials": 4})], results=str(tmp_path / "r"))
+    assert e.value.field == "tune.trials" and "same number of trials" in e.value.message
+    with pytest.raises(UserError) as e:
+        tune_recipes([recipe("a"), recipe("a")], results=str(tmp_path / "r"), trials=2)
+    assert e.value.field == "name"
+    with pytest.raises(UserError) as e:
+        recipe("seedless", tune={"seed": -1})
+    assert e.value.field == "tune.seed"
+    with pytest.raises(UserError) as e:  # a tuned recipe's choice saw its validation prompts: no cross-fitting
+        recipe("done_tuned", data={"path": "data/feedback.jsonl", "folds": 5},
+               tuned={"recipe": "done", "trials": 8, "trial": 3, "sampler": "random", "metric": "validation reward_auc",
+                      "value": 0.7, "chosen": {"beta": 0.1}})
+    assert e.value.field == "data.folds"
+
+
 @pytest.mark.parametrize("space, field, needle", [
     ({"lerning_rate": {"low": 1e-5, "high": 1e-3}}, "tune.space.lerning_rate", "did you mean 'learning_rate'"),
     ({"beta": {"low": 0.5, "high": 0.1}}, "tune.space.beta", "low < high"),
