@@ -163,6 +163,9 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     metrics = metric_columns(runs)
     out = []
     for fp, split in runs.groupby("test", sort=True):
+        split = complete_pools(split)
+        if split.empty:  # a cross-fitted test with no recipe's folds all finished yet (summary.md says so)
+            continue
         rows = []
         for group, g in split.groupby("group", sort=True):
             folds = _folds(g)
@@ -171,9 +174,12 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
                    "n_runs": len(g), "seeds": " ".join(str(s) for s in sorted(g["seed"].unique()))}
             for m in metrics:
                 n, mean, low, high = mean_ci(g[m])
+                if folds > 1:  # folds share most of their training data: no t-interval over them
+                    low = high = math.nan
                 row.update({f"{m}_mean": mean, f"{m}_ci95_low": low, f"{m}_ci95_high": high, f"{m}_n": n})
             row["note"] = ("single seed: no confidence interval" if len(g) == 1 else
-                           f"cross-fitted: mean over {len(g)} runs ({folds} folds x seeds)" if folds > 1 else "")
+                           f"cross-fitted: mean over {len(g)} runs ({folds} folds x seeds), no t-interval "
+                           "(folds are not independent)" if folds > 1 else "")
             rows.append(row)
         rows.sort(key=lambda r: (_nan(r.get(f"{HEADLINE}_mean")), -(r.get(f"{HEADLINE}_mean") or 0)))
         ref = {"test": fp, "recipe": REFERENCE, "method": "none (untrained)", "strategy": "",
@@ -184,7 +190,18 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
         out.extend(rows + [ref])
     table = pd.DataFrame(out)
     counts = ["n_seeds", "n_folds", "n_runs"] + [f"{m}_n" for m in metrics]
-    return table.astype({c: "Int64" for c in counts})  # the reference's blanks stay blank, not 3.0
+    return table.astype({c: "Int64" for c in counts if c in table})  # the reference's blanks stay blank, not 3.0
+
+
+def complete_pools(split: pd.DataFrame) -> pd.DataFrame:
+    """A cross-fitted test's runs without the (recipe, seed) pools still missing a fold (the statistics
+    leave them out and list them; a mean over some folds would rest on other prompts)."""
+    folds = _folds(split)
+    if folds == 1 or split.empty:
+        return split
+    keys = ["group" if "group" in split else "recipe", "seed"]
+    have = split.groupby(keys)["fold"].transform("nunique")
+    return split[have >= folds]
 
 
 def _folds(runs: pd.DataFrame) -> int:
@@ -243,6 +260,8 @@ def _cell(row, m) -> str:
     runs = row.get("n_runs", row["n_seeds"])
     unit = "runs" if (row.get("n_folds") or 1) > 1 else "seeds"
     seeds = "1 seed" if n == runs == 1 else f"{n} of {runs} {unit}"  # others recorded no value
+    if _nan(low) and unit == "runs":  # cross-fitted: a mean over folds, no interval by design
+        return _fmt(mean) + ("" if n == runs else f" ({seeds})")
     if _nan(low):
         return f"{_fmt(mean)} ({seeds}, no CI)"
     return _plus_minus(mean, (high - low) / 2) + ("" if n == runs else f" ({seeds})")
@@ -314,8 +333,9 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
              "different splits are never compared), each cell the mean over seeds ± half-width of the 95% "
              "Student-t confidence interval; recipes ranked by the headline metric, " + HEADLINE + ".", ""]
     lines += [f"- **{m}**{' (headline)' if m == HEADLINE else ''}: {LEGEND[m]}" for m in quality]
-    for fp, s in summary.groupby("test", sort=True):
+    for fp, s in (summary.groupby("test", sort=True) if "test" in summary else []):
         split = runs[runs["test"] == fp]
+        spread_split = complete_pools(split)
         folds = _folds(split)
         per_fold = split.drop_duplicates("fold") if folds > 1 else split.iloc[:1]  # (a fold's sizes: every recipe)
         sizes = ", ".join(f"{int(per_fold[k].sum())} held-out {w}" for k, w in (("eval_rows", "rows"), ("eval_pairs", "pairs"))
@@ -329,8 +349,11 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
         paired = _paired_section(split, analyses.get(fp))
         lines += paired
         lines += family_table(read_generations(split))
-        over = "runs (each fold's value; folds × seeds)" if folds > 1 else "seeds"
-        lines += [f"Means over {over} (± half-width of the 95% Student-t interval):", ""] if paired else []
+        means = ("Means over runs (each fold's value; folds × seeds), without a t-interval: folds share most of "
+                 "their training data, so their values are not independent (the paired bootstrap above gives "
+                 "the intervals):" if folds > 1 else
+                 "Means over seeds (± half-width of the 95% Student-t interval):")
+        lines += [means, ""] if paired else []
         lines += _table(s, quality, ranked=True)
         measured = [m for m in ("desirable_nll", "verified_success") if m in quality]
         scored = (f"; its {' and '.join(measured)} {'is' if len(measured) == 1 else 'are'} the mean of the runs' "
@@ -341,12 +364,20 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
                   f"hold by definition{scored}.", ""]
         lines += tuned_lines(split)
         if folds > 1:
-            lines += spread_lines(split, [r for r in s["recipe"] if r != REFERENCE])
+            lines += spread_lines(spread_split, [r for r in s["recipe"] if r != REFERENCE])
         if not paired:  # runs made before per-item records: only the seed-level tests are possible
             lines += _significance_lines(split, [r for r in s["recipe"] if r != REFERENCE])
         if cost:
-            lines += ["", "Training examples used and cost (mean ± 95% CI over seeds):", ""]
+            lines += ["", "Training examples used and cost (mean over folds × seeds):" if folds > 1 else
+                      "Training examples used and cost (mean ± 95% CI over seeds):", ""]
             lines += _table(s[s["recipe"] != REFERENCE], cost, ranked=False)
+    for fp, split in runs.groupby("test", sort=True):
+        if "test" not in summary or fp not in set(summary["test"]):
+            have = split.groupby(["group", "seed"])["fold"].apply(lambda f: ", ".join(str(int(x)) for x in sorted(f)))
+            lines += ["", f"## Cross-fitted test `{str(fp)[:12]}`: unfinished", "",
+                      f"No recipe has all {_folds(split)} folds of a seed yet: " +
+                      "; ".join(f"{g} seed {s} (folds {v} of {_folds(split)} finished)" for (g, s), v in have.items())
+                      + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -419,6 +450,7 @@ def rebuild(results: Path) -> list[Path]:
         if runs.empty:
             return []
         summary = summary_table(runs)
+        tests = list(summary["test"].unique()) if "test" in summary else []
         written = []
 
         def text(name, content):
@@ -430,7 +462,7 @@ def rebuild(results: Path) -> list[Path]:
         from .paired import analyze
 
         grouped = with_groups(runs)
-        splits = {fp: grouped[grouped["test"] == fp] for fp in summary["test"].unique()}
+        splits = {fp: grouped[grouped["test"] == fp] for fp in tests}
         analyses = {fp: analyze(split) for fp, split in splits.items() if has_records(split)}
         text("summary.md", summary_markdown(summary, runs, analyses))
         with_gens = {fp: g for fp, split in splits.items()
@@ -446,7 +478,7 @@ def rebuild(results: Path) -> list[Path]:
                    "reward_margin.png": curves_figure(runs, logs, MARGIN_COLUMN,
                                                       f"training reward margin ({MARGIN_COLUMN}) per run")}
         figures.update({f"heldout_{str(fp)[:12]}.png": metrics_figure(summary, fp)
-                        for fp in summary["test"].unique()})
+                        for fp in tests})
         for fp, a in analyses.items():
             figures[f"forest_{str(fp)[:12]}.png"] = forest_figure(a.results, str(fp)[:12])
             figures[f"pairwise_{str(fp)[:12]}.png"] = pairwise_figure(a.results, str(fp)[:12])

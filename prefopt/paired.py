@@ -29,8 +29,9 @@ def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int
 
     Cross-fitted runs (data.folds > 1; `split` holds the folds of one partition) are pooled per recipe and
     seed: the k folds' held-out records together score every prompt once, each by the model that did not
-    train on it, and form one run of the statistics; their generation records (every fold's model takes the
-    same generation test) are kept fold by fold, so a prompt's k generations move together in a resample.
+    train on it, and form one run of the statistics (reward_auc then compares rows within a fold: see
+    stats.Run.block); their generation records are kept fold by fold, so with a shared generation test
+    (eval.prompts) a prompt's k generations move together in a resample.
     A recipe and seed missing a fold is left out (its prompts would not match the others')."""
     records, missing = [], []
     folds = int(split["folds"].max()) if "folds" in split and split["folds"].notna().any() else 1
@@ -45,23 +46,30 @@ def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int
         if any(p is None for p in parts):
             missing.append(f"{group} seed {seed}")
             continue
-        records.append((group, pd.concat([i for i, _ in parts], ignore_index=True),
-                        [g for _, g in parts]))
+        items = pd.concat([i.assign(block=k) for k, (i, _) in enumerate(parts)], ignore_index=True)
+        records.append((group, items, [g for _, g in parts]))
     prompts = sorted({p for _, items, _ in records for p in items["prompt_id"]})
     index = {p: i for i, p in enumerate(prompts)}
     # verified_success compares runs on one generation test: the prompt set most runs used (a run on another
     # set, e.g. from before eval.prompts changed, keeps its row metrics and is left out of this one)
-    sets = Counter(tuple(sorted(g["prompt_id"])) for _, _, gens in records for g in gens if len(g))
-    gen_prompts = list(sets.most_common(1)[0][0]) if sets else []
+    # A run's test is its folds' generations together: with eval.prompts every fold took the same prompts
+    # (each then appears k times), without it each fold generated for its own held-out prompts (each once).
+    def pooled(gens):
+        return tuple(sorted(p for g in gens for p in g["prompt_id"]))
+
+    sets = Counter(pooled(gens) for _, _, gens in records if any(len(g) for g in gens))
+    chosen = sets.most_common(1)[0][0] if sets else ()
+    gen_prompts = sorted(set(chosen))
     gen_index = {p: i for i, p in enumerate(gen_prompts)}
     runs: dict[str, list[stats.Run]] = {}
     for group, items, gens in records:
-        same = all(tuple(g["prompt_id"]) == tuple(gen_prompts) for g in gens)
+        same = bool(chosen) and pooled(gens) == chosen
         gens = pd.concat(gens, ignore_index=True) if same else gens[0].iloc[:0]
         runs.setdefault(group, []).append(stats.Run(
             prompt=items["prompt_id"].map(index).to_numpy(), label=items["label"].to_numpy(bool),
             logp=items["logp"].to_numpy(float), ref_logp=items["ref_logp"].to_numpy(float),
             tokens=items["tokens"].to_numpy(float), kl_sum=items["kl_sum"].to_numpy(float),
+            block=items["block"].to_numpy(int) if folds > 1 else None,  # the fold whose model scored the row
             gen_prompt=gens["prompt_id"].map(gen_index).to_numpy(int), policy_pass=gens["policy_pass"].to_numpy(bool),
             reference_pass=gens["reference_pass"].to_numpy(bool)))
     counts = {m: len(gen_prompts) if m == "verified_success" else len(prompts) for m in SHOWN}

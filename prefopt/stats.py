@@ -36,6 +36,10 @@ class Run:
     ref_logp: np.ndarray
     tokens: np.ndarray
     kl_sum: np.ndarray
+    # per row: which model scored it (cross-fitting: the fold). reward_auc compares only rows of one block:
+    # the k fold models' rewards are on scales of their own, and pooling them would rank one model's rows
+    # against another's (Airola et al. 2011: pooled cross-validated AUC runs low). None: one model.
+    block: np.ndarray | None = None
     gen_prompt: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # per verified prompt
     policy_pass: np.ndarray = field(default_factory=lambda: np.zeros(0))
     reference_pass: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -47,9 +51,29 @@ def prompt_draws(n_prompts: int, n_resamples: int, rng: np.random.Generator) -> 
     return np.vstack([np.ones(n_prompts, int), counts])
 
 
-def weighted_auc(score: np.ndarray, label: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _blocks(block: np.ndarray | None, n: int) -> list:
+    """Row masks of each block (one mask of every row without blocks)."""
+    if block is None:
+        return [np.ones(n, bool)]
+    return [block == b for b in np.unique(block)]
+
+
+def weighted_auc(score: np.ndarray, label: np.ndarray, w: np.ndarray, block: np.ndarray | None = None) -> np.ndarray:
     """ROC AUC of `score` for `label` with row weights w (resamples, rows): the AUC of the resampled rows,
-    ties counting one half, for every resample at once."""
+    ties counting one half, for every resample at once. With `block`, over (desirable, undesirable) pairs
+    within a block only: the blocks' AUCs averaged, each weighted by its number of such pairs."""
+    num, total = 0.0, 0.0
+    for rows in _blocks(block, len(score)):
+        n, t = _auc_parts(score[rows], label[rows], w[:, rows])
+        num, total = num + n, total + t
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, num / np.where(total > 0, total, 1), np.nan)
+
+
+def _auc_parts(score: np.ndarray, label: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(concordant weight, pair weight) per resample: the AUC is their ratio."""
+    if not len(score):
+        return np.zeros(w.shape[0]), np.zeros(w.shape[0])
     order = np.argsort(score, kind="stable")
     score, label, w = score[order], label[order].astype(bool), w[:, order]
     first = np.r_[True, score[1:] != score[:-1]]  # start of each run of tied scores
@@ -59,9 +83,24 @@ def weighted_auc(score: np.ndarray, label: np.ndarray, w: np.ndarray) -> np.ndar
     pos = (w * label) @ onehot  # (resamples, tie groups): weight of desirable rows at each score
     neg = (w * ~label) @ onehot
     below = np.cumsum(neg, axis=1) - neg  # negatives strictly below each tie group
-    total = pos.sum(axis=1) * neg.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, (pos * (below + 0.5 * neg)).sum(axis=1) / total, np.nan)
+    return (pos * (below + 0.5 * neg)).sum(axis=1), pos.sum(axis=1) * neg.sum(axis=1)
+
+
+def rank_auc(scores: np.ndarray, labels: np.ndarray, block: np.ndarray | None = None) -> np.ndarray:
+    """Unweighted AUC of each row of `scores` (k, rows) for `labels` (rows, or (k, rows) with the same
+    count of desirable rows per block in every row of k), by ranks (ties share their mean rank); with
+    `block`, over pairs within a block, as weighted_auc."""
+    from scipy.stats import rankdata
+
+    scores, labels = np.atleast_2d(scores), np.atleast_2d(labels).astype(bool)
+    num, total = 0.0, 0.0
+    for rows in _blocks(block, scores.shape[1]):
+        lab = labels[:, rows]
+        n1 = lab[0].sum()
+        n0 = rows.sum() - n1
+        num = num + (lab * rankdata(scores[:, rows], axis=1)).sum(1) - n1 * (n1 + 1) / 2
+        total = total + n1 * n0
+    return num / total
 
 
 def metric(name: str, run: Run, draws: np.ndarray, reference: bool = False) -> np.ndarray:
@@ -72,7 +111,7 @@ def metric(name: str, run: Run, draws: np.ndarray, reference: bool = False) -> n
     logp = run.ref_logp if reference else run.logp
     with np.errstate(invalid="ignore", divide="ignore"):
         if name == "reward_auc":
-            return weighted_auc(run.logp - run.ref_logp, run.label, w)
+            return weighted_auc(run.logp - run.ref_logp, run.label, w, run.block)
         if name == "kl":
             return (w * run.kl_sum).sum(1) / (w * run.tokens).sum(1)
         if name == "desirable_nll":
@@ -101,7 +140,7 @@ def recipe_samples(name: str, runs: list[Run], draws: np.ndarray, rng: np.random
 def as_reference(run: Run) -> Run:
     """The untrained model's records in the form of a run: reward 0, KL 0, the reference's generations."""
     return Run(prompt=run.prompt, label=run.label, logp=run.ref_logp, ref_logp=run.ref_logp, tokens=run.tokens,
-               kl_sum=np.zeros_like(run.kl_sum), gen_prompt=run.gen_prompt, policy_pass=run.reference_pass,
+               kl_sum=np.zeros_like(run.kl_sum), block=run.block, gen_prompt=run.gen_prompt, policy_pass=run.reference_pass,
                reference_pass=run.reference_pass)
 
 
@@ -116,17 +155,13 @@ def _flipped(name: str, a: Run, b: Run, flips: np.ndarray) -> np.ndarray:
         return (np.where(f, pb, pa) - np.where(f, pa, pb)).mean(1)
     f = flips[:, a.prompt]
     if name == "reward_auc":
-        from scipy.stats import rankdata
-
-        ra, rb = a.logp - a.ref_logp, b.logp - b.ref_logp
-        pos = a.label.astype(bool)
-        n1, n0 = pos.sum(), (~pos).sum()
-
-        def auc(score):
-            ranks = rankdata(score, axis=1)  # ties share their mean rank
-            return (ranks[:, pos].sum(1) - n1 * (n1 + 1) / 2) / (n1 * n0)
-
-        return auc(np.where(f, rb, ra)) - auc(np.where(f, ra, rb))
+        # rewards as within-block quantiles: the AUC of each run is unchanged (it reads ranks within a block
+        # only), but the records swapped between runs are then on one scale. Raw rewards of two recipes (or
+        # of two folds' models) differ in spread, and swapping them made the test reject a true null 10% of
+        # the time on cross-fitted tables
+        ra, rb = _quantiles(a.logp - a.ref_logp, a.block), _quantiles(b.logp - b.ref_logp, b.block)
+        return (rank_auc(np.where(f, rb, ra), a.label, a.block)
+                - rank_auc(np.where(f, ra, rb), a.label, a.block))
     if name == "kl":
         num, den = (a.kl_sum, b.kl_sum), (a.tokens, b.tokens)
     elif name == "desirable_nll":
@@ -139,6 +174,15 @@ def _flipped(name: str, a: Run, b: Run, flips: np.ndarray) -> np.ndarray:
     swapped = np.where(f, num[1], num[0]).sum(1) / np.where(f, den[1], den[0]).sum(1)  # a'
     kept = np.where(f, num[0], num[1]).sum(1) / np.where(f, den[0], den[1]).sum(1)  # b'
     return swapped - kept
+
+
+def _quantiles(score: np.ndarray, block: np.ndarray | None) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    out = np.empty(len(score))
+    for rows in _blocks(block, len(score)):
+        out[rows] = rankdata(score[rows]) / rows.sum()
+    return out
 
 
 def permutation_p(name: str, a: list[Run], b: list[Run], n_prompts: int, n_permutations: int,
@@ -161,8 +205,6 @@ def auc_vs_chance_p(runs: list[Run], n_permutations: int, rng: np.random.Generat
     untrained model scores by definition): labels are shuffled within each prompt, the same shuffle in every
     seed, and the seed-mean AUC recomputed. (Swapping records with the reference's all-zero rewards would
     mix prompts scored on different scales and lose most of the power.)"""
-    from scipy.stats import rankdata
-
     first = runs[0]
     n = len(first.prompt)
     grouped = np.argsort(first.prompt, kind="stable")  # rows prompt by prompt
@@ -170,9 +212,8 @@ def auc_vs_chance_p(runs: list[Run], n_permutations: int, rng: np.random.Generat
     labels = np.empty((n_permutations + 1, n), bool)
     labels[0] = first.label
     labels[np.arange(1, n_permutations + 1)[:, None], order] = first.label[grouped][None, :]
-    n1 = first.label.sum()
-    n0 = n - n1
-    aucs = np.mean([((labels * rankdata(r.logp - r.ref_logp)).sum(1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    # (a prompt lies in one block, so shuffling within prompts keeps every block's label counts)
+    aucs = np.mean([rank_auc(np.broadcast_to(r.logp - r.ref_logp, labels.shape), labels, first.block)
                     for r in runs], axis=0)
     return float((1 + (np.abs(aucs[1:] - 0.5) >= abs(aucs[0] - 0.5) - 1e-12).sum()) / (n_permutations + 1))
 

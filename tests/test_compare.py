@@ -414,3 +414,20 @@ def test_the_summary_answers_whether_a_method_beat_the_sft_baseline():
     assert line == ("- Against the SFT baseline sft on verified_success: better: orpo +0.1 (Holm p 0.010); "
                     "worse: kto -0.1 (Holm p 0.020); tied: dpo +0.02.")
     assert baseline_lines(split.assign(method="dpo"), {"verified_success": c}) == []  # no SFT run: no such line
+
+
+def test_cross_fitted_means_leave_out_seeds_missing_a_fold_and_carry_no_t_interval(tmp_path):
+    root = tmp_path / "results"
+    for recipe, folds in (("whole", (0, 1, 2)), ("partial", (0, 2))):
+        for f in folds:
+            m = fake_metrics(recipe, 42, f"fold{f}", 0.6 + 0.05 * f, method="dpo", verifier=False)
+            m.update(run_id=f"seed42-fold{f}-{recipe}", fold=f, folds=3, partition="part")
+            add_run(root, m)
+    compare.rebuild(root)
+    s = pd.read_csv(root / "summary.csv")
+    assert list(s.recipe) == ["whole", "reference"]  # a mean over folds 0 and 2 would rest on other prompts
+    whole = s.iloc[0]
+    assert whole.reward_auc_mean == pytest.approx(0.65) and whole.n_runs == 3 and whole.n_folds == 3
+    assert math.isnan(whole.reward_auc_ci95_low) and "not independent" in whole.note
+    text = (root / "summary.md").read_text()
+    assert "| whole | dpo | natural | 1 × 3 folds | 0.65 |" in text and "| partial |" not in text

@@ -23,19 +23,41 @@ def test_weighted_auc_is_the_auc_of_the_repeated_rows():
         assert got[b] == pytest.approx(roc_auc_score(label[rows], score[rows]))
 
 
-def synthetic(rng, prompts=40, per_prompt=4, effect=0.0, seeds=1):
+def test_with_blocks_the_auc_compares_rows_of_one_block_only():
+    """Cross-fitting: each fold's model scored its own rows on a scale of its own. The block AUC is the
+    folds' AUCs weighted by their (desirable, undesirable) pair counts, whatever the scales."""
+    rng = np.random.default_rng(1)
+    block = np.repeat([0, 1, 2], 40)
+    label = rng.random(120) < 0.7
+    score = rng.normal(size=120) + label + 10.0 * block  # fold 2's model: every reward 20 higher
+    pairs = np.array([label[block == b].sum() * (~label[block == b]).sum() for b in range(3)])
+    per_fold = np.array([roc_auc_score(label[block == b], score[block == b]) for b in range(3)])
+    want = (pairs * per_fold).sum() / pairs.sum()
+    w = np.ones((1, 120))
+    assert stats.weighted_auc(score, label, w, block)[0] == pytest.approx(want)
+    assert stats.weighted_auc(score, label, w)[0] != pytest.approx(want)  # pooled ranks fold against fold
+    assert stats.rank_auc(score[None, :], label, block)[0] == pytest.approx(want)
+    assert stats.rank_auc(score[None, :], label)[0] == pytest.approx(roc_auc_score(label, score))
+
+
+def synthetic(rng, prompts=40, per_prompt=4, effect=0.0, seeds=1, blocks=0, scale=1.0):
     """Runs of one recipe: reward = prompt difficulty (the same prompts for every recipe) + effect on
-    desirable rows + noise; tokens, KL and generations alongside."""
+    desirable rows + noise; tokens, KL and generations alongside. With `blocks`, cross-fitted: prompt p is
+    in fold p % blocks and each fold's model adds a shift of its own to every reward. `scale` multiplies
+    every reward (recipes differ in reward spread: ORPO's is many times DPO's)."""
     prompt = np.repeat(np.arange(prompts), per_prompt)
     label = np.tile([True, True, True, False], prompts)
     runs = []
     for _ in range(seeds):
         difficulty = np.random.default_rng(7).normal(size=prompts)[prompt]  # shared by every recipe
         reward = difficulty + effect * label + rng.normal(size=len(prompt))
+        block = prompt % blocks if blocks else None
+        if blocks:
+            reward = reward + rng.normal(scale=3.0, size=blocks)[block]
         ref = -rng.uniform(20, 60, len(prompt))
         tokens = rng.integers(5, 40, len(prompt)).astype(float)
-        runs.append(stats.Run(prompt=prompt, label=label, logp=ref + reward, ref_logp=ref, tokens=tokens,
-                              kl_sum=0.01 * tokens, gen_prompt=np.arange(prompts),
+        runs.append(stats.Run(prompt=prompt, label=label, logp=ref + scale * reward, ref_logp=ref, tokens=tokens,
+                              kl_sum=0.01 * tokens, block=block, gen_prompt=np.arange(prompts),
                               policy_pass=rng.random(prompts) < 0.5 + effect / 4,
                               reference_pass=rng.random(prompts) < 0.5))
     return runs
@@ -54,12 +76,12 @@ def test_metrics_on_the_data_match_the_run_summary():
     assert stats.metric("verified_success", run, draws)[0] == pytest.approx(run.policy_pass.mean())
 
 
-def rejection_rate(effect: float, tables: int = 200) -> float:
+def rejection_rate(effect: float, tables: int = 200, blocks: int = 0, scale: float = 1.0) -> float:
     """Share of simulated tables where the paired permutation test rejects 'a and b score alike' at 0.05."""
     rng = np.random.default_rng(123)
     rejected = 0
     for t in range(tables):
-        a, b = synthetic(rng, effect=effect), synthetic(rng)
+        a, b = synthetic(rng, effect=effect, blocks=blocks), synthetic(rng, blocks=blocks, scale=scale)
         rejected += stats.permutation_p("reward_auc", a, b, 40, 400, np.random.default_rng(t)) < 0.05
     return rejected / tables
 
@@ -71,6 +93,14 @@ def test_no_true_difference_is_rejected_at_most_8_percent_of_the_time():
 def test_a_planted_difference_is_found_at_least_80_percent_of_the_time():
     # +1 noise sd on the reward of desirable rows, about +0.2 reward_auc, on 40 prompts x 4 rows
     assert rejection_rate(1.0) >= 0.80  # measured: 0.93 of 200 tables
+
+
+def test_cross_fitted_tables_and_unequal_reward_scales_hold_the_level_and_keep_the_power():
+    # 4 folds whose models shift every reward by their own amount (sd 3: three noise sds); measured 0.015
+    # and 0.965 (swapping raw rewards instead of within-fold quantiles rejected 0.105 of true nulls)
+    assert rejection_rate(0.0, blocks=4) <= 0.08
+    assert rejection_rate(1.0, blocks=4) >= 0.80
+    assert rejection_rate(0.0, scale=5.0) <= 0.08  # one recipe's rewards five times as spread: measured 0.065
 
 
 def test_compare_is_seeded_paired_and_says_tied_or_best():
