@@ -109,6 +109,11 @@ def with_test(runs: pd.DataFrame) -> pd.DataFrame:
     runs = runs.copy()
     test = runs["eval_fingerprint"]
     runs["test"] = runs["partition"].fillna(test) if "partition" in runs else test
+    if "data_path" in runs:  # the fingerprints hash prompts only: files sharing prompts are still two tests
+        paths = runs.groupby("test")["data_path"].transform("nunique")
+        shared = paths > 1
+        runs.loc[shared, "test"] = [f"{str(t)[:12]}-{hashlib.sha256(str(p).encode()).hexdigest()[:6]}"
+                                    for t, p in zip(runs.loc[shared, "test"], runs.loc[shared, "data_path"])]
     return runs
 
 

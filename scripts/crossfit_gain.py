@@ -8,9 +8,11 @@ cross-fitted test decides.
 
 Both sides come from `prefopt compare`'s own statistics (prefopt.paired: prompt-clustered paired bootstrap,
 permutation p, Holm across the pairs shown), restricted to the recipes both tests have complete and, by
-default, to the seeds the cross-fitted runs used, so the comparison is like for like: the same recipes, the
-same training seeds, only the held-out prompts differ (a tenth of them on the single split, all of them
-cross-fitted). Reads results only; writes nothing but --markdown.
+default, to the seeds of the cross-fitted runs with every fold finished: the same recipe names and
+training seeds, each model trained on 80% of the prompts on both sides (the shipped single split keeps 10%
+for validation and 10% for test; the cross-fitted runs train on 4 of 5 folds, no validation). Recipes are
+matched by name: the two sides' recipes differ in their split settings (and the cross-fitted runs skip the
+generation test), not in training settings. Reads results only; writes nothing but --markdown.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def main(argv=None) -> int:
     cross_all = paired.analyze(cross_split)
     recipes = sorted(set(cross_all.runs) & set(runs[runs["test"] == single_fp]["group"]))
     seeds = (None if args.seeds == "all" else [int(s) for s in args.seeds.split(",")] if args.seeds
-             else sorted(int(s) for s in cross_split["seed"].unique()))
+             else sorted(int(s) for s in compare.complete_pools(cross_split)["seed"].unique()))
     single = paired.analyze(restrict(runs[runs["test"] == single_fp], recipes, seeds))
     cross = paired.analyze(restrict(cross_split, recipes, None))
     if args.metric not in single.results or args.metric not in cross.results:

@@ -431,3 +431,18 @@ def test_cross_fitted_means_leave_out_seeds_missing_a_fold_and_carry_no_t_interv
     assert math.isnan(whole.reward_auc_ci95_low) and "not independent" in whole.note
     text = (root / "summary.md").read_text()
     assert "| whole | dpo | natural | 1 × 3 folds | 0.65 |" in text and "| partial |" not in text
+
+
+def test_two_files_with_the_same_prompts_are_two_tests(tmp_path):
+    """The split fingerprint hashes prompts only; a relabeled copy of a file splits the same way but its rows
+    are other rows, so its runs are never compared with the original's."""
+    root = tmp_path / "results"
+    for path, auc in (("data/v1.jsonl", 0.6), ("data/v2.jsonl", 0.7)):
+        for seed in (1, 2):
+            m = fake_metrics("dpo", seed, FP_A, auc + seed / 100, method="dpo")
+            m.update(data_path=path, run_id=f"seed{seed}-{path[5:7]}")
+            add_run(root, m)
+    compare.rebuild(root)
+    s = pd.read_csv(root / "summary.csv")
+    dpo = s[s.recipe == "dpo"]
+    assert len(dpo) == 2 and dpo.test.nunique() == 2 and sorted(dpo.reward_auc_mean) == pytest.approx([0.615, 0.715])
