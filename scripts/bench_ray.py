@@ -35,10 +35,13 @@ def tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def ray_rss() -> int:
-    """Ray's daemons are not children of the driver (raylet and GCS are started detached)."""
+def ray_rss(before: set[int]) -> int:
+    """Ray's daemons are not children of the driver (raylet and GCS are started detached); those running
+    before this side started (another Ray on the machine) are not counted."""
     total = 0
     for p in psutil.process_iter(["name", "cmdline"]):
+        if p.pid in before:
+            continue
         cmd = " ".join(p.info["cmdline"] or [])
         if any(k in cmd for k in ("raylet", "gcs_server", "ray::", "ray/_private", "ray/dashboard")):
             try:
@@ -53,16 +56,17 @@ def side(engine: str, args, extra) -> dict:
     shutil.rmtree(results, ignore_errors=True)
     cmd = [sys.executable, "-m", "prefopt", "run", args.recipe, "--seeds", args.seeds, "--engine", engine,
            "--results", str(results), *extra]
+    before = {p.pid for p in psutil.process_iter()}
     start = time.perf_counter()
     proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0
     while proc.poll() is None:
-        peak = max(peak, tree_rss(proc) + (ray_rss() if engine == "ray" else 0))
+        peak = max(peak, tree_rss(proc) + (ray_rss(before) if engine == "ray" else 0))
         time.sleep(0.2)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"bench_ray: the {engine} side failed ({proc.returncode}): {' '.join(cmd)}")
-    metrics = [json.loads(p.read_text()) for p in sorted(results.glob("runs/*/*/metrics.json"))]
+    metrics = {p.parent.name: json.loads(p.read_text()) for p in sorted(results.glob("runs/*/*/metrics.json"))}
     return {"wall": wall, "peak_mb": peak / 2**20, "metrics": metrics}
 
 
@@ -83,8 +87,9 @@ def main() -> None:
         print(f"| {name} | {r['wall']:.1f} | {r['wall'] / n:.1f} | {r['peak_mb']:.0f} |")
     print(f"Ray's overhead: {(ray['wall'] - local['wall']) / n:+.1f} s per trial, "
           f"{ray['peak_mb'] - local['peak_mb']:+.0f} MB at peak")
-    same = all(abs(a[k] - b[k]) <= 1e-5 * max(1.0, abs(a[k])) for a, b in zip(local["metrics"], ray["metrics"])
-               for k in KEYS)
+    a, b = local["metrics"], ray["metrics"]  # the same runs on both sides: same directory names
+    same = a.keys() == b.keys() and len(a) == n and all(
+        k in a[r] and k in b[r] and abs(a[r][k] - b[r][k]) <= 1e-5 * max(1.0, abs(a[r][k])) for r in a for k in KEYS)
     print(f"metrics agree (rel 1e-5): {'yes' if same else 'NO'}")
 
 
