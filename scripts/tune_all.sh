@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The tuned line-up: every recipe tuned with the same trial budget on the validation split (`prefopt tune`),
+# then each tuned recipe (results/tuned/<name>.yaml) trained with seeds and scored on the test split, beside
+# the untuned runs in results/summary.md.
+#
+#   scripts/tune_all.sh                                  # every recipes/*.yaml, 4 trials, seeds 1,2,42
+#   scripts/tune_all.sh --trials 8 --seeds 42 recipes/dpo.yaml recipes/orpo.yaml
+#   scripts/tune_all.sh --results /tmp/res -- --set train.max_steps=2   # after `--`: to every tune and run
+#
+# Resumable: finished trials and runs are skipped, so rerun the same command after an interruption.
+# Cost on a 2-core CPU: trials x recipes trainings (each about a run's training time plus validation
+# scoring) and then seeds x recipes ordinary runs. The Python used is $PYTHON, else `python` on PATH.
+
+set -u
+cd "$(dirname "$0")/.."
+usage() { sed -n '2,12s/^# \{0,1\}//p' "$0"; }
+
+python=${PYTHON:-python}
+trials=4
+seeds=1,2,42
+results=results
+extra=()
+recipes=()
+while (($#)); do
+    case $1 in
+        --trials | --seeds | --results)
+            if (($# < 2)); then echo "tune_all.sh: $1 needs a value" >&2; exit 2; fi
+            declare "${1#--}=$2"
+            shift ;;
+        -h | --help) usage; exit 0 ;;
+        --) shift; extra=("$@"); break ;;
+        -*) echo "tune_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+        *) recipes+=("$1") ;;
+    esac
+    shift
+done
+if ((${#recipes[@]} == 0)); then
+    shopt -s nullglob
+    recipes=(recipes/*.yaml)
+    shopt -u nullglob
+fi
+
+echo "=== tuning ${#recipes[@]} recipes, $trials trials each"
+"$python" -m prefopt tune "${recipes[@]}" --trials "$trials" --results "$results" ${extra[@]+"${extra[@]}"} || exit $?
+tuned=()
+for recipe in "${recipes[@]}"; do
+    name=$("$python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["name"])' "$recipe") || exit 2
+    tuned+=("$results/tuned/$name.yaml")
+done
+echo "=== training the tuned recipes, seeds $seeds"
+exec scripts/run_all.sh --results "$results" "${tuned[@]}" -- --seeds "$seeds" ${extra[@]+"${extra[@]}"}
