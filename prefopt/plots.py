@@ -108,7 +108,7 @@ def forest_figure(comparisons: dict, fp: str):
         ax.set_yticks(range(len(names)), names, fontsize="small")
         ax.set(title=f"{metric}: Δ vs untrained", xlabel=f"Δ [95% CI] ({c.prompts} prompts)")
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle(f"split {fp}: difference from the untrained model (filled: Holm p < 0.05)")
+    fig.suptitle(f"test {fp}: difference from the untrained model (filled: Holm p < 0.05)")
     return fig
 
 
