@@ -181,6 +181,7 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
         say(f"prefopt: {recipe.name} ({recipe.method}), seed {recipe.seed}{fold} -> {run}")
         say(data_line(prepared.report, precision_used(recipe, args)))
     check_trainer_runs_here(spec.trainer_class(), recipe.source)  # after the recipe's own errors, before any write
+    score_completion_tokens_only()
 
     if main:
         if force and run.exists():
@@ -248,6 +249,28 @@ def check_trainer_runs_here(trainer_class, file: str) -> None:
     if fused_head and getattr(trl_utils, "_ChunkedLogProbFunction", True) is None:
         raise UserError(file, "method", f"trl {trl.__version__}'s {trainer_class.__name__} needs Triton, which this "
                         "torch build lacks (CPU); use a CUDA torch build, or on CPU: pip install 'trl>=1.16,<1.17'")
+
+
+def score_completion_tokens_only() -> bool:
+    """TRL's fused log-prob head (DPO, IPO, SimPO, APO, KTO) scores only the completion tokens on CUDA/XPU, but
+    on any other device every position of the batch, prompt and padding included, each over the whole
+    vocabulary in float32, and then zeroes the extra ones: its comment says this keeps tile shapes fixed for
+    compiled devices (Neuron). Eager CPU has nothing to recompile, so prefopt takes the compact path there too;
+    the tokens scored, and so losses and gradients, are the same. Only TRL's choice of positions is changed
+    (`trl.trainer.utils._use_triton`); its kernel still picks the plain-torch tiles on CPU. Returns whether
+    the switch applies (False on TRL versions without it)."""
+    from trl.trainer import utils as trl_utils
+
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None:
+        return False
+    if not getattr(original, "_prefopt_compact", False):
+        def compact(device):
+            return True
+
+        compact._prefopt_compact = True
+        trl_utils._use_triton = compact
+    return True
 
 
 def build_config(recipe: Recipe, spec: MethodSpec, config_class, report: dict, epochs: int, run: Path):

@@ -381,3 +381,34 @@ def test_cross_fitted_folds_run_like_seeds_resume_and_pool(write_recipe, tmp_pat
     assert "Cross-fitted test" in summary and "3 folds" in summary and "sd across folds" in summary
     (row,) = pd.read_csv(results / "summary.csv").query("recipe == 'tiny_dpo'").to_dict("records")
     assert (row["n_folds"], row["n_seeds"], row["n_runs"]) == (3, 1, 3)
+
+
+def test_completion_only_log_prob_head_matches_the_full_one(tiny_model, monkeypatch):
+    """The compact head prefopt selects on CPU scores only the completion tokens: the same per-token
+    log-probabilities and gradients as TRL's every-position path, which it replaces."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl.trainer import utils as trl_utils
+
+    from prefopt.runner import score_completion_tokens_only
+
+    torch.manual_seed(0)
+    ids = torch.randint(3, 200, (3, 20))
+    labels = ids.masked_fill(torch.arange(20) < torch.tensor([[8], [12], [5]]), -100)  # prompts of 8, 12, 5
+    labels[2, 15:] = -100  # padding at the end of a short row
+    results = []
+    for compact in (False, True):
+        monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)  # TRL's own choice on CPU
+        if compact:
+            assert score_completion_tokens_only()
+            assert trl_utils._use_triton(torch.device("cpu"))
+        model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+        trl_utils.add_fused_lm_head(model)
+        out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+        out.loss.backward()
+        grad = model.get_output_embeddings().weight.grad.clone()
+        results.append((out.log_probs.detach(), grad))
+    (full, full_grad), (part, part_grad) = results
+    assert (part[labels[:, 1:] == -100] == 0).all() and (part[labels[:, 1:] != -100] != 0).all()
+    torch.testing.assert_close(part, full)
+    torch.testing.assert_close(part_grad, full_grad)
