@@ -251,9 +251,13 @@ def check_trainer_runs_here(trainer_class, file: str) -> None:
                         "torch build lacks (CPU); use a CUDA torch build, or on CPU: pip install 'trl>=1.16,<1.17'")
 
 
+def _on_every_device(device) -> bool:
+    return True
+
+
 def score_completion_tokens_only() -> bool:
-    """TRL's fused log-prob head (DPO, IPO, SimPO, APO, KTO) scores only the completion tokens on CUDA/XPU, but
-    on any other device every position of the batch, prompt and padding included, each over the whole
+    """TRL's fused log-prob head (KTO and APO, DPO and IPO, SFT) scores only the completion tokens on CUDA/XPU,
+    but on any other device every position of the batch, prompt and padding included, each over the whole
     vocabulary in float32, and then zeroes the extra ones: its comment says this keeps tile shapes fixed for
     compiled devices (Neuron). Eager CPU has nothing to recompile, so prefopt takes the compact path there too;
     the tokens scored, and so losses and gradients, are the same. Only TRL's choice of positions is changed
@@ -261,15 +265,9 @@ def score_completion_tokens_only() -> bool:
     the switch applies (False on TRL versions without it)."""
     from trl.trainer import utils as trl_utils
 
-    original = getattr(trl_utils, "_use_triton", None)
-    if original is None:
+    if not hasattr(trl_utils, "_use_triton"):
         return False
-    if not getattr(original, "_prefopt_compact", False):
-        def compact(device):
-            return True
-
-        compact._prefopt_compact = True
-        trl_utils._use_triton = compact
+    trl_utils._use_triton = _on_every_device
     return True
 
 
