@@ -150,6 +150,8 @@ def pairwise_figure(comparisons: dict, fp: str, metrics=("reward_auc", "verified
 def tuning_figure(trials: pd.DataFrame, metric: str, name: str):
     """`prefopt tune`: the validation metric of every trial against each searched setting (log axis for
     settings spanning more than a decade), the best trial ringed."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     column = f"validation_{metric}"
     settings = [c for c in trials.columns if c not in ("trial", column, "validation_reward_auc", "train_seconds",
                                                         "run_id") and pd.api.types.is_numeric_dtype(trials[c])]
@@ -168,6 +170,10 @@ def tuning_figure(trials: pd.DataFrame, metric: str, name: str):
             ax.legend(fontsize=8)
         if (x > 0).all() and x.max() / x.min() > 10:
             ax.set_xscale("log")
+            # ticks at 1, 2 and 5 per decade, plainly labelled; minor ticks unlabelled (their default labels overlap)
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(key)
         ax.set_ylabel(column)
     fig.suptitle(f"{name}: {len(trials)} trials, {column} (validation split)")
