@@ -65,13 +65,20 @@ def run_jobs(jobs: list, *, results: Path, engine: str = "auto", address: str | 
     where = [res.run_dir(Path(w), r.name, r.seed, r.fingerprint(), r.data.fold).resolve() for r, w in jobs]
     unique = list(dict.fromkeys(where))
     todo = [jobs[where.index(d)] for d in unique]
+    # finished runs are skipped here, not in an engine's worker: Ray would start a process (seconds) for each
+    # only to skip it, which made a resumed 36-trial tuning spend minutes before its first unfinished trial
+    finished = {d for d in unique if not force and res.is_finished(d)}
+    by_dir = {d: run_one(recipe, results=Path(w)) for (recipe, w), d in zip(todo, unique) if d in finished}
+    pending = [(job, d) for job, d in zip(todo, unique) if d not in finished]
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if pick_engine(engine, len(todo), address) == "local":
-        done = [run_one(recipe, results=Path(w), force=force) for recipe, w in todo]
+    if not pending:
+        done = []
+    elif pick_engine(engine, len(pending), address) == "local":
+        done = [run_one(recipe, results=Path(w), force=force) for (recipe, w), _ in pending]
     else:
-        done = _on_ray(todo, results=Path(results), address=address, storage=storage,
+        done = _on_ray([job for job, _ in pending], results=Path(results), address=address, storage=storage,
                        max_concurrent=max_concurrent, force=force)
-    by_dir = dict(zip(unique, done))
+    by_dir.update(zip([d for _, d in pending], done))
     return [by_dir[d] for d in where]
 
 

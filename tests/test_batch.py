@@ -112,3 +112,23 @@ def test_jobs_that_are_one_run_run_once_and_bad_concurrency_is_refused(write_rec
     assert calls == [1, 2] and out == [tmp_path / "seed1", tmp_path / "seed2", tmp_path / "seed1"]
     with pytest.raises(UserError, match="at least 1"):
         batch.run_jobs([r], results=tmp_path, engine="local", max_concurrent=0)
+
+
+def test_finished_runs_are_skipped_before_the_engine(write_recipe, tmp_path, monkeypatch):
+    """A resumed batch sends only its unfinished runs to Ray (a Ray worker per finished run would cost
+    seconds each just to skip it); the finished ones are still returned, in job order."""
+    from prefopt import results as res
+    from prefopt.recipe import load_recipe
+
+    r = load_recipe(str(write_recipe("dpo")))
+    jobs = [r.for_seed(1), r.for_seed(2), r.for_seed(3)]
+    dirs = [res.run_dir(tmp_path, j.name, j.seed, j.fingerprint(), j.data.fold).resolve() for j in jobs]
+    for d in dirs[::2]:  # seeds 1 and 3 finished earlier
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text("{}")
+    sent = []
+    monkeypatch.setattr(batch, "_on_ray", lambda todo, **kw: sent.extend(todo) or [dirs[1]] * len(todo))
+    out = batch.run_jobs(jobs, results=tmp_path, engine="ray")
+    assert [j.seed for j, _ in sent] == [2] and out == dirs
+    sent.clear()
+    assert batch.run_jobs([jobs[0], jobs[2]], results=tmp_path, engine="ray") == [dirs[0], dirs[2]] and not sent
