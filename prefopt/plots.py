@@ -176,5 +176,6 @@ def tuning_figure(trials: pd.DataFrame, metric: str, name: str):
             ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(key)
         ax.set_ylabel(column)
-    fig.suptitle(f"{name}: {len(trials)} trials, {column} (validation split)")
+    # one panel is narrow: the title goes on two lines rather than past the figure's edges
+    fig.suptitle(f"{name}: {len(trials)} trials,{chr(10) if len(settings) < 2 else ' '}{column} (validation split)")
     return fig
