@@ -209,6 +209,29 @@ def merged_adapter(model):
         model.unmerge_adapter()
 
 
+@contextlib.contextmanager
+def cached_autocast_casts(model):
+    """Under bf16 autocast, let autocast keep its bf16 copy of each float32 weight for the duration instead of
+    casting every weight again at every decode step. Autocast caches only casts of leaves that require grad,
+    so frozen weights (LoRA's base model) are re-cast per forward: 48 decode steps cast the whole model 48
+    times. Marking them for the duration (under no_grad nothing is recorded) gives the same bf16 values, so
+    the same text. The cache is cleared on both sides: weights a merge/unmerge changes are never served stale."""
+    device_type = next(model.parameters()).device.type
+    if not torch.is_autocast_enabled(device_type):
+        yield
+        return
+    frozen = [p for p in model.parameters() if p.dtype == torch.float32 and p.is_leaf and not p.requires_grad]
+    torch.clear_autocast_cache()
+    for p in frozen:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
+        torch.clear_autocast_cache()
+
+
 @torch.no_grad()
 def generate(model, tok, prompts, *, batch_size: int, max_new_tokens: int, reference=None, use_reference=False,
              bar=None):
@@ -223,7 +246,7 @@ def generate(model, tok, prompts, *, batch_size: int, max_new_tokens: int, refer
     was_training = model.training
     model.eval()
     try:
-        with ctx:
+        with ctx, cached_autocast_casts(m):
             for i in range(0, len(prompts), batch_size):
                 chunk = prompts[i:i + batch_size]
                 if isinstance(chunk[0], list):

@@ -162,3 +162,33 @@ def test_generation_with_the_adapter_merged_matches_and_restores_the_weights(pef
     assert all(torch.allclose(before[n], after[n], atol=1e-6) for n in before)
     monkeypatch.setattr(metrics, "merged_adapter", lambda m: contextlib.nullcontext())
     assert metrics.generate(model, tok, prompts, batch_size=2, max_new_tokens=6) == merged
+
+
+def test_bf16_generation_with_cached_weight_casts_matches_and_is_never_stale(peft_model, monkeypatch):
+    """Under bf16 autocast, generation keeps autocast's bf16 copies of the frozen weights for the pass: the
+    same text as casting at every step, for the reference and then the merged policy (a cache kept across
+    the merge would give the policy the reference's weights), with requires_grad restored afterwards."""
+    import contextlib
+
+    import prefopt.metrics as metrics
+    from prefopt.verifiers import get_verifier
+
+    model, tok = peft_model
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.randn_like(p) * 0.5)
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    rows = [{"prompt": r["prompt"], "constraint": {"id": "include_keyword", "kwargs": {"keyword": "the"}}} for r in ROWS[:3]]
+    verifier = get_verifier("instructions")
+
+    def run():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            result, records, ref = metrics.verified_success(model, tok, rows, verifier, batch_size=2, max_new_tokens=6)
+        return [(r["reference_text"], r["policy_text"]) for r in records]
+
+    cached = run()
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+    assert any(ref != pol for ref, pol in cached)  # the adapter changes the text: a stale cache would show
+    monkeypatch.setattr(metrics, "cached_autocast_casts", lambda m: contextlib.nullcontext())
+    assert run() == cached
