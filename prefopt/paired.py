@@ -153,6 +153,59 @@ def baseline_lines(split: pd.DataFrame, results: dict, alpha: float = 0.05) -> l
     return out
 
 
+def tuned_pairs(split: pd.DataFrame, groups) -> list[tuple[str, str]]:
+    """(tuned group, the untuned group of the recipe it was tuned from) for each tuned recipe on this split
+    whose source recipe ran here with one configuration."""
+    if "tuned" not in split:
+        return []
+    pairs = []
+    for group, g in split.groupby("group", sort=True):
+        t = next((v for v in g["tuned"] if isinstance(v, dict)), None)
+        if t is None or group not in groups:
+            continue
+        plain = split[(split["recipe"] == t["recipe"]) & ~split["tuned"].map(lambda v: isinstance(v, dict))]
+        if plain["group"].nunique() == 1 and plain["group"].iloc[0] in groups:
+            pairs.append((group, plain["group"].iloc[0]))
+    return pairs
+
+
+def tuning_lines(split: pd.DataFrame, a: Analysis, alpha: float = 0.05) -> list[str]:
+    """Did tuning move each recipe? Tuned minus untuned, paired by prompt, Holm over these pairs alone (the
+    question asked of them), per quality metric."""
+    pairs = tuned_pairs(split, a.runs)
+    if not pairs:
+        return []
+    found = {}
+    for metric in MATRICES:
+        if metric not in a.results:
+            continue
+        chosen = [p for p in pairs if all(g in a.results[metric].estimates for g in p)]
+        if chosen:
+            found[metric] = stats.differences(a.runs, chosen, metric, a.n_prompts[metric], n_resamples=RESAMPLES,
+                                              seed=SEED)
+    lines = [f"Tuned against untuned: each tuned recipe minus the recipe it was tuned from, paired by prompt, "
+             f"Holm-adjusted over these {len(pairs)} pairs per metric (seed {SEED}, {RESAMPLES} resamples):", ""]
+    for metric, d in found.items():
+        moved = {"better": [], "worse": [], "tied": []}
+        for (tuned, plain), (delta, _, _, _, p_holm, _) in d.items():
+            word = "tied" if p_holm >= alpha else "better" if delta > 0 else "worse"
+            moved[word].append(f"{tuned} {delta:+.3g}" + (f" (Holm p {_p(p_holm)})" if p_holm < alpha else ""))
+        lines.append(f"- {metric}: " + "; ".join(f"{w}: {', '.join(v)}" for w, v in moved.items() if v) + ".")
+    lines += ["", "| tuned | from | " + " | ".join(f"{m} tuned | untuned | Δ [95% CI] | Holm p" for m in found) + " |",
+              "|---|---|" + "---|---|---|---|" * len(found)]
+    for tuned, plain in pairs:
+        cells = []
+        for metric, d in found.items():
+            if (tuned, plain) not in d:
+                cells += ["n/a"] * 4
+                continue
+            est = a.results[metric].estimates
+            delta, lo, hi, _, p_holm, _ = d[(tuned, plain)]
+            cells += [_num(est[tuned][0]), _num(est[plain][0]), _ci(delta, lo, hi), _p(p_holm)]
+        lines.append(f"| {tuned} | {plain} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
     """The verdict, the per-recipe table and the pairwise matrices of one split (markdown lines)."""
     a = analysis or analyze(split)
@@ -195,6 +248,7 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
     ref = " | ".join(f"{_ci(*c.reference)} | | " for c in results.values())
     lines += [f"| untrained reference | {ref}|", ""]
+    lines += tuning_lines(split, a)
     for metric in MATRICES:
         if metric not in results or len(results[metric].estimates) < 2:
             continue

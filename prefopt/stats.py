@@ -272,6 +272,13 @@ def compare(recipes: dict[str, list[Run]], metric_name: str, n_prompts: int, *, 
     vs = {name: (*v, h) for (name, v), h in zip(vs.items(), vs_holm)}
     names = list(recipes)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    pairwise = _pairwise(metric_name, recipes, samples, pairs, n_prompts, n_resamples, rng)
+    return Comparison(metric_name, n_prompts, n_resamples, seed, estimates, interval(ref), vs, pairwise)
+
+
+def _pairwise(metric_name: str, recipes: dict, samples: dict, pairs: list, n_prompts: int, n_resamples: int,
+              rng: np.random.Generator) -> dict:
+    """(a, b) -> (delta a-b, lo, hi, p, p_holm, P(a > b)); Holm across exactly these pairs (one family)."""
     raw = {}
     for a, b in pairs:
         d = samples[a] - samples[b]
@@ -279,8 +286,18 @@ def compare(recipes: dict[str, list[Run]], metric_name: str, n_prompts: int, *, 
         raw[(a, b)] = (*interval(d), permutation_p(metric_name, recipes[a], recipes[b], n_prompts, n_resamples, rng),
                        float((boot > 0).mean()) if len(boot) else np.nan)
     adjusted = holm([v[3] for v in raw.values()])
-    pairwise = {k: (*v[:4], h, v[4]) for (k, v), h in zip(raw.items(), adjusted)}
-    return Comparison(metric_name, n_prompts, n_resamples, seed, estimates, interval(ref), vs, pairwise)
+    return {k: (*v[:4], h, v[4]) for (k, v), h in zip(raw.items(), adjusted)}
+
+
+def differences(recipes: dict[str, list[Run]], pairs: list[tuple[str, str]], metric_name: str, n_prompts: int, *,
+                n_resamples: int = 2000, seed: int = 0) -> dict:
+    """Only the given pairs, paired by prompt as in `compare`, Holm-adjusted as one family of their own: for a
+    question asked of a few pairs (did tuning move each recipe?), not diluted by every other pair."""
+    rng = np.random.default_rng(seed)
+    draws = prompt_draws(n_prompts, n_resamples, rng)
+    names = list(dict.fromkeys(n for pair in pairs for n in pair))
+    samples = {name: recipe_samples(metric_name, recipes[name], draws, rng) for name in names}
+    return _pairwise(metric_name, recipes, samples, pairs, n_prompts, n_resamples, rng)
 
 
 def mcnemar_p(policy_pass: np.ndarray, reference_pass: np.ndarray) -> float:

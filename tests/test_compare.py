@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import re
 import subprocess
 import sys
 import time
@@ -446,3 +447,27 @@ def test_two_files_with_the_same_prompts_are_two_tests(tmp_path):
     s = pd.read_csv(root / "summary.csv")
     dpo = s[s.recipe == "dpo"]
     assert len(dpo) == 2 and dpo.test.nunique() == 2 and sorted(dpo.reward_auc_mean) == pytest.approx([0.615, 0.715])
+
+
+def test_tuned_recipes_are_compared_with_the_recipe_they_were_tuned_from(tmp_path):
+    """Each tuned recipe minus its untuned source, paired by prompt, Holm over the tuned pairs only: a planted
+    gain is found, no gain is tied, and a tuned recipe whose source did not run here is not paired."""
+    root = tmp_path / "results"
+    plan = (("dpo", 0.0, None), ("dpo_tuned", 1.5, "dpo"), ("orpo", 0.0, None), ("orpo_tuned", 0.0, "orpo"),
+            ("ipo_tuned", 0.0, "ipo"))
+    for k, (recipe, effect, source) in enumerate(plan):
+        for seed in (1, 2):
+            m = fake_metrics(recipe, seed, FP_A, 0.6, method="dpo")
+            if source:
+                m["tuned"] = {"recipe": source, "trials": 4, "sampler": "random", "trial": 1,
+                              "metric": "validation reward_auc", "value": 0.7, "chosen": {"learning_rate": 5e-4}}
+            add_items(add_run(root, m), effect, seed=10 * k + seed)
+    compare.rebuild(root)
+    text = (root / "summary.md").read_text()
+    section = text.split("Tuned against untuned", 1)[1].split("\n\n|", 1)
+    assert "over these 2 pairs per metric (seed 0, 2000 resamples)" in section[0]
+    verdicts = section[0]
+    assert re.search(r"- reward_auc: better: dpo_tuned \+[\d.]+ \(Holm p [^)]+\); tied: orpo_tuned [+-]", verdicts)
+    table = section[1].split("\n\n", 1)[0]
+    assert "| dpo_tuned | dpo |" in table and "| orpo_tuned | orpo |" in table and "ipo_tuned" not in table
+    assert "**ipo_tuned** is tuned: 4 random trials of ipo" in text  # still marked as tuned

@@ -133,3 +133,21 @@ def test_auc_against_chance_holds_its_level_and_finds_separation():
                         for t in range(200)])
 
     assert rate(0.0) <= 0.08 and rate(1.0) >= 0.80
+
+
+def test_differences_test_only_the_pairs_asked_as_one_family():
+    """Tuned against untuned: only those pairs, Holm over them alone, so an effect the full pairwise matrix
+    dilutes (here across 15 pairs) is adjusted for the question actually asked; seeded."""
+    rng = np.random.default_rng(3)
+    recipes = {"a": synthetic(rng, seeds=3), "a_tuned": synthetic(rng, effect=0.8, seeds=3),
+               "b": synthetic(rng, seeds=3), "b_tuned": synthetic(rng, seeds=3),
+               "c": synthetic(rng, seeds=3), "d": synthetic(rng, seeds=3)}
+    pairs = [("a_tuned", "a"), ("b_tuned", "b")]
+    d = stats.differences(recipes, pairs, "reward_auc", 40, n_resamples=500, seed=4)
+    assert list(d) == pairs and d == stats.differences(recipes, pairs, "reward_auc", 40, n_resamples=500, seed=4)
+    delta, lo, hi, p, p_holm, prob = d[("a_tuned", "a")]
+    assert lo < delta < hi and delta > 0 and prob > 0.9
+    assert [v[4] for v in d.values()] == stats.holm([v[3] for v in d.values()]) and p_holm < 0.05
+    full = stats.compare(recipes, "reward_auc", 40, n_resamples=500, seed=4).pairwise
+    assert full[("a", "a_tuned")][4] >= p_holm  # the same pair, adjusted over all 15
+    assert d[("b_tuned", "b")][4] >= 0.05  # no planted difference: tied
