@@ -151,3 +151,14 @@ def test_differences_test_only_the_pairs_asked_as_one_family():
     full = stats.compare(recipes, "reward_auc", 40, n_resamples=500, seed=4).pairwise
     assert full[("a", "a_tuned")][4] >= p_holm  # the same pair, adjusted over all 15
     assert d[("b_tuned", "b")][4] >= 0.05  # no planted difference: tied
+
+
+def test_a_large_family_can_still_decide_a_strong_difference():
+    """Holm over m pairs multiplies the smallest Monte Carlo p (1/(n+1)) by m: with 200 permutations and 28
+    pairs no pair could reach 0.05. Pairs passing alpha unadjusted are retested with enough permutations."""
+    rng = np.random.default_rng(11)
+    recipes = {"strong": synthetic(rng, effect=2.0, seeds=2), **{f"w{i}": synthetic(rng, seeds=2) for i in range(7)}}
+    c = stats.compare(recipes, "reward_auc", 40, n_resamples=200, seed=2)
+    assert len(c.pairwise) == 28 and 28 / 201 > 0.05
+    assert all(c.pairwise[("strong", f"w{i}")][4] < 0.05 for i in range(7))
+    assert stats.verdict(c).startswith("strong is best on reward_auc")
