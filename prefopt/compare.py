@@ -388,11 +388,13 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
 
 def tuned_lines(split: pd.DataFrame) -> list[str]:
     """Which recipes `prefopt tune` set, with its trial count and chosen values (from the runs' records)."""
+    from .paired import tuned_record
+
     if "tuned" not in split:
         return []
     lines = []
     for group, g in split.groupby("group", sort=True):
-        t = next((v for v in g["tuned"] if isinstance(v, dict)), None)
+        t = tuned_record(g)
         if t:
             chosen = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in t["chosen"].items())
             lines.append(f"- **{group}** is tuned: {t['trials']} {t['sampler']} trials of {t['recipe']} on the "

@@ -153,6 +153,11 @@ def baseline_lines(split: pd.DataFrame, results: dict, alpha: float = 0.05) -> l
     return out
 
 
+def tuned_record(runs: pd.DataFrame) -> dict | None:
+    """The `tuned` record (source recipe, trials, chosen values) of a group's runs; None if not tuned."""
+    return next((v for v in runs["tuned"] if isinstance(v, dict)), None) if "tuned" in runs else None
+
+
 def tuned_pairs(split: pd.DataFrame, groups) -> list[tuple[str, str]]:
     """(tuned group, the untuned group of the recipe it was tuned from) for each tuned recipe on this split
     whose source recipe ran here with one configuration."""
@@ -160,7 +165,7 @@ def tuned_pairs(split: pd.DataFrame, groups) -> list[tuple[str, str]]:
         return []
     pairs = []
     for group, g in split.groupby("group", sort=True):
-        t = next((v for v in g["tuned"] if isinstance(v, dict)), None)
+        t = tuned_record(g)
         if t is None or group not in groups:
             continue
         plain = split[(split["recipe"] == t["recipe"]) & ~split["tuned"].map(lambda v: isinstance(v, dict))]

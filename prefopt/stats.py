@@ -18,9 +18,8 @@ two recipes), which holds its level with a few dozen prompts where the percentil
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
