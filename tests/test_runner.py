@@ -91,9 +91,14 @@ def test_finished_run_is_skipped_unless_forced(write_recipe, tmp_path, capsys):
     assert main(["run", recipe, "--results", results]) == 0
     run = only_run(tmp_path / "r", "tiny_dpo")
     stamp = (run / "metrics.json").stat().st_mtime_ns
+    summary = tmp_path / "r" / "summary.md"
+    built = summary.stat().st_mtime_ns
     assert main(["run", recipe, "--results", results]) == 0
     assert "already finished" in capsys.readouterr().out
     assert (run / "metrics.json").stat().st_mtime_ns == stamp
+    assert summary.stat().st_mtime_ns == built  # nothing ran: the tables are current, no rebuild
+    summary.unlink()
+    assert main(["run", recipe, "--results", results]) == 0 and summary.is_file()  # ...unless there are none
     assert main(["run", recipe, "--results", results, "--force"]) == 0
     assert (run / "metrics.json").stat().st_mtime_ns != stamp
 
