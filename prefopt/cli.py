@@ -154,6 +154,10 @@ def dispatch(ns) -> None:
 
 
 def main(argv=None) -> int:
+    if argv is None:  # the real command line (not a test or script calling in): see prefopt/allocator.py
+        from .allocator import reexec_with_heap_allocator
+
+        reexec_with_heap_allocator()
     ns = _parser().parse_args(argv)
     try:
         dispatch(ns)

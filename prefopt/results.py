@@ -85,13 +85,14 @@ def environment(seed: int, world_size: int, backend: str, precision: dict | None
         except PackageNotFoundError:
             pass
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+    from .allocator import in_effect
     from .models import cpu_has_native_bf16
 
     return {"seed": seed, "world_size": world_size, "backend": backend, "device": device,
             "precision": precision, "cpu_native_bf16": cpu_has_native_bf16(),
             "cpu_model": _cpu_model(),
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "platform": platform.platform(), "libraries": libs}
+            "platform": platform.platform(), "malloc": in_effect(), "libraries": libs}
 
 
 def _cpu_model() -> str:

@@ -42,6 +42,10 @@ def train_plain(spec: dict) -> dict:
 
 
 if __name__ == "__main__":
+    from prefopt.allocator import reexec_with_heap_allocator
+
+    # the baseline gets prefopt's allocator settings too: the overhead compared is prefopt's own code
+    reexec_with_heap_allocator()
     result = train_plain(json.loads(open(sys.argv[1]).read()))
     with open(sys.argv[2], "w") as f:
         json.dump(result, f)

@@ -80,4 +80,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from prefopt.allocator import reexec_with_heap_allocator
+
+    reexec_with_heap_allocator()  # trains in this process: the same allocator settings as `prefopt run`
     sys.exit(main())
