@@ -9,7 +9,7 @@ import time
 import pandas as pd
 import pytest
 
-from prefopt import batch
+from prefopt import allocator, batch
 from prefopt.cli import main
 from prefopt.errors import UserError
 
@@ -66,6 +66,9 @@ def test_a_killed_run_resumes_as_a_ray_trial(write_recipe, tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "resuming" in out.stdout + out.stderr  # the trial's own output, forwarded by Ray
+    if allocator.wanted():  # the command line re-executed itself with glibc's heap settings; Ray's worker inherited them
+        (run,) = (results / "runs" / "tiny_kto").iterdir()
+        assert json.loads((run / "env.json").read_text())["malloc"] == allocator.SETTINGS
     (clean,), (resumed,) = (metrics_of(r, "tiny_kto").values() for r in (tmp_path / "clean", results))
     for key in KEYS:
         assert resumed[key] == pytest.approx(clean[key], rel=1e-5, abs=1e-7), key
