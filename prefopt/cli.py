@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -161,6 +162,10 @@ def main(argv=None) -> int:
     ns = _parser().parse_args(argv)
     try:
         dispatch(ns)
+        sys.stdout.flush()  # here, so that a reader that left early is met below and not at interpreter exit
+    except BrokenPipeError:  # `prefopt list | head`: the reader has what it wanted; nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except UserError as e:
         for line in str(e).splitlines():
             print(f"prefopt: error: {line}", file=sys.stderr)
