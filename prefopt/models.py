@@ -206,10 +206,92 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
+# bf16 must beat float32 by this much on the probe to be used: its rounding is worth a clear gain only
+BF16_MIN_SPEEDUP = 1.2
+# the probe's product: a batch of 4 sequences x 146 tokens through a 576 -> 1536 projection, the shape of
+# the matrix products that dominate a SmolLM2 training step (and, per token, of evaluation's)
+PROBE_SHAPE = (584, 576, 1536)
+
+
+def _probe_key() -> str:
+    import hashlib
+
+    import torch
+
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    model = next((line.partition(":")[2].strip() for line in cpuinfo.splitlines()
+                  if line.lower().startswith("model name")), "")
+    flags = hashlib.sha256(" ".join(sorted(set(" ".join(
+        line.partition(":")[2] for line in cpuinfo.splitlines()
+        if line.split(":")[0].strip().lower() in ("flags", "features")).split()))).encode()).hexdigest()[:12]
+    return f"{model}|flags {flags}|torch {torch.__version__}|threads {torch.get_num_threads()}"
+
+
+def _measure_bf16_speedup(rounds: int = 5, reps: int = 4) -> float:
+    """float32 seconds / bf16 seconds of the probe product, best of `rounds` alternating rounds."""
+    import time
+
+    import torch
+    import torch.nn.functional as F
+
+    m, k, n = PROBE_SHAPE
+    gen = torch.Generator().manual_seed(0)
+    x, w = torch.randn(m, k, generator=gen), torch.randn(n, k, generator=gen)
+    pairs = {torch.float32: (x, w), torch.bfloat16: (x.bfloat16(), w.bfloat16())}
+    best = {dt: float("inf") for dt in pairs}
+    with torch.no_grad():
+        for dt, (a, b) in pairs.items():  # warm-up: oneDNN builds its kernels on first use
+            F.linear(a, b)
+        for _ in range(rounds):
+            for dt, (a, b) in pairs.items():
+                start = time.perf_counter()
+                for _ in range(reps):
+                    F.linear(a, b)
+                best[dt] = min(best[dt], time.perf_counter() - start)
+    return best[torch.float32] / best[torch.bfloat16]
+
+
+_SPEEDUPS: dict[str, float] = {}
+
+
+def cpu_bf16_speedup() -> float:
+    """How much faster this CPU multiplies matrices in bf16 than in float32 (>1: faster), measured once
+    per machine, torch version and thread count and kept in the cache dir (cpu_bf16.json), so that every
+    run on one machine, and every torchrun rank of one run, makes the same choice. Having the instructions
+    is not enough: on this project's AMD EPYC (avx512_bf16) bf16 products run ~1.7x faster than float32, on
+    an Intel Xeon of the same 2-core size, with the same flag and no AMX, ~0.55x."""
+    key = _probe_key()
+    if key in _SPEEDUPS:
+        return _SPEEDUPS[key]
+    import json
+
+    from filelock import FileLock
+
+    path = cache_dir() / "cpu_bf16.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):  # torchrun's ranks: the first measures, the others read its figure
+        try:
+            known = json.loads(path.read_text())
+        except (OSError, ValueError):
+            known = {}
+        if key not in known:
+            known[key] = round(_measure_bf16_speedup(), 3)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".cpu_bf16-")
+            with os.fdopen(fd, "w") as f:
+                json.dump(known, f, indent=1, sort_keys=True)
+            os.replace(tmp, path)
+    _SPEEDUPS[key] = known[key]
+    return known[key]
+
+
 def resolve_precision(dtype: str = "auto") -> Precision:
-    """auto: bf16 on a GPU (float16 where bf16 is missing); on a CPU with native bf16, float32 weights under
-    bf16 autocast (on this project's 2-core EPYC, 1.5x faster KTO steps than float32 where bf16 weights
-    gained little more, and the LoRA and optimizer state stay float32); float32 elsewhere. An explicit
+    """auto: bf16 on a GPU (float16 where bf16 is missing); on a CPU with native bf16 instructions whose bf16
+    matrix products measure at least BF16_MIN_SPEEDUP x faster than float32 (`cpu_bf16_speedup`), float32
+    weights under bf16 autocast (on this project's 2-core EPYC, 1.5x faster KTO steps than float32 where bf16
+    weights gained little more, and the LoRA and optimizer state stay float32); float32 elsewhere. An explicit
     float32 turns autocast off too; bfloat16/float16 load the weights so, as before."""
     import torch
 
@@ -219,9 +301,14 @@ def resolve_precision(dtype: str = "auto") -> Precision:
     if torch.cuda.is_available():
         weights = "bfloat16" if gpu_bf16 else "float16"
         return Precision(dtype, weights, gpu_bf16, f"GPU ({torch.cuda.get_device_name(0)})")
-    if cpu_has_native_bf16() and torch.backends.mkldnn.is_available():
-        return Precision(dtype, "float32", True, "CPU with native bf16 instructions")
-    return Precision(dtype, "float32", False, "CPU without native bf16 instructions")
+    if not (cpu_has_native_bf16() and torch.backends.mkldnn.is_available()):
+        return Precision(dtype, "float32", False, "CPU without native bf16 instructions")
+    speedup = cpu_bf16_speedup()
+    if speedup >= BF16_MIN_SPEEDUP:
+        return Precision(dtype, "float32", True, f"CPU with native bf16: bf16 matrix products measured "
+                         f"{speedup:.2f}x float32's speed")
+    return Precision(dtype, "float32", False, f"CPU with bf16 instructions whose bf16 matrix products measured "
+                     f"{speedup:.2f}x float32's speed (under {BF16_MIN_SPEEDUP}x): float32")
 
 
 def torch_dtype(name: str):

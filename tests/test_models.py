@@ -1,6 +1,7 @@
 """Model loading: aliases, local paths, backends (Unsloth wiring checked with a fake `unsloth` module)."""
 
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -123,16 +124,45 @@ def test_native_bf16_is_read_from_the_cpu_flags(cpuinfo, native):
     assert models.cpu_has_native_bf16(cpuinfo) is native
 
 
-@pytest.mark.parametrize("native, dtype, weights, autocast", [
-    (True, "auto", "float32", True),  # float32 weights, bf16 matrix products
-    (False, "auto", "float32", False),
-    (True, "float32", "float32", False),  # an explicit float32 is float32 throughout
-    (True, "bfloat16", "bfloat16", False),
+@pytest.mark.parametrize("native, speedup, dtype, weights, autocast", [
+    (True, 2.6, "auto", "float32", True),  # float32 weights, bf16 matrix products
+    (True, 0.55, "auto", "float32", False),  # the instructions, but slower than float32 here: float32
+    (False, 2.6, "auto", "float32", False),
+    (True, 2.6, "float32", "float32", False),  # an explicit float32 is float32 throughout
+    (True, 2.6, "bfloat16", "bfloat16", False),
 ])
-def test_cpu_precision(native, dtype, weights, autocast, monkeypatch):
+def test_cpu_precision(native, speedup, dtype, weights, autocast, monkeypatch):
     monkeypatch.setattr(models, "cpu_has_native_bf16", lambda cpuinfo=None: native)
+    monkeypatch.setattr(models, "cpu_bf16_speedup", lambda: speedup)
     p = models.resolve_precision(dtype)
     assert (p.weights, p.autocast) == (weights, autocast)
+    if dtype == "auto" and native:
+        assert f"{speedup:.2f}x" in p.why  # env.json says what the choice rested on
+
+
+def test_the_bf16_probe_measures_once_per_machine_and_keeps_its_figure(tmp_path, monkeypatch):
+    """The first call measures and writes cache_dir()/cpu_bf16.json under this machine's key; later calls,
+    in this process or another (the cache file), read that figure instead of measuring again."""
+    import torch
+
+    monkeypatch.setenv("PREFOPT_CACHE", str(tmp_path))
+    monkeypatch.setattr(models, "_SPEEDUPS", {})
+    speedup = models.cpu_bf16_speedup()  # the real measurement, well under a second
+    assert speedup > 0 and math.isfinite(speedup)
+    saved = json.loads((tmp_path / "cpu_bf16.json").read_text())
+    (key,) = saved
+    assert saved[key] == speedup and torch.__version__ in key and f"threads {torch.get_num_threads()}" in key
+    monkeypatch.setattr(models, "_measure_bf16_speedup", lambda: pytest.fail("measured a second time"))
+    assert models.cpu_bf16_speedup() == speedup
+    monkeypatch.setattr(models, "_SPEEDUPS", {})  # a new process: the file answers
+    assert models.cpu_bf16_speedup() == speedup
+    torch.set_num_threads(max(1, torch.get_num_threads() - 1) if torch.get_num_threads() > 1 else 2)
+    try:  # another thread count is another question: measured anew
+        monkeypatch.setattr(models, "_measure_bf16_speedup", lambda: 9.0)
+        assert models.cpu_bf16_speedup() == 9.0
+        assert len(json.loads((tmp_path / "cpu_bf16.json").read_text())) == 2
+    finally:
+        torch.set_num_threads(int(key.rsplit(" ", 1)[1]))
 
 
 def test_the_smollm2_alias_converts_once_then_loads_from_the_cache(tmp_path, monkeypatch):
