@@ -50,7 +50,7 @@ def _reference_keys(recipe: Recipe, model, prepared, args) -> dict:
     if prepared.verify is not None:
         v = prepared.verify
         keys["generations"] = refcache.key("generations", **common, max_new_tokens=recipe.eval.max_new_tokens,
-                                           prompts=list(prompt_keys(v["prompt"])))
+                                           batches="by prompt length", prompts=list(prompt_keys(v["prompt"])))
     return keys
 
 

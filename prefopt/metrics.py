@@ -236,9 +236,15 @@ def cached_autocast_casts(model):
 def generate(model, tok, prompts, *, batch_size: int, max_new_tokens: int, reference=None, use_reference=False,
              bar=None):
     """Greedy completions for each prompt (left-padded batches); with use_reference, from pi_ref. `bar`
-    advances by prompts done."""
+    advances by prompts done. Batches are formed in order of prompt length, so a batch pads little (the
+    prompts' prefill is about a third of the time), and the texts come back in the prompts' order."""
     device = next(model.parameters()).device
-    texts = []
+    chat = bool(prompts) and isinstance(prompts[0], list)
+    rendered = [tok.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts] if chat \
+        else list(prompts)
+    encoded = tok(rendered, add_special_tokens=not chat)["input_ids"]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    texts = [None] * len(prompts)
     old_side = tok.padding_side
     tok.padding_side = "left"
     m = reference if (use_reference and reference is not None) else model
@@ -247,19 +253,17 @@ def generate(model, tok, prompts, *, batch_size: int, max_new_tokens: int, refer
     model.eval()
     try:
         with ctx, cached_autocast_casts(m):
-            for i in range(0, len(prompts), batch_size):
-                chunk = prompts[i:i + batch_size]
-                if isinstance(chunk[0], list):
-                    rendered = [tok.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in chunk]
-                    batch = tok(rendered, return_tensors="pt", padding=True, add_special_tokens=False)
-                else:
-                    batch = tok(chunk, return_tensors="pt", padding=True)
-                batch = batch.to(device)
+            for i in range(0, len(order), batch_size):
+                index = order[i:i + batch_size]
+                batch = tok([rendered[j] for j in index], return_tensors="pt", padding=True,
+                            add_special_tokens=not chat).to(device)
                 out = m.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tok.pad_token_id)
-                texts += tok.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+                done = tok.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+                for j, text in zip(index, done):
+                    texts[j] = text
                 if bar is not None:
-                    bar.update(len(chunk))
+                    bar.update(len(index))
     finally:
         tok.padding_side = old_side
         model.train(was_training)

@@ -192,3 +192,22 @@ def test_bf16_generation_with_cached_weight_casts_matches_and_is_never_stale(pef
     assert any(ref != pol for ref, pol in cached)  # the adapter changes the text: a stale cache would show
     monkeypatch.setattr(metrics, "cached_autocast_casts", lambda m: contextlib.nullcontext())
     assert run() == cached
+
+
+def test_generation_batches_prompts_by_length_and_answers_in_their_order(peft_model, monkeypatch):
+    """Prompts of similar length share a batch (little left padding), and every text comes back at its
+    prompt's place: the same texts as generating each prompt alone, in the order given."""
+    import prefopt.metrics as metrics
+
+    model, tok = peft_model
+    prompts = [[{"role": "user", "content": c}] for c in
+               ("a b c d e f g h i j k l", "x", "the cat sat on the mat today", "y z", "q r s t u v")]
+    widths = []
+    generate = type(model).generate
+    monkeypatch.setattr(type(model), "generate",
+                        lambda self, **kw: widths.append(int(kw["attention_mask"].sum(1).min())) or generate(self, **kw))
+    together = metrics.generate(model, tok, prompts, batch_size=2, max_new_tokens=5)
+    lengths = [len(tok.apply_chat_template(p, add_generation_prompt=True, tokenize=True)["input_ids"]) for p in prompts]
+    assert widths == sorted(lengths)[::2]  # each batch starts at the next shortest prompt
+    alone = [metrics.generate(model, tok, [p], batch_size=1, max_new_tokens=5)[0] for p in prompts]
+    assert together == alone
