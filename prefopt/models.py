@@ -198,12 +198,16 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
             return False
+    return bool(_cpu_flags(cpuinfo) & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def _cpu_flags(cpuinfo: str) -> set[str]:
     flags: set[str] = set()
     for line in cpuinfo.splitlines():
         key, sep, value = line.partition(":")
         if sep and key.strip().lower() in ("flags", "features"):
             flags.update(value.split())
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    return flags
 
 
 # bf16 must beat float32 by this much on the probe to be used: its rounding is worth a clear gain only
@@ -224,9 +228,7 @@ def _probe_key() -> str:
         cpuinfo = ""
     model = next((line.partition(":")[2].strip() for line in cpuinfo.splitlines()
                   if line.lower().startswith("model name")), "")
-    flags = hashlib.sha256(" ".join(sorted(set(" ".join(
-        line.partition(":")[2] for line in cpuinfo.splitlines()
-        if line.split(":")[0].strip().lower() in ("flags", "features")).split()))).encode()).hexdigest()[:12]
+    flags = hashlib.sha256(" ".join(sorted(_cpu_flags(cpuinfo))).encode()).hexdigest()[:12]
     return f"{model}|flags {flags}|torch {torch.__version__}|threads {torch.get_num_threads()}"
 
 
@@ -279,10 +281,9 @@ def cpu_bf16_speedup() -> float:
             known = {}
         if key not in known:
             known[key] = round(_measure_bf16_speedup(), 3)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".cpu_bf16-")
-            with os.fdopen(fd, "w") as f:
-                json.dump(known, f, indent=1, sort_keys=True)
-            os.replace(tmp, path)
+            from .results import write_atomic
+
+            write_atomic(path, json.dumps(known, indent=1, sort_keys=True))
     _SPEEDUPS[key] = known[key]
     return known[key]
 
