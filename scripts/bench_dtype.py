@@ -1,12 +1,14 @@
 """float32 against the default precision (`model.dtype: auto`) on the same steps, per method and seed.
 
     python scripts/bench_dtype.py                                   # kto_mixed, dpo, orpo x seeds 1, 2, 42
+    python scripts/bench_dtype.py --against bf16 --seeds 42         # float32 vs bf16 autocast forced on
     python scripts/bench_dtype.py --steps 24 --seeds 42 --recipes recipes/orpo.yaml
     python scripts/bench_dtype.py --results /tmp/b -- --set model.name=/path/to/tiny   # extra `prefopt run` args
 
 Every training is an ordinary `python -m prefopt run` (its own process, so peak memory is its own) into
 --results (default results/bench_dtype), with `--set model.dtype=float32` for one side and the recipe as it
-is for the other; finished runs are skipped, so an interrupted benchmark resumes. For each recipe it prints:
+is for the other (with --against bf16, `--set train.bf16=true`: bf16 autocast whatever `auto` would pick,
+for a CPU where `auto` measured bf16 slower and chose float32); finished runs are skipped, so an interrupted benchmark resumes. For each recipe it prints:
 seconds per training step, evaluation seconds and peak memory (median over seeds), the held-out metrics
 (mean and 95% t-interval over seeds, and whether the default's mean lies inside float32's interval), and
 the per-step losses of the first seed side by side. With --markdown FILE the same tables are written there.
@@ -27,7 +29,7 @@ import pandas as pd
 from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
-SIDES = {"float32": ["model.dtype=float32"], "auto": []}  # each side's `--set` overrides
+SIDES = {"float32": ["model.dtype=float32"], "auto": [], "bf16": ["train.bf16=true"]}  # each side's `--set`
 METRICS = ["reward_auc", "preference_accuracy", "kl", "desirable_nll", "verified_success"]
 
 
@@ -47,7 +49,8 @@ def run(recipe: str, side: str, seed: int, steps: int | None, results: Path, ext
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def collect(results: Path, recipe: str, seeds: list[int], steps: int | None, extra: list[str]) -> tuple[str, pd.DataFrame]:
+def collect(results: Path, recipe: str, seeds: list[int], steps: int | None, extra: list[str],
+            against: str = "auto") -> tuple[str, pd.DataFrame]:
     """(recipe name, one row per finished run of this benchmark): side, seed, cost, metrics, per-step losses.
     Runs are found by the fingerprint of exactly the recipe each side ran, so runs of other settings in the
     same folder are never mixed in."""
@@ -55,7 +58,7 @@ def collect(results: Path, recipe: str, seeds: list[int], steps: int | None, ext
     from prefopt.results import is_finished, run_dir
 
     rows, name = [], None
-    for side in SIDES:
+    for side in ("float32", against):
         resolved = load_recipe(recipe, sets_for(side, steps, extra))
         name = resolved.name
         for seed in seeds:
@@ -86,36 +89,42 @@ def ci95(values: np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def report(name: str, runs: pd.DataFrame) -> list[str]:
+def _mean_ci(m: tuple[float, float, float]) -> str:
+    """mean [low, high]; the mean alone from one seed, which gives no interval."""
+    return f"{m[0]:.3f}" if math.isnan(m[1]) else f"{m[0]:.3f} [{m[1]:.3f}, {m[2]:.3f}]"
+
+
+def report(name: str, runs: pd.DataFrame, against: str = "auto") -> list[str]:
     out = [f"### {name}", ""]
-    if runs.empty or set(runs["side"]) != set(SIDES):
+    if runs.empty or set(runs["side"]) != {"float32", against}:
         return out + ["(no finished runs on both sides yet)", ""]
-    by = {side: runs[runs["side"] == side].sort_values("seed") for side in SIDES}
-    f32, auto = by["float32"], by["auto"]
+    by = {side: runs[runs["side"] == side].sort_values("seed") for side in ("float32", against)}
+    f32, auto = by["float32"], by[against]
     speedup = f32["s_per_step"].median() / auto["s_per_step"].median()
     out += ["| side | resolved to | seeds | steps | s/step | eval s | peak MB |", "|---|---|---|---|---|---|---|"]
     for side, d in by.items():
         out.append(f"| {side} | {d['resolved'].iloc[0]} | {', '.join(map(str, d['seed']))} | {d['steps'].iloc[0]} | "
                    f"{d['s_per_step'].median():.2f} | {d['eval_seconds'].median():.1f} | "
                    f"{d['peak_memory_mb'].median():.0f} |")
-    out += ["", f"training speed-up (float32 s/step / auto s/step, medians): **{speedup:.2f}x**; evaluation: "
+    out += ["", f"training speed-up (float32 s/step / {against} s/step, medians): **{speedup:.2f}x**; evaluation: "
             f"{f32['eval_seconds'].median() / auto['eval_seconds'].median():.2f}x", ""]
-    out += ["| metric | float32 mean [95% CI] | auto mean [95% CI] | auto inside float32's CI |", "|---|---|---|---|"]
+    out += [f"| metric | float32 mean [95% CI] | {against} mean [95% CI] | {against} inside float32's CI |",
+            "|---|---|---|---|"]
     for metric in METRICS:
         a, b = ci95(f32[metric].to_numpy(float)), ci95(auto[metric].to_numpy(float))
         if math.isnan(a[0]):
             continue
         inside = "n/a" if math.isnan(a[1]) else "yes" if a[1] <= b[0] <= a[2] else "**no**"
-        out.append(f"| {metric} | {a[0]:.3f} [{a[1]:.3f}, {a[2]:.3f}] | {b[0]:.3f} [{b[1]:.3f}, {b[2]:.3f}] | {inside} |")
+        out.append(f"| {metric} | {_mean_ci(a)} | {_mean_ci(b)} | {inside} |")
     common = sorted(set(f32["seed"]) & set(auto["seed"]))
     if not common:
         return out + [""]
     seed = int(common[0])
     left, right = (d[d["seed"] == seed]["losses"].iloc[0] for d in (f32, auto))
-    both = pd.DataFrame({"float32": left, "auto": right})
-    out += ["", f"per-step loss, seed {seed}: max |difference| {np.nanmax(np.abs(both['float32'] - both['auto'])):.4f}",
-            "", "| step | float32 | auto |", "|---|---|---|"]
-    out += [f"| {step} | {r['float32']:.4f} | {r['auto']:.4f} |" for step, r in both.iterrows()]
+    both = pd.DataFrame({"float32": left, against: right})
+    out += ["", f"per-step loss, seed {seed}: max |difference| {np.nanmax(np.abs(both['float32'] - both[against])):.4f}",
+            "", f"| step | float32 | {against} |", "|---|---|---|"]
+    out += [f"| {step} | {r['float32']:.4f} | {r[against]:.4f} |" for step, r in both.iterrows()]
     return out + [""]
 
 
@@ -126,17 +135,21 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, help="train.max_steps for both sides (default: each recipe's own)")
     p.add_argument("--results", type=Path, default=ROOT / "results" / "bench_dtype")
     p.add_argument("--markdown", type=Path, help="also write the tables to this file")
+    p.add_argument("--against", choices=["auto", "bf16"], default="auto",
+                   help="the other side: the recipe's model.dtype auto (default), or bf16 autocast forced on")
     p.add_argument("--report-only", action="store_true", help="tabulate the finished runs, train nothing")
     p.add_argument("extra", nargs="*", help="after --: more `prefopt run` arguments for every run")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     for recipe in [] if args.report_only else args.recipes:
         for seed in seeds:  # alternate sides seed by seed, so a slow spell of the host hits both alike
-            for side in SIDES:
+            for side in ("float32", args.against):
                 run(recipe, side, seed, args.steps, args.results, args.extra)
-    lines = ["## float32 vs model.dtype: auto", ""]
+    title = "model.dtype: auto" if args.against == "auto" else "bf16 autocast forced on (train.bf16=true)"
+    lines = [f"## float32 vs {title}", ""]
     for recipe in args.recipes:
-        lines += report(*collect(args.results, recipe, seeds, args.steps, args.extra))
+        name, runs = collect(args.results, recipe, seeds, args.steps, args.extra, args.against)
+        lines += report(name, runs, args.against)
     text = "\n".join(lines)
     print(text)
     if args.markdown:

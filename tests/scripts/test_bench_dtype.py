@@ -31,3 +31,15 @@ def test_bench_dtype_tables_and_resume(write_recipe, tmp_path):
     assert len(list((results / "runs" / "tiny_kto").iterdir())) == 4  # 2 sides x 2 seeds
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     assert again.returncode == 0 and again.stdout.count("already finished") == 4
+
+
+def test_bench_dtype_against_forced_bf16(write_recipe, tmp_path):
+    """--against bf16 turns autocast on for the second side even where `auto` measured bf16 slower."""
+    recipe = write_recipe("kto", model={"dtype": "auto"})
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench_dtype.py"), "--recipes", str(recipe), "--seeds", "0",
+           "--steps", "1", "--results", str(tmp_path / "bench"), "--against", "bf16", "--", "--set", "eval.batch_size=4"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "## float32 vs bf16 autocast forced on" in done.stdout
+    assert "| float32 | float32 | 0 | 1 |" in done.stdout and "| bf16 | float32 + bf16 autocast | 0 | 1 |" in done.stdout
+    assert "float32 s/step / bf16 s/step" in done.stdout and "| step | float32 | bf16 |" in done.stdout
