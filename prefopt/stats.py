@@ -108,9 +108,15 @@ def metric(name: str, run: Run, draws: np.ndarray, reference: bool = False) -> n
     """One metric of one run (or of its untrained reference) on every resample: shape (resamples,)."""
     if reference and name in REFERENCE_FIXED:
         return np.full(draws.shape[0], REFERENCE_FIXED[name])
-    w = draws[:, run.prompt]
     logp = run.ref_logp if reference else run.logp
     with np.errstate(invalid="ignore", divide="ignore"):
+        if name == "verified_success":  # drawn over the generation test's prompts, not the held-out rows'
+            if not len(run.gen_prompt):
+                return np.full(draws.shape[0], np.nan)
+            g = draws[:, run.gen_prompt]
+            passed = run.reference_pass if reference else run.policy_pass
+            return (g * passed).sum(1) / g.sum(1)
+        w = draws[:, run.prompt]
         if name == "reward_auc":
             return weighted_auc(run.logp - run.ref_logp, run.label, w, run.block)
         if name == "kl":
@@ -118,12 +124,6 @@ def metric(name: str, run: Run, draws: np.ndarray, reference: bool = False) -> n
         if name == "desirable_nll":
             d = run.label.astype(bool)
             return -(w[:, d] * logp[d]).sum(1) / (w[:, d] * run.tokens[d]).sum(1)
-        if name == "verified_success":
-            if not len(run.gen_prompt):
-                return np.full(draws.shape[0], np.nan)
-            g = draws[:, run.gen_prompt]
-            passed = run.reference_pass if reference else run.policy_pass
-            return (g * passed).sum(1) / g.sum(1)
     raise ValueError(f"unknown metric {name!r}; one of {METRICS}")
 
 

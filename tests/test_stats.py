@@ -76,6 +76,18 @@ def test_metrics_on_the_data_match_the_run_summary():
     assert stats.metric("verified_success", run, draws)[0] == pytest.approx(run.policy_pass.mean())
 
 
+def test_verified_success_draws_over_the_generation_tests_own_prompts():
+    """A generation test with fewer prompts than the held-out rows (4 against 40) is drawn over its own
+    prompts; the held-out rows' prompt ids never index those draws."""
+    (run,) = synthetic(np.random.default_rng(1))
+    run = stats.Run(**{**run.__dict__, "gen_prompt": np.arange(4), "policy_pass": np.array([True, False, True, True]),
+                       "reference_pass": np.array([False, False, True, False])})
+    draws = stats.prompt_draws(4, 50, np.random.default_rng(0))
+    values = stats.metric("verified_success", run, draws)
+    assert values.shape == (51,) and values[0] == 0.75 and ((values >= 0) & (values <= 1)).all()
+    assert stats.metric("verified_success", run, draws, reference=True)[0] == 0.25
+
+
 def rejection_rate(effect: float, tables: int = 200, blocks: int = 0, scale: float = 1.0) -> float:
     """Share of simulated tables where the paired permutation test rejects 'a and b score alike' at 0.05."""
     rng = np.random.default_rng(123)
