@@ -471,3 +471,13 @@ def test_tuned_recipes_are_compared_with_the_recipe_they_were_tuned_from(tmp_pat
     table = section[1].split("\n\n", 1)[0]
     assert "| dpo_tuned | dpo |" in table and "| orpo_tuned | orpo |" in table and "ipo_tuned" not in table
     assert "**ipo_tuned** is tuned: 4 random trials of ipo" in text  # still marked as tuned
+
+
+def test_runs_scored_under_bf16_autocast_are_flagged_beside_float32_scored_ones():
+    old = {"autocast_bf16": True}  # before `scored_in`: scored under the autocast it trained in
+    new = {"autocast_bf16": True, "scored_in": "float32"}
+    plain = {"autocast_bf16": False}
+    note = compare._autocast_scored(pd.DataFrame([old, new, plain, old]))
+    assert note and note[0].startswith("2 of these runs were scored under bf16 autocast")
+    assert compare._autocast_scored(pd.DataFrame([new, plain])) == []
+    assert compare._autocast_scored(pd.DataFrame([{"recipe": "x"}])) == []

@@ -119,7 +119,7 @@ def test_seeds_run_one_training_each(write_recipe, tmp_path):
 
 @pytest.mark.parametrize("dtype, native, autocast", [("auto", True, True), ("auto", False, False),
                                                       ("float32", True, False)])
-def test_dtype_auto_trains_and_evaluates_under_bf16_autocast_on_a_native_bf16_cpu(
+def test_dtype_auto_trains_and_generates_under_bf16_autocast_on_a_native_bf16_cpu_but_scores_in_float32(
         dtype, native, autocast, write_recipe, tmp_path, monkeypatch):
     import torch
 
@@ -127,17 +127,28 @@ def test_dtype_auto_trains_and_evaluates_under_bf16_autocast_on_a_native_bf16_cp
 
     monkeypatch.setattr(models, "cpu_has_native_bf16", lambda cpuinfo=None: native)
     monkeypatch.setattr(models, "cpu_bf16_speedup", lambda: 2.0)  # bf16 products measured faster here
-    seen = []  # autocast state inside every held-out scoring call
-    score_rows = metrics_module.score_rows
-    monkeypatch.setattr(metrics_module, "score_rows", lambda *a, **k: seen.append(
-        torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16) or score_rows(*a, **k))
+    seen = {"score": [], "generate": []}  # autocast state inside every held-out scoring and generation call
+
+    def watch(name):
+        original = getattr(metrics_module, name)
+        monkeypatch.setattr(metrics_module, name, lambda *a, **k: seen[name.split("_")[0]].append(
+            torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16) or original(*a, **k))
+
+    watch("score_rows"), watch("generate")
+    from prefopt.testing import write_feedback, write_test_prompts
+
+    data = write_feedback(tmp_path / "constrained.jsonl", constraints=True)
+    prompts = write_test_prompts(tmp_path / "test_prompts.jsonl", prompts=12)
     results = tmp_path / "results"
-    recipe = write_recipe("dpo", model={"dtype": dtype})
+    recipe = write_recipe("dpo", model={"dtype": dtype}, data={"path": str(data)},
+                          eval={"verifier": "auto", "max_new_tokens": 4, "prompts": str(prompts)})
     assert main(["run", str(recipe), "--results", str(results)]) == 0
     run = only_run(results, "tiny_dpo")
     env, metrics = (json.loads((run / f).read_text()) for f in ("env.json", "metrics.json"))
     assert env["precision"]["autocast_bf16"] is autocast and env["precision"]["weights"] == "float32"
-    assert metrics["autocast_bf16"] is autocast and seen == [autocast]
+    assert metrics["autocast_bf16"] is autocast and metrics["scored_in"] == "float32"
+    # rows are scored without autocast (bf16 rounding swallows small policy changes); generation follows training
+    assert seen["score"] == [False] and seen["generate"] and set(seen["generate"]) == {autocast}
     assert math.isfinite(metrics["reward_auc"]) and metrics["steps"] == 3
 
 
