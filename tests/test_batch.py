@@ -1,6 +1,7 @@
 """Batches of runs on Ray (embedded here) and one by one: the same runs, the same numbers."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -78,7 +79,21 @@ def test_a_user_error_inside_a_ray_trial_comes_back_as_one_line(write_recipe, tm
     recipe = str(write_recipe("dpo", train={"max_length": 8}))  # every prompt is longer: found in the trial
     assert main(["run", recipe, "--results", str(tmp_path / "r"), "--seeds", "1,2", "--engine", "ray"]) == 2
     err = capsys.readouterr().err
-    assert "prefopt: error:" in err and "train.max_length" in err and "Traceback" not in err
+    assert "prefopt: error:" in err and "train.max_length" in err and "Traceback" not in _without_teardown_noise(err)
+
+
+def _without_teardown_noise(err: str) -> str:
+    """stderr without what a Ray worker forwards after Python's "Exception ignored in: ..." (an exception in a
+    weakref callback while Ray stops the worker process, once in five runs on a 2-core CPU); any other
+    traceback, the driver's or a trial's, stays."""
+    noisy, kept = set(), []
+    for line in re.sub(r"\x1b\[[0-9;]*m", "", err).splitlines():
+        worker = re.match(r"\((?:trial )?pid=(\d+)\)", line)
+        if worker and "Exception ignored in:" in line:
+            noisy.add(worker.group(1))
+        if not (worker and worker.group(1) in noisy):
+            kept.append(line)
+    return "\n".join(kept)
 
 
 def test_engine_choice_and_what_it_says_without_ray(monkeypatch):
