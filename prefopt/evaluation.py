@@ -27,7 +27,11 @@ def evaluate(recipe: Recipe, model, tok, prepared, args, cache: Path | None = No
     reward_margin 0.085 instead of 0.169). Generation runs at the precision the run trained in (bf16
     autocast when the config had it). With `cache` (a results directory) the reference's scores and
     generations are read from it when present; what had to be computed comes back as cache entries
-    (path -> bytes) for the caller to write."""
+    (path -> bytes) for the caller to write. Call it when training is over: it takes off the autocast wrapper
+    accelerate puts on a mixed-precision model's forward (which would override any context set here)."""
+    from accelerate.utils import extract_model_from_parallel
+
+    model = extract_model_from_parallel(model, keep_fp32_wrapper=False)
     return _evaluate(recipe, model, tok, prepared, args, cache)
 
 

@@ -130,9 +130,22 @@ def test_dtype_auto_trains_and_generates_under_bf16_autocast_on_a_native_bf16_cp
     seen = {"score": [], "generate": []}  # autocast state inside every held-out scoring and generation call
 
     def watch(name):
+        """Record whether bf16 autocast is on inside the model's layers while `name` runs (accelerate wraps a
+        mixed-precision model's forward in an autocast of its own, so the caller's context is not enough)."""
         original = getattr(metrics_module, name)
-        monkeypatch.setattr(metrics_module, name, lambda *a, **k: seen[name.split("_")[0]].append(
-            torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16) or original(*a, **k))
+
+        def call(model, *a, **k):
+            inner = []
+            layer = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+            hook = layer.register_forward_pre_hook(lambda *_: inner.append(
+                torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16))
+            try:
+                return original(model, *a, **k)
+            finally:
+                hook.remove()
+                seen[name.split("_")[0]].append(any(inner))
+
+        monkeypatch.setattr(metrics_module, name, call)
 
     watch("score_rows"), watch("generate")
     from prefopt.testing import write_feedback, write_test_prompts
