@@ -64,7 +64,8 @@ def _reference_keys(recipe: Recipe, model, prepared, args) -> dict:
     from .metrics import REF_TOP_K
 
     keys = {"scores": refcache.key("scores", **common, scored_in=scored_in(model), top_k=REF_TOP_K,
-                                   max_length=getattr(args, "max_length", None), rows=list(prompt_keys(rows["prompt"])), completions=list(prompt_keys(rows["completion"])))}
+                                   max_length=getattr(args, "max_length", None), rows=list(prompt_keys(rows["prompt"])),
+                                   completions=list(prompt_keys(rows["completion"])))}
     if prepared.verify is not None:
         v = prepared.verify
         keys["generations"] = refcache.key("generations", **common, precision=precision_used(recipe, args),

@@ -8,7 +8,8 @@
 Every training is an ordinary `python -m prefopt run` (its own process, so peak memory is its own) into
 --results (default results/bench_dtype), with `--set model.dtype=float32` for one side and the recipe as it
 is for the other (with --against bf16, `--set train.bf16=true`: bf16 autocast whatever `auto` would pick,
-for a CPU where `auto` measured bf16 slower and chose float32); finished runs are skipped, so an interrupted benchmark resumes. For each recipe it prints:
+for a CPU where `auto` measured bf16 slower and chose float32); finished runs are skipped, so an interrupted
+benchmark resumes. For each recipe it prints:
 seconds per training step, evaluation seconds and peak memory (median over seeds), the held-out metrics
 (mean and 95% t-interval over seeds, and whether the default's mean lies inside float32's interval), and
 the per-step losses of the first seed side by side. With --markdown FILE the same tables are written there.
@@ -99,30 +100,31 @@ def report(name: str, runs: pd.DataFrame, against: str = "auto") -> list[str]:
     if runs.empty or set(runs["side"]) != {"float32", against}:
         return out + ["(no finished runs on both sides yet)", ""]
     by = {side: runs[runs["side"] == side].sort_values("seed") for side in ("float32", against)}
-    f32, auto = by["float32"], by[against]
-    speedup = f32["s_per_step"].median() / auto["s_per_step"].median()
+    f32, other = by["float32"], by[against]
+    speedup = f32["s_per_step"].median() / other["s_per_step"].median()
     out += ["| side | resolved to | seeds | steps | s/step | eval s | peak MB |", "|---|---|---|---|---|---|---|"]
     for side, d in by.items():
         out.append(f"| {side} | {d['resolved'].iloc[0]} | {', '.join(map(str, d['seed']))} | {d['steps'].iloc[0]} | "
                    f"{d['s_per_step'].median():.2f} | {d['eval_seconds'].median():.1f} | "
                    f"{d['peak_memory_mb'].median():.0f} |")
     out += ["", f"training speed-up (float32 s/step / {against} s/step, medians): **{speedup:.2f}x**; evaluation: "
-            f"{f32['eval_seconds'].median() / auto['eval_seconds'].median():.2f}x", ""]
+            f"{f32['eval_seconds'].median() / other['eval_seconds'].median():.2f}x", ""]
     out += [f"| metric | float32 mean [95% CI] | {against} mean [95% CI] | {against} inside float32's CI |",
             "|---|---|---|---|"]
     for metric in METRICS:
-        a, b = ci95(f32[metric].to_numpy(float)), ci95(auto[metric].to_numpy(float))
+        a, b = ci95(f32[metric].to_numpy(float)), ci95(other[metric].to_numpy(float))
         if math.isnan(a[0]):
             continue
         inside = "n/a" if math.isnan(a[1]) else "yes" if a[1] <= b[0] <= a[2] else "**no**"
         out.append(f"| {metric} | {_mean_ci(a)} | {_mean_ci(b)} | {inside} |")
-    common = sorted(set(f32["seed"]) & set(auto["seed"]))
+    common = sorted(set(f32["seed"]) & set(other["seed"]))
     if not common:
         return out + [""]
     seed = int(common[0])
-    left, right = (d[d["seed"] == seed]["losses"].iloc[0] for d in (f32, auto))
+    left, right = (d[d["seed"] == seed]["losses"].iloc[0] for d in (f32, other))
     both = pd.DataFrame({"float32": left, against: right})
-    out += ["", f"per-step loss, seed {seed}: max |difference| {np.nanmax(np.abs(both['float32'] - both[against])):.4f}",
+    gap = np.nanmax(np.abs(both["float32"] - both[against]))
+    out += ["", f"per-step loss, seed {seed}: max |difference| {gap:.4f}",
             "", f"| step | float32 | {against} |", "|---|---|---|"]
     out += [f"| {step} | {r['float32']:.4f} | {r[against]:.4f} |" for step, r in both.iterrows()]
     return out + [""]
