@@ -159,6 +159,31 @@ def main(argv=None) -> int:
         from .allocator import reexec_with_heap_allocator
 
         reexec_with_heap_allocator()
+        code = _main(None)
+        if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            _exit_without_finalization(code)
+        return code
+    return _main(argv)
+
+
+def _exit_without_finalization(code: int) -> None:
+    """End a launcher's worker (torchrun, accelerate launch) once everything is written and flushed, without
+    the interpreter's finalization: there a native thread (gloo's, autograd's) that still wants the GIL is
+    killed by CPython inside a noexcept destructor, and the process aborts ('terminate called without an
+    active exception', exit -6) after a run that finished: the launcher then reports the whole run failed.
+    Every result is already on disk (written atomically); only streams and log handlers need flushing."""
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _main(argv) -> int:
     ns = _parser().parse_args(argv)
     try:
         dispatch(ns)

@@ -149,10 +149,16 @@ def run_recipe(recipe: Recipe, *, results: str = "results", force: bool = False,
 def _close_process_group() -> None:
     """Under torchrun/accelerate: every process waits for the others, then the group is torn down before
     the interpreter exits (left to exit, gloo's threads could abort a process: 'terminate called without
-    an active exception', seen about one 2-process run in four)."""
+    an active exception', seen about one 2-process run in four). Garbage is collected first: the trainer
+    and its DDP wrapper sit in reference cycles, and freed only at interpreter exit they would release the
+    group's last reference there (a CI run on 2026-12-01 still aborted so with the group destroyed; the
+    CLI also ends such a process without finalization, see cli.main)."""
+    import gc
+
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 

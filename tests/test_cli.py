@@ -109,3 +109,19 @@ def test_a_reader_that_leaves_early_gets_no_traceback(unbuffered):
     proc.stdout.close()  # like `prefopt list | head -0`: gone before the first line
     err = proc.stderr.read().decode()
     assert proc.wait() == 0 and "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+@pytest.mark.parametrize("world_size", ["1", "2"])
+def test_a_launchers_worker_ends_without_finalization_after_flushing(world_size, tmp_path):
+    # under torchrun a native thread could abort the interpreter's finalization after a finished run;
+    # a worker ends by os._exit instead, with its output complete and its exit status kept
+    driver = ("import atexit, sys; atexit.register(lambda: print('finalized', file=sys.stderr)); "
+              "from prefopt.cli import main; sys.exit(main())")
+    env = {**ENV, "WORLD_SIZE": world_size}
+    listed = subprocess.run([sys.executable, "-c", driver, "list"], capture_output=True, text=True, env=env)
+    alone = subprocess.run([sys.executable, "-m", "prefopt", "list"], capture_output=True, text=True, env=ENV)
+    assert listed.returncode == 0 and listed.stdout == alone.stdout and "kto" in listed.stdout
+    assert ("finalized" in listed.stderr) == (world_size == "1"), listed.stderr
+    missing = tmp_path / "missing.yaml"
+    bad = subprocess.run([sys.executable, "-c", driver, "run", str(missing)], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stderr.startswith(f"prefopt: error: {missing}"), bad.stderr
