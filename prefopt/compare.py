@@ -45,7 +45,8 @@ LEGEND = {
           "the rest lumped: a lower bound); lower stays closer to the start",
     "desirable_nll": "mean per-token negative log-likelihood of held-out desirable completions; lower is better",
     "verified_success": "share of the generation test's prompts (eval.prompts, else the held-out prompts) whose "
-                        "greedy generation passes the recipe's verifier",
+                        "greedy generation passes the recipe's verifier (strict: an answer cut off by "
+                        "eval.max_new_tokens passes only a constraint no continuation could undo)",
 }
 
 

@@ -235,19 +235,21 @@ def cached_autocast_casts(model):
 @torch.no_grad()
 def generate(model, tok, prompts, *, batch_size: int, max_new_tokens: int, reference=None, use_reference=False,
              bar=None):
-    """Greedy completions for each prompt (left-padded batches); with use_reference, from pi_ref. `bar`
-    advances by prompts done. Batches are formed in order of prompt length, so a batch pads little (the
-    prompts' prefill is about a third of the time), and the texts come back in the prompts' order."""
+    """(texts, ended): greedy completions for each prompt (left-padded batches), with use_reference from
+    pi_ref, and whether each ended on its own (an end-of-sequence token) rather than at max_new_tokens.
+    `bar` advances by prompts done. Batches are formed in order of prompt length, so a batch pads little
+    (the prompts' prefill is about a third of the time); both lists come back in the prompts' order."""
     device = next(model.parameters()).device
     chat = bool(prompts) and isinstance(prompts[0], list)
     rendered = [tok.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts] if chat \
         else list(prompts)
     encoded = tok(rendered, add_special_tokens=not chat)["input_ids"]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-    texts = [None] * len(prompts)
+    texts, ended = [None] * len(prompts), [None] * len(prompts)
     old_side = tok.padding_side
     tok.padding_side = "left"
     m = reference if (use_reference and reference is not None) else model
+    stops = _eos_ids(m, tok)
     ctx = reference_context(model, reference) if use_reference else merged_adapter(model)
     was_training = model.training
     model.eval()
@@ -259,22 +261,36 @@ def generate(model, tok, prompts, *, batch_size: int, max_new_tokens: int, refer
                             add_special_tokens=not chat).to(device)
                 out = m.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tok.pad_token_id)
-                done = tok.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-                for j, text in zip(index, done):
-                    texts[j] = text
+                new = out[:, batch["input_ids"].shape[1]:]
+                done = tok.batch_decode(new, skip_special_tokens=True)
+                stopped = torch.isin(new, stops).any(dim=1).tolist()
+                for j, text, stop in zip(index, done, stopped):
+                    texts[j], ended[j] = text, bool(stop)
                 if bar is not None:
                     bar.update(len(index))
     finally:
         tok.padding_side = old_side
         model.train(was_training)
-    return texts
+    return texts, ended
+
+
+def _eos_ids(model, tok) -> torch.Tensor:
+    """The token ids that end a generation: the generation config's (an id or a list) and the tokenizer's."""
+    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    if tok.eos_token_id is not None:
+        ids.append(tok.eos_token_id)
+    return torch.tensor(sorted(set(ids)), dtype=torch.long, device=next(model.parameters()).device)
 
 
 def verified_success(model, tok, rows, verifier, *, batch_size: int, max_new_tokens: int, reference=None,
-                     reference_texts=None, bar=None) -> tuple[dict, list[dict], list[str]]:
-    """Share of prompts whose greedy completion passes the verifier, for policy and reference; one record per
-    prompt (prompt id, the verifier's value, both generations and whether each passed); and the reference's
-    generations (taken from `reference_texts` when given: they are the same for every run)."""
+                     reference_texts=None, bar=None) -> tuple[dict, list[dict], tuple[list[str], list[bool]]]:
+    """Share of prompts whose greedy completion passes the verifier, for policy and reference (strict: an
+    answer cut off at max_new_tokens passes only where no continuation could undo it); one record per prompt
+    (prompt id, the verifier's value, both generations, whether each ended on its own and passed); and the
+    reference's (texts, ended) (taken from `reference_texts` when given: they are the same for every run).
+    `verified_cut_off` is the share of answers that hit the budget, `verified_open` the share whose verdict
+    it left open (counted as fails): a reader's measure of what the budget could not judge."""
     first = {}
     for r in rows:  # one check per distinct prompt; its constraint is the same on every row of the prompt
         first.setdefault(_key(r["prompt"]), r)
@@ -283,23 +299,26 @@ def verified_success(model, tok, rows, verifier, *, batch_size: int, max_new_tok
     records = [{"prompt_id": prompt_id(r["prompt"]), "prompt": r["prompt"], verifier.column: m}
                for r, m in zip(first.values(), metas)]
     result = {"verified_prompts": len(prompts)}
-    if reference_texts is not None and len(reference_texts) != len(prompts):
+    if reference_texts is not None and any(len(part) != len(prompts) for part in reference_texts):
         raise RuntimeError("cached reference generations do not match these prompts")
     # the reference first, so that it never runs on weights a merge/unmerge of the adapter has touched
-    for name, use_ref, side in (("verified_success_ref", True, "reference"), ("verified_success", False, "policy")):
+    for suffix, use_ref, side in (("_ref", True, "reference"), ("", False, "policy")):
         if use_ref and reference_texts is not None:
-            texts = list(reference_texts)
+            texts, ended = (list(part) for part in reference_texts)
             if bar is not None:
                 bar.update(len(prompts))
         else:
-            texts = generate(model, tok, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                             reference=reference, use_reference=use_ref, bar=bar)
-        passed = [bool(verifier.check(m, t)) for m, t in zip(metas, texts)]
-        for record, text, ok in zip(records, texts, passed):
-            record.update({f"{side}_text": text, f"{side}_pass": ok})
-        result[name] = float(np.mean(passed))
+            texts, ended = generate(model, tok, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                    reference=reference, use_reference=use_ref, bar=bar)
+        passed = [bool(verifier.check(m, t, e)) for m, t, e in zip(metas, texts, ended)]
+        final = [bool(verifier.settled(m, t, e)) for m, t, e in zip(metas, texts, ended)]
+        for record, text, stop, ok in zip(records, texts, ended, passed):
+            record.update({f"{side}_text": text, f"{side}_ended": stop, f"{side}_pass": ok})
+        result["verified_success" + suffix] = float(np.mean(passed))
+        result["verified_cut_off" + suffix] = float(1 - np.mean(ended))
+        result["verified_open" + suffix] = float(1 - np.mean(final))
         if use_ref:
-            reference_texts = texts
+            reference_texts = (texts, ended)
     result["verified_success_delta"] = result["verified_success"] - result["verified_success_ref"]
     return result, records, reference_texts
 

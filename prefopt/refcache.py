@@ -64,12 +64,15 @@ def load_scores(file: Path) -> dict | None:
         return None
 
 
-def dump_texts(texts: list[str]) -> str:
-    return json.dumps({"texts": texts}, ensure_ascii=False) + "\n"
+def dump_texts(generations: tuple[list[str], list[bool]]) -> str:
+    texts, ended = generations
+    return json.dumps({"texts": texts, "ended": ended}, ensure_ascii=False) + "\n"
 
 
-def load_texts(file: Path) -> list[str] | None:
+def load_texts(file: Path) -> tuple[list[str], list[bool]] | None:
+    """(texts, ended) or None; an entry written before `ended` was kept is computed again."""
     try:
-        return json.loads(Path(file).read_text(encoding="utf-8"))["texts"]
-    except (OSError, ValueError, KeyError):
+        entry = json.loads(Path(file).read_text(encoding="utf-8"))
+        return entry["texts"], entry["ended"]
+    except (OSError, ValueError, KeyError, TypeError):
         return None

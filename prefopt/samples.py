@@ -56,7 +56,20 @@ def family_table(gens: pd.DataFrame) -> list[str]:
         lines.append(f"| {group} | {overall[group]:.3f} | " + " | ".join(f"{rates.loc[group, f]:.3f}" for f in families) + " |")
     lines.append(f"| untrained reference | {first['reference_pass'].mean():.3f} | "
                  + " | ".join(f"{ref[f]:.3f}" for f in families) + " |")
-    return lines + ["", f"({len(first)} prompts; in brackets, prompts per family.)", ""]
+    recorded = "policy_ended" in gens and gens["policy_ended"].notna().all()
+    if recorded:  # where the token budget bites: a cut-off answer passes only a constraint it already settles
+        for name, cut in (("cut off by the budget: recipes' answers", ~gens["policy_ended"].astype(bool)),
+                          ("cut off by the budget: reference's", ~first["reference_ended"].astype(bool))):
+            lines.append(f"| *{name}* | {cut.mean():.3f} | " + " | ".join(
+                f"{cut[(gens if 'recipes' in name else first)['family'] == f].mean():.3f}" for f in families) + " |")
+    lines += ["", f"({len(first)} prompts; in brackets, prompts per family.)"]
+    if not recorded:
+        lines += ["", "These answers were judged as given, cut off by `eval.max_new_tokens` or not: the runs predate "
+                  "2026-12-01, when prefopt began to record which answers ended. A cut-off answer meets 'at most N "
+                  "words' whatever the model would have gone on to write, and rarely 'end with ...' or 'one JSON "
+                  "object'; runs since pass a cut-off answer only where no continuation could undo the pass. "
+                  "Rerun (`--force`) for strict verdicts."]
+    return lines + [""]
 
 
 def pick_prompts(gens: pd.DataFrame, n: int = SAMPLES) -> list[str]:

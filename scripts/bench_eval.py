@@ -61,8 +61,8 @@ def main(argv=None) -> int:
             metrics.cached_autocast_casts = ctx
             start = time.perf_counter()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.autocast):
-                texts[mode] = metrics.generate(model, tok, prompts, batch_size=recipe.eval.batch_size,
-                                               max_new_tokens=recipe.eval.max_new_tokens)
+                texts[mode], _ = metrics.generate(model, tok, prompts, batch_size=recipe.eval.batch_size,
+                                                  max_new_tokens=recipe.eval.max_new_tokens)
             times[mode].append(time.perf_counter() - start)
     print("| mode | seconds per round | seconds per prompt |\n|---|---|---|")
     for mode, ts in times.items():

@@ -209,5 +209,32 @@ def test_generation_batches_prompts_by_length_and_answers_in_their_order(peft_mo
     together = metrics.generate(model, tok, prompts, batch_size=2, max_new_tokens=5)
     lengths = [len(tok.apply_chat_template(p, add_generation_prompt=True, tokenize=True)["input_ids"]) for p in prompts]
     assert widths == sorted(lengths)[::2]  # each batch starts at the next shortest prompt
-    alone = [metrics.generate(model, tok, [p], batch_size=1, max_new_tokens=5)[0] for p in prompts]
-    assert together == alone
+    alone = [metrics.generate(model, tok, [p], batch_size=1, max_new_tokens=5) for p in prompts]
+    assert together == tuple([a[i][0] for a in alone] for i in (0, 1))  # the texts, and whether each ended
+
+
+def test_generation_says_which_answers_ended_and_verification_is_strict_on_the_rest(peft_model, monkeypatch):
+    """An answer that stopped on an end-of-sequence token is `ended`; one the budget cut off is not, and the
+    verified test passes it only when the constraint is already settled (a keyword is there), never for
+    'at most N words' (which any cut-off answer would satisfy)."""
+    import prefopt.metrics as metrics
+    from prefopt.verifiers import get_verifier
+
+    model, tok = peft_model
+    prompt = ROWS[0]["prompt"]
+    texts, ended = metrics.generate(model, tok, [prompt], batch_size=1, max_new_tokens=4)
+    ids = tok.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    first = int(model.generate(**ids, max_new_tokens=1, do_sample=False, pad_token_id=tok.pad_token_id)[0, -1])
+    monkeypatch.setattr(model.generation_config, "eos_token_id", first)  # the answer's first token ends it
+    stopped, stopped_ended = metrics.generate(model, tok, [prompt], batch_size=1, max_new_tokens=4)
+    assert ended == [False] and stopped_ended == [True] and len(stopped[0]) < len(texts[0])
+    monkeypatch.undo()
+
+    keyword = texts[0].split()[0]  # what the cut-off answer already says, and a loose word budget
+    rows = [{"prompt": prompt, "constraint": {"id": "include_keyword", "kwargs": {"keyword": keyword}}},
+            {"prompt": ROWS[2]["prompt"], "constraint": {"id": "max_words", "kwargs": {"max_words": 500}}}]
+    result, records, (ref_texts, ref_ended) = metrics.verified_success(
+        model, tok, rows, get_verifier("instructions"), batch_size=1, max_new_tokens=4)
+    assert [r["policy_ended"] for r in records] == [False, False] and ref_ended == [False, False]
+    assert [r["policy_pass"] for r in records] == [True, False]  # the word budget's verdict is open
+    assert result["verified_success"] == 0.5 and result["verified_cut_off"] == 1.0 and result["verified_open"] == 0.5

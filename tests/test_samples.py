@@ -24,7 +24,20 @@ def test_family_table_rates():
     assert x == "| x | 0.500 | 0.500 | 0.333 | 1.000 |"  # all, a (3 of 6), b (1 of 3), c (1 of 1)
     ref = next(line for line in lines if line.startswith("| untrained reference |"))
     assert ref == "| untrained reference | 0.500 | 0.500 | 0.667 | 0.000 |"  # even prompts pass: 3/6, 2/3, 0/1
-    assert "a (6)" in lines[2] and "(10 prompts" in lines[-2]
+    assert "a (6)" in lines[2] and any(line.startswith("(10 prompts") for line in lines)
+    assert any("judged as given" in line for line in lines)  # records without `ended`: said, not hidden
+    assert not any("cut off by the budget" in line for line in lines)
+
+
+def test_family_table_shows_where_the_budget_cut_answers_off():
+    g = gens()
+    g["policy_ended"] = g["prompt_id"] < "p06"  # family a's answers ended, b's and c's hit the budget
+    g["reference_ended"] = True
+    lines = family_table(g)
+    cut = next(line for line in lines if "recipes' answers" in line)
+    assert cut.endswith("| 0.400 | 0.000 | 1.000 | 1.000 |")  # all, a, b, c
+    assert next(line for line in lines if "reference's" in line).endswith("| 0.000 | 0.000 | 0.000 | 0.000 |")
+    assert not any("judged as given" in line for line in lines)
 
 
 def test_samples_spread_over_families_and_fixed():

@@ -18,9 +18,10 @@ from . import instructions
 class Verifier:
     name: str
     column: str  # the data column whose value is passed to `check` as `meta`
-    check: Callable[[dict, str], bool]  # (meta, completion text) -> passes
+    check: Callable[..., bool]  # (meta, completion text, ended=True) -> passes (strict on a cut-off answer)
     description: str
     validate: Callable[[dict], object]  # raises UserError(field=column) for a value `check` cannot read
+    settled: Callable[..., bool]  # (meta, text, ended) -> whether the verdict is final (see instructions)
 
 
 VERIFIERS: dict[str, Verifier] = {
@@ -31,6 +32,7 @@ VERIFIERS: dict[str, Verifier] = {
         description=f"IFEval-style constraints ({len(instructions.FAMILIES)} families: lowercase, max_words, "
                     "json_object, ...) read from the row's `constraint`",
         validate=instructions.validate,
+        settled=instructions.settled,
     ),
 }
 AUTO = "auto"  # eval.verifier: auto -> the verifier whose column the data has, else none

@@ -4,6 +4,12 @@ A constraint is the metadata `{"id": "<family>", "kwargs": {...}}` stored in eac
 column. A completion passes only when it is a non-empty answer (something left after stripping
 whitespace) and the constraint holds. Pure Python: nothing heavy is imported here.
 
+An answer cut off by the token budget is not the answer the model would give: "at most 50 words" holds
+for any 48-token prefix, "end with ..." and "one JSON object" almost never do. So `check` takes whether
+the answer ended (`ended`), and a cut-off answer passes only where no continuation could undo the pass
+(a family's `final`: the keyword is already there, the first word is complete); everywhere
+else its verdict is open and counts as a fail (strict), and `settled` says which verdicts were open.
+
 Keyword arguments use a distinct name per family and type (`max_words`, `keyword`, `phrase`, ...), so a
 column of constraints stays one consistent struct when a loader (Arrow, pandas) unifies the dicts;
 keys that such a loader fills with None are ignored.
@@ -104,6 +110,17 @@ def _title(kw, text):
     return any(_norm(m) not in ("", _TITLE_EXAMPLE) for m in _TITLE.findall(text))
 
 
+# --- final verdicts of a cut-off answer: (kwargs, stripped text, verdict) -> no continuation can change it ------
+
+
+def _capital_or_lowercase_there(kw, text, passed):
+    return not passed and _has_cased(text)  # the offending letter stays; with no letter yet, one may come
+
+
+def _first_word_complete(kw, text, passed):
+    return re.match(r"\w+\W", text.lstrip(_LEADING)) is not None  # "Here " is final, "Her" may become "Here"
+
+
 # --- prompt suffixes ----------------------------------------------------------------------------------
 
 def _plural(n: int, word: str) -> str:
@@ -116,31 +133,37 @@ class Family:
     render: Callable[[dict], str]
     kwargs: tuple[str, ...]  # required keyword arguments
     description: str
+    # (kwargs, cut-off text, its verdict) -> whether no continuation could change that verdict; by default
+    # none is final (end_with, json_object, bullet_points: a later line may add or close what is counted)
+    final: Callable[[dict, str, bool], bool] = lambda kw, text, passed: False
 
 
 FAMILIES: dict[str, Family] = {
     "lowercase": Family(
         _lowercase, lambda kw: "Your entire response must be in lowercase letters; no capital letters at all.",
-        (), "only lowercase letters (at least one letter, no capitals)"),
+        (), "only lowercase letters (at least one letter, no capitals)",
+        _capital_or_lowercase_there),
     "uppercase": Family(
         _uppercase, lambda kw: "Your entire response must be in English and in capital letters only.",
-        (), "only capital letters (at least one letter, no lowercase)"),
+        (), "only capital letters (at least one letter, no lowercase)",
+        _capital_or_lowercase_there),
     "max_words": Family(
         _max_words, lambda kw: f"Answer in at most {_plural(int(kw['max_words']), 'word')}.",
-        ("max_words",), "at most N words"),
+        ("max_words",), "at most N words", lambda kw, text, passed: not passed),
     "min_words": Family(
         _min_words, lambda kw: f"Your answer must be at least {_plural(int(kw['min_words']), 'word')} long.",
-        ("min_words",), "at least N words"),
+        ("min_words",), "at least N words", lambda kw, text, passed: passed),
     "include_keyword": Family(
         _include_keyword, lambda kw: f"Include the word \"{kw['keyword']}\" in your response.",
-        ("keyword",), "contains a word starting with the keyword (case-insensitive)"),
+        ("keyword",), "contains a word starting with the keyword (case-insensitive)",
+        lambda kw, text, passed: passed),
     "end_with": Family(
         _end_with, lambda kw: f"Finish your response with the exact phrase \"{kw['phrase']}\". "
                               "No other words should follow it.",
         ("phrase",), "ends with the exact phrase (case and spacing ignored)"),
     "no_commas": Family(
         _no_commas, lambda kw: "Do not use any commas in your response.",
-        (), "no commas (ASCII, fullwidth, ideographic, Arabic)"),
+        (), "no commas (ASCII, fullwidth, ideographic, Arabic)", lambda kw, text, passed: not passed),
     "bullet_points": Family(
         _bullet_points, lambda kw: f"Your answer must contain exactly {_plural(int(kw['n_bullets']), 'bullet point')}"
                                    ". Use markdown bullet points such as:\n* This is a point.",
@@ -151,11 +174,13 @@ FAMILIES: dict[str, Family] = {
         (), "the whole answer is one non-empty JSON object, optionally in a ``` fence"),
     "start_with": Family(
         _start_with, lambda kw: f"Start your response with the word \"{kw['first_word']}\".",
-        ("first_word",), "starts with the given word (case-insensitive; leading quotes/markdown ignored)"),
+        ("first_word",), "starts with the given word (case-insensitive; leading quotes/markdown ignored)",
+        _first_word_complete),
     "title": Family(
         _title, lambda kw: "Give your answer a title wrapped in double angular brackets, such as "
                            f"<<{_TITLE_EXAMPLE}>>.",
-        (), f"has a title in <<double angle brackets>> (not the prompt's example <<{_TITLE_EXAMPLE}>>)"),
+        (), f"has a title in <<double angle brackets>> (not the prompt's example <<{_TITLE_EXAMPLE}>>)",
+        lambda kw, text, passed: passed),
 }
 
 
@@ -182,13 +207,25 @@ def validate(meta) -> None:
     _parse(meta)
 
 
-def check(meta, text: str) -> bool:
-    """True when `text` is a non-empty answer that satisfies the constraint `meta`."""
+def check(meta, text: str, ended: bool = True) -> bool:
+    """True when `text` is a non-empty answer that satisfies the constraint `meta`; for an answer the token
+    budget cut off (`ended` False), only when no continuation could undo that (strict)."""
     family, kwargs = _parse(meta)
     text = (text or "").strip()
     if not text:
         return False
-    return bool(FAMILIES[family].check(kwargs, text))
+    passed = bool(FAMILIES[family].check(kwargs, text))
+    return passed and (ended or FAMILIES[family].final(kwargs, text, passed))
+
+
+def settled(meta, text: str, ended: bool = True) -> bool:
+    """Whether the verdict on `text` is final: it ended, or what it already shows decides the constraint."""
+    if ended:
+        return True
+    family, kwargs = _parse(meta)
+    text = (text or "").strip()
+    passed = bool(text) and bool(FAMILIES[family].check(kwargs, text))
+    return bool(text) and FAMILIES[family].final(kwargs, text, passed)
 
 
 def render(meta) -> str:

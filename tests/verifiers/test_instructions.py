@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from prefopt.errors import UserError
 from prefopt.verifiers import VERIFIERS, Verifier, get_verifier
-from prefopt.verifiers.instructions import FAMILIES, check, render, words
+from prefopt.verifiers.instructions import FAMILIES, check, render, settled, words
 
 
 def c(family, **kwargs):
@@ -185,10 +185,40 @@ def test_lowercase_letters_only_pass_lowercase(text):
     assert check(c("lowercase"), text) is (has_letter and bool(text.strip()))
 
 
+@given(st.text(alphabet=st.characters(codec="ascii", categories=["L", "N", "P", "S", "Zs"]) | st.just("\n"),
+               max_size=40))
+def test_a_final_verdict_on_a_cut_off_answer_survives_any_continuation(more):
+    # the promise `settled` makes: wherever the budget cut an answer, whatever the model would have written
+    # next, the verdict stays
+    for cases in CASES.values():
+        for meta, text, _ in cases:
+            for cut in (text[:k] for k in range(1, len(text) + 1)):
+                if settled(meta, cut, ended=False):
+                    assert check(meta, cut + more) == check(meta, cut), (meta, cut, more)
+
+
+def test_a_cut_off_answer_passes_only_when_nothing_could_undo_it():
+    fifty = c("max_words", max_words=50)
+    short = "Gardening is slow work and the soil rewards patience " * 3  # 27 words, cut off by the budget
+    assert check(fifty, short) and not check(fifty, short, ended=False) and not settled(fifty, short, ended=False)
+    long = short * 2  # 54 words: too many already, whatever follows
+    assert not check(fifty, long, ended=False) and settled(fifty, long, ended=False)
+    assert check(c("include_keyword", keyword="soil"), short, ended=False)
+    assert settled(c("include_keyword", keyword="soil"), short, ended=False)
+    assert not settled(c("include_keyword", keyword="rain"), short, ended=False)  # it may come later
+    assert check(c("start_with", first_word="Gardening"), short, ended=False)
+    assert not check(c("start_with", first_word="Here"), "Her", ended=False)  # and not settled: "Here" may come
+    assert not settled(c("start_with", first_word="Here"), "Her", ended=False)
+    done = "Grow tomatoes. Have a nice day."
+    assert check(c("end_with", phrase="Have a nice day."), done)
+    assert not check(c("end_with", phrase="Have a nice day."), done, ended=False)
+    assert not settled(c("json_object"), '{"a": 1}', ended=False) and settled(c("json_object"), '{"a": 1}')
+
+
 def test_registry():
     v = get_verifier("instructions")
     assert isinstance(v, Verifier) and v.name == "instructions" and v.column == "constraint"
-    assert v.check(c("title"), "<<t>> x") and v.description
+    assert v.check(c("title"), "<<t>> x") and v.description and v.settled(c("title"), "<<t>> x", False)
     assert VERIFIERS["instructions"] is v
 
 

@@ -1,0 +1,73 @@
+"""Estimate what strict verdicts would make of generation records written before prefopt recorded which
+answers ended (2026-12-01): a copy of a results folder whose records say, per answer, whether it ended and
+whether it passes strictly; then `prefopt compare` on the copy gives the tables and the verdict.
+
+    python scripts/rejudge_strict.py results /tmp/strict        # then: python -m prefopt compare /tmp/strict
+
+Whether an answer ended is *estimated*: the records keep only the decoded text, so an answer whose text
+re-encodes to fewer than max_new_tokens - 1 tokens is taken as ended on its own (a cut-off answer decodes
+from exactly max_new_tokens tokens; re-encoding moves that by a token or two). New runs record it exactly,
+so a rerun replaces this estimate. Only each run's records and metrics.json's verified_* are rewritten in
+the copy; the source folder is never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("source", type=Path, help="a results folder (runs/<recipe>/<run>/eval_generations.jsonl)")
+    ap.add_argument("copy", type=Path, help="where to write the re-judged copy (must not exist)")
+    ap.add_argument("--model", default="smollm2-135m-instruct", help="whose tokenizer generated the answers")
+    ap.add_argument("--max-new-tokens", type=int, default=48, help="the runs' eval.max_new_tokens")
+    args = ap.parse_args(argv)
+
+    from transformers import AutoTokenizer
+
+    from prefopt.models import resolve_model
+    from prefopt.verifiers import get_verifier
+
+    if args.copy.exists():
+        print(f"rejudge_strict: {args.copy} exists; give a new folder", file=sys.stderr)
+        return 2
+    tok = AutoTokenizer.from_pretrained(resolve_model(args.model))
+    verifier = get_verifier("instructions")
+    shutil.copytree(args.source, args.copy, ignore=shutil.ignore_patterns("cache", "adapter", "checkpoints"))
+    flips, runs = Counter(), 0
+    for file in sorted(args.copy.glob("runs/*/*/eval_generations.jsonl")):
+        records = [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines()]
+        for r in records:
+            for side in ("policy", "reference"):
+                tokens = len(tok(r[f"{side}_text"], add_special_tokens=False)["input_ids"])
+                ended = tokens < args.max_new_tokens - 1
+                strict = bool(verifier.check(r[verifier.column], r[f"{side}_text"], ended))
+                if strict != r[f"{side}_pass"]:
+                    flips[(side, r[verifier.column]["id"])] += 1
+                r[f"{side}_ended"], r[f"{side}_pass"] = ended, strict
+        file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+        metrics_file = file.parent / "metrics.json"
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+        for side, suffix in (("policy", ""), ("reference", "_ref")):
+            metrics["verified_success" + suffix] = sum(r[f"{side}_pass"] for r in records) / len(records)
+            metrics["verified_cut_off" + suffix] = sum(not r[f"{side}_ended"] for r in records) / len(records)
+        metrics["verified_success_delta"] = metrics["verified_success"] - metrics["verified_success_ref"]
+        metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        runs += 1
+    print(f"{runs} runs re-judged into {args.copy}; passes that became fails (answers across all runs):")
+    for (side, family), n in sorted(flips.items()):
+        print(f"  {side:9} {family:16} {n}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
