@@ -68,7 +68,7 @@ def family_table(gens: pd.DataFrame) -> list[str]:
                   "2026-12-01, when prefopt began to record which answers ended. A cut-off answer meets 'at most N "
                   "words' whatever the model would have gone on to write, and rarely 'end with ...' or 'one JSON "
                   "object'; runs since pass a cut-off answer only where no continuation could undo the pass. "
-                  "Rerun (`--force`) for strict verdicts."]
+                  "Rerun (`--force`) for strict verdicts; `scripts/rejudge_strict.py` estimates them meanwhile."]
     return lines + [""]
 
 
