@@ -58,10 +58,11 @@ def family_table(gens: pd.DataFrame) -> list[str]:
                  + " | ".join(f"{ref[f]:.3f}" for f in families) + " |")
     recorded = "policy_ended" in gens and gens["policy_ended"].notna().all()
     if recorded:  # where the token budget bites: a cut-off answer passes only a constraint it already settles
-        for name, cut in (("cut off by the budget: recipes' answers", ~gens["policy_ended"].astype(bool)),
-                          ("cut off by the budget: reference's", ~first["reference_ended"].astype(bool))):
-            lines.append(f"| *{name}* | {cut.mean():.3f} | " + " | ".join(
-                f"{cut[(gens if 'recipes' in name else first)['family'] == f].mean():.3f}" for f in families) + " |")
+        for name, frame, column in (("recipes' answers", gens, "policy_ended"),
+                                    ("reference's", first, "reference_ended")):
+            cut = ~frame[column].astype(bool)
+            lines.append(f"| *cut off by the budget: {name}* | {cut.mean():.3f} | " + " | ".join(
+                f"{cut[frame['family'] == f].mean():.3f}" for f in families) + " |")
     lines += ["", f"({len(first)} prompts; in brackets, prompts per family.)"]
     if not recorded:
         lines += ["", "These answers were judged as given, cut off by `eval.max_new_tokens` or not: the runs predate "
