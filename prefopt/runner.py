@@ -193,6 +193,8 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
     check_trainer_runs_here(spec.trainer_class(), recipe.source)  # after the recipe's own errors, before any write
     score_completion_tokens_only()
 
+    if not force:
+        check_resumes_in_same_precision(run, precision_used(recipe, args), recipe.source)
     if main:
         if force and run.exists():
             shutil.rmtree(run)
@@ -208,6 +210,27 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
                             "out of memory; lower train.per_device_train_batch_size (raise gradient_accumulation_steps "
                             "to keep the effective batch), train.max_length or eval.batch_size") from None
         raise
+
+
+def check_resumes_in_same_precision(run: Path, precision: dict, file: str) -> None:
+    """A run that trained part-way (a checkpoint, or training done and evaluation left) continues only in the
+    precision it began in. `dtype: auto` resolves per machine (bf16 autocast on one CPU, float32 on another)
+    while the run id stays the same, so without this a run moved between machines would train its steps in
+    two precisions, and env.json, rewritten at the start, would name only the second."""
+    import json
+
+    started = (run / "trained.json").exists() or any((run / "checkpoints").glob("checkpoint-*/trainer_state.json"))
+    try:
+        before = json.loads((run / "env.json").read_text()).get("precision") or {}
+    except (OSError, ValueError):
+        return
+    keys = ("weights", "autocast_bf16")
+    if started and any(k in before and before[k] != precision.get(k) for k in keys):
+        def said(p):
+            return f"{p.get('weights')} weights" + (" under bf16 autocast" if p.get("autocast_bf16") else "")
+        raise UserError(file, "model.dtype", f"{run} began with {said(before)} and would continue here with "
+                        f"{said(precision)}; finish it on a machine like the one it began on, or pass --force to "
+                        "train it again from the start here")
 
 
 def config_kwargs(recipe: Recipe, spec: MethodSpec, report: dict, epochs: int, run: Path) -> dict:

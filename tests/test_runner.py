@@ -270,6 +270,56 @@ def test_a_failed_evaluation_keeps_the_training_and_a_rerun_only_evaluates(write
         assert metrics[key] == pytest.approx(reference[key], rel=1e-5, abs=1e-9), key
 
 
+def test_a_run_begun_in_one_precision_does_not_continue_in_another(write_recipe, tmp_path, monkeypatch, capsys):
+    """dtype auto resolves per machine under one run id: a run trained under bf16 autocast on one CPU, its
+    evaluation left to do, must not be finished in float32 on another (nor its env.json overwritten)."""
+    from prefopt import models, runner
+
+    native = {"bf16": True}
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda cpuinfo=None: native["bf16"])
+    monkeypatch.setattr(models, "cpu_bf16_speedup", lambda: 2.0)
+    recipe, results = str(write_recipe("orpo", model={"dtype": "auto"})), tmp_path / "r"
+    evaluate = runner.evaluate
+    monkeypatch.setattr(runner, "evaluate", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("stopped")))
+    with pytest.raises(RuntimeError, match="stopped"):
+        main(["run", recipe, "--results", str(results)])
+    monkeypatch.setattr(runner, "evaluate", evaluate)
+    run = only_run(results, "tiny_orpo")
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert (run / "trained.json").is_file() and json.loads((run / "env.json").read_text())["precision"]["autocast_bf16"]
+
+    native["bf16"] = False  # the same run id on a CPU where auto means float32
+    capsys.readouterr()
+    assert main(["run", recipe, "--results", str(results)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{recipe}: model.dtype:" in err[0] and "bf16 autocast" in err[0] and "--force" in err[0]
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files  # nothing written
+
+    native["bf16"] = True  # back where it began: it evaluates and finishes
+    assert main(["run", recipe, "--results", str(results)]) == 0 and (run / "metrics.json").is_file()
+    native["bf16"] = False
+    assert main(["run", recipe, "--results", str(results)]) == 0  # finished runs are skipped, whatever the machine
+    assert main(["run", recipe, "--results", str(results), "--force"]) == 0  # --force starts over here
+    assert json.loads((run / "env.json").read_text())["precision"]["autocast_bf16"] is False
+
+
+def test_a_run_with_only_its_env_file_starts_in_this_machines_precision(write_recipe, tmp_path, monkeypatch):
+    """A run that stopped before its first checkpoint has nothing to mix: it simply starts here."""
+    from prefopt import models
+
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda cpuinfo=None: False)
+    recipe, results = str(write_recipe("orpo", model={"dtype": "auto"})), tmp_path / "r"
+    assert main(["run", recipe, "--results", str(results)]) == 0
+    run = only_run(results, "tiny_orpo")
+    for name in ("metrics.json", "trained.json"):
+        (run / name).unlink()
+    env = json.loads((run / "env.json").read_text())
+    env["precision"]["autocast_bf16"] = True
+    (run / "env.json").write_text(json.dumps(env))
+    assert main(["run", recipe, "--results", str(results)]) == 0
+    assert json.loads((run / "env.json").read_text())["precision"]["autocast_bf16"] is False
+
+
 def test_prompts_longer_than_max_length_fail_before_anything_is_written(write_recipe, tmp_path, capsys):
     for method in ("kto", "dpo"):
         recipe = write_recipe(method, train={"max_length": 8})  # the tiny prompts are 12+ tokens
