@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -82,14 +83,23 @@ def test_half_written_checkpoint_is_ignored(tmp_path):
 
 
 LAUNCHERS = {  # the two ways a user starts several processes; each runs `prefopt run` unchanged
-    "torchrun": ["torch.distributed.run", "--nproc_per_node", "2", "-m"],
-    "accelerate": ["accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "-m"],
+    "torchrun": ["torch.distributed.run", "--nproc_per_node", "2", "--master_port", "{port}", "-m"],
+    "accelerate": ["accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--main_process_port",
+                   "{port}", "-m"],
 }
 
 
-def launch(launcher, recipe, results, *extra):
-    cmd = [sys.executable, "-m", *LAUNCHERS[launcher], "prefopt", "run", str(recipe), "--results", str(results),
-           *extra]
+def launcher_args(name) -> list[str]:
+    """The launcher's arguments with a free port of its own: both default to 29500, so two launches at once
+    (the suite runs on two workers) would fail to bind."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    return [a.replace("{port}", port) for a in LAUNCHERS[name]]
+
+
+def launch(name, recipe, results, *extra):
+    cmd = [sys.executable, "-m", *launcher_args(name), "prefopt", "run", str(recipe), "--results", str(results), *extra]
     return subprocess.run(cmd, env={**ENV, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
 
 
@@ -123,7 +133,7 @@ def test_killed_two_process_run_resumes(write_recipe, tmp_path):
     clean = launch("torchrun", recipe, tmp_path / "clean")
     assert clean.returncode == 0, clean.stderr[-3000:]
     results = tmp_path / "killed"
-    cmd = [sys.executable, "-m", *LAUNCHERS["torchrun"], "prefopt", "run", str(recipe), "--results", str(results)]
+    cmd = [sys.executable, "-m", *launcher_args("torchrun"), "prefopt", "run", str(recipe), "--results", str(results)]
     proc = subprocess.Popen(cmd, env={**ENV, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
