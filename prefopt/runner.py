@@ -213,24 +213,43 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
 
 
 def check_resumes_in_same_precision(run: Path, precision: dict, file: str) -> None:
-    """A run that trained part-way (a checkpoint, or training done and evaluation left) continues only in the
-    precision it began in. `dtype: auto` resolves per machine (bf16 autocast on one CPU, float32 on another)
-    while the run id stays the same, so without this a run moved between machines would train its steps in
-    two precisions, and env.json, rewritten at the start, would name only the second."""
+    """A run that trained part-way (a complete checkpoint, or training done and evaluation left) continues
+    only in the precision it began in. `dtype: auto` resolves per machine and thread count (bf16 autocast on
+    one CPU, float32 on another) while the run id stays the same, so without this a run moved between machines
+    would train its steps in two precisions, and env.json, rewritten at the start, would name only the second.
+    The fix named is deleting that one run: --force would also retrain every finished seed or fold of a batch."""
     import json
 
-    started = (run / "trained.json").exists() or any((run / "checkpoints").glob("checkpoint-*/trainer_state.json"))
+    started = (run / "trained.json").exists() or any(
+        _whole_json(p) for p in (run / "checkpoints").glob("checkpoint-*/trainer_state.json"))
+    if not started:
+        return
     try:
         before = json.loads((run / "env.json").read_text()).get("precision") or {}
-    except (OSError, ValueError):
-        return
-    keys = ("weights", "autocast_bf16")
-    if started and any(k in before and before[k] != precision.get(k) for k in keys):
+    except (OSError, ValueError, AttributeError):
+        before = {}
+    again = f"or delete {run} to train it again from the start here"
+    if not all(k in before for k in ("weights", "autocast_bf16")):
+        raise UserError(str(run / "env.json"), "precision", "the run trained part-way but its env.json does not "
+                        f"say in which precision, so it cannot continue in the same one; {again}")
+    if any(before[k] != precision.get(k) for k in ("weights", "autocast_bf16")):
         def said(p):
             return f"{p.get('weights')} weights" + (" under bf16 autocast" if p.get("autocast_bf16") else "")
         raise UserError(file, "model.dtype", f"{run} began with {said(before)} and would continue here with "
-                        f"{said(precision)}; finish it on a machine like the one it began on, or pass --force to "
-                        "train it again from the start here")
+                        f"{said(precision)}; finish it where model.dtype resolves as it did there (that machine, "
+                        f"the same thread count), {again}")
+
+
+def _whole_json(path: Path) -> bool:
+    """Whether the file parses: transformers writes trainer_state.json last, so a checkpoint without a whole
+    one was cut off mid-save and will not be resumed from (last_complete_checkpoint)."""
+    import json
+
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def config_kwargs(recipe: Recipe, spec: MethodSpec, report: dict, epochs: int, run: Path) -> dict:
@@ -496,16 +515,12 @@ def _row_fingerprints(inputs: dict) -> str:
 def last_complete_checkpoint(folder: Path) -> str | None:
     """Newest checkpoint whose trainer_state.json (the last file transformers writes) parses; newer,
     half-written ones (a kill during a save) are removed so resuming never reads them."""
-    import json
-
     steps = sorted((int(p.name.split("-")[-1]), p) for p in folder.glob("checkpoint-*")
                    if p.name.split("-")[-1].isdigit()) if folder.is_dir() else []
     for _, path in reversed(steps):
-        try:
-            json.loads((path / "trainer_state.json").read_text())
+        if _whole_json(path / "trainer_state.json"):
             return str(path)
-        except (OSError, ValueError):
-            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)
     return None
 
 

@@ -3,7 +3,10 @@ small conversational dataset, all built in-process (no network: HF_HUB_OFFLINE=1
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,11 @@ import pytest
 from prefopt.testing import build_tiny_model, write_feedback
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# prefopt's cache (the bf16 speed probe's figure, converted models) in a folder of this session's own: a probe
+# measured while another xdist worker loads the CPU must not stay in the user's ~/.cache for later real runs.
+# Set at import, before test modules copy os.environ for their subprocesses.
+os.environ["PREFOPT_CACHE"] = tempfile.mkdtemp(prefix="prefopt-test-cache-")
+atexit.register(shutil.rmtree, os.environ["PREFOPT_CACHE"], True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

@@ -292,7 +292,8 @@ def test_a_run_begun_in_one_precision_does_not_continue_in_another(write_recipe,
     capsys.readouterr()
     assert main(["run", recipe, "--results", str(results)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"{recipe}: model.dtype:" in err[0] and "bf16 autocast" in err[0] and "--force" in err[0]
+    assert len(err) == 1 and f"{recipe}: model.dtype:" in err[0] and "bf16 autocast" in err[0]
+    assert f"delete {run} to train it again" in err[0]  # not --force: over a batch it retrains every seed
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files  # nothing written
 
     native["bf16"] = True  # back where it began: it evaluates and finishes
@@ -301,6 +302,43 @@ def test_a_run_begun_in_one_precision_does_not_continue_in_another(write_recipe,
     assert main(["run", recipe, "--results", str(results)]) == 0  # finished runs are skipped, whatever the machine
     assert main(["run", recipe, "--results", str(results), "--force"]) == 0  # --force starts over here
     assert json.loads((run / "env.json").read_text())["precision"]["autocast_bf16"] is False
+
+
+@pytest.mark.parametrize("case", ["checkpoint", "no env.json"])
+def test_a_run_resumable_from_a_checkpoint_is_held_to_its_precision(case, write_recipe, tmp_path, monkeypatch, capsys):
+    """Stopped mid-training (a whole checkpoint, no trained.json): refused in another precision, and refused
+    when env.json cannot say which precision it began in; a checkpoint cut off mid-save is no progress."""
+    from prefopt import models
+    from prefopt.recipe import load_recipe
+    from prefopt.results import run_dir
+
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda cpuinfo=None: False)  # here: float32
+    recipe = write_recipe("orpo", model={"dtype": "auto"})
+    r = load_recipe(str(recipe), [])
+    run = run_dir(tmp_path / "r", r.name, r.seed, r.fingerprint(), r.data.fold)
+    (run / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    (run / "checkpoints" / "checkpoint-6").mkdir()
+    (run / "checkpoints" / "checkpoint-6" / "trainer_state.json").write_text('{"global_ste')  # cut off
+    if case == "checkpoint":
+        (run / "env.json").write_text(json.dumps({"precision": {"weights": "float32", "autocast_bf16": True}}))
+    files = lambda: {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}  # noqa: E731
+    assert main(["run", str(recipe), "--results", str(tmp_path / "r")]) == 0  # only a cut-off checkpoint: starts
+    assert json.loads((run / "env.json").read_text())["precision"]["autocast_bf16"] is False
+
+    import shutil
+
+    shutil.rmtree(run)
+    (run / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    (run / "checkpoints" / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4}')
+    if case == "checkpoint":
+        (run / "env.json").write_text(json.dumps({"precision": {"weights": "float32", "autocast_bf16": True}}))
+    before = files()
+    capsys.readouterr()
+    assert main(["run", str(recipe), "--results", str(tmp_path / "r")]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    where = f"{recipe}: model.dtype:" if case == "checkpoint" else f"{run / 'env.json'}: precision:"
+    assert where in err and f"delete {run}" in err
+    assert files() == before
 
 
 def test_a_run_with_only_its_env_file_starts_in_this_machines_precision(write_recipe, tmp_path, monkeypatch):
