@@ -503,7 +503,8 @@ def rebuild(results: Path) -> list[Path]:
         figures = {"training_loss.png": curves_figure(runs, logs, "loss", "training loss per run"),
                    "reward_margin.png": curves_figure(runs, logs, MARGIN_COLUMN,
                                                       f"training reward margin ({MARGIN_COLUMN}) per run")}
-        figures.update({f"heldout_{str(fp)[:12]}.png": metrics_figure(summary, fp)
+        figures.update({f"heldout_{str(fp)[:12]}.png":
+                        metrics_figure(summary, fp, analyses[fp].results if fp in analyses else None)
                         for fp in tests})
         for fp, a in analyses.items():
             figures[f"forest_{str(fp)[:12]}.png"] = forest_figure(a.results, str(fp)[:12])

@@ -1,7 +1,7 @@
 """The comparison's figures (matplotlib, Agg canvas: no display needed). Pure: figure in, PNG bytes out.
 
     training_loss.png, reward_margin.png   one panel per recipe, one line per run
-    heldout_<split>.png                    every held-out metric per recipe, mean over seeds with 95% CI
+    heldout_<split>.png                    every held-out metric per recipe with its 95% CI
     forest_<split>.png                     each recipe's difference from the untrained model, paired CI
     pairwise_<split>.png                   row-minus-column differences, Holm p in each cell
 """
@@ -67,29 +67,51 @@ def curves_figure(runs: pd.DataFrame, logs: dict, column: str, title: str):
     return fig
 
 
-def metrics_figure(summary: pd.DataFrame, fp: str):
+BOUNDED = {"reward_auc", "preference_accuracy", "verified_success"}  # rates in [0, 1]
+
+
+def heldout_bars(s: pd.DataFrame, metric: str, comparison=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(value, low, high, what the whiskers are) per row of one split's summary, for one metric.
+
+    Where the paired analysis covers the metric, its estimate and bootstrap interval over prompts and seeds
+    (what summary.md prints); otherwise the mean over seeds with the Student-t interval, drawn only from
+    three seeds up (with two, t = 12.7 gives whiskers far outside any sensible range) and cut at 0 and 1
+    for a rate."""
+    names = list(s["recipe"])
+    if comparison is not None and all(n in comparison.estimates or n == REFERENCE for n in names):
+        rows = [comparison.reference if n == REFERENCE else comparison.estimates[n] for n in names]
+        value, low, high = (np.array([r[i] for r in rows], dtype=float) for i in range(3))
+        return value, low, high, "bootstrap over prompts and seeds"
+    value = s[f"{metric}_mean"].to_numpy(dtype=float)
+    low, high = (s.get(f"{metric}_ci95_{k}", pd.Series(math.nan, index=s.index)).to_numpy(dtype=float)
+                 for k in ("low", "high"))
+    few = s.get(f"{metric}_n", pd.Series(math.nan, index=s.index)).fillna(0).to_numpy(dtype=float) < 3
+    low, high = np.where(few, np.nan, low), np.where(few, np.nan, high)
+    if metric in BOUNDED:
+        low, high = np.clip(low, 0, 1), np.clip(high, 0, 1)
+    return value, low, high, "t over seeds, 3+ seeds"
+
+
+def metrics_figure(summary: pd.DataFrame, fp: str, comparisons: dict | None = None):
     """Bars of each held-out metric per recipe (reference in grey) with 95% CI whiskers, one split."""
     s = summary[summary["test"] == fp]
     metrics = [m for m in QUALITY if f"{m}_mean" in s and s[f"{m}_mean"].notna().any()]
     fig, axes = _figure(len(metrics), width=4.6, height=3.4)
     labels = list(s["recipe"])
     for ax, m in zip(axes, metrics):
-        mean = s[f"{m}_mean"].to_numpy(dtype=float)
-        low = s.get(f"{m}_ci95_low", pd.Series(math.nan, index=s.index)).to_numpy(dtype=float)
-        high = s.get(f"{m}_ci95_high", pd.Series(math.nan, index=s.index)).to_numpy(dtype=float)
-        err = np.nan_to_num(np.vstack([mean - low, high - mean]), nan=0.0)
+        value, low, high, whiskers = heldout_bars(s, m, (comparisons or {}).get(m))
+        err = np.nan_to_num(np.vstack([value - low, high - value]), nan=0.0)
         colors = ["0.65" if r == REFERENCE else f"C{i}" for i, r in enumerate(labels)]
         x = np.arange(len(labels))
-        bars = ax.bar(x, np.nan_to_num(mean), yerr=err, capsize=4, color=colors)
-        n = s.get(f"{m}_n", pd.Series(pd.NA, index=s.index))
-        ax.bar_label(bars, ["1 seed" if v == 1 else "" for v in n.fillna(0)], fontsize="x-small")
-        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize="small")
-        ax.set_title(m + (" (headline)" if m == HEADLINE else ""))
+        ax.bar(x, np.nan_to_num(value), yerr=err, capsize=4, color=colors)
+        n = s.get(f"{m}_n", pd.Series(pd.NA, index=s.index)).fillna(0)
+        ticks = [r if r == REFERENCE else f"{r} ({int(v)})" for r, v in zip(labels, n)]
+        ax.set_xticks(x, ticks, rotation=30, ha="right", fontsize="small")
+        ax.set_title(m + (" (headline)" if m == HEADLINE else "") + f"\n95% CI: {whiskers}", fontsize="medium")
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(f"held-out split {fp}: mean over seeds, whiskers 95% CI (none for a single seed)")
+    fig.suptitle(f"held-out split {str(fp)[:12]}: each recipe's value (seeds in brackets), 95% CI whiskers "
+                 "(none where too few seeds)")
     return fig
-
-
 
 
 def forest_figure(comparisons: dict, fp: str):

@@ -481,3 +481,30 @@ def test_runs_scored_under_bf16_autocast_are_flagged_beside_float32_scored_ones(
     assert note and note[0].startswith("2 of these runs were scored under bf16 autocast")
     assert compare._autocast_scored(pd.DataFrame([new, plain])) == []
     assert compare._autocast_scored(pd.DataFrame([{"recipe": "x"}])) == []
+
+
+def test_heldout_bars_use_the_paired_bootstrap_and_no_two_seed_t_interval():
+    """The bar plot's whiskers: the summary's bootstrap interval where the paired analysis has the metric;
+    else the seed t-interval from three seeds up, cut at 0 and 1 for a rate (two seeds gave t = 12.7 and
+    a preference_accuracy interval far below 0)."""
+    from prefopt.plots import heldout_bars
+    from prefopt.stats import Comparison
+
+    def split(pa: dict) -> pd.DataFrame:
+        rows = [{**fake_metrics(r, s, FP_A, 0.5 + v / 4), "preference_accuracy": v}
+                for r, vs in pa.items() for s, v in enumerate(vs)]
+        return compare.summary_table(pd.DataFrame(rows).assign(config="c", run_dir="nowhere"))
+
+    two = split({"a": [0.05, 0.95], "b": [0.5, 0.52]})
+    value, low, high, what = heldout_bars(two, "preference_accuracy")
+    assert np.isnan(low).all() and np.isnan(high).all() and "3+ seeds" in what
+    assert dict(zip(two["recipe"], value)) == pytest.approx({"a": 0.5, "b": 0.51, compare.REFERENCE: 0.0})
+    three = split({"a": [0.02, 0.95, 0.05], "b": [0.5, 0.52, 0.51]})
+    assert three["preference_accuracy_ci95_low"].min() < 0  # the raw t-interval leaves [0, 1] ...
+    _, low, high, _ = heldout_bars(three, "preference_accuracy")
+    assert np.nanmin(low) == 0 and np.nanmax(high) <= 1 and not np.isnan(low[:2]).any()  # ... the whiskers do not
+    c = Comparison("reward_auc", 30, 10, 0, {"a": (0.7, 0.6, 0.8), "b": (0.62, 0.55, 0.69)}, (0.5, 0.5, 0.5), {}, {})
+    value, low, high, what = heldout_bars(two, "reward_auc", c)
+    order = list(two["recipe"])
+    assert what == "bootstrap over prompts and seeds"
+    assert value[order.index("a")] == 0.7 and low[order.index("b")] == 0.55 and high[order.index(compare.REFERENCE)] == 0.5
