@@ -211,6 +211,27 @@ def tuning_lines(split: pd.DataFrame, a: Analysis, alpha: float = 0.05) -> list[
     return lines + [""]
 
 
+def seed_text(results: dict, seeds: list[int]) -> str:
+    """What the seeds let the p-values say: about the recipes (seed effect estimated) or only about these
+    trained models (one seed each)."""
+    if seeds == [1]:
+        return ("With one seed per recipe the seed effect cannot be estimated: intervals and p-values say how "
+                "sure the held-out prompts make the comparison of these trained models, not of the recipes.")
+    parts = []
+    for m, c in results.items():
+        s = c.seeds
+        if s is None or not s.df:
+            continue
+        larger = [f"{r} {_num(math.sqrt(s.own[r][0]))}" for r in s.own if s.spreads_more(r)]
+        parts.append(f"{m} {_num(math.sqrt(s.pooled))} ({s.df} df)"
+                     + (f"; own, larger: {', '.join(larger)}" if larger else ""))
+    return ("A recipe is a distribution over training seeds, so the p-values carry the seed effect too: how far a "
+            "seed's model moves a metric beyond what the prompts explain (sd pooled over recipes, or a recipe's "
+            "own where its seeds spread more than the others', F test at 0.1: " + "; ".join(parts) + "). Three "
+            "seeds estimate it poorly: a recipe whose seeds disagree is tested on its own seeds' df (2 for three) "
+            "and seldom decided; more seeds are the remedy.")
+
+
 def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
     """The verdict, the per-recipe table and the pairwise matrices of one split (markdown lines)."""
     a = analysis or analyze(split)
@@ -222,10 +243,11 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
         return ["No run on this split kept per-item records: no paired comparison (rerun to get one).", ""]
     seeds = sorted({len(rs) for rs in runs.values()})
     lines = ["**Verdict** (paired by prompt; intervals from a bootstrap over prompts and seeds, p-values from a "
-             f"paired permutation test over prompts, Holm-adjusted; seed {SEED}, {RESAMPLES} resamples):", ""]
+             "paired permutation test over prompts with the seed effect drawn in, Holm-adjusted; "
+             f"seed {SEED}, {RESAMPLES} resamples):", ""]
     lines += [f"- {stats.verdict(c)}" for m, c in results.items() if m in MATRICES]  # the quality metrics
     lines += baseline_lines(split, results)
-    lines += ["", "Decisions rest on the Holm-adjusted permutation p-values alone: a bootstrap interval that misses 0 "
+    lines += ["", "Decisions rest on the Holm-adjusted p-values alone: a bootstrap interval that misses 0 "
               "while p >= 0.05 is not a decided difference (percentile intervals over a few dozen prompts run "
               "narrow: on simulated tables they excluded a true null about 10% of the time, not 5%). A pair whose "
               "unadjusted p is below 0.05 is retested on fresh permutations, 10 x pairs / 0.05 of them, so that "
@@ -236,11 +258,7 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
               + " the row metrics (reward_auc, kl, desirable_nll)"
               + (f", {n_prompts['verified_success']} generation-test prompts carry verified_success"
                  if "verified_success" in results else "") + "; each recipe has "
-              f"{' or '.join(map(str, seeds))} seed{'s' * (seeds != [1])}. "
-              + ("With one seed, training-seed variance is not in these intervals: they say how sure the held-out "
-                 "prompts make the comparison of these trained models, not of the recipes in general."
-                 if seeds == [1] else "Seed spread enters the intervals, but three seeds estimate it poorly: a "
-                 "recipe whose seeds disagree is less certain than its interval suggests."), ""]
+              f"{' or '.join(map(str, seeds))} seed{'s' * (seeds != [1])}. " + seed_text(results, seeds), ""]
     if missing:
         lines += [f"Left out (no per-item records, or folds missing): {', '.join(missing)}.", ""]
     header = "| recipe | " + " | ".join(f"{m} [95% CI] | Δ vs untrained [95% CI] | Holm p" for m in results) + " |"

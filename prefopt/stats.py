@@ -14,6 +14,13 @@ A resample is a weight per prompt (how often it was drawn), so nothing is copied
 that bootstrap; the p-value of a difference from a paired permutation test (prompts swapped between the
 two recipes), which holds its level with a few dozen prompts where the percentile bootstrap rejected
 10% of true nulls; p-values are Holm-adjusted over all comparisons of one metric.
+
+Swapping prompts alone asks whether *these trained models* differ: it keeps every seed's model fixed, so
+a recipe whose three seeds landed far apart could still be "decided" against another. The question is
+about recipes, so each permutation also draws the seed noise the difference of two seed means carries:
+seed variance from the runs' spread around their recipe's mean (pooled over recipes, or a recipe's own
+where larger), scaled t with the matching degrees of freedom. With no prompt noise the test is the
+two-sample t-test on seed means; with no seed spread it is the permutation test.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import numpy as np
 METRICS = ("reward_auc", "kl", "desirable_nll", "verified_success")
 # what the untrained model scores by definition, where no record is needed
 REFERENCE_FIXED = {"reward_auc": 0.5, "kl": 0.0}
+SPREAD_LEVEL = 0.1  # a recipe's seeds spread more than the others' when an F test says so at this level
 
 
 @dataclass
@@ -145,6 +153,81 @@ def as_reference(run: Run) -> Run:
                reference_pass=run.reference_pass)
 
 
+@dataclass
+class SeedSpread:
+    """The seed effect's variance on one metric (seed_spread), per recipe and pooled."""
+    own: dict  # recipe -> (variance of its seed effect, df = seeds - 1, raw variance of its seeds' values)
+    pooled: float  # the seed effect's variance pooled over every recipe with two or more seeds
+    df: int  # its degrees of freedom (0: no recipe has two seeds, so the seed effect is unknown)
+
+    def spreads_more(self, recipe: str) -> bool:
+        """Do this recipe's seeds spread more than the other recipes' (F test of its raw seed variance against
+        theirs pooled, one-sided at SPREAD_LEVEL)? Raw variances, not seed effects: those hold the prompts' part
+        too, so the ratio never divides by an estimate near 0."""
+        from scipy.stats import f
+
+        if recipe not in self.own:
+            return False
+        _, d, raw = self.own[recipe]
+        rest = [(o[1], o[2]) for r, o in self.own.items() if r != recipe]
+        d_rest = sum(x for x, _ in rest)
+        raw_rest = sum(x * v for x, v in rest) / d_rest if d_rest else 0.0
+        return bool(d_rest and raw_rest > 0 and f.sf(raw / raw_rest, d, d_rest) < SPREAD_LEVEL)
+
+    def term(self, recipe: str) -> tuple[float, int, str | None]:
+        """(variance, df, whose estimate: the recipe or None for the pool) for one recipe's seeds: the pooled
+        estimate, as in a random-effects ANOVA (three seeds give a recipe 2 df of its own: a t with 2 df
+        would leave almost nothing decidable), unless its seeds spread more than the others' (spreads_more):
+        then its own, with its own df, since a recipe whose seeds disagree must not borrow the others' calm."""
+        if self.spreads_more(recipe):
+            var, df, _ = self.own[recipe]
+            return var, df, recipe
+        return self.pooled, self.df, None
+
+    def scale(self, recipes: tuple, k: int) -> tuple[float, float]:
+        """(sd, df) of the seed noise in a difference of k-seed means of `recipes` (one name against the
+        reference, whose model is the same in every run; two names against each other). Welch-Satterthwaite
+        over the independent estimates: the pooled one counts once however many recipes use it."""
+        parts = {}  # estimate -> (variance it contributes, its df)
+        for r in recipes:
+            var, df, key = self.term(r)
+            parts[key] = (parts.get(key, (0.0, df))[0] + var / k, df)
+        total = sum(v for v, _ in parts.values())
+        if not self.df or total <= 0:
+            return 0.0, 0.0
+        return math.sqrt(total), total ** 2 / sum(v ** 2 / d for v, d in parts.values() if v > 0)
+
+
+def seed_spread(name: str, recipes: dict[str, list[Run]], n_prompts: int, rng: np.random.Generator,
+                n_permutations: int = 200) -> SeedSpread:
+    """The variance of the seed effect on `name`: how far a run's value on the data lies from its recipe's
+    seed mean, less the part the prompts already put there. Two seeds' models disagree prompt by prompt,
+    and on P prompts that alone spreads their values by about the variance that swapping prompts between
+    them shows (the permutation test counts that part already; counting it twice halved the power on
+    simulated tables). Two-way random-effects ANOVA in permutation form, so it holds for AUC too:
+    var(seed values) - mean over seed pairs of var(permuted difference) / 2, at least 0."""
+    if all(len(runs) < 2 for runs in recipes.values()):  # one seed each: nothing to estimate, no draw spent
+        return SeedSpread({}, 0.0, 0)
+    data = np.ones((1, n_prompts), int)
+    flips = rng.random((n_permutations + 1, n_prompts)) < 0.5
+    own, total, df = {}, 0.0, 0
+    for recipe, runs in recipes.items():
+        values = np.array([metric(name, r, data)[0] for r in runs])
+        if len(runs) < 2 or np.isnan(values).any():
+            continue
+        noise = np.mean([_flipped(name, runs[i], runs[j], flips)[1:].var()
+                         for i in range(len(runs)) for j in range(i + 1, len(runs))])
+        raw = values.var(ddof=1)
+        own[recipe] = (max(raw - noise / 2, 0.0), len(runs) - 1, raw)
+        total, df = total + (raw - noise / 2) * (len(runs) - 1), df + len(runs) - 1
+    return SeedSpread(own, max(total / df, 0.0) if df else 0.0, df)
+
+
+def seed_noise(sd: float, df: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n draws of the seed noise a difference of seed means carries under the null (zeros when unknown)."""
+    return sd * rng.standard_t(df, n) if sd > 0 and df > 0 else np.zeros(n)
+
+
 def _flipped(name: str, a: Run, b: Run, flips: np.ndarray) -> np.ndarray:
     """metric(a') - metric(b') for each row of `flips` (permutations, prompts): a' holds b's records on the
     flipped prompts and b' holds a's. Row 0 of `flips` flips nothing (the observed difference)."""
@@ -187,25 +270,28 @@ def _quantiles(score: np.ndarray, block: np.ndarray | None) -> np.ndarray:
 
 
 def permutation_p(name: str, a: list[Run], b: list[Run], n_prompts: int, n_permutations: int,
-                  rng: np.random.Generator) -> float:
+                  rng: np.random.Generator, seed_sd: float = 0.0, seed_df: float = 0.0) -> float:
     """Paired permutation test of 'a and b score alike': prompts are the exchangeable units, so each
     permutation swaps a's and b's records on a random half of the prompts (in every seed pair at once) and
-    recomputes the difference of the seed means. Exact in level up to Monte Carlo error, whatever the metric.
-    Seeds are paired in order; recipes with different seed counts are compared on their common count."""
+    recomputes the difference of the seed means, to which it adds a draw of the seed noise (seed_sd, seed_df:
+    SeedSpread.scale; none by default, which tests these trained models only). Seeds are paired in order;
+    recipes with different seed counts are compared on their common count."""
     flips = rng.random((n_permutations + 1, n_prompts)) < 0.5
     flips[0] = False
     k = min(len(a), len(b))
     delta = np.mean([_flipped(name, ra, rb, flips) for ra, rb in zip(a[:k], b[:k])], axis=0)
     if np.isnan(delta[0]):
         return np.nan
-    return float((1 + (np.abs(delta[1:]) >= abs(delta[0]) - 1e-12).sum()) / (n_permutations + 1))
+    null = np.abs(delta[1:] + seed_noise(seed_sd, seed_df, n_permutations, rng))
+    return float((1 + (null >= abs(delta[0]) - 1e-12).sum()) / (n_permutations + 1))
 
 
-def auc_vs_chance_p(runs: list[Run], n_permutations: int, rng: np.random.Generator) -> float:
+def auc_vs_chance_p(runs: list[Run], n_permutations: int, rng: np.random.Generator, seed_sd: float = 0.0,
+                    seed_df: float = 0.0) -> float:
     """Permutation test of 'the reward does not separate the labels' (reward_auc = 0.5, which is what the
     untrained model scores by definition): labels are shuffled within each prompt, the same shuffle in every
     seed, and the seed-mean AUC recomputed. (Swapping records with the reference's all-zero rewards would
-    mix prompts scored on different scales and lose most of the power.)"""
+    mix prompts scored on different scales and lose most of the power.) Seed noise as in permutation_p."""
     first = runs[0]
     n = len(first.prompt)
     grouped = np.argsort(first.prompt, kind="stable")  # rows prompt by prompt
@@ -216,7 +302,8 @@ def auc_vs_chance_p(runs: list[Run], n_permutations: int, rng: np.random.Generat
     # (a prompt lies in one block, so shuffling within prompts keeps every block's label counts)
     aucs = np.mean([rank_auc(np.broadcast_to(r.logp - r.ref_logp, labels.shape), labels, first.block)
                     for r in runs], axis=0)
-    return float((1 + (np.abs(aucs[1:] - 0.5) >= abs(aucs[0] - 0.5) - 1e-12).sum()) / (n_permutations + 1))
+    null = np.abs(aucs[1:] - 0.5 + seed_noise(seed_sd, seed_df, n_permutations, rng))
+    return float((1 + (null >= abs(aucs[0] - 0.5) - 1e-12).sum()) / (n_permutations + 1))
 
 
 def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -249,6 +336,7 @@ class Comparison:
     reference: tuple  # (value, lo, hi) of the untrained model
     vs_reference: dict  # recipe -> (delta, lo, hi, p, p_holm)
     pairwise: dict  # (a, b) -> (delta a-b, lo, hi, p, p_holm, P(a > b))
+    seeds: SeedSpread | None = None  # the seed variance the p-values carry
 
 
 def compare(recipes: dict[str, list[Run]], metric_name: str, n_prompts: int, *, n_resamples: int = 2000,
@@ -261,31 +349,37 @@ def compare(recipes: dict[str, list[Run]], metric_name: str, n_prompts: int, *, 
     first = next(iter(recipes.values()))
     ref = recipe_samples(metric_name, first, draws, rng, reference=True)  # the same model in every run
     estimates = {name: interval(s) for name, s in samples.items()}
-    reference_runs = [as_reference(r) for r in first]
+    spread = seed_spread(metric_name, recipes, n_prompts, rng)
 
     def vs_reference_p(name):
+        runs = recipes[name]
+        sd, df = spread.scale((name,), len(runs))
         if metric_name == "reward_auc":
-            return auc_vs_chance_p(recipes[name], n_resamples, rng)
-        return permutation_p(metric_name, recipes[name], reference_runs, n_prompts, n_resamples, rng)
+            return auc_vs_chance_p(runs, n_resamples, rng, sd, df)
+        # each seed against the reference records of its own run (the same model, so the same scores)
+        return permutation_p(metric_name, runs, [as_reference(r) for r in runs], n_prompts, n_resamples, rng, sd, df)
 
     vs = {name: (*interval(s - ref), vs_reference_p(name)) for name, s in samples.items()}
     vs_holm = holm([v[3] for v in vs.values()])
     vs = {name: (*v, h) for (name, v), h in zip(vs.items(), vs_holm)}
     names = list(recipes)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
-    pairwise = _pairwise(metric_name, recipes, samples, pairs, n_prompts, n_resamples, rng, alpha)
-    return Comparison(metric_name, n_prompts, n_resamples, seed, estimates, interval(ref), vs, pairwise)
+    pairwise = _pairwise(metric_name, recipes, samples, pairs, n_prompts, n_resamples, rng, alpha, spread)
+    return Comparison(metric_name, n_prompts, n_resamples, seed, estimates, interval(ref), vs, pairwise, spread)
 
 
 def _pairwise(metric_name: str, recipes: dict, samples: dict, pairs: list, n_prompts: int, n_resamples: int,
-              rng: np.random.Generator, alpha: float) -> dict:
+              rng: np.random.Generator, alpha: float, spread: SeedSpread) -> dict:
     """(a, b) -> (delta a-b, lo, hi, p, p_holm, P(a > b)); Holm across exactly these pairs (one family)."""
+    def p_value(a, b, n):
+        sd, df = spread.scale((a, b), min(len(recipes[a]), len(recipes[b])))
+        return permutation_p(metric_name, recipes[a], recipes[b], n_prompts, n, rng, sd, df)
+
     raw = {}
     for a, b in pairs:
         d = samples[a] - samples[b]
         boot = d[1:][~np.isnan(d[1:])]
-        raw[(a, b)] = [*interval(d), permutation_p(metric_name, recipes[a], recipes[b], n_prompts, n_resamples, rng),
-                       float((boot > 0).mean()) if len(boot) else np.nan]
+        raw[(a, b)] = [*interval(d), p_value(a, b, n_resamples), float((boot > 0).mean()) if len(boot) else np.nan]
     # A Monte Carlo p is at least 1/(n+1), and Holm multiplies the smallest by the family size m: with 2000
     # permutations and 153 pairs (18 recipes) no pair could ever be decided. Pairs that pass alpha unadjusted
     # are tested again on fresh permutations, enough for m x 1/(n+1) to reach a tenth of alpha; the others
@@ -294,7 +388,7 @@ def _pairwise(metric_name: str, recipes: dict, samples: dict, pairs: list, n_pro
     if more > n_resamples:
         for (a, b), v in raw.items():
             if v[3] < alpha:
-                v[3] = permutation_p(metric_name, recipes[a], recipes[b], n_prompts, more, rng)
+                v[3] = p_value(a, b, more)
     adjusted = holm([v[3] for v in raw.values()])
     return {k: (*v[:4], h, v[4]) for (k, v), h in zip(raw.items(), adjusted)}
 
@@ -307,7 +401,8 @@ def differences(recipes: dict[str, list[Run]], pairs: list[tuple[str, str]], met
     draws = prompt_draws(n_prompts, n_resamples, rng)
     names = list(dict.fromkeys(n for pair in pairs for n in pair))
     samples = {name: recipe_samples(metric_name, recipes[name], draws, rng) for name in names}
-    return _pairwise(metric_name, recipes, samples, pairs, n_prompts, n_resamples, rng, alpha)
+    return _pairwise(metric_name, recipes, samples, pairs, n_prompts, n_resamples, rng, alpha,
+                     seed_spread(metric_name, recipes, n_prompts, rng))
 
 
 def mcnemar_p(policy_pass: np.ndarray, reference_pass: np.ndarray) -> float:
