@@ -34,6 +34,7 @@ METRICS = ("reward_auc", "kl", "desirable_nll", "verified_success")
 # what the untrained model scores by definition, where no record is needed
 REFERENCE_FIXED = {"reward_auc": 0.5, "kl": 0.0}
 SPREAD_LEVEL = 0.1  # a recipe's seeds spread more than the others' when an F test says so at this level
+APART_LEVEL = 0.01  # ... and so far apart that they stay out of the pool at this one
 
 
 @dataclass
@@ -157,12 +158,12 @@ def as_reference(run: Run) -> Run:
 class SeedSpread:
     """The seed effect's variance on one metric (seed_spread), per recipe and pooled."""
     own: dict  # recipe -> (variance of its seed effect, df = seeds - 1, raw variance of its seeds' values)
-    pooled: float  # the seed effect's variance pooled over every recipe with two or more seeds
-    df: int  # its degrees of freedom (0: no recipe has two seeds, so the seed effect is unknown)
+    pooled: float  # the seed effect's variance pooled over the recipes with two or more seeds that do not
+    df: int  # spread more than the others; its degrees of freedom (0: no recipe has two seeds: unknown)
 
-    def spreads_more(self, recipe: str) -> bool:
+    def spreads_more(self, recipe: str, level: float = SPREAD_LEVEL) -> bool:
         """Do this recipe's seeds spread more than the other recipes' (F test of its raw seed variance against
-        theirs pooled, one-sided at SPREAD_LEVEL)? Raw variances, not seed effects: those hold the prompts' part
+        theirs pooled, one-sided at `level`)? Raw variances, not seed effects: those hold the prompts' part
         too, so the ratio never divides by an estimate near 0."""
         from scipy.stats import f
 
@@ -172,7 +173,7 @@ class SeedSpread:
         rest = [(o[1], o[2]) for r, o in self.own.items() if r != recipe]
         d_rest = sum(x for x, _ in rest)
         raw_rest = sum(x * v for x, v in rest) / d_rest if d_rest else 0.0
-        return bool(d_rest and raw_rest > 0 and f.sf(raw / raw_rest, d, d_rest) < SPREAD_LEVEL)
+        return bool(d_rest and raw_rest > 0 and f.sf(raw / raw_rest, d, d_rest) < level)
 
     def term(self, recipe: str) -> tuple[float, int, str | None]:
         """(variance, df, whose estimate: the recipe or None for the pool) for one recipe's seeds: the pooled
@@ -210,7 +211,7 @@ def seed_spread(name: str, recipes: dict[str, list[Run]], n_prompts: int, rng: n
         return SeedSpread({}, 0.0, 0)
     data = np.ones((1, n_prompts), int)
     flips = rng.random((n_permutations + 1, n_prompts)) < 0.5
-    own, total, df = {}, 0.0, 0
+    own, net = {}, {}
     for recipe, runs in recipes.items():
         values = np.array([metric(name, r, data)[0] for r in runs])
         if len(runs) < 2 or np.isnan(values).any():
@@ -218,9 +219,14 @@ def seed_spread(name: str, recipes: dict[str, list[Run]], n_prompts: int, rng: n
         noise = np.mean([_flipped(name, runs[i], runs[j], flips)[1:].var()
                          for i in range(len(runs)) for j in range(i + 1, len(runs))])
         raw = values.var(ddof=1)
-        own[recipe] = (max(raw - noise / 2, 0.0), len(runs) - 1, raw)
-        total, df = total + (raw - noise / 2) * (len(runs) - 1), df + len(runs) - 1
-    return SeedSpread(own, max(total / df, 0.0) if df else 0.0, df)
+        net[recipe] = raw - noise / 2  # unclipped in the pool, so that chance negatives keep it unbiased
+        own[recipe] = (max(net[recipe], 0.0), len(runs) - 1, raw)
+    # the pool leaves out recipes whose seeds lie far apart (F test at APART_LEVEL): one whose KL scatters
+    # ten times the others' would otherwise widen every other recipe's test. Not at SPREAD_LEVEL: dropping
+    # every chance high from the pool biased it low and the simulated level rose to 0.08
+    calm = [r for r in own if not SeedSpread(own, 0.0, 0).spreads_more(r, APART_LEVEL)] or list(own)
+    df = sum(own[r][1] for r in calm)
+    return SeedSpread(own, max(sum(net[r] * own[r][1] for r in calm) / df, 0.0) if df else 0.0, df)
 
 
 def seed_noise(sd: float, df: float, n: int, rng: np.random.Generator) -> np.ndarray:
