@@ -18,8 +18,9 @@ two recipes), which holds its level with a few dozen prompts where the percentil
 Swapping prompts alone asks whether *these trained models* differ: it keeps every seed's model fixed, so
 a recipe whose three seeds landed far apart could still be "decided" against another. The question is
 about recipes, so each permutation also draws the seed noise the difference of two seed means carries:
-seed variance from the runs' spread around their recipe's mean (pooled over recipes, or a recipe's own
-where larger), scaled t with the matching degrees of freedom. With no prompt noise the test is the
+the seed effect's variance (seed_spread: the runs' spread around their recipe's mean beyond what the
+prompts explain, pooled over recipes, or a recipe's own where an F test says its seeds spread more),
+scaled t with the matching degrees of freedom. With no prompt noise the test is the
 two-sample t-test on seed means; with no seed spread it is the permutation test.
 """
 
