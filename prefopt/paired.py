@@ -47,7 +47,17 @@ def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int
             missing.append(f"{group} seed {seed}")
             continue
         items = pd.concat([i.assign(block=k) for k, (i, _) in enumerate(parts)], ignore_index=True)
-        records.append((group, items, [g for _, g in parts]))
+        records.append((group, seed, items, [g for _, g in parts]))
+    # the statistics pair runs row by row: every run must have scored the same rows (row id, prompt, label,
+    # fold). A run that scored others (made from other data or another split) is left out, named, rather
+    # than compared row against unrelated row
+    def rows(items):
+        return tuple(map(tuple, items[["row_id", "prompt_id", "label", "block"]].astype(str).to_numpy()))
+
+    usual = Counter(rows(items) for *_, items, _ in records).most_common(1)
+    missing += [f"{group} seed {seed} (scored other held-out rows than the rest)"
+                for group, seed, items, _ in records if rows(items) != usual[0][0]]
+    records = [(group, items, gens) for group, _, items, gens in records if rows(items) == usual[0][0]]
     prompts = sorted({p for _, items, _ in records for p in items["prompt_id"]})
     index = {p: i for i, p in enumerate(prompts)}
     # verified_success compares runs on one generation test: the prompt set most runs used (a run on another
@@ -117,7 +127,7 @@ def _p(p: float) -> str:
 class Analysis:
     runs: dict  # group -> runs in seed order
     n_prompts: dict  # metric -> prompts it rests on
-    missing: list  # runs without records
+    missing: list  # runs left out: no records, folds missing, or other rows scored
     results: dict  # metric -> stats.Comparison
     folds: int = 1  # cross-fitting: the k folds of each recipe and seed pooled into one run
 
@@ -260,7 +270,7 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
                  if "verified_success" in results else "") + "; each recipe has "
               f"{' or '.join(map(str, seeds))} seed{'s' * (seeds != [1])}. " + seed_text(results, seeds), ""]
     if missing:
-        lines += [f"Left out (no per-item records, or folds missing): {', '.join(missing)}.", ""]
+        lines += [f"Left out (no per-item records, folds missing, or other rows scored): {', '.join(missing)}.", ""]
     header = "| recipe | " + " | ".join(f"{m} [95% CI] | Δ vs untrained [95% CI] | Holm p" for m in results) + " |"
     lines += [header, "|---|" + "---|---|---|" * len(results)]
     for group in sorted(runs, key=lambda g: -results["reward_auc"].estimates[g][0]):

@@ -13,20 +13,27 @@ prompts, so:
 A resample is a weight per prompt (how often it was drawn), so nothing is copied. Intervals come from
 that bootstrap; the p-value of a difference from a paired permutation test (prompts swapped between the
 two recipes), which holds its level with a few dozen prompts where the percentile bootstrap rejected
-10% of true nulls; p-values are Holm-adjusted over all comparisons of one metric.
+10% of true nulls. Holm adjusts within a family: one metric's recipe-vs-untrained tests, and its pairwise
+tests, each family on its own.
 
 Swapping prompts alone asks whether *these trained models* differ: it keeps every seed's model fixed, so
 a recipe whose three seeds landed far apart could still be "decided" against another. The question is
 about recipes, so each permutation also draws the seed noise the difference of two seed means carries:
 the seed effect's variance (seed_spread: the runs' spread around their recipe's mean beyond what the
 prompts explain, pooled over recipes, or a recipe's own where an F test says its seeds spread more),
-scaled t with the matching degrees of freedom. With no prompt noise the test is the
-two-sample t-test on seed means; with no seed spread it is the permutation test.
+scaled t with the matching degrees of freedom. With no prompt noise the test is a t-test on seed means
+(the variance pooled over recipes, with the pool's df); where the estimate of the seed effect is 0 it is
+the permutation test.
+
+Every test draws from a generator of its own, derived from the comparison's seed and what it tests (the
+metric, the recipe or pair: `_stream`), so a p-value does not change when another recipe joins the table
+or the recipes come in another order, and `differences` gives a pair the p-value `compare` gave it.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -159,8 +166,8 @@ def as_reference(run: Run) -> Run:
 class SeedSpread:
     """The seed effect's variance on one metric (seed_spread), per recipe and pooled."""
     own: dict  # recipe -> (variance of its seed effect, df = seeds - 1, raw variance of its seeds' values)
-    pooled: float  # the seed effect's variance pooled over the recipes with two or more seeds that do not
-    df: int  # spread more than the others; its degrees of freedom (0: no recipe has two seeds: unknown)
+    pooled: float  # the seed effect's variance pooled over the recipes with two or more seeds, less those
+    df: int  # whose seeds lie far apart (APART_LEVEL); its df (0: no recipe has two seeds: unknown)
 
     def spreads_more(self, recipe: str, level: float = SPREAD_LEVEL) -> bool:
         """Do this recipe's seeds spread more than the other recipes' (F test of its raw seed variance against
@@ -179,9 +186,12 @@ class SeedSpread:
     def term(self, recipe: str) -> tuple[float, int, str | None]:
         """(variance, df, whose estimate: the recipe or None for the pool) for one recipe's seeds: the pooled
         estimate, as in a random-effects ANOVA (three seeds give a recipe 2 df of its own: a t with 2 df
-        would leave almost nothing decidable), unless its seeds spread more than the others' (spreads_more):
-        then its own, with its own df, since a recipe whose seeds disagree must not borrow the others' calm."""
-        if self.spreads_more(recipe):
+        would leave almost nothing decidable), unless its seeds spread more than the others' (spreads_more)
+        and its own estimate is the larger: then its own, with its own df, since a recipe whose seeds disagree
+        must not borrow the others' calm. (The F test reads raw variances, which hold the prompts' part too: a
+        recipe can pass it with a smaller seed effect left over than the pool's, and is then given the pool's,
+        not a smaller one.)"""
+        if self.spreads_more(recipe) and self.own[recipe][0] > self.pooled:
             var, df, _ = self.own[recipe]
             return var, df, recipe
         return self.pooled, self.df, None
@@ -228,6 +238,12 @@ def seed_spread(name: str, recipes: dict[str, list[Run]], n_prompts: int, rng: n
     calm = [r for r in own if not SeedSpread(own, 0.0, 0).spreads_more(r, APART_LEVEL)] or list(own)
     df = sum(own[r][1] for r in calm)
     return SeedSpread(own, max(sum(net[r] * own[r][1] for r in calm) / df, 0.0) if df else 0.0, df)
+
+
+def _stream(seed: int, *key) -> np.random.Generator:
+    """The generator of one part of a comparison (the prompt draws, a recipe's seed draws, one test), from
+    the comparison's seed and the part's name: no part's numbers depend on how many draws another took."""
+    return np.random.default_rng([seed, *(zlib.crc32(str(k).encode()) for k in key)])
 
 
 def seed_noise(sd: float, df: float, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -349,18 +365,19 @@ class Comparison:
 def compare(recipes: dict[str, list[Run]], metric_name: str, n_prompts: int, *, n_resamples: int = 2000,
             seed: int = 0, alpha: float = 0.05) -> Comparison:
     """Every recipe's value with its interval, its difference from the untrained model, and every pair's
-    difference, all on one set of prompt draws (paired). `seed` fixes the draws; record it."""
-    rng = np.random.default_rng(seed)
-    draws = prompt_draws(n_prompts, n_resamples, rng)
-    samples = {name: recipe_samples(metric_name, runs, draws, rng) for name, runs in recipes.items()}
-    first = next(iter(recipes.values()))
-    ref = recipe_samples(metric_name, first, draws, rng, reference=True)  # the same model in every run
+    difference, all on one set of prompt draws (paired). `seed` fixes every draw; record it."""
+    draws = prompt_draws(n_prompts, n_resamples, _stream(seed, "prompts"))
+    samples = {name: recipe_samples(metric_name, runs, draws, _stream(seed, "seeds", name))
+               for name, runs in recipes.items()}
+    first = next(iter(recipes.values()))  # the same model in every run
+    ref = recipe_samples(metric_name, first, draws, _stream(seed, "seeds", "untrained model"), reference=True)
     estimates = {name: interval(s) for name, s in samples.items()}
-    spread = seed_spread(metric_name, recipes, n_prompts, rng)
+    spread = seed_spread(metric_name, recipes, n_prompts, _stream(seed, "seed spread"))
 
     def vs_reference_p(name):
         runs = recipes[name]
         sd, df = spread.scale((name,), len(runs))
+        rng = _stream(seed, "vs untrained", name)
         if metric_name == "reward_auc":
             return auc_vs_chance_p(runs, n_resamples, rng, sd, df)
         # each seed against the reference records of its own run (the same model, so the same scores)
@@ -371,16 +388,18 @@ def compare(recipes: dict[str, list[Run]], metric_name: str, n_prompts: int, *, 
     vs = {name: (*v, h) for (name, v), h in zip(vs.items(), vs_holm)}
     names = list(recipes)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
-    pairwise = _pairwise(metric_name, recipes, samples, pairs, n_prompts, n_resamples, rng, alpha, spread)
+    pairwise = _pairwise(metric_name, recipes, samples, pairs, n_prompts, n_resamples, seed, alpha, spread)
     return Comparison(metric_name, n_prompts, n_resamples, seed, estimates, interval(ref), vs, pairwise, spread)
 
 
 def _pairwise(metric_name: str, recipes: dict, samples: dict, pairs: list, n_prompts: int, n_resamples: int,
-              rng: np.random.Generator, alpha: float, spread: SeedSpread) -> dict:
+              seed: int, alpha: float, spread: SeedSpread) -> dict:
     """(a, b) -> (delta a-b, lo, hi, p, p_holm, P(a > b)); Holm across exactly these pairs (one family)."""
     def p_value(a, b, n):
+        a, b = sorted((a, b))  # |difference| is symmetric: one pair, one stream, one p in either order
         sd, df = spread.scale((a, b), min(len(recipes[a]), len(recipes[b])))
-        return permutation_p(metric_name, recipes[a], recipes[b], n_prompts, n, rng, sd, df)
+        return permutation_p(metric_name, recipes[a], recipes[b], n_prompts, n, _stream(seed, "pair", a, b, n),
+                             sd, df)
 
     raw = {}
     for a, b in pairs:
@@ -403,13 +422,13 @@ def _pairwise(metric_name: str, recipes: dict, samples: dict, pairs: list, n_pro
 def differences(recipes: dict[str, list[Run]], pairs: list[tuple[str, str]], metric_name: str, n_prompts: int, *,
                 n_resamples: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict:
     """Only the given pairs, paired by prompt as in `compare`, Holm-adjusted as one family of their own: for a
-    question asked of a few pairs (did tuning move each recipe?), not diluted by every other pair."""
-    rng = np.random.default_rng(seed)
-    draws = prompt_draws(n_prompts, n_resamples, rng)
+    question asked of a few pairs (did tuning move each recipe?), not diluted by every other pair. With the
+    same recipes and seed, each pair's difference, interval and raw p-value are those `compare` gives it."""
+    draws = prompt_draws(n_prompts, n_resamples, _stream(seed, "prompts"))
     names = list(dict.fromkeys(n for pair in pairs for n in pair))
-    samples = {name: recipe_samples(metric_name, recipes[name], draws, rng) for name in names}
-    return _pairwise(metric_name, recipes, samples, pairs, n_prompts, n_resamples, rng, alpha,
-                     seed_spread(metric_name, recipes, n_prompts, rng))
+    samples = {name: recipe_samples(metric_name, recipes[name], draws, _stream(seed, "seeds", name)) for name in names}
+    return _pairwise(metric_name, recipes, samples, pairs, n_prompts, n_resamples, seed, alpha,
+                     seed_spread(metric_name, recipes, n_prompts, _stream(seed, "seed spread")))
 
 
 def mcnemar_p(policy_pass: np.ndarray, reference_pass: np.ndarray) -> float:

@@ -382,6 +382,25 @@ def test_runs_on_another_generation_test_keep_their_row_metrics_but_leave_the_ve
     assert "| old |" not in verified and "| a |" in verified
 
 
+def test_a_run_that_scored_other_rows_is_left_out_by_name_not_paired_row_against_unrelated_row(tmp_path):
+    """The statistics pair runs row by row; a run whose held-out rows differ (other data, another split) would
+    be compared row against unrelated row. It is left out of the paired comparison, named."""
+    root = tmp_path / "results"
+    for recipe, effect in (("a", 1.0), ("b", 0.0)):
+        for seed in (1, 2):
+            run = add_run(root, fake_metrics(recipe, seed, FP_A, 0.6, method="dpo"))
+            add_items(run, effect, seed=seed)
+            if (recipe, seed) == ("b", 2):  # the same ids, other prompts under them
+                items = pd.read_csv(run / "eval_items.csv")
+                items["prompt_id"] = np.roll(items["prompt_id"].to_numpy(), 4)
+                items.to_csv(run / "eval_items.csv", index=False)
+    compare.rebuild(root)
+    text = (root / "summary.md").read_text()
+    assert "Left out (no per-item records, folds missing, or other rows scored): b seed 2 (scored other " \
+           "held-out rows than the rest)." in text
+    assert "| b | " in text  # its other seed still counts
+
+
 def test_config_id_ignores_fields_added_later_at_their_default(tmp_path):
     """A run written before eval.select (or data.folds, eval.split, tune) existed and one written after, at
     the defaults, are seeds of one configuration, as their fingerprints say."""

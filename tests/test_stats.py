@@ -151,6 +151,51 @@ def test_seed_noise_counts_the_pool_once_and_gives_a_recipe_whose_seeds_spread_m
     assert stats.seed_spread("reward_auc", {"x": [run], "y": [run]}, 40, np.random.default_rng(0)).df == 0
 
 
+def test_a_recipe_that_passes_the_f_test_on_raw_spread_is_never_given_less_than_the_pool():
+    """The F test reads raw seed variances, which hold the prompts' part: a recipe scored on a noisier scale
+    can pass it with no seed effect left over. It then gets the pool's, not none."""
+    s = stats.SeedSpread({"a": (0.0, 2, 0.05), **{r: (0.004, 2, 0.01) for r in "bcdef"}}, pooled=0.004, df=10)
+    assert s.spreads_more("a")
+    assert s.scale(("a",), 3) == pytest.approx((math.sqrt(0.004 / 3), 10))
+
+
+def _constant_runs(values, prompts=200):
+    """Runs whose KL per token is one value on every prompt: the seeds differ, the prompts add nothing."""
+    tokens = np.full(prompts, 10.0)
+    return [stats.Run(prompt=np.arange(prompts), label=np.ones(prompts, bool), logp=-tokens, ref_logp=-tokens,
+                      tokens=tokens, kl_sum=v * tokens) for v in values]
+
+
+def test_seed_spread_recovers_a_planted_seed_variance_and_finds_none_between_identical_seeds():
+    """Swapping prompts between two seeds whose models differ by d everywhere spreads their difference by
+    d^2 / P (P prompts), so the estimate is the seeds' sample variance times 1 - 1/P; identical seeds give 0."""
+    rng = np.random.default_rng(0)
+    planted = {"a": _constant_runs([0.10, 0.20, 0.40]), "b": _constant_runs([0.30, 0.30, 0.30])}
+    s = stats.seed_spread("kl", planted, 200, rng)
+    assert s.own["a"][0] == pytest.approx(np.var([0.1, 0.2, 0.4], ddof=1) * (1 - 1 / 200), rel=0.02)
+    assert s.own["b"][0] == 0.0 and s.df == 4
+    assert s.pooled == pytest.approx(s.own["a"][0] / 2, rel=1e-9)  # 2 df each, equally weighted
+
+
+def test_a_pairs_p_value_is_the_same_whatever_else_is_in_the_table_and_in_any_order():
+    """Each test draws from a stream of its own (the seed and the pair): adding a recipe, reversing the
+    order, or asking `differences` for the pair alone leaves its raw p-value as it was. (Only a pair retested
+    for a larger family, p < 0.05 unadjusted, gets more permutations there.)"""
+    rng = np.random.default_rng(8)
+    runs = {name: synthetic(rng, effect=e) for name, e in (("a", 0.8), ("b", 0.0), ("c", 0.0))}
+    three = stats.compare(runs, "reward_auc", 40, n_resamples=300, seed=1)
+    backwards = stats.compare(dict(reversed(runs.items())), "reward_auc", 40, n_resamples=300, seed=1)
+    assert all(backwards.pairwise[(y, x)][3] == v[3] for (x, y), v in three.pairwise.items())
+    assert three.pairwise[("a", "b")][3] < 0.05 <= three.pairwise[("b", "c")][3]
+    p = three.pairwise[("b", "c")][3]
+    two = stats.compare({"c": runs["c"], "b": runs["b"]}, "reward_auc", 40, n_resamples=300, seed=1)
+    alone = stats.differences(runs, [("b", "c")], "reward_auc", 40, n_resamples=300, seed=1)
+    assert two.pairwise[("c", "b")][3] == p and alone[("b", "c")][3] == p
+    assert two.vs_reference["b"][3] == three.vs_reference["b"][3]
+    other = stats.compare(runs, "reward_auc", 40, n_resamples=300, seed=2)
+    assert other.pairwise[("b", "c")][3] != p  # the seed does matter
+
+
 @pytest.mark.parametrize("metric", ["reward_auc", "verified_success"])
 def test_seed_effects_hold_the_level_that_prompt_swaps_alone_lose(metric):
     """Each seed's model moves the effect by sd 0.5 (about 0.1 AUC, 0.12 pass rate): swapping prompts alone
