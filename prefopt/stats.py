@@ -18,12 +18,13 @@ tests, each family on its own.
 
 Swapping prompts alone asks whether *these trained models* differ: it keeps every seed's model fixed, so
 a recipe whose three seeds landed far apart could still be "decided" against another. The question is
-about recipes, so each permutation also draws the seed noise the difference of two seed means carries:
+about recipes, so each permuted difference also carries the seed noise a difference of seed means has:
 the seed effect's variance (seed_spread: the runs' spread around their recipe's mean beyond what the
-prompts explain, pooled over recipes, or a recipe's own where an F test says its seeds spread more),
-scaled t with the matching degrees of freedom. With no prompt noise the test is a t-test on seed means
-(the variance pooled over recipes, with the pool's df); where the estimate of the seed effect is 0 it is
-the permutation test.
+prompts explain, pooled over recipes, or a recipe's own where an F test says its seeds spread more), as a
+scaled t with the matching degrees of freedom, integrated over rather than drawn. verified_success, a
+rate, is tested exactly (all 2^P prompt swaps, no Monte Carlo error). With no prompt noise the test is a
+t-test on seed means (the variance pooled over recipes, with the pool's df); where the estimate of the
+seed effect is 0 it is the permutation test.
 
 Every test draws from a generator of its own, derived from the comparison's seed and what it tests (the
 metric, the recipe or pair: `_stream`), so a p-value does not change when another recipe joins the table
@@ -43,6 +44,8 @@ METRICS = ("reward_auc", "kl", "desirable_nll", "verified_success")
 REFERENCE_FIXED = {"reward_auc": 0.5, "kl": 0.0}
 SPREAD_LEVEL = 0.1  # a recipe's seeds spread more than the others' when an F test says so at this level
 APART_LEVEL = 0.01  # ... and so far apart that they stay out of the pool at this one
+CHUNK = 20_000  # permutations drawn at once
+RETEST = 100  # a pair retested for Holm gets RETEST x pairs / alpha permutations (see _pairwise)
 
 
 @dataclass
@@ -227,7 +230,7 @@ def seed_spread(name: str, recipes: dict[str, list[Run]], n_prompts: int, rng: n
         values = np.array([metric(name, r, data)[0] for r in runs])
         if len(runs) < 2 or np.isnan(values).any():
             continue
-        noise = np.mean([_flipped(name, runs[i], runs[j], flips)[1:].var()
+        noise = np.mean([_swap_variance(name, runs[i], runs[j], flips)
                          for i in range(len(runs)) for j in range(i + 1, len(runs))])
         raw = values.var(ddof=1)
         net[recipe] = raw - noise / 2  # unclipped in the pool, so that chance negatives keep it unbiased
@@ -246,9 +249,45 @@ def _stream(seed: int, *key) -> np.random.Generator:
     return np.random.default_rng([seed, *(zlib.crc32(str(k).encode()) for k in key)])
 
 
-def seed_noise(sd: float, df: float, n: int, rng: np.random.Generator) -> np.ndarray:
-    """n draws of the seed noise a difference of seed means carries under the null (zeros when unknown)."""
-    return sd * rng.standard_t(df, n) if sd > 0 and df > 0 else np.zeros(n)
+def _swap_variance(name: str, a: Run, b: Run, flips: np.ndarray) -> float:
+    """The variance of metric(a') - metric(b') over prompt swaps: exact for verified_success (a sum of
+    independent +-1 terms), else over the rows of `flips` but the first."""
+    if name == "verified_success":
+        totals = _pass_totals([a], [b])
+        return float((totals ** 2).sum() / len(a.gen_prompt) ** 2)
+    return float(_flipped(name, a, b, flips)[1:].var())
+
+
+def _pass_totals(a: list[Run], b: list[Run]) -> np.ndarray:
+    """Per generation-test prompt, the passes of a's seeds minus b's (seeds paired in order): integers. A
+    prompt generated for several times (cross-fitting with a shared test: once per fold) counts them all."""
+    n = int(max(r.gen_prompt.max(initial=-1) for r in a + b)) + 1
+    return sum(np.bincount(ra.gen_prompt, ra.policy_pass.astype(int) - rb.policy_pass.astype(int), minlength=n)
+               for ra, rb in zip(a, b)).round().astype(int)
+
+
+def _exact_pass_p(a: list[Run], b: list[Run], seed_sd: float, seed_df: float) -> float:
+    """permutation_p for verified_success, exact: the difference of pass rates under prompt swaps is
+    sum(s_p x_p) / (seeds x answers) with independent signs s_p = +-1 and integer x_p (the passes a's seeds
+    gained over b's on prompt p), so its whole distribution is a convolution over the integers, all 2^P
+    swaps at once. The seed noise is integrated over it (scaled t), not drawn: no Monte Carlo error, which
+    at the Holm threshold of 153 pairs (p near 3e-4) put a few thousand permutations' p-values 30% either
+    way, enough to flip a decision from one generator seed to the next."""
+    from scipy.stats import t
+
+    x = np.abs(_pass_totals(a, b))
+    observed = abs(int(_pass_totals(a, b).sum()))
+    dist = np.ones(1)  # P(S = s) for s = -total .. total
+    for v in x[x > 0]:
+        dist = 0.5 * (np.r_[dist, np.zeros(2 * v)] + np.r_[np.zeros(2 * v), dist])
+    half = (len(dist) - 1) // 2
+    values = np.arange(-half, half + 1)
+    if not (seed_sd > 0 and seed_df > 0):
+        return float(min(1.0, dist[np.abs(values) >= observed].sum()))
+    scale = len(a) * len(a[0].gen_prompt)  # seeds x answers per run: S / scale is the difference of rates
+    d, obs, sd = values / scale, observed / scale, seed_sd
+    tail = t.sf((obs - d) / sd, seed_df) + t.cdf((-obs - d) / sd, seed_df)
+    return float(min(1.0, (dist * tail).sum()))
 
 
 def _flipped(name: str, a: Run, b: Run, flips: np.ndarray) -> np.ndarray:
@@ -293,20 +332,45 @@ def _quantiles(score: np.ndarray, block: np.ndarray | None) -> np.ndarray:
 
 
 def permutation_p(name: str, a: list[Run], b: list[Run], n_prompts: int, n_permutations: int,
-                  rng: np.random.Generator, seed_sd: float = 0.0, seed_df: float = 0.0) -> float:
+                  rng: np.random.Generator, seed_sd: float = 0.0, seed_df: float = 0.0, stop_below: float = 0.0
+                  ) -> float:
     """Paired permutation test of 'a and b score alike': prompts are the exchangeable units, so each
     permutation swaps a's and b's records on a random half of the prompts (in every seed pair at once) and
-    recomputes the difference of the seed means, to which it adds a draw of the seed noise (seed_sd, seed_df:
+    recomputes the difference of the seed means, to which it adds the seed noise (seed_sd, seed_df:
     SeedSpread.scale; none by default, which tests these trained models only). Seeds are paired in order;
-    recipes with different seed counts are compared on their common count."""
-    flips = rng.random((n_permutations + 1, n_prompts)) < 0.5
-    flips[0] = False
+    recipes with different seed counts are compared on their common count. verified_success is computed
+    exactly (_exact_pass_p): no permutation drawn, `rng` untouched. With `stop_below` (a retest: many
+    permutations) it stops at a chunk's end once the p-value is known well enough for a decision at that
+    level: RETEST permuted differences beyond the observed one (about 10% Monte Carlo error), or so few
+    that p is surely below half of `stop_below`."""
     k = min(len(a), len(b))
-    delta = np.mean([_flipped(name, ra, rb, flips) for ra, rb in zip(a[:k], b[:k])], axis=0)
-    if np.isnan(delta[0]):
-        return np.nan
-    null = np.abs(delta[1:] + seed_noise(seed_sd, seed_df, n_permutations, rng))
-    return float((1 + (null >= abs(delta[0]) - 1e-12).sum()) / (n_permutations + 1))
+    if name == "verified_success":
+        if not all(len(r.gen_prompt) for r in a[:k] + b[:k]):
+            return np.nan
+        return _exact_pass_p(a[:k], b[:k], seed_sd, seed_df)
+    count, done = 0.0, 0
+    while done < n_permutations:  # in chunks: a retest may take a few hundred thousand
+        n = min(CHUNK, n_permutations - done)
+        flips = rng.random((n + 1, n_prompts)) < 0.5
+        flips[0] = False
+        delta = np.mean([_flipped(name, ra, rb, flips) for ra, rb in zip(a[:k], b[:k])], axis=0)
+        if np.isnan(delta[0]):
+            return np.nan
+        count, done = count + _beyond(delta[1:], abs(delta[0]), seed_sd, seed_df), done + n
+        if stop_below and (count >= RETEST or (count + 3 * math.sqrt(count + 1) + 3) / done < stop_below / 2):
+            break
+    return float((1 + count) / (done + 1))
+
+
+def _beyond(null: np.ndarray, observed: float, seed_sd: float, seed_df: float) -> float:
+    """How many of the permuted differences, each plus the seed noise, lie at least as far from 0 as the
+    observed one: a count without seed noise; with it, the sum of each one's probability of doing so (the
+    t integrated, not drawn: the same expectation, less Monte Carlo error)."""
+    if not (seed_sd > 0 and seed_df > 0):
+        return float((np.abs(null) >= observed - 1e-12).sum())
+    from scipy.stats import t
+
+    return float((t.sf((observed - null) / seed_sd, seed_df) + t.cdf((-observed - null) / seed_sd, seed_df)).sum())
 
 
 def auc_vs_chance_p(runs: list[Run], n_permutations: int, rng: np.random.Generator, seed_sd: float = 0.0,
@@ -325,8 +389,7 @@ def auc_vs_chance_p(runs: list[Run], n_permutations: int, rng: np.random.Generat
     # (a prompt lies in one block, so shuffling within prompts keeps every block's label counts)
     aucs = np.mean([rank_auc(np.broadcast_to(r.logp - r.ref_logp, labels.shape), labels, first.block)
                     for r in runs], axis=0)
-    null = np.abs(aucs[1:] - 0.5 + seed_noise(seed_sd, seed_df, n_permutations, rng))
-    return float((1 + (null >= abs(aucs[0] - 0.5) - 1e-12).sum()) / (n_permutations + 1))
+    return float((1 + _beyond(aucs[1:] - 0.5, abs(aucs[0] - 0.5), seed_sd, seed_df)) / (n_permutations + 1))
 
 
 def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -395,11 +458,11 @@ def compare(recipes: dict[str, list[Run]], metric_name: str, n_prompts: int, *, 
 def _pairwise(metric_name: str, recipes: dict, samples: dict, pairs: list, n_prompts: int, n_resamples: int,
               seed: int, alpha: float, spread: SeedSpread) -> dict:
     """(a, b) -> (delta a-b, lo, hi, p, p_holm, P(a > b)); Holm across exactly these pairs (one family)."""
-    def p_value(a, b, n):
+    def p_value(a, b, n, stop_below=0.0):
         a, b = sorted((a, b))  # |difference| is symmetric: one pair, one stream, one p in either order
         sd, df = spread.scale((a, b), min(len(recipes[a]), len(recipes[b])))
         return permutation_p(metric_name, recipes[a], recipes[b], n_prompts, n, _stream(seed, "pair", a, b, n),
-                             sd, df)
+                             sd, df, stop_below)
 
     raw = {}
     for a, b in pairs:
@@ -408,13 +471,14 @@ def _pairwise(metric_name: str, recipes: dict, samples: dict, pairs: list, n_pro
         raw[(a, b)] = [*interval(d), p_value(a, b, n_resamples), float((boot > 0).mean()) if len(boot) else np.nan]
     # A Monte Carlo p is at least 1/(n+1), and Holm multiplies the smallest by the family size m: with 2000
     # permutations and 153 pairs (18 recipes) no pair could ever be decided. Pairs that pass alpha unadjusted
-    # are tested again on fresh permutations, enough for m x 1/(n+1) to reach a tenth of alpha; the others
-    # are undecided whatever the count.
-    more = math.ceil(10 * len(pairs) / alpha)
+    # are tested again on fresh permutations, enough for about RETEST permuted differences beyond the
+    # observed one where the p-value meets the Holm threshold alpha/m (with 10, the Monte Carlo error there
+    # was 30% and decisions changed with the generator's seed); the others are undecided whatever the count.
+    more = math.ceil(RETEST * len(pairs) / alpha)
     if more > n_resamples:
         for (a, b), v in raw.items():
             if v[3] < alpha:
-                v[3] = p_value(a, b, more)
+                v[3] = p_value(a, b, more, alpha / len(pairs))
     adjusted = holm([v[3] for v in raw.values()])
     return {k: (*v[:4], h, v[4]) for (k, v), h in zip(raw.items(), adjusted)}
 

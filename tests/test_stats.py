@@ -200,10 +200,11 @@ def test_a_pairs_p_value_is_the_same_whatever_else_is_in_the_table_and_in_any_or
 def test_seed_effects_hold_the_level_that_prompt_swaps_alone_lose(metric):
     """Each seed's model moves the effect by sd 0.5 (about 0.1 AUC, 0.12 pass rate): swapping prompts alone
     then calls 'these three models beat those three' a recipe difference (measured over 100 null tables:
-    reward_auc 0.48, verified_success 0.28); with the seed effect drawn into the null the level holds
-    (0.07, 0.05; over 300 tables 0.063, 0.077), also when recipe a's seeds spread three times as far as the
-    others' (0.03, 0.07; over 300: 0.087 both, a little above: the F test that gives a its own spread misses
-    some tables, and pooling for every recipe rejected 0.09 and 0.11 of 100)."""
+    reward_auc 0.48, verified_success 0.28); with the seed effect in the null the level holds (0.05, 0.06;
+    over 300 tables 0.06, 0.08), also when recipe a's seeds spread three times as far as the others' (0.05,
+    0.07; over 300: 0.09, 0.083, a little above: the F test that gives a its own spread misses some tables,
+    and pooling for every recipe rejected 0.09 and 0.11 of 100). (Figures with the seed noise integrated
+    and verified_success tested exactly; drawing the noise gave 0.07, 0.05 and 0.03, 0.07.)"""
     assert seed_rejection_rate(metric, 0.0, 0.5, aware=False) > 0.2
     assert seed_rejection_rate(metric, 0.0, 0.5) <= 0.08
     assert seed_rejection_rate(metric, 0.0, 0.3, noisy=0.9) <= 0.08
@@ -213,10 +214,32 @@ def test_seed_effects_hold_the_level_that_prompt_swaps_alone_lose(metric):
 def test_seed_effects_leave_the_power_to_find_a_planted_difference(metric):
     """No seed effect: the seed term estimates about 0 (the prompts explain the seeds' spread) and a planted
     1.2 is found in 1.0 and 0.96 of 100 tables. Seed sd 0.3: a planted 1.5 (five seed sds; about +0.27 AUC,
-    +0.37 pass rate) in 0.94 and 0.93. (Always giving a recipe its own 2-df spread when larger than the
+    +0.37 pass rate) in 0.92 and 0.92. (Always giving a recipe its own 2-df spread when larger than the
     pool's found 0.92 and 0.85, and never decided a strong recipe with two seeds: a t with 1 df.)"""
     assert seed_rejection_rate(metric, 1.2, 0.0) >= 0.80
     assert seed_rejection_rate(metric, 1.5, 0.3) >= 0.80
+
+
+def test_verified_success_is_tested_exactly_over_every_prompt_swap():
+    """On 10 prompts all 1,024 swap patterns can be listed: the exact p-value is their share at least as far
+    from 0 as the observed difference (with seed noise: the t's tail averaged over them), and it equals the
+    Monte Carlo test's limit."""
+    import itertools
+
+    from scipy.stats import t
+
+    rng = np.random.default_rng(6)
+    a, b = (synthetic(rng, prompts=10, effect=e, seeds=2) for e in (1.0, 0.0))
+    flips = np.array(list(itertools.product([False, True], repeat=10)))
+    null = np.mean([stats._flipped("verified_success", x, y, flips) for x, y in zip(a, b)], axis=0)
+    observed = abs(null[0])  # the all-False pattern swaps nothing
+    assert observed > 0
+    exact = stats.permutation_p("verified_success", a, b, 10, 0, None)
+    assert exact == pytest.approx(np.mean(np.abs(null) >= observed - 1e-12), abs=1e-12)
+    tail = t.sf((observed - null) / 0.05, 7) + t.cdf((-observed - null) / 0.05, 7)
+    assert stats.permutation_p("verified_success", a, b, 10, 0, None, 0.05, 7) == pytest.approx(tail.mean())
+    mc = stats.permutation_p("verified_success", a, b, 10, 20000, np.random.default_rng(0))  # unused: exact
+    assert mc == exact and stats.permutation_p("kl", a, b, 10, 20000, np.random.default_rng(0)) > 0
 
 
 def test_compare_is_seeded_paired_and_says_tied_or_best():
