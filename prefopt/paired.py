@@ -155,7 +155,7 @@ def baseline_lines(split: pd.DataFrame, results: dict, alpha: float = 0.05) -> l
                 delta, _, _, _, p_holm, _ = c.pairwise[key]
                 ahead = sign * delta > 0 if metric not in ("kl", "desirable_nll") else sign * delta < 0
                 (better if ahead and p_holm < alpha else worse if p_holm < alpha else tied).append(
-                    f"{other} {sign * delta:+.3g}" + (f" (Holm p {p_holm:.3f})" if p_holm < alpha else ""))
+                    f"{other} {sign * delta:+.3g}" + (f" (Holm p {_p(p_holm)})" if p_holm < alpha else ""))
             out.append(f"- Against the SFT baseline {base} on {metric}: "
                        + "; ".join(t for t in (f"better: {', '.join(better)}" if better else "",
                                                f"worse: {', '.join(worse)}" if worse else "",
@@ -259,9 +259,12 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
     lines += baseline_lines(split, results)
     lines += ["", "Decisions rest on the Holm-adjusted p-values alone: a bootstrap interval that misses 0 "
               "while p >= 0.05 is not a decided difference (percentile intervals over a few dozen prompts run "
-              "narrow: on simulated tables they excluded a true null about 10% of the time, not 5%). A pair whose "
-              "unadjusted p is below 0.05 is retested on fresh permutations, 10 x pairs / 0.05 of them, so that "
-              "Holm over many recipes can still reach 0.05 (the smallest Monte Carlo p is 1/(permutations + 1)).",
+              "narrow: on simulated tables they excluded a true null about 10% of the time, not 5%). verified_success "
+              "is tested exactly (every prompt swap counted, no Monte Carlo error). On the row metrics a pair "
+              "whose unadjusted p is below 0.05 is retested on up to "
+              f"{stats.RETEST} x pairs / 0.05 fresh permutations, so that Holm over many recipes can still reach "
+              "0.05 (the smallest Monte Carlo p is 1/(permutations + 1)) and a p-value near the threshold is "
+              "known to about 10%.",
               "", (f"{n_prompts['reward_auc']} held-out test prompts carry" if a.folds == 1 else
                    f"Cross-fitted over {a.folds} folds: all {n_prompts['reward_auc']} labeled prompts carry, each "
                    "scored by the fold's model that did not train on it (a recipe's seed pools its folds),")
