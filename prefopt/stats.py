@@ -27,7 +27,7 @@ t-test on seed means (the variance pooled over recipes, with the pool's df); whe
 seed effect is 0 it is the permutation test.
 
 Every test draws from a generator of its own, derived from the comparison's seed and what it tests (the
-metric, the recipe or pair: `_stream`), so a p-value does not change when another recipe joins the table
+recipe or the pair: `_stream`), so a p-value does not change when another recipe joins the table
 or the recipes come in another order, and `differences` gives a pair the p-value `compare` gave it.
 """
 
@@ -275,8 +275,8 @@ def _exact_pass_p(a: list[Run], b: list[Run], seed_sd: float, seed_df: float) ->
     way, enough to flip a decision from one generator seed to the next."""
     from scipy.stats import t
 
-    x = np.abs(_pass_totals(a, b))
-    observed = abs(int(_pass_totals(a, b).sum()))
+    totals = _pass_totals(a, b)
+    x, observed = np.abs(totals), abs(int(totals.sum()))
     dist = np.ones(1)  # P(S = s) for s = -total .. total
     for v in x[x > 0]:
         dist = 0.5 * (np.r_[dist, np.zeros(2 * v)] + np.r_[np.zeros(2 * v), dist])
