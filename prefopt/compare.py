@@ -346,7 +346,13 @@ def _significance_lines(split: pd.DataFrame, order: list[str]) -> list[str]:
 def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict | None = None) -> str:
     """summary.md; `analyses` (split fingerprint -> paired.Analysis) saves recomputing the statistics."""
     runs = with_groups(runs)
-    analyses = analyses or {}
+    analyses = dict(analyses or {})
+    tests = list(summary["test"].unique()) if "test" in summary else []
+    for fp in tests:
+        if fp not in analyses and has_records(split := runs[runs["test"] == fp]):
+            from .paired import analyze
+
+            analyses[fp] = analyze(split)
     present = [c for c in summary.columns if c.endswith("_mean") and summary[c].notna().any()]
     quality = [m for m in QUALITY if f"{m}_mean" in present]
     cost = [m for m in COST if f"{m}_mean" in present]
@@ -355,6 +361,7 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
              "scored here), one section per test split (eval fingerprint; runs on "
              "different splits are never compared), each cell the mean over seeds ± half-width of the 95% "
              "Student-t confidence interval; recipes ranked by the headline metric, " + HEADLINE + ".", ""]
+    lines[2:2] = verdict_block(runs, tests, analyses)
     lines += [f"- **{m}**{' (headline)' if m == HEADLINE else ''}: {LEGEND[m]}" for m in quality]
     for fp, s in (summary.groupby("test", sort=True) if "test" in summary else []):
         split = runs[runs["test"] == fp]
@@ -403,6 +410,23 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
                       "; ".join(f"{g} seed {s} (folds {v} of {_folds(split)} finished)" for (g, s), v in have.items())
                       + "."]
     return "\n".join(lines) + "\n"
+
+
+def verdict_block(runs: pd.DataFrame, tests: list, analyses: dict) -> list[str]:
+    """What summary.md opens with: each split's verdict from its Holm-adjusted paired tests."""
+    from .paired import verdict_lines
+
+    lines = []
+    for fp in tests:
+        split = runs[runs["test"] == fp]
+        name = (f"cross-fitted test `{str(fp)[:12]}`" if _folds(split) > 1 else f"test split `{str(fp)[:12]}`")
+        a = analyses.get(fp)
+        said = verdict_lines(a) if a is not None and a.results else \
+            ["- No paired verdict: " + ("its runs kept no per-item records (rerun them to get one); the seed-level "
+                                        "tests are in its section." if a is None else "not every fold has finished.")]
+        lines += ([f"On the {name}:"] if len(tests) > 1 else []) + said + [""]
+    head = "**Verdict** (from the Holm-adjusted paired tests; how they are made, and every number, below):"
+    return [head, "", *lines] if lines else []
 
 
 def tuned_lines(split: pd.DataFrame) -> list[str]:

@@ -242,8 +242,14 @@ def seed_text(results: dict, seeds: list[int]) -> str:
             "and seldom decided; more seeds are the remedy.")
 
 
+def verdict_lines(a: Analysis) -> list[str]:
+    """The split's verdict on the quality metrics (summary.md opens with these), from the Holm-adjusted tests."""
+    return [f"- {stats.verdict(c)}" for m, c in a.results.items() if m in MATRICES]
+
+
 def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
-    """The verdict, the per-recipe table and the pairwise matrices of one split (markdown lines)."""
+    """How the verdict was reached, the per-recipe table and the pairwise matrices of one split (markdown
+    lines; the verdict itself opens summary.md: `verdict_lines`)."""
     a = analysis or analyze(split)
     runs, n_prompts, missing, results = a.runs, a.n_prompts, a.missing, a.results
     if not runs:
@@ -252,11 +258,12 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
                     f"{', '.join(missing)}.", ""]
         return ["No run on this split kept per-item records: no paired comparison (rerun to get one).", ""]
     seeds = sorted({len(rs) for rs in runs.values()})
-    lines = ["**Verdict** (paired by prompt; intervals from a bootstrap over prompts and seeds, p-values from a "
-             "paired permutation test over prompts with the seed effect drawn in, Holm-adjusted; "
-             f"seed {SEED}, {RESAMPLES} resamples):", ""]
-    lines += [f"- {stats.verdict(c)}" for m, c in results.items() if m in MATRICES]  # the quality metrics
-    lines += baseline_lines(split, results)
+    lines = ["**How the verdict is reached**: paired by prompt; intervals from a bootstrap over prompts and seeds, "
+             "p-values from a paired permutation test over prompts with the seed effect drawn in, Holm-adjusted; "
+             f"seed {SEED}, {RESAMPLES} resamples.", ""]
+    baselines = baseline_lines(split, results)
+    lines += ["Each recipe against the SFT baseline (the same Holm-adjusted pairwise tests):", "", *baselines] \
+        if baselines else []
     lines += ["", "Decisions rest on the Holm-adjusted p-values alone: a bootstrap interval that misses 0 "
               "while p >= 0.05 is not a decided difference (percentile intervals over a few dozen prompts run "
               "narrow: on simulated tables they excluded a true null about 10% of the time, not 5%). verified_success "

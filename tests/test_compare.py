@@ -142,8 +142,12 @@ def test_summary_groups_by_fingerprint_ranks_and_adds_reference(built):
 def test_markdown_says_what_is_not_significant(built):
     results, _ = built
     md = (results / "summary.md").read_text()
-    first = md.split("\n\n")[1]
-    assert "test split" in first.lower() and "fingerprint" in first and "95%" in first
+    paragraphs = md.split("\n\n")
+    # it opens with the verdict of each split (these runs kept no per-item records: it says so), then the legend
+    assert paragraphs[1].startswith("**Verdict**")
+    assert paragraphs[2].startswith(f"On the test split `{FP_A[:12]}`:\n- No paired verdict: its runs kept no per-item")
+    first = next(p for p in paragraphs if "fingerprint" in p)
+    assert "test split" in first.lower() and "95%" in first
     assert "- **reward_auc** (headline)" in md and md.index("**reward_auc**") < md.index("**kl**")
     sec_a, sec_b = md.split(f"## Test split `{FP_A}`")[1].split(f"## Test split `{FP_B}`")
     header = next(line for line in sec_a.splitlines() if line.startswith("| rank"))
@@ -351,7 +355,8 @@ def test_paired_verdict_and_tables_from_per_item_records(tmp_path):
             add_items(run, effect, seed=10 * k + seed)  # (not hash(): it varies from process to process)
     compare.rebuild(root)
     text = (root / "summary.md").read_text()
-    verdict = text.split("**Verdict**", 1)[1]
+    assert text.split("\n\n")[1].startswith("**Verdict**")  # the summary opens with it
+    verdict = text.split("**Verdict**", 1)[1].split("- **reward_auc**", 1)[0]
     assert "- strong is best on reward_auc (higher is better): ahead of" in verdict
     assert "better than the untrained model: strong" in verdict and "- On kl" not in verdict
     assert "30 held-out test prompts carry the row metrics" in text and "each recipe has 2 seeds" in text
