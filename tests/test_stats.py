@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from prefopt import stats
+from prefopt import permutation, stats
 
 
 def test_weighted_auc_is_the_auc_of_the_repeated_rows():
@@ -231,7 +231,7 @@ def test_verified_success_is_tested_exactly_over_every_prompt_swap():
     rng = np.random.default_rng(6)
     a, b = (synthetic(rng, prompts=10, effect=e, seeds=2) for e in (1.0, 0.0))
     flips = np.array(list(itertools.product([False, True], repeat=10)))
-    null = np.mean([stats._flipped("verified_success", x, y, flips) for x, y in zip(a, b)], axis=0)
+    null = np.mean([permutation._flipped("verified_success", x, y, flips) for x, y in zip(a, b)], axis=0)
     observed = abs(null[0])  # the all-False pattern swaps nothing
     assert observed > 0
     exact = stats.permutation_p("verified_success", a, b, 10, 0, None)
