@@ -18,7 +18,7 @@ from .resample import METRICS, Run, blocks, metric, rank_auc
 SPREAD_LEVEL = 0.1  # a recipe's seeds spread more than the others' when an F test says so at this level
 APART_LEVEL = 0.01  # ... and so far apart that they stay out of the pool at this one
 CHUNK = 20_000  # permutations drawn at once
-RETEST = 100  # a pair retested for Holm gets RETEST x pairs / alpha permutations (see _pairwise)
+RETEST = 100  # a pair retested for Holm gets RETEST x pairs / alpha permutations (see stats._pairwise)
 
 
 @dataclass
