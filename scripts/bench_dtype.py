@@ -6,8 +6,8 @@
     python scripts/bench_dtype.py --results /tmp/b -- --set model.name=/path/to/tiny   # extra `prefopt run` args
 
 Every training is an ordinary `python -m prefopt run` (its own process, so peak memory is its own) into
---results (default results/bench_dtype), with `--set model.dtype=float32` for one side and the recipe as it
-is for the other (with --against bf16, `--set train.bf16=true`: bf16 autocast whatever `auto` would pick,
+--results (default results/bench_dtype), with `--set model.dtype=float32` for one side and `--set model.dtype=auto`
+for the other (with --against bf16, also `--set train.bf16=true`: bf16 autocast whatever `auto` would pick,
 for a CPU where `auto` measured bf16 slower and chose float32); finished runs are skipped, so an interrupted
 benchmark resumes. For each recipe it prints:
 seconds per training step, evaluation seconds and peak memory (median over seeds), the held-out metrics
@@ -30,7 +30,8 @@ import pandas as pd
 from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
-SIDES = {"float32": ["model.dtype=float32"], "auto": [], "bf16": ["train.bf16=true"]}  # each side's `--set`
+SIDES = {"float32": ["model.dtype=float32"], "auto": ["model.dtype=auto"],  # each side's `--set`: the shipped
+         "bf16": ["model.dtype=auto", "train.bf16=true"]}  # recipes pin float32, so `auto` is asked for
 METRICS = ["reward_auc", "preference_accuracy", "kl", "desirable_nll", "verified_success"]
 
 

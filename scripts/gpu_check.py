@@ -7,7 +7,7 @@
                                                                   # that cannot install the weights package
 
 Every training is an ordinary `python -m prefopt run` into a fresh results folder (`--set name=<recipe>_
-<backend>`, `model.backend`, `train.max_steps`). The table: recipe, backend, seconds per step, training
+<backend>`, `model.backend`, `train.max_steps`, and `model.dtype=auto`: bf16 on a GPU that has it). The table: recipe, backend, seconds per step, training
 tokens per second, peak memory (GPU memory on CUDA, process RSS on CPU), final training loss and held-out
 reward_auc. Any failed run is listed under the table and the exit status is 1.
 
@@ -62,7 +62,8 @@ def materialize(model: str, work: Path) -> tuple[str, bool]:
 def run(recipe: Path, backend: str, steps: int, results: Path, sets: list[str]) -> tuple[str, int]:
     name = f"{recipe.stem}_{backend}"
     cmd = [sys.executable, "-m", "prefopt", "run", str(recipe), "--results", str(results),
-           "--set", f"name={name}", "--set", f"model.backend={backend}", "--set", f"train.max_steps={steps}"]
+           "--set", f"name={name}", "--set", f"model.backend={backend}", "--set", f"train.max_steps={steps}",
+           "--set", "model.dtype=auto"]  # the recipes pin float32 for CPUs; a GPU's own precision is what is checked
     for s in sets:
         cmd += ["--set", s]
     print("+", " ".join(cmd[1:]), flush=True)
