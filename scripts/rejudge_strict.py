@@ -2,7 +2,7 @@
 answers ended (2026-12-01): a copy of a results folder whose records say, per answer, whether it ended and
 whether it passes strictly; then `prefopt compare` on the copy gives the tables and the verdict.
 
-    python scripts/rejudge_strict.py results /tmp/strict        # then: python -m prefopt compare /tmp/strict
+    python scripts/rejudge_strict.py results/bf16 /tmp/strict   # then: python -m prefopt compare /tmp/strict
 
 Whether an answer ended is *estimated*: the records keep only the decoded text, so an answer whose text
 re-encodes to fewer than max_new_tokens - 1 tokens is taken as ended on its own (a cut-off answer decodes
