@@ -31,6 +31,12 @@ QUALITY = ["reward_auc", "preference_accuracy", "reward_margin", "kl", "desirabl
 # examples_used: training rows the method learned from (KTO all or a balanced subset, DPO/ORPO/IPO/SimPO
 # the paired rows, SFT the desirable ones), so "uses more of the data" is a column, not a footnote
 COST = ["examples_used", "steps", "train_seconds", "eval_seconds", "train_tokens_per_second", "peak_memory_mb"]
+# what the runner counts (runner._tokens_seen): the trainer's own tokenized columns, whose layouts differ
+TOKENS_NOTE = ("train_tokens_per_second counts the token ids in the rows of the trainer's own tokenized dataset, "
+               "so it compares recipes of one trainer, not trainers: ORPO's and CPO's (SimPO's) rows hold the prompt "
+               "once alone and again inside each completion, DPO's and KTO's hold it once, though the model reads it "
+               "once per completion (twice per pair; with KTO, with the completion and the KL completion); SFT's "
+               "rows are what the model reads. Compare trainers by train_seconds and steps.")
 ORDER = QUALITY + ["verified_success_delta", "desirable_nll_ref", "verified_success_ref"] + COST + [
     "eval_rows", "eval_pairs", "verified_prompts"]
 IDS = ["recipe", "config", "method", "strategy", "seed", "fold", "folds", "test", "eval_fingerprint", "run_id", "data_path"]
@@ -402,6 +408,7 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
             lines += ["", "Training examples used and cost (mean over folds × seeds):" if folds > 1 else
                       "Training examples used and cost (mean ± 95% CI over seeds):", ""]
             lines += _table(s[s["recipe"] != REFERENCE], cost, ranked=False)
+            lines += ["", TOKENS_NOTE]
     for fp, split in runs.groupby("test", sort=True):
         if "test" not in summary or fp not in set(summary["test"]):
             have = split.groupby(["group", "seed"])["fold"].apply(lambda f: ", ".join(str(int(x)) for x in sorted(f)))

@@ -162,6 +162,9 @@ def test_markdown_says_what_is_not_significant(built):
     assert "- kto_mixed vs dpo: single seed: cannot tell (dpo has fewer than 2 seeds)" in sec_b
     assert "(1 seed, no CI)" in sec_b and "- dpo: single seed: cannot tell" in sec_b
     assert "orpo" not in sec_b and "crashed" not in md
+    # the cost table says that tokens per second compares recipes of one trainer only, in every split
+    assert all(s.split("Training examples used and cost")[1].count("compares recipes of one trainer, not trainers") == 1
+               for s in (sec_a, sec_b))
 
 
 def test_plots_are_pngs(built):
