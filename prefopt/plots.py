@@ -119,7 +119,8 @@ def forest_figure(comparisons: dict, fp: str):
     (prompts and seeds resampled), a filled marker where the Holm-adjusted test decides it. None if empty."""
     if not comparisons:
         return None
-    fig, axes = _figure(len(comparisons), width=4.6, height=0.5 + 0.45 * len(next(iter(comparisons.values())).estimates))
+    # 1.6 in for the titles and the x axis whatever the rows: with one or two recipes they were cut off
+    fig, axes = _figure(len(comparisons), width=4.6, height=1.6 + 0.45 * len(next(iter(comparisons.values())).estimates))
     for ax, (metric, c) in zip(axes, comparisons.items()):
         names = sorted(c.vs_reference, key=lambda n: c.vs_reference[n][0])
         for y, name in enumerate(names):

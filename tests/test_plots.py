@@ -1,0 +1,29 @@
+"""Plots that stay readable at the sizes the results come in."""
+
+import pytest
+
+from prefopt.plots import forest_figure
+from prefopt.stats import Comparison
+
+
+def _comparison(metric: str, recipes: list[str]) -> Comparison:
+    return Comparison(metric, 222, 2000, 0, estimates={r: (0.56, 0.51, 0.61) for r in recipes},
+                      reference=(0.5, 0.5, 0.5), vs_reference={r: (0.06, 0.01, 0.11, 0.004, 0.014) for r in recipes},
+                      pairwise={})
+
+
+@pytest.mark.parametrize("n", [1, 18])
+def test_forest_plot_titles_and_axis_fit_whatever_the_number_of_recipes(n):
+    """With one recipe (a cross-fitted split where one recipe has all its folds) the panel titles ran into
+    the figure's title and the x axis fell off the bottom."""
+    recipes = [f"recipe_{i}" for i in range(n)]
+    fig = forest_figure({m: _comparison(m, recipes) for m in ("reward_auc", "kl", "desirable_nll")}, "bfae55777815")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    top = fig._suptitle.get_window_extent(renderer)
+    for ax in fig.axes:
+        title = ax.title.get_window_extent(renderer)
+        label = ax.xaxis.label.get_window_extent(renderer)
+        assert title.y1 <= top.y0, "a panel title overlaps the figure's title"
+        assert label.y0 >= page.y0 and title.y1 <= page.y1, "the x axis or a title falls outside the figure"
