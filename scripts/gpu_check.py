@@ -7,9 +7,9 @@
                                                                   # that cannot install the weights package
 
 Every training is an ordinary `python -m prefopt run` into a fresh results folder (`--set name=<recipe>_
-<backend>`, `model.backend`, `train.max_steps`, and `model.dtype=auto`: bf16 on a GPU that has it). The table: recipe, backend, seconds per step, training
-tokens per second, peak memory (GPU memory on CUDA, process RSS on CPU), final training loss and held-out
-reward_auc. Any failed run is listed under the table and the exit status is 1.
+<backend>`, `model.backend`, `train.max_steps`, and `model.dtype=auto`: bf16 on a GPU that has it). The
+table: recipe, backend, seconds per step, training tokens per second, peak memory (GPU memory on CUDA,
+process RSS on CPU), final training loss and held-out reward_auc. Any failed run is listed under the table and the exit status is 1.
 
 A --model folder holding a config and tokenizer but no weights is initialised at random (seeded): speed
 and memory are then real, the losses and reward_auc are not. SmolLM2's weights package (94 MB) is too
