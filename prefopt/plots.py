@@ -31,6 +31,15 @@ def _figure(n_panels: int, width: float = 4.2, height: float = 3.2):
     return fig, axes[:n_panels]
 
 
+def _colours(n: int) -> list:
+    """n distinct colours: matplotlib's default cycle up to 10, tab20's 20 beyond (then they repeat)."""
+    from matplotlib import colormaps
+
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    return [colormaps["tab20"](i % 20) for i in range(n)]
+
+
 def png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
@@ -121,12 +130,17 @@ def forest_figure(comparisons: dict, fp: str):
         return None
     # 1.6 in for the titles and the x axis whatever the rows: with one or two recipes they were cut off
     fig, axes = _figure(len(comparisons), width=4.6, height=1.6 + 0.45 * len(next(iter(comparisons.values())).estimates))
+    # each panel sorts its rows by Δ, so a recipe keeps one colour in every panel to be followed across them
+    recipes = sorted({name for c in comparisons.values() for name in c.vs_reference})
+    colours = _colours(len(recipes))
+    colour_of = dict(zip(recipes, colours))
     for ax, (metric, c) in zip(axes, comparisons.items()):
         names = sorted(c.vs_reference, key=lambda n: c.vs_reference[n][0])
         for y, name in enumerate(names):
             delta, lo, hi, _, p_holm = c.vs_reference[name]
-            ax.plot([lo, hi], [y, y], color=f"C{y}", linewidth=2)
-            ax.plot([delta], [y], "o", color=f"C{y}", fillstyle="full" if p_holm < 0.05 else "none", markersize=7)
+            ax.plot([lo, hi], [y, y], color=colour_of[name], linewidth=2)
+            ax.plot([delta], [y], "o", color=colour_of[name], fillstyle="full" if p_holm < 0.05 else "none",
+                    markersize=7)
         ax.axvline(0, color="0.4", linewidth=1, linestyle="--")
         ax.set_yticks(range(len(names)), names, fontsize="small")
         ax.set(title=f"{metric}: Δ vs untrained", xlabel=f"Δ [95% CI] ({c.prompts} prompts)")

@@ -1,6 +1,7 @@
 """Plots that stay readable at the sizes the results come in."""
 
 import pytest
+from matplotlib.colors import to_hex
 
 from prefopt.plots import forest_figure
 from prefopt.stats import Comparison
@@ -27,3 +28,24 @@ def test_forest_plot_titles_and_axis_fit_whatever_the_number_of_recipes(n):
         label = ax.xaxis.label.get_window_extent(renderer)
         assert title.y1 <= top.y0, "a panel title overlaps the figure's title"
         assert label.y0 >= page.y0 and title.y1 <= page.y1, "the x axis or a title falls outside the figure"
+
+
+def test_forest_plot_keeps_each_recipes_colour_across_panels():
+    """Each panel sorts its rows by Δ; colours went by row, so a recipe changed colour from panel to panel."""
+    recipes = ["kto_balanced", "kto_natural"]
+    kl = _comparison("kl", recipes)
+    kl.vs_reference["kto_balanced"] = (0.46, 0.39, 0.54, 0.001, 0.001)  # kl sorts the two the other way round
+    kl.vs_reference["kto_natural"] = (0.10, 0.09, 0.11, 0.001, 0.001)
+    auc = _comparison("reward_auc", recipes)
+    auc.vs_reference["kto_natural"] = (0.17, 0.12, 0.22, 0.001, 0.001)
+    fig = forest_figure({"reward_auc": auc, "kl": kl}, "bfae55777815")
+    colour = {}
+    for ax in fig.axes:
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        points = [line for line in ax.get_lines() if line.get_marker() == "o"]
+        for line in points:
+            name = labels[int(line.get_ydata()[0])]
+            colour.setdefault(name, set()).add(to_hex(line.get_color()))
+    assert set(colour) == set(recipes)
+    assert all(len(c) == 1 for c in colour.values()), colour
+    assert colour["kto_balanced"] != colour["kto_natural"]
