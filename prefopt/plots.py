@@ -31,13 +31,15 @@ def _figure(n_panels: int, width: float = 4.2, height: float = 3.2):
     return fig, axes[:n_panels]
 
 
-def _colours(n: int) -> list:
-    """n distinct colours: matplotlib's default cycle up to 10, tab20's 20 beyond (then they repeat)."""
+def _colours(recipes) -> dict:
+    """One colour per recipe, by name, so a recipe looks the same in every panel and figure of a split:
+    matplotlib's default cycle up to 10 recipes, tab20's 20 beyond (then they repeat)."""
     from matplotlib import colormaps
 
-    if n <= 10:
-        return [f"C{i}" for i in range(n)]
-    return [colormaps["tab20"](i % 20) for i in range(n)]
+    names = sorted(set(recipes))
+    if len(names) <= 10:
+        return {n: f"C{i}" for i, n in enumerate(names)}
+    return {n: colormaps["tab20"](i % 20) for i, n in enumerate(names)}
 
 
 def png(fig) -> bytes:
@@ -107,10 +109,11 @@ def metrics_figure(summary: pd.DataFrame, fp: str, comparisons: dict | None = No
     metrics = [m for m in QUALITY if f"{m}_mean" in s and s[f"{m}_mean"].notna().any()]
     fig, axes = _figure(len(metrics), width=4.6, height=3.4)
     labels = list(s["recipe"])
+    colour_of = _colours(r for r in labels if r != REFERENCE)
     for ax, m in zip(axes, metrics):
         value, low, high, whiskers = heldout_bars(s, m, (comparisons or {}).get(m))
         err = np.nan_to_num(np.vstack([value - low, high - value]), nan=0.0)
-        colors = ["0.65" if r == REFERENCE else f"C{i}" for i, r in enumerate(labels)]
+        colors = ["0.65" if r == REFERENCE else colour_of[r] for r in labels]
         x = np.arange(len(labels))
         ax.bar(x, np.nan_to_num(value), yerr=err, capsize=4, color=colors)
         n = s.get(f"{m}_n", pd.Series(pd.NA, index=s.index)).fillna(0)
@@ -131,9 +134,7 @@ def forest_figure(comparisons: dict, fp: str):
     # 1.6 in for the titles and the x axis whatever the rows: with one or two recipes they were cut off
     fig, axes = _figure(len(comparisons), width=4.6, height=1.6 + 0.45 * len(next(iter(comparisons.values())).estimates))
     # each panel sorts its rows by Δ, so a recipe keeps one colour in every panel to be followed across them
-    recipes = sorted({name for c in comparisons.values() for name in c.vs_reference})
-    colours = _colours(len(recipes))
-    colour_of = dict(zip(recipes, colours))
+    colour_of = _colours(name for c in comparisons.values() for name in c.vs_reference)
     for ax, (metric, c) in zip(axes, comparisons.items()):
         names = sorted(c.vs_reference, key=lambda n: c.vs_reference[n][0])
         for y, name in enumerate(names):

@@ -1,9 +1,11 @@
 """Plots that stay readable at the sizes the results come in."""
 
+import pandas as pd
 import pytest
 from matplotlib.colors import to_hex
 
-from prefopt.plots import forest_figure
+from prefopt.compare import REFERENCE
+from prefopt.plots import forest_figure, metrics_figure
 from prefopt.stats import Comparison
 
 
@@ -49,3 +51,20 @@ def test_forest_plot_keeps_each_recipes_colour_across_panels():
     assert set(colour) == set(recipes)
     assert all(len(c) == 1 for c in colour.values()), colour
     assert colour["kto_balanced"] != colour["kto_natural"]
+
+
+def test_a_recipe_has_one_colour_in_the_bars_and_the_forest_plot():
+    """Bars coloured by rank position and forest rows by name gave one recipe two colours; beyond ten
+    recipes the default cycle also gave two recipes one colour."""
+    recipes = [f"recipe_{i:02d}" for i in range(12)]
+    summary = pd.DataFrame({"recipe": recipes[::-1] + [REFERENCE], "test": "bfae55777815",
+                            "reward_auc_mean": [0.5 + i / 100 for i in range(12)] + [0.5]})
+    bars = metrics_figure(summary, "bfae55777815").axes[0].patches
+    bar_colour = {r: to_hex(b.get_facecolor()) for r, b in zip(summary["recipe"], bars)}
+    fig = forest_figure({"reward_auc": _comparison("reward_auc", recipes)}, "bfae55777815")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    forest_colour = {labels[int(line.get_ydata()[0])]: to_hex(line.get_color())
+                     for line in ax.get_lines() if line.get_marker() == "o"}
+    assert all(bar_colour[r] == forest_colour[r] for r in recipes)
+    assert len({bar_colour[r] for r in recipes}) == len(recipes)
