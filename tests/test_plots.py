@@ -5,7 +5,7 @@ import pytest
 from matplotlib.colors import to_hex
 
 from prefopt.compare import REFERENCE
-from prefopt.plots import forest_figure, metrics_figure
+from prefopt.plots import forest_figure, metrics_figure, pairwise_figure
 from prefopt.stats import Comparison
 
 
@@ -68,3 +68,11 @@ def test_a_recipe_has_one_colour_in_the_bars_and_the_forest_plot():
                      for line in ax.get_lines() if line.get_marker() == "o"}
     assert all(bar_colour[r] == forest_colour[r] for r in recipes)
     assert len({bar_colour[r] for r in recipes}) == len(recipes)
+
+
+def test_pairwise_heatmap_writes_small_p_values_as_bounds():
+    """Holm p under 0.001 was printed "p 0.00", which reads as an exact zero."""
+    c = _comparison("reward_auc", ["a", "b"])
+    c.pairwise[("a", "b")] = (0.109, 0.05, 0.17, 0.0004, 0.0004, 1.0)
+    texts = [t.get_text() for t in pairwise_figure({"reward_auc": c}, "bfae55777815").axes[0].texts]
+    assert "+0.109\np < 0.001" in texts and "-0.109\np < 0.001" in texts
