@@ -33,13 +33,15 @@ def _figure(n_panels: int, width: float = 4.2, height: float = 3.2):
 
 def _colours(recipes) -> dict:
     """One colour per recipe, by name, so a recipe looks the same in every panel and figure of a split:
-    matplotlib's default cycle up to 10 recipes, tab20's 20 beyond (then they repeat)."""
+    matplotlib's default cycle up to 9 recipes, tab20's 18 beyond (then they repeat). Both without their
+    greys, which belong to the untrained reference."""
     from matplotlib import colormaps
+    from matplotlib.colors import to_rgb
 
     names = sorted(set(recipes))
-    if len(names) <= 10:
-        return {n: f"C{i}" for i, n in enumerate(names)}
-    return {n: colormaps["tab20"](i % 20) for i, n in enumerate(names)}
+    cycle = [f"C{i}" for i in range(10)] if len(names) <= 9 else list(colormaps["tab20"].colors)
+    cycle = [c for c in cycle if len(set(np.round(to_rgb(c), 2))) > 1]
+    return {n: cycle[i % len(cycle)] for i, n in enumerate(names)}
 
 
 def png(fig) -> bytes:
@@ -87,7 +89,8 @@ def heldout_bars(s: pd.DataFrame, metric: str, comparison=None) -> tuple[np.ndar
     Where the paired analysis covers the metric, its estimate and bootstrap interval over prompts and seeds
     (what summary.md prints); otherwise the mean over seeds with the Student-t interval, drawn only from
     three seeds up (with two, t = 12.7 gives whiskers far outside any sensible range) and cut at 0 and 1
-    for a rate."""
+    for a rate. Cross-fitted runs get none there: folds share most of their training data, so a t-interval
+    over them would claim a precision they do not have (summary_table leaves it blank for the same reason)."""
     names = list(s["recipe"])
     if comparison is not None and all(n in comparison.estimates or n == REFERENCE for n in names):
         rows = [comparison.reference if n == REFERENCE else comparison.estimates[n] for n in names]
@@ -100,7 +103,23 @@ def heldout_bars(s: pd.DataFrame, metric: str, comparison=None) -> tuple[np.ndar
     low, high = np.where(few, np.nan, low), np.where(few, np.nan, high)
     if metric in BOUNDED:
         low, high = np.clip(low, 0, 1), np.clip(high, 0, 1)
+    if _n_folds(s) > 1:
+        return value, low, high, "none (folds of one split are not independent)"
     return value, low, high, "t over seeds, 3+ seeds"
+
+
+def _n_folds(s: pd.DataFrame) -> int:
+    folds = s.get("n_folds", pd.Series(dtype=float)).dropna()
+    return int(folds.max()) if len(folds) else 1
+
+
+def _tick(recipe: str, n, seeds, folds) -> str:
+    """The bar's label: how many runs its value averages, as seeds or, cross-fitted, seeds x folds."""
+    if recipe == REFERENCE:
+        return recipe
+    if not pd.isna(folds) and folds > 1 and not pd.isna(seeds) and n == seeds * folds:
+        return f"{recipe} ({int(seeds)}×{int(folds)})"
+    return f"{recipe} ({int(n)})"
 
 
 def metrics_figure(summary: pd.DataFrame, fp: str, comparisons: dict | None = None):
@@ -110,19 +129,27 @@ def metrics_figure(summary: pd.DataFrame, fp: str, comparisons: dict | None = No
     fig, axes = _figure(len(metrics), width=4.6, height=3.4)
     labels = list(s["recipe"])
     colour_of = _colours(r for r in labels if r != REFERENCE)
+    blank = pd.Series(pd.NA, index=s.index)
     for ax, m in zip(axes, metrics):
         value, low, high, whiskers = heldout_bars(s, m, (comparisons or {}).get(m))
-        err = np.nan_to_num(np.vstack([value - low, high - value]), nan=0.0)
         colors = ["0.65" if r == REFERENCE else colour_of[r] for r in labels]
         x = np.arange(len(labels))
-        ax.bar(x, np.nan_to_num(value), yerr=err, capsize=4, color=colors)
-        n = s.get(f"{m}_n", pd.Series(pd.NA, index=s.index)).fillna(0)
-        ticks = [r if r == REFERENCE else f"{r} ({int(v)})" for r, v in zip(labels, n)]
+        ax.bar(x, np.nan_to_num(value), color=colors)
+        # only real intervals: a zero-length whisker with caps (the reference's r = 0 by definition, or a
+        # blank interval drawn as 0) reads as a tiny interval
+        shown = np.isfinite(low) & np.isfinite(high) & np.isfinite(value) & (high > low)
+        if shown.any():
+            ax.errorbar(x[shown], value[shown], yerr=np.vstack([value - low, high - value])[:, shown],
+                        fmt="none", ecolor="black", capsize=4)
+        n = s.get(f"{m}_n", blank).fillna(0)
+        ticks = [_tick(r, v, seeds, folds) for r, v, seeds, folds
+                 in zip(labels, n, s.get("n_seeds", blank), s.get("n_folds", blank))]
         ax.set_xticks(x, ticks, rotation=30, ha="right", fontsize="small")
         ax.set_title(m + (" (headline)" if m == HEADLINE else "") + f"\n95% CI: {whiskers}", fontsize="medium")
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(f"held-out split {str(fp)[:12]}: each recipe's value (seeds in brackets), 95% CI whiskers "
-                 "(none where too few seeds)")
+    counted = "seeds × folds" if _n_folds(s) > 1 else "seeds"
+    fig.suptitle(f"held-out split {str(fp)[:12]}: each recipe's value ({counted} in brackets), 95% CI whiskers "
+                 "(none where too few seeds or no valid interval)")
     return fig
 
 

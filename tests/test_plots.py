@@ -86,3 +86,40 @@ def test_pairwise_heatmap_keeps_three_decimals_below_001():
     c.pairwise[("b", "c")] = (-0.05, -0.09, -0.01, 0.5, 1.0, 0.2)
     texts = [t.get_text() for t in pairwise_figure({"reward_auc": c}, "bfae55777815").axes[0].texts]
     assert "+0.100\np 0.004" in texts and "+0.050\np 0.12" in texts
+
+
+def _crossfitted_summary() -> pd.DataFrame:
+    recipes = ["orpo", "kto_natural"]
+    return pd.DataFrame({"recipe": recipes + [REFERENCE], "test": "bfae55777815",
+                         "n_seeds": [1, 1, pd.NA], "n_folds": [5, 5, pd.NA], "n_runs": [5, 5, pd.NA],
+                         "reward_auc_mean": [0.69, 0.67, 0.5], "reward_auc_n": [5, 5, pd.NA],
+                         "preference_accuracy_mean": [0.69, 0.66, float("nan")],
+                         "preference_accuracy_ci95_low": float("nan"), "preference_accuracy_ci95_high": float("nan"),
+                         "preference_accuracy_n": [5, 5, pd.NA]})
+
+
+def test_crossfitted_bars_count_folds_and_draw_no_interval_over_them():
+    """The cross-fitted bars said "seeds in brackets" over a count of folds, and drew capped zero-length
+    "t over seeds" whiskers where the summary (rightly) gives no interval over folds of one split."""
+    summary = _crossfitted_summary()
+    comparisons = {"reward_auc": _comparison("reward_auc", ["orpo", "kto_natural"])}
+    fig = metrics_figure(summary, "bfae55777815", comparisons)
+    auc, accuracy = fig.axes[:2]
+    assert [t.get_text() for t in accuracy.get_xticklabels()] == ["orpo (1×5)", "kto_natural (1×5)", REFERENCE]
+    assert "seeds in brackets" not in fig._suptitle.get_text()
+    assert "t over seeds" not in accuracy.get_title()
+    assert not accuracy.containers[1:] and not accuracy.lines, "whiskers drawn where there is no interval"
+    whiskers = [c for c in auc.containers if hasattr(c, "has_yerr")]
+    assert len(whiskers) == 1 and len(whiskers[0].lines[2][0].get_segments()) == 2  # two recipes; the reference's 0.5 has none
+
+
+@pytest.mark.parametrize("n", [9, 18])
+def test_no_recipe_is_drawn_in_the_reference_grey(n):
+    """The default cycle's C7 and tab20's two greys gave one recipe (sft_tuned) the untrained model's grey."""
+    recipes = [f"recipe_{i:02d}" for i in range(n)]
+    summary = pd.DataFrame({"recipe": recipes + [REFERENCE], "test": "bfae55777815",
+                            "reward_auc_mean": [0.6] * n + [0.5]})
+    bars = metrics_figure(summary, "bfae55777815").axes[0].patches
+    colours = [b.get_facecolor()[:3] for b in bars[:n]]
+    assert all(len({round(c, 2) for c in rgb}) > 1 for rgb in colours), "a recipe is grey"
+    assert len(set(colours)) == n
