@@ -119,10 +119,6 @@ def _ci(value, lo, hi) -> str:
     return f"{_num(value)} [{_num(lo)}, {_num(hi)}]"
 
 
-def _p(p: float) -> str:
-    return "n/a" if math.isnan(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
 @dataclass
 class Analysis:
     runs: dict  # group -> runs in seed order
@@ -155,7 +151,7 @@ def baseline_lines(split: pd.DataFrame, results: dict, alpha: float = 0.05) -> l
                 delta, _, _, _, p_holm, _ = c.pairwise[key]
                 ahead = sign * delta > 0 if metric not in ("kl", "desirable_nll") else sign * delta < 0
                 (better if ahead and p_holm < alpha else worse if p_holm < alpha else tied).append(
-                    f"{other} {sign * delta:+.3g}" + (f" (Holm p {_p(p_holm)})" if p_holm < alpha else ""))
+                    f"{other} {sign * delta:+.3g}" + (f" (Holm p {stats.format_p(p_holm)})" if p_holm < alpha else ""))
             out.append(f"- Against the SFT baseline {base} on {metric}: "
                        + "; ".join(t for t in (f"better: {', '.join(better)}" if better else "",
                                                f"worse: {', '.join(worse)}" if worse else "",
@@ -204,7 +200,8 @@ def tuning_lines(split: pd.DataFrame, a: Analysis, alpha: float = 0.05) -> list[
         moved = {"better": [], "worse": [], "tied": []}
         for (tuned, plain), (delta, _, _, _, p_holm, _) in d.items():
             word = "tied" if p_holm >= alpha else "better" if delta > 0 else "worse"
-            moved[word].append(f"{tuned} {delta:+.3g}" + (f" (Holm p {_p(p_holm)})" if p_holm < alpha else ""))
+            holm = f" (Holm p {stats.format_p(p_holm)})" if p_holm < alpha else ""
+            moved[word].append(f"{tuned} {delta:+.3g}{holm}")
         lines.append(f"- {metric}: " + "; ".join(f"{w}: {', '.join(v)}" for w, v in moved.items() if v) + ".")
     lines += ["", "| tuned | from | " + " | ".join(f"{m} tuned | untuned | Δ [95% CI] | Holm p" for m in found) + " |",
               "|---|---|" + "---|---|---|---|" * len(found)]
@@ -216,7 +213,7 @@ def tuning_lines(split: pd.DataFrame, a: Analysis, alpha: float = 0.05) -> list[
                 continue
             est = a.results[metric].estimates
             delta, lo, hi, _, p_holm, _ = d[(tuned, plain)]
-            cells += [_num(est[tuned][0]), _num(est[plain][0]), _ci(delta, lo, hi), _p(p_holm)]
+            cells += [_num(est[tuned][0]), _num(est[plain][0]), _ci(delta, lo, hi), stats.format_p(p_holm)]
         lines.append(f"| {tuned} | {plain} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -289,7 +286,7 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
             if group not in c.estimates:  # no generation records on this split's common test
                 cells += ["n/a", "n/a", "n/a"]
                 continue
-            cells += [_ci(*c.estimates[group]), _ci(*c.vs_reference[group][:3]), _p(c.vs_reference[group][4])]
+            cells += [_ci(*c.estimates[group]), _ci(*c.vs_reference[group][:3]), stats.format_p(c.vs_reference[group][4])]
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
     ref = " | ".join(f"{_ci(*c.reference)} | | " for c in results.values())
     lines += [f"| untrained reference | {ref}|", ""]
@@ -310,7 +307,7 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
                 key, sign = ((a, b), 1) if (a, b) in c.pairwise else ((b, a), -1)
                 d, lo, hi, _, p_holm, prob = c.pairwise[key]
                 lo, hi = (lo, hi) if sign == 1 else (-hi, -lo)
-                cells.append(f"{_num(sign * d)} [{_num(lo)}, {_num(hi)}] p {_p(p_holm)}, "
+                cells.append(f"{_num(sign * d)} [{_num(lo)}, {_num(hi)}] p {stats.format_p(p_holm)}, "
                              f"P {_num(prob if sign == 1 else 1 - prob)}")
             lines.append(f"| {a} | " + " | ".join(cells) + " |")
         lines.append("")

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .compare import HEADLINE, QUALITY, REFERENCE, with_groups
+from .stats import format_p
 
 
 def _figure(n_panels: int, width: float = 4.2, height: float = 3.2):
@@ -196,10 +197,7 @@ def pairwise_figure(comparisons: dict, fp: str, metrics=("reward_auc", "verified
                 key, sign = ((a, b), 1) if (a, b) in c.pairwise else ((b, a), -1)
                 d, _, _, _, p_holm, _ = c.pairwise[key]
                 delta[i, j] = sign * d
-                # two decimals print a Holm p of 0.004 as "p 0.00", an exact zero; below 0.01 take three, as
-                # the tables do, and under 0.001 their bound
-                text[i][j] = f"{sign * d:+.3f}\n" + ("p < 0.001" if p_holm < 0.001 else
-                                                     f"p {p_holm:.3f}" if p_holm < 0.01 else f"p {p_holm:.2f}")
+                text[i][j] = f"{sign * d:+.3f}\np " + format_p(p_holm, decimals=2)  # two fit the cell
         limit = np.nanmax(np.abs(delta)) or 1.0
         image = ax.imshow(delta, cmap="RdBu", vmin=-limit, vmax=limit)
         for i in range(n):

@@ -52,6 +52,14 @@ def _stream(seed: int, *key) -> np.random.Generator:
     return np.random.default_rng([seed, *(zlib.crc32(str(k).encode()) for k in key)])
 
 
+def format_p(p: float, decimals: int = 3) -> str:
+    """A p-value as every table and plot prints it: "n/a", a bound under 0.001, three decimals under 0.01
+    whatever `decimals` asks (two would print 0.004 as "0.00", read as an exact zero), else `decimals`."""
+    if math.isnan(p):
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}" if p < 0.01 else f"{p:.{decimals}f}"
+
+
 def holm(p: list[float]) -> list[float]:
     from statsmodels.stats.multitest import multipletests
 

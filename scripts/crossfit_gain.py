@@ -18,7 +18,6 @@ generation test), not in training settings. Reads results only; writes nothing b
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from prefopt import compare, paired  # noqa: E402
+from prefopt import compare, paired, stats  # noqa: E402
 
 
 def tests_of(runs: pd.DataFrame) -> tuple[str, str]:
@@ -84,9 +83,7 @@ def markdown(table: pd.DataFrame, single: paired.Analysis, cross: paired.Analysi
     def ci(d, lo, hi):
         return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
-    def p(x):
-        return "n/a" if math.isnan(x) else "< 0.001" if x < 0.001 else f"{x:.3f}"
-
+    p = stats.format_p
     n_single, n_cross = single.n_prompts[metric], cross.n_prompts[metric]
     lines = [f"## {metric}: single split `{names[0][:12]}` ({n_single} prompts) vs cross-fitted `{names[1][:12]}` "
              f"({n_cross} prompts, {cross.folds} folds); seeds {seeds}", "",

@@ -303,3 +303,9 @@ def test_a_large_family_can_still_decide_a_strong_difference():
     assert len(c.pairwise) == 28 and 28 / 201 > 0.05
     assert all(c.pairwise[("strong", f"w{i}")][4] < 0.05 for i in range(7))
     assert stats.verdict(c).startswith("strong is best on reward_auc")
+
+
+@pytest.mark.parametrize("p, decimals, text", [(float("nan"), 3, "n/a"), (0.0004, 3, "< 0.001"), (0.004, 2, "0.004"),
+                                               (0.0123, 2, "0.01"), (0.0123, 3, "0.012"), (0.64, 2, "0.64")])
+def test_p_values_print_as_a_bound_or_with_enough_decimals_not_to_read_as_zero(p, decimals, text):
+    assert stats.format_p(p, decimals) == text
