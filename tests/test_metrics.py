@@ -9,8 +9,8 @@ import torch
 from prefopt.metrics import encode, score_rows, summarize
 
 
-@pytest.fixture(scope="module")
-def peft_model(tiny_model):
+@pytest.fixture  # one per test: several tests set the adapter's weights, and under xdist a worker runs any
+def peft_model(tiny_model):  # subset of this module, so a shared model's state depended on the schedule
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -18,6 +18,16 @@ def peft_model(tiny_model):
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
                            LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
     return model, tok
+
+
+def _adapter_does_something(model, seed: int = 0):
+    """Seeded random LoRA B weights (B starts at zero, where the policy is the reference): the same model,
+    so the same text, on every run and whichever tests ran before."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
 
 
 ROWS = [
@@ -50,10 +60,7 @@ def test_scores_match_a_direct_computation_and_batching(peft_model, monkeypatch)
 
     model, tok = peft_model
     monkeypatch.setattr(metrics, "REF_TOP_K", 10**6)  # the whole vocabulary: the KL is exact
-    with torch.no_grad():  # make the adapter do something
-        for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.copy_(torch.randn_like(p) * 0.5)
+    _adapter_does_something(model)
     s1 = score_rows(model, tok, ROWS, batch_size=1, max_length=None)
     s4 = score_rows(model, tok, ROWS, batch_size=4, max_length=None)  # padding must not change anything
     assert np.allclose(s1["logp"], s4["logp"], atol=1e-4) and np.allclose(s1["kl"], s4["kl"], atol=1e-4)
@@ -151,10 +158,7 @@ def test_generation_with_the_adapter_merged_matches_and_restores_the_weights(pef
     import prefopt.metrics as metrics
 
     model, tok = peft_model
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.copy_(torch.randn_like(p) * 0.5)
+    _adapter_does_something(model)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     prompts = [r["prompt"] for r in ROWS[:3]]  # chat prompts (one form per batch)
     merged = metrics.generate(model, tok, prompts, batch_size=2, max_new_tokens=6)
@@ -174,10 +178,7 @@ def test_bf16_generation_with_cached_weight_casts_matches_and_is_never_stale(pef
     from prefopt.verifiers import get_verifier
 
     model, tok = peft_model
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.copy_(torch.randn_like(p) * 0.5)
+    _adapter_does_something(model)
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     rows = [{"prompt": r["prompt"], "constraint": {"id": "include_keyword", "kwargs": {"keyword": "the"}}} for r in ROWS[:3]]
     verifier = get_verifier("instructions")
@@ -221,6 +222,7 @@ def test_generation_says_which_answers_ended_and_verification_is_strict_on_the_r
     from prefopt.verifiers import get_verifier
 
     model, tok = peft_model
+    _adapter_does_something(model)  # the untrained tiny model answers with newlines only: no word to ask for
     prompt = ROWS[0]["prompt"]
     texts, ended = metrics.generate(model, tok, [prompt], batch_size=1, max_new_tokens=4)
     ids = tok.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True)
@@ -230,6 +232,7 @@ def test_generation_says_which_answers_ended_and_verification_is_strict_on_the_r
     assert ended == [False] and stopped_ended == [True] and len(stopped[0]) < len(texts[0])
     monkeypatch.undo()
 
+    assert texts[0].split(), texts
     keyword = texts[0].split()[0]  # what the cut-off answer already says, and a loose word budget
     rows = [{"prompt": prompt, "constraint": {"id": "include_keyword", "kwargs": {"keyword": keyword}}},
             {"prompt": ROWS[2]["prompt"], "constraint": {"id": "max_words", "kwargs": {"max_words": 500}}}]
