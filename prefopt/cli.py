@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--folds", type=int, metavar="K", help="cross-fitting: K folds by prompt, one training each, "
                      "every prompt scored by the model that did not train on it (= --set data.folds=K)")
     run.add_argument("--force", action="store_true", help="rerun a run that already finished")
+    run.add_argument("--no-compare", action="store_true", help="leave the comparison tables and plots as they are "
+                     "(for scripts that run many recipes and run `prefopt compare` once at the end)")
     _engine_options(run)
     run.add_argument("--verbose", action="store_true", help="show the libraries' own progress bars, notices and "
                      "deprecation warnings (quieted by default)")
@@ -133,7 +135,7 @@ def dispatch(ns) -> None:
         from .runner import run_recipe
 
         run_recipe(recipe, results=ns.results, force=ns.force, seeds=seeds, engine=ns.engine, address=ns.address,
-                   storage=ns.storage, max_concurrent=ns.max_concurrent)
+                   storage=ns.storage, max_concurrent=ns.max_concurrent, compare=not ns.no_compare)
     elif ns.command == "tune":
         from .console import quiet_libraries
         from .recipe import load_recipe

@@ -121,7 +121,8 @@ def planned_epochs(t: dict, epoch_rows: int, world_size: int) -> int:
 
 
 def run_recipe(recipe: Recipe, *, results: str = "results", force: bool = False, seeds=None, engine: str = "auto",
-               address: str | None = None, storage: str | None = None, max_concurrent: int | None = None) -> list[Path]:
+               address: str | None = None, storage: str | None = None, max_concurrent: int | None = None,
+               compare: bool = True) -> list[Path]:
     from .batch import run_jobs
 
     seeds = seeds or recipe.seeds or [recipe.seed]
@@ -132,9 +133,10 @@ def run_recipe(recipe: Recipe, *, results: str = "results", force: bool = False,
     runs = run_jobs(jobs, results=Path(results), engine=engine, address=address, storage=storage,
                     max_concurrent=max_concurrent, force=force)
     # rebuild only when this call finished a run (or there is no summary yet): with every run skipped the
-    # tables are already current, and a rebuild over dozens of runs costs minutes (run_all.sh over a clone)
+    # tables are already current, and a rebuild over dozens of runs costs minutes (run_all.sh over a clone);
+    # `compare=False` for a script that runs many recipes and rebuilds once at its end
     done_now = any(p.stat().st_mtime >= started for p in (Path(r) / "metrics.json" for r in runs) if p.is_file())
-    if world()[0] == 0 and (done_now or not (Path(results) / "summary.md").is_file()):
+    if compare and world()[0] == 0 and (done_now or not (Path(results) / "summary.md").is_file()):
         from .compare import rebuild
 
         written = rebuild(Path(results))

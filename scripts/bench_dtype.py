@@ -45,8 +45,8 @@ def sets_for(side: str, steps: int | None, extra: list[str]) -> list[str]:
 
 def run(recipe: str, side: str, seed: int, steps: int | None, results: Path, extra: list[str]) -> None:
     sets = [x for s in sets_for(side, steps, []) for x in ("--set", s)]  # extra's own --set follow as given
-    cmd = [sys.executable, "-m", "prefopt", "run", recipe, "--results", str(results), "--seeds", str(seed), *sets,
-           *extra]
+    cmd = [sys.executable, "-m", "prefopt", "run", recipe, "--results", str(results), "--no-compare",
+           "--seeds", str(seed), *sets, *extra]
     print("+", " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
 

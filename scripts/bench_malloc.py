@@ -38,7 +38,7 @@ def run_once(recipe: str, steps: int, results: Path, env: dict) -> tuple[dict, d
     """(phase timings and peak memory, every result with timings removed) of one fresh run."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "PREFOPT_MALLOC"}
     out = subprocess.run([sys.executable, "-m", "prefopt", "run", recipe, "--results", str(results), "--force",
-                          "--set", f"train.max_steps={steps}"], capture_output=True, text=True, cwd=ROOT,
+                          "--no-compare", "--set", f"train.max_steps={steps}"], capture_output=True, text=True, cwd=ROOT,
                          env={**base, "HF_HUB_OFFLINE": "1", **env})
     if out.returncode != 0:
         raise SystemExit(f"bench_malloc: the run failed:\n{out.stderr[-2000:]}")

@@ -103,6 +103,20 @@ def test_finished_run_is_skipped_unless_forced(write_recipe, tmp_path, capsys):
     assert (run / "metrics.json").stat().st_mtime_ns != stamp
 
 
+def test_no_compare_trains_but_leaves_the_tables_alone(write_recipe, tmp_path):
+    # what run_all.sh passes to every run before its one rebuild at the end
+    recipe, results = str(write_recipe("orpo")), tmp_path / "r"
+    assert main(["run", recipe, "--results", str(results), "--no-compare"]) == 0
+    run = only_run(results, "tiny_orpo")
+    assert (run / "metrics.json").is_file() and not (results / "summary.md").exists()  # even with no tables yet
+    assert main(["compare", str(results)]) == 0
+    built = (results / "summary.md").stat().st_mtime_ns
+    stamp = (run / "metrics.json").stat().st_mtime_ns
+    assert main(["run", recipe, "--results", str(results), "--force", "--no-compare"]) == 0
+    assert (run / "metrics.json").stat().st_mtime_ns != stamp  # it trained again...
+    assert (results / "summary.md").stat().st_mtime_ns == built  # ...and rebuilt nothing
+
+
 def test_seeds_run_one_training_each(write_recipe, tmp_path):
     results = tmp_path / "r"
     assert main(["run", str(write_recipe("orpo")), "--results", str(results), "--seeds", "1,2"]) == 0

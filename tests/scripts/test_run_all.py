@@ -106,6 +106,8 @@ def test_broken_recipe_among_good_ones_and_force(tmp_path, write_recipe):
     assert metrics["steps"] == 2  # the `--` arguments reached the run
     table = pd.read_csv(results / "comparison.csv")
     assert table["recipe"].tolist() == ["tiny_dpo"]
+    # the tables are rebuilt once, at the end, not also after the run
+    assert out.stdout.count(f"{results / 'summary.md'}") == 1 and "comparison of every finished run" not in out.stdout
 
     again = run_all("--results", results, good, "--", "--set", "train.max_steps=2")
     assert again.returncode == 0 and "already finished" in again.stdout
