@@ -148,7 +148,7 @@ def baseline_lines(split: pd.DataFrame, results: dict, alpha: float = 0.05) -> l
             better, worse, tied = [], [], []
             for other in (g for g in c.estimates if g != base):
                 key, sign = ((other, base), 1) if (other, base) in c.pairwise else ((base, other), -1)
-                delta, _, _, _, p_holm, _ = c.pairwise[key]
+                delta, _, _, _, p_holm, *_ = c.pairwise[key]
                 ahead = sign * delta > 0 if metric not in ("kl", "desirable_nll") else sign * delta < 0
                 (better if ahead and p_holm < alpha else worse if p_holm < alpha else tied).append(
                     f"{other} {sign * delta:+.3g}" + (f" (Holm p {stats.format_p(p_holm)})" if p_holm < alpha else ""))
@@ -198,7 +198,7 @@ def tuning_lines(split: pd.DataFrame, a: Analysis, alpha: float = 0.05) -> list[
              f"Holm-adjusted over these {len(pairs)} pairs per metric (seed {SEED}, {RESAMPLES} resamples):", ""]
     for metric, d in found.items():
         moved = {"better": [], "worse": [], "tied": []}
-        for (tuned, plain), (delta, _, _, _, p_holm, _) in d.items():
+        for (tuned, plain), (delta, _, _, _, p_holm, *_) in d.items():
             word = "tied" if p_holm >= alpha else "better" if delta > 0 else "worse"
             holm = f" (Holm p {stats.format_p(p_holm)})" if p_holm < alpha else ""
             moved[word].append(f"{tuned} {delta:+.3g}{holm}")
@@ -212,7 +212,7 @@ def tuning_lines(split: pd.DataFrame, a: Analysis, alpha: float = 0.05) -> list[
                 cells += ["n/a"] * 4
                 continue
             est = a.results[metric].estimates
-            delta, lo, hi, _, p_holm, _ = d[(tuned, plain)]
+            delta, lo, hi, _, p_holm, *_ = d[(tuned, plain)]
             cells += [_num(est[tuned][0]), _num(est[plain][0]), _ci(delta, lo, hi), stats.format_p(p_holm)]
         lines.append(f"| {tuned} | {plain} | " + " | ".join(cells) + " |")
     return lines + [""]
@@ -305,10 +305,10 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
                     cells.append("")
                     continue
                 key, sign = ((a, b), 1) if (a, b) in c.pairwise else ((b, a), -1)
-                d, lo, hi, _, p_holm, prob = c.pairwise[key]
+                d, lo, hi, _, p_holm, above, below = c.pairwise[key]
                 lo, hi = (lo, hi) if sign == 1 else (-hi, -lo)
                 cells.append(f"{_num(sign * d)} [{_num(lo)}, {_num(hi)}] p {stats.format_p(p_holm)}, "
-                             f"P {_num(prob if sign == 1 else 1 - prob)}")
+                             f"P {_num(above if sign == 1 else below)}")
             lines.append(f"| {a} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines

@@ -195,7 +195,7 @@ def pairwise_figure(comparisons: dict, fp: str, metrics=("reward_auc", "verified
                 if a == b:
                     continue
                 key, sign = ((a, b), 1) if (a, b) in c.pairwise else ((b, a), -1)
-                d, _, _, _, p_holm, _ = c.pairwise[key]
+                d, _, _, _, p_holm, *_ = c.pairwise[key]
                 delta[i, j] = sign * d
                 text[i][j] = f"{sign * d:+.3f}\np " + format_p(p_holm, decimals=2)  # two fit the cell
         limit = np.nanmax(np.abs(delta)) or 1.0

@@ -80,7 +80,7 @@ class Comparison:
     estimates: dict  # recipe -> (value, lo, hi)
     reference: tuple  # (value, lo, hi) of the untrained model
     vs_reference: dict  # recipe -> (delta, lo, hi, p, p_holm)
-    pairwise: dict  # (a, b) -> (delta a-b, lo, hi, p, p_holm, P(a > b))
+    pairwise: dict  # (a, b) -> (delta a-b, lo, hi, p, p_holm, P(a > b), P(a < b)): ties are neither
     seeds: SeedSpread | None = None  # the seed variance the p-values carry
 
 
@@ -116,7 +116,8 @@ def compare(recipes: dict[str, list[Run]], metric_name: str, n_prompts: int, *, 
 
 def _pairwise(metric_name: str, recipes: dict, samples: dict, pairs: list, n_prompts: int, n_resamples: int,
               seed: int, alpha: float, spread: SeedSpread) -> dict:
-    """(a, b) -> (delta a-b, lo, hi, p, p_holm, P(a > b)); Holm across exactly these pairs (one family)."""
+    """(a, b) -> (delta a-b, lo, hi, p, p_holm, P(a > b), P(a < b)); Holm across exactly these pairs (one
+    family). Both shares are kept: resamples where the two tie (common for a pass rate) count for neither."""
     def p_value(a, b, n, stop_below=0.0):
         a, b = sorted((a, b))  # |difference| is symmetric: one pair, one stream, one p in either order
         sd, df = spread.scale((a, b), min(len(recipes[a]), len(recipes[b])))
@@ -127,7 +128,8 @@ def _pairwise(metric_name: str, recipes: dict, samples: dict, pairs: list, n_pro
     for a, b in pairs:
         d = samples[a] - samples[b]
         boot = d[1:][~np.isnan(d[1:])]
-        raw[(a, b)] = [*interval(d), p_value(a, b, n_resamples), float((boot > 0).mean()) if len(boot) else np.nan]
+        shares = [float((boot > 0).mean()), float((boot < 0).mean())] if len(boot) else [np.nan, np.nan]
+        raw[(a, b)] = [*interval(d), p_value(a, b, n_resamples), *shares]
     # A Monte Carlo p is at least 1/(n+1), and Holm multiplies the smallest by the family size m: with 2000
     # permutations and 153 pairs (18 recipes) no pair could ever be decided. Pairs that pass alpha unadjusted
     # are tested again on fresh permutations, enough for about RETEST permuted differences beyond the
@@ -139,7 +141,7 @@ def _pairwise(metric_name: str, recipes: dict, samples: dict, pairs: list, n_pro
             if v[3] < alpha:
                 v[3] = p_value(a, b, more, alpha / len(pairs))
     adjusted = holm([v[3] for v in raw.values()])
-    return {k: (*v[:4], h, v[4]) for (k, v), h in zip(raw.items(), adjusted)}
+    return {k: (*v[:4], h, *v[4:]) for (k, v), h in zip(raw.items(), adjusted)}
 
 
 def differences(recipes: dict[str, list[Run]], pairs: list[tuple[str, str]], metric_name: str, n_prompts: int, *,
@@ -155,30 +157,37 @@ def differences(recipes: dict[str, list[Run]], pairs: list[tuple[str, str]], met
 
 
 def verdict(c: Comparison, alpha: float = 0.05) -> str:
-    """One or two sentences a reader can act on, derived from the Holm-adjusted tests only."""
-    names = sorted(c.estimates, key=lambda n: -c.estimates[n][0] if c.metric != "kl" and c.metric != "desirable_nll"
-                   else c.estimates[n][0])
-    better = "higher" if c.metric not in ("kl", "desirable_nll") else "lower"
-
-    def beats(a, b):
-        key, sign = ((a, b), 1) if (a, b) in c.pairwise else ((b, a), -1)
-        delta, _, _, _, p_holm, _ = c.pairwise[key]
-        good = sign * delta > 0 if better == "higher" else sign * delta < 0
-        return good and p_holm < alpha
+    """One or two sentences a reader can act on, derived from the Holm-adjusted tests only: the top recipe
+    against each other one, then every other decided pair (the top one can be tied with all while lower
+    ones are told apart), then each recipe against the untrained model."""
+    lower = c.metric in ("kl", "desirable_nll")
+    names = sorted(c.estimates, key=lambda n: c.estimates[n][0] if lower else -c.estimates[n][0])
+    better = "lower" if lower else "higher"
+    rank = {n: i for i, n in enumerate(names)}
+    wins = []  # (winner, loser) of every pair decided at alpha after Holm, in ranking order
+    for (a, b), (delta, _, _, _, p_holm, *_) in c.pairwise.items():
+        if p_holm < alpha and delta != 0:
+            wins.append((a, b) if (delta > 0) != lower else (b, a))
+    wins.sort(key=lambda w: (rank[w[0]], rank[w[1]]))
 
     decided = [n for n in names if c.vs_reference[n][4] < alpha]
-    good = [n for n in decided if (c.vs_reference[n][0] > 0) == (better == "higher")]
+    good = [n for n in decided if (c.vs_reference[n][0] > 0) != lower]
     bad = [n for n in decided if n not in good]
     best = names[0]
-    beaten = [n for n in names[1:] if beats(best, n)]
+    beaten = [b for a, b in wins if a == best]
     tied = [n for n in names[1:] if n not in beaten]
+    others = [f"{a} ahead of {b}" for a, b in wins if a != best]
     ref_text = "; ".join(t for t in (f"better than the untrained model: {', '.join(good)}" if good else "",
                                       f"worse than it: {', '.join(bad)}" if bad else "") if t) \
         or "no recipe is distinguishable from the untrained model"
     if len(names) == 1:
         return f"On {c.metric} ({c.prompts} prompts), {ref_text}."
-    if not beaten:
+    if not wins:
         return (f"On {c.metric}, no recipe is distinguishable from another at this budget ({c.prompts} prompts, "
                 f"Holm-adjusted p >= {alpha}); {ref_text}.")
+    if not beaten:
+        return (f"On {c.metric} ({better} is better), the top recipe, {best}, is tied with every other one; "
+                f"decided (Holm p < {alpha}): {', '.join(others)} ({c.prompts} prompts); {ref_text}.")
+    also = f"; also decided: {', '.join(others)}" if others else ""
     return (f"{best} is best on {c.metric} ({better} is better): ahead of {', '.join(beaten)} (Holm p < {alpha})"
-            + (f"; tied with {', '.join(tied)}" if tied else "") + f" ({c.prompts} prompts); {ref_text}.")
+            + (f"; tied with {', '.join(tied)}" if tied else "") + also + f" ({c.prompts} prompts); {ref_text}.")

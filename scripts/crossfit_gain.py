@@ -55,14 +55,14 @@ def gain_table(single: paired.Analysis, cross: paired.Analysis, metric: str, alp
     """One row per pair present on both sides: difference, interval and its width, Holm p, on each side."""
     a, b = single.results[metric].pairwise, cross.results[metric].pairwise
     rows = []
-    for pair, (d, lo, hi, _, p, _) in b.items():
+    for pair, (d, lo, hi, _, p, *_) in b.items():
         other = a.get(pair) or a.get(pair[::-1])
         if other is None:
             continue
         # each pair read as higher minus lower on the cross-fitted test
         flip = -1 if d < 0 else 1
         sign = flip * (1 if pair in a else -1)
-        sd, slo, shi, _, sp, _ = other
+        sd, slo, shi, _, sp, *_ = other
         slo, shi = sorted((sign * slo, sign * shi))
         lo, hi = sorted((flip * lo, flip * hi))
         first, second = pair if flip == 1 else pair[::-1]

@@ -73,7 +73,7 @@ def test_a_recipe_has_one_colour_in_the_bars_and_the_forest_plot():
 def test_pairwise_heatmap_writes_small_p_values_as_bounds():
     """Holm p under 0.001 was printed "p 0.00", which reads as an exact zero."""
     c = _comparison("reward_auc", ["a", "b"])
-    c.pairwise[("a", "b")] = (0.109, 0.05, 0.17, 0.0004, 0.0004, 1.0)
+    c.pairwise[("a", "b")] = (0.109, 0.05, 0.17, 0.0004, 0.0004, 1.0, 0.0)
     texts = [t.get_text() for t in pairwise_figure({"reward_auc": c}, "bfae55777815").axes[0].texts]
     assert "+0.109\np < 0.001" in texts and "-0.109\np < 0.001" in texts
 
@@ -81,9 +81,9 @@ def test_pairwise_heatmap_writes_small_p_values_as_bounds():
 def test_pairwise_heatmap_keeps_three_decimals_below_001():
     """A Holm p of 0.004 printed with two decimals read "p 0.00"; 0.124 keeps two."""
     c = _comparison("reward_auc", ["a", "b", "c"])
-    c.pairwise[("a", "b")] = (0.10, 0.04, 0.16, 0.004, 0.004, 1.0)
-    c.pairwise[("a", "c")] = (0.05, 0.01, 0.09, 0.124, 0.124, 0.99)
-    c.pairwise[("b", "c")] = (-0.05, -0.09, -0.01, 0.5, 1.0, 0.2)
+    c.pairwise[("a", "b")] = (0.10, 0.04, 0.16, 0.004, 0.004, 1.0, 0.0)
+    c.pairwise[("a", "c")] = (0.05, 0.01, 0.09, 0.124, 0.124, 0.99, 0.0)
+    c.pairwise[("b", "c")] = (-0.05, -0.09, -0.01, 0.5, 1.0, 0.2, 0.8)
     texts = [t.get_text() for t in pairwise_figure({"reward_auc": c}, "bfae55777815").axes[0].texts]
     assert "+0.100\np 0.004" in texts and "+0.050\np 0.12" in texts
 

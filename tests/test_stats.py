@@ -249,7 +249,7 @@ def test_compare_is_seeded_paired_and_says_tied_or_best():
     c = stats.compare(recipes, "reward_auc", 40, n_resamples=500, seed=9)
     again = stats.compare(recipes, "reward_auc", 40, n_resamples=500, seed=9)
     assert c.pairwise == again.pairwise and c.seed == 9
-    delta, lo, hi, p, p_holm, prob = c.pairwise[("strong", "weak")]
+    delta, lo, hi, p, p_holm, prob, below = c.pairwise[("strong", "weak")]
     assert lo < delta < hi and delta > 0 and p_holm < 0.05 and p_holm >= p and prob > 0.95
     text = stats.verdict(c)
     assert text.startswith("strong is best on reward_auc") and "ahead of" in text and "40 prompts" in text
@@ -284,7 +284,7 @@ def test_differences_test_only_the_pairs_asked_as_one_family():
     pairs = [("a_tuned", "a"), ("b_tuned", "b")]
     d = stats.differences(recipes, pairs, "reward_auc", 40, n_resamples=500, seed=4)
     assert list(d) == pairs and d == stats.differences(recipes, pairs, "reward_auc", 40, n_resamples=500, seed=4)
-    delta, lo, hi, p, p_holm, prob = d[("a_tuned", "a")]
+    delta, lo, hi, p, p_holm, prob, _ = d[("a_tuned", "a")]
     assert lo < delta < hi and delta > 0 and prob > 0.9
     assert [v[4] for v in d.values()] == stats.holm([v[3] for v in d.values()]) and p_holm < 0.05
     full = stats.compare(recipes, "reward_auc", 40, n_resamples=500, seed=4).pairwise
@@ -309,3 +309,47 @@ def test_a_large_family_can_still_decide_a_strong_difference():
                                                (0.0123, 2, "0.01"), (0.0123, 3, "0.012"), (0.64, 2, "0.64")])
 def test_p_values_print_as_a_bound_or_with_enough_decimals_not_to_read_as_zero(p, decimals, text):
     assert stats.format_p(p, decimals) == text
+
+
+def _comparison(estimates, pairwise, metric="reward_auc"):
+    return stats.Comparison(metric=metric, prompts=40, n_resamples=100, seed=0,
+                            estimates={n: (v, v - 0.1, v + 0.1) for n, v in estimates.items()},
+                            reference=(0.5, 0.4, 0.6),
+                            vs_reference={n: (v - 0.5, -1, 1, 0.5, 1.0) for n, v in estimates.items()},
+                            pairwise={k: (d, d - 0.1, d + 0.1, p, p, 0.5, 0.5) for k, (d, p) in pairwise.items()})
+
+
+def test_verdict_names_decided_pairs_below_a_top_recipe_that_beats_none():
+    # A tops the table but its own seeds spread widely: tied with both; B - C is decided
+    c = _comparison({"A": 0.70, "B": 0.69, "C": 0.50}, {("A", "B"): (0.01, 0.9), ("A", "C"): (0.20, 0.12),
+                                                          ("B", "C"): (0.19, 0.003)})
+    text = stats.verdict(c)
+    assert "no recipe is distinguishable from another" not in text
+    assert "the top recipe, A, is tied with every other one" in text and "B ahead of C" in text
+    # the top recipe's own wins come first, the others after
+    c = _comparison({"A": 0.70, "B": 0.60, "C": 0.50, "D": 0.40},
+                    {("A", "B"): (0.1, 0.5), ("A", "C"): (0.2, 0.01), ("A", "D"): (0.3, 0.5),
+                     ("B", "C"): (0.1, 0.5), ("D", "B"): (-0.2, 0.02), ("C", "D"): (0.1, 0.5)})
+    text = stats.verdict(c)
+    assert text.startswith("A is best on reward_auc (higher is better): ahead of C (Holm p < 0.05)")
+    assert "tied with B, D; also decided: B ahead of D (40 prompts)" in text
+    # lower is better for kl: the sign of a decided difference is read that way round
+    c = _comparison({"A": 0.01, "B": 0.02}, {("A", "B"): (-0.01, 0.01)}, metric="kl")
+    assert stats.verdict(c).startswith("A is best on kl (lower is better): ahead of B")
+    c = _comparison({"A": 0.70, "B": 0.69}, {("A", "B"): (0.01, 0.3)})
+    assert "no recipe is distinguishable from another" in stats.verdict(c)
+
+
+def test_resamples_where_two_recipes_tie_count_for_neither_side():
+    # one seed each, the same answers but on prompt 0, which only A passes: a resample without prompt 0 is a
+    # tie, so P(B > A) is 0, not 1 - P(A > B)
+    (base,) = synthetic(np.random.default_rng(1))
+    passes = np.array([False, True] * 5)
+    runs = {name: [stats.Run(**{**base.__dict__, "gen_prompt": np.arange(10), "policy_pass": p,
+                                "reference_pass": np.zeros(10, bool)})]
+            for name, p in (("A", np.where(np.arange(10) == 0, True, passes)), ("B", passes))}
+    c = stats.compare(runs, "verified_success", 10, n_resamples=400, seed=3)
+    key = ("A", "B") if ("A", "B") in c.pairwise else ("B", "A")
+    above, below = c.pairwise[key][5:]
+    a_over_b, b_over_a = (above, below) if key == ("A", "B") else (below, above)
+    assert b_over_a == 0 and 0.5 < a_over_b < 0.8  # about 1 - 0.9^10 = 0.65 of the resamples hold prompt 0
