@@ -7,6 +7,7 @@ under torchrun / accelerate only the main process writes.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import resource
@@ -56,6 +57,7 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
     epochs = planned_epochs(t, len(prepared.train), world_size) if spec.ordered else 1
     if epochs > 1:  # ordered methods get one materialized ordering per epoch and train one pass over them
         prepared = prepare(rows, epochs=epochs, **kwargs)
+    check_selection(recipe, prepared)
     if recipe.eval.split == "validation":
         return _on_validation(prepared), epochs
     # the verifier and the prompts it checks are settled (every value it reads checked) before any training
@@ -75,6 +77,24 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
                            verified_prompts_from=source if verifier else None,
                            verified_prompts=len(verify) if verifier else 0)
     return prepared, epochs
+
+
+def check_selection(recipe: Recipe, prepared) -> None:
+    """`eval.select: best` needs its metric defined on the validation split; checked before training, since
+    otherwise every checkpoint scores NaN and nothing can be chosen after the whole training has run."""
+    e, rows, pairs = recipe.eval, prepared.validation_rows, prepared.validation_pairs
+    if e.select != "best" or rows is None:
+        return
+    labels, no_pairs = set(rows["label"].astype(bool)), pairs is None or len(pairs) == 0
+    pair = "pairs (a desirable and an undesirable completion of one prompt)"
+    needs = {"reward_margin": (pair, no_pairs), "preference_accuracy": (pair, no_pairs),
+             "reward_auc": ("rows of both labels", len(labels) < 2),
+             "desirable_nll": ("desirable rows", True not in labels)}
+    missing, lacking = needs.get(e.select_metric, ("", False))
+    if lacking:
+        raise UserError(recipe.source, "eval.select_metric", f"{e.select_metric} needs {missing} in the validation "
+                        f"split ({len(rows)} rows), and it has none; choose another metric (reward_auc, kl, "
+                        "desirable_nll) or a larger data.validation_fraction")
 
 
 def _on_validation(prepared):
@@ -395,9 +415,12 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
     if last and main:
         print(f"prefopt: resuming {run} from {last}")
     start = time.perf_counter()
+    earlier = _seconds_before(last) if last else 0.0
+    if main:
+        trainer.add_callback(_clock(Path(args.output_dir), start, earlier))
     with phase(f"training {args.max_steps if args.max_steps > 0 else ''} steps".replace("  ", " ")) as p:
         trainer.train(resume_from_checkpoint=last)
-        train_seconds = time.perf_counter() - start
+        train_seconds = earlier + time.perf_counter() - start  # NaN: an earlier attempt's time is unknown
         p["note"] = f"{train_seconds / max(trainer.state.global_step, 1):.2f} s/step"
     from accelerate.utils import gather_object
 
@@ -417,7 +440,8 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
     if main:
         trainer.save_model(str(run / "adapter"))
         trained = dict(
-            **chosen, steps=trainer.state.global_step, processes=trainer.accelerator.num_processes, train_seconds=train_seconds,
+            **chosen, steps=trainer.state.global_step, processes=trainer.accelerator.num_processes,
+            resumed_from_step=int(Path(last).name.split("-")[-1]) if last else None, train_seconds=train_seconds,
             train_tokens_per_second=_tokens_seen(trainer, args) / train_seconds if train_seconds else math.nan,
             single_label_batches_trained=sum(1 for b in batches if min(b[2], b[3]) == 0) if batches else None)
         res.write_json(run / "trained.json", trained)  # from here on a rerun evaluates instead of training
@@ -512,6 +536,32 @@ def _row_fingerprints(inputs: dict) -> str:
         return ""
     rows = (ids[i][mask[i].bool()] if mask is not None else ids[i] for i in range(len(ids)))
     return " ".join(f"{zlib.crc32(r.cpu().numpy().tobytes()):08x}" for r in rows)
+
+
+CLOCK = "clock.json"  # in the checkpoints folder: {step: training seconds up to that checkpoint, all attempts}
+
+
+def _clock(folder: Path, start: float, earlier: float):
+    """A TrainerCallback recording, before each checkpoint is written, the training seconds up to it
+    (earlier attempts' included), so that a resumed run reports what all its steps took, not only its last
+    attempt. Written first: a checkpoint complete enough to resume from always has its entry."""
+    from transformers import TrainerCallback
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if control.should_save:  # set by the trainer's own flow callback, which runs first
+                seen = json.loads((folder / CLOCK).read_text()) if (folder / CLOCK).is_file() else {}
+                res.write_json(folder / CLOCK, {**seen, str(state.global_step): earlier + time.perf_counter() - start})
+
+    return Clock()
+
+
+def _seconds_before(checkpoint: str) -> float:
+    """Training seconds up to `checkpoint` from the clock; NaN where it was not recorded (a run begun before
+    the clock existed): the cost table then says unknown rather than count the last attempt as the whole."""
+    clock = Path(checkpoint).parent / CLOCK
+    seconds = json.loads(clock.read_text()).get(Path(checkpoint).name.split("-")[-1]) if clock.is_file() else None
+    return math.nan if seconds is None else float(seconds)
 
 
 def last_complete_checkpoint(folder: Path) -> str | None:

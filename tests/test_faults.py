@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from prefopt.cli import main
+from prefopt.runner import last_complete_checkpoint
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
@@ -44,6 +45,9 @@ def test_killed_mid_training_then_resume_matches_uninterrupted(sig, write_recipe
     run = only_run(results, "tiny_kto")
     assert not (run / "metrics.json").exists()  # an unfinished run is not a result
     assert main(["compare", str(results)]) == 0 and not (results / "comparison.csv").exists()
+    # the training seconds up to the checkpoint it will resume from were recorded before that checkpoint
+    resumed = last_complete_checkpoint(run / "checkpoints")
+    before = json.loads((run / "checkpoints" / "clock.json").read_text())[resumed.split("-")[-1]]
 
     out = subprocess.run([sys.executable, "-m", "prefopt", "run", recipe, "--results", str(results)], env=ENV,
                          capture_output=True, text=True)
@@ -53,6 +57,9 @@ def test_killed_mid_training_then_resume_matches_uninterrupted(sig, write_recipe
     a, b = (json.loads((r / "metrics.json").read_text()) for r in (clean, run))
     for key in ("reward_auc", "preference_accuracy", "reward_margin", "kl", "desirable_nll"):
         assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+    # the cost covers every step: the first attempt's seconds up to the checkpoint plus the second attempt's
+    assert b["resumed_from_step"] == int(resumed.split("-")[-1]) and a["resumed_from_step"] is None
+    assert b["train_seconds"] > before > 0
     la, lb = (pd.read_csv(r / "train_log.csv").dropna(subset=["loss"]) for r in (clean, run))
     assert la["step"].tolist() == lb["step"].tolist() == list(range(1, 41))
     assert la["loss"].tolist() == pytest.approx(lb["loss"].tolist(), rel=1e-5)

@@ -544,3 +544,27 @@ def test_completion_only_log_prob_head_matches_the_full_one(tiny_model, monkeypa
     assert (part[labels[:, 1:] == -100] == 0).all() and (part[labels[:, 1:] != -100] != 0).all()
     torch.testing.assert_close(part, full)
     torch.testing.assert_close(part_grad, full_grad)
+
+
+def test_best_checkpoint_metric_must_exist_on_the_validation_split(write_recipe):
+    # one label per prompt there: no pairs, so reward_margin would be NaN at every checkpoint and the
+    # choice would fail only after training; it is refused before, in one line naming the field
+    from types import SimpleNamespace
+
+    from prefopt.errors import UserError
+    from prefopt.recipe import load_recipe
+    from prefopt.runner import check_selection
+
+    rows = pd.DataFrame({"prompt": ["a", "b", "c"], "completion": ["x", "y", "z"], "label": [True, False, True]})
+    unpaired = SimpleNamespace(validation_rows=rows, validation_pairs=rows.iloc[:0])
+    path = write_recipe("kto", data={"validation_fraction": 0.2},
+                        eval={"select": "best", "select_metric": "reward_margin"})
+    with pytest.raises(UserError) as e:
+        check_selection(load_recipe(str(path)), unpaired)
+    assert str(e.value).startswith(f"{path}: eval.select_metric: reward_margin needs pairs")
+    assert "\n" not in str(e.value)
+    check_selection(load_recipe(str(path), ["eval.select_metric=reward_auc"]), unpaired)  # both labels: fine
+    one_label = SimpleNamespace(validation_rows=rows.assign(label=True), validation_pairs=None)
+    with pytest.raises(UserError, match="reward_auc needs rows of both labels"):
+        check_selection(load_recipe(str(path), ["eval.select_metric=reward_auc"]), one_label)
+    check_selection(load_recipe(str(path), ["eval.select=last"]), unpaired)  # nothing is chosen: nothing checked
