@@ -191,6 +191,8 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
     spec = get_method(recipe.method, file=recipe.source)
     run = res.run_dir(results, recipe.name, recipe.seed, recipe.fingerprint(), recipe.data.fold)
     if res.is_finished(run) and not force:
+        if _stored(run / "data_report.json").get("data_fingerprint"):  # runs from before it was recorded: trusted
+            check_same_data(run, prepare_data(recipe, spec, world_size)[0].report, recipe.source, finished=True)
         if main:
             print(f"prefopt: {run} is already finished (same resolved recipe); --force reruns it")
         return run
@@ -215,8 +217,10 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
     check_trainer_runs_here(spec.trainer_class(), recipe.source)  # after the recipe's own errors, before any write
     score_completion_tokens_only()
 
-    if not force:
+    if not force and _started(run):
+        check_same_data(run, prepared.report, recipe.source, finished=False)
         check_resumes_in_same_precision(run, precision_used(recipe, args), recipe.source)
+        check_resumes_on_same_processes(run, world_size, backend, recipe.source)
     if main:
         if force and run.exists():
             shutil.rmtree(run)
@@ -240,16 +244,7 @@ def check_resumes_in_same_precision(run: Path, precision: dict, file: str) -> No
     one CPU, float32 on another) while the run id stays the same, so without this a run moved between machines
     would train its steps in two precisions, and env.json, rewritten at the start, would name only the second.
     The fix named is deleting that one run: --force would also retrain every finished seed or fold of a batch."""
-    import json
-
-    started = (run / "trained.json").exists() or any(
-        _whole_json(p) for p in (run / "checkpoints").glob("checkpoint-*/trainer_state.json"))
-    if not started:
-        return
-    try:
-        before = json.loads((run / "env.json").read_text()).get("precision") or {}
-    except (OSError, ValueError, AttributeError):
-        before = {}
+    before = _stored(run / "env.json").get("precision") or {}
     again = f"or delete {run} to train it again from the start here"
     if not all(k in before for k in ("weights", "autocast_bf16")):
         raise UserError(str(run / "env.json"), "precision", "the run trained part-way but its env.json does not "
@@ -260,6 +255,44 @@ def check_resumes_in_same_precision(run: Path, precision: dict, file: str) -> No
         raise UserError(file, "model.dtype", f"{run} began with {said(before)} and would continue here with "
                         f"{said(precision)}; finish it where model.dtype resolves as it did there (that machine, "
                         f"the same thread count), {again}")
+
+
+def _started(run: Path) -> bool:
+    """Trained part-way: a complete checkpoint, or training done and evaluation left."""
+    return (run / "trained.json").exists() or any(
+        _whole_json(p) for p in (run / "checkpoints").glob("checkpoint-*/trainer_state.json"))
+
+
+def _stored(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def check_same_data(run: Path, report: dict, file: str, *, finished: bool) -> None:
+    """A run folder stands (finished) or continues (started) only on the data it began with: the run id
+    names the resolved recipe, not data.path's contents, so an edited data file (or another process count,
+    which reorders the training rows) would otherwise be skipped as done or trained on in two versions."""
+    before = _stored(run / "data_report.json").get("data_fingerprint")
+    if before is None or before == report["data_fingerprint"]:
+        return
+    what = "finished" if finished else "began"
+    raise UserError(file, "data.path", f"{run} {what} on other data (its rows, or their training order under "
+                    f"another process count, changed since); --force trains it again on this data, or use "
+                    f"another --results folder to keep both")
+
+
+def check_resumes_on_same_processes(run: Path, world_size: int, backend: str, file: str) -> None:
+    """A run continues with the process count and backend it began with: its checkpoint's data position and
+    env.json (rewritten at the start) would otherwise describe two trainings as one."""
+    env = _stored(run / "env.json")
+    for field, now in (("world_size", world_size), ("backend", backend)):
+        if env.get(field) not in (None, now):
+            raise UserError(file, "model.backend" if field == "backend" else "processes",
+                            f"{run} began with {field} {env[field]} and would continue with {now}; finish it as it "
+                            f"began, or delete {run} to train it again from the start")
 
 
 def _whole_json(path: Path) -> bool:

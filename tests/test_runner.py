@@ -568,3 +568,33 @@ def test_best_checkpoint_metric_must_exist_on_the_validation_split(write_recipe)
     with pytest.raises(UserError, match="reward_auc needs rows of both labels"):
         check_selection(load_recipe(str(path), ["eval.select_metric=reward_auc"]), one_label)
     check_selection(load_recipe(str(path), ["eval.select=last"]), unpaired)  # nothing is chosen: nothing checked
+
+
+def test_a_run_stands_or_continues_only_on_the_data_and_processes_it_began_with(write_recipe, tiny_data, tmp_path,
+                                                                                capsys):
+    # the run id names the recipe, not the file's contents: an edited file is caught by the data fingerprint
+    data = tmp_path / "ours.jsonl"
+    data.write_text(tiny_data.read_text())
+    recipe, results = str(write_recipe("dpo", data={"path": str(data)})), str(tmp_path / "r")
+    assert main(["run", recipe, "--results", results]) == 0
+    assert main(["run", recipe, "--results", results]) == 0 and "already finished" in capsys.readouterr().out
+    rows = data.read_text().splitlines()
+    data.write_text("\n".join(rows[:-1]) + "\n")  # one row fewer
+    assert main(["run", recipe, "--results", results]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"prefopt: error: {recipe}: data.path: ") and "finished on other data" in err
+    assert len(err.splitlines()) == 1 and "--force" in err
+    assert main(["run", recipe, "--results", results, "--force"]) == 0  # retrained on this data
+    run = only_run(tmp_path / "r", "tiny_dpo")
+    # trained, evaluation left (metrics.json gone): it continues only as it began
+    (run / "metrics.json").unlink()
+    env = json.loads((run / "env.json").read_text())
+    (run / "env.json").write_text(json.dumps({**env, "world_size": 2}))
+    assert main(["run", recipe, "--results", results]) == 2
+    err = capsys.readouterr().err
+    assert ": processes: " in err and "began with world_size 2 and would continue with 1" in err
+    (run / "env.json").write_text(json.dumps(env))
+    data.write_text("\n".join(rows) + "\n")
+    assert main(["run", recipe, "--results", results]) == 2 and "began on other data" in capsys.readouterr().err
+    data.write_text("\n".join(rows[:-1]) + "\n")
+    assert main(["run", recipe, "--results", results]) == 0 and (run / "metrics.json").is_file()  # as it began

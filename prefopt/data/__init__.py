@@ -115,7 +115,7 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
                               max_pairs_per_prompt=max_pairs_per_prompt, **common)
     report.update(part)
     report.update(eval_pairs=len(eval_pairs), batch_size=batch_size, world_size=world_size, epochs=epochs,
-                  seed=seed, split_seed=split_seed,
+                  seed=seed, split_seed=split_seed, data_fingerprint=content_fingerprint(rows, train),
                   eval_fraction=eval_fraction if folds == 1 else None)  # with folds the fold is the split
     eval_rows = rows.iloc[held].reset_index(drop=True).assign(row_id=held)  # row_id: position in the file's rows
     validation_rows = rows.iloc[valid].reset_index(drop=True).assign(row_id=valid)
@@ -237,6 +237,22 @@ def _distinct(positions: np.ndarray, n: int) -> int:
 
 def _whole(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def content_fingerprint(rows: pd.DataFrame, train: pd.DataFrame) -> str:
+    """sha256 (hex) of every row's prompt, completion and label, and of the training rows in their training
+    order: what a run trained and was scored on. The run id names the recipe, not the file's contents, so a
+    run begun before the data file was edited, or under another process count (which changes the order),
+    is caught by this instead of being resumed or skipped as if nothing had changed."""
+    import hashlib
+    import json
+
+    def records(frame, columns):
+        return frame[[c for c in columns if c in frame.columns]].to_dict("records")
+
+    text = json.dumps([records(rows, ("prompt", "completion", "label")), records(train, train.columns)],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _plain(value):

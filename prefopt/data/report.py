@@ -17,7 +17,7 @@ SECTIONS = (
     ("validation split (choices: tuning, best checkpoint)", ("validation_fraction", "validation_rows", "validation_prompts", "validation_pairs",
                           "validation_fingerprint")),
     ("training", ("train_rows", "train_prompts", "desirable", "undesirable", "examples_used", "examples_discarded",
-                  "repeated_examples", "pairs", "unpaired_rows")),
+                  "repeated_examples", "pairs", "unpaired_rows", "data_fingerprint")),
     ("batches", ("batch_size", "world_size", "epochs", "batches", "batches_per_epoch", "single_label_batches",
                  "kl_same_prompt_pairs")),
     ("KTO weights", ("weights", "desirable_weight", "undesirable_weight", "weighted_ratio")),
