@@ -37,6 +37,10 @@ TOKENS_NOTE = ("train_tokens_per_second counts the token ids in the rows of the 
                "once alone and again inside each completion, DPO's and KTO's hold it once, though the model reads it "
                "once per completion (twice per pair; with KTO, with the completion and the KL completion); SFT's "
                "rows are what the model reads. Compare trainers by train_seconds and steps.")
+MEMORY_NOTE = ("peak_memory_mb is the GPU memory this run allocated at most on CUDA; on a CPU it is the process's "
+               "peak resident memory, which a process keeps: runs sharing one process (`--engine local` with several "
+               "seeds or folds) report the peak of the process so far, while separate `prefopt run`s and Ray trials (a "
+               "worker process each) report their own.")
 ORDER = QUALITY + ["verified_success_delta", "desirable_nll_ref", "verified_success_ref"] + COST + [
     "eval_rows", "eval_pairs", "verified_prompts"]
 IDS = ["recipe", "config", "method", "strategy", "seed", "fold", "folds", "test", "eval_fingerprint", "run_id", "data_path"]
@@ -408,7 +412,7 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
             lines += ["", "Training examples used and cost (mean over folds × seeds):" if folds > 1 else
                       "Training examples used and cost (mean ± 95% CI over seeds):", ""]
             lines += _table(s[s["recipe"] != REFERENCE], cost, ranked=False)
-            lines += ["", TOKENS_NOTE]
+            lines += ["", TOKENS_NOTE, "", MEMORY_NOTE]
     for fp, split in runs.groupby("test", sort=True):
         if "test" not in summary or fp not in set(summary["test"]):
             have = split.groupby(["group", "seed"])["fold"].apply(lambda f: ", ".join(str(int(x)) for x in sorted(f)))

@@ -19,7 +19,8 @@ def precision_used(recipe: Recipe, args) -> dict:
     return {**resolve_precision(recipe.model.dtype).to_dict(), "autocast_bf16": bool(getattr(args, "bf16", False))}
 
 
-def evaluate(recipe: Recipe, model, tok, prepared, args, cache: Path | None = None) -> tuple[dict, dict, dict]:
+def evaluate(recipe: Recipe, model, tok, prepared, args, cache: Path | None = None,
+             backend: str | None = None) -> tuple[dict, dict, dict]:
     """Held-out metrics and the per-item records they come from ({"rows": [...], "generations": [...]}).
     Rows are scored in the weights' own precision, never under autocast (`scored_in`): the reward and the KL
     are differences of log-probabilities, and bf16 rounding of each layer's output swallows a small LoRA
@@ -28,11 +29,13 @@ def evaluate(recipe: Recipe, model, tok, prepared, args, cache: Path | None = No
     autocast when the config had it). With `cache` (a results directory) the reference's scores and
     generations are read from it when present; what had to be computed comes back as cache entries
     (path -> bytes) for the caller to write. Call it when training is over: it takes off the autocast wrapper
-    accelerate puts on a mixed-precision model's forward (which would override any context set here)."""
+    accelerate puts on a mixed-precision model's forward (which would override any context set here).
+    `backend` (the one the runner picked: transformers or unsloth) keys the cache: both wrap the model in the
+    same PEFT classes, so the model's own type cannot tell them apart."""
     from accelerate.utils import extract_model_from_parallel
 
     model = extract_model_from_parallel(model, keep_fp32_wrapper=False)
-    return _evaluate(recipe, model, tok, prepared, args, cache)
+    return _evaluate(recipe, model, tok, prepared, args, cache, backend)
 
 
 def _autocast(model, args, enabled: bool = True):
@@ -49,7 +52,7 @@ def scored_in(model) -> str:
     return str(next(model.parameters()).dtype).removeprefix("torch.")
 
 
-def _reference_keys(recipe: Recipe, model, prepared, args) -> dict:
+def _reference_keys(recipe: Recipe, model, prepared, args, backend: str | None = None) -> dict:
     """Cache entry names for the reference's scores and generations: everything they depend on."""
     import torch
     import transformers
@@ -57,7 +60,8 @@ def _reference_keys(recipe: Recipe, model, prepared, args) -> dict:
     from . import refcache
     from .data.io import prompt_keys
 
-    common = dict(model=refcache.model_identity(recipe.model.name), backend=type(model).__module__.split(".")[0],
+    backend = backend or type(model).__module__.split(".")[0]
+    common = dict(model=refcache.model_identity(recipe.model.name), backend=backend,
                   device=str(next(model.parameters()).device),
                   batch_size=recipe.eval.batch_size, torch=torch.__version__, transformers=transformers.__version__)
     rows = prepared.eval_rows
@@ -74,14 +78,15 @@ def _reference_keys(recipe: Recipe, model, prepared, args) -> dict:
     return keys
 
 
-def _evaluate(recipe: Recipe, model, tok, prepared, args, cache: Path | None) -> tuple[dict, dict, dict]:
+def _evaluate(recipe: Recipe, model, tok, prepared, args, cache: Path | None,
+              backend: str | None = None) -> tuple[dict, dict, dict]:
     from . import refcache
     from .console import progress
     from .metrics import item_records, score_rows, summarize, verified_success
 
     start = time.perf_counter()
     entries = {}
-    keys = _reference_keys(recipe, model, prepared, args) if cache is not None else {}
+    keys = _reference_keys(recipe, model, prepared, args, backend) if cache is not None else {}
     cached_scores = refcache.load_scores(refcache.path(cache, keys["scores"])) if keys else None
     cached_texts = refcache.load_texts(refcache.path(cache, keys["generations"])) if "generations" in keys else None
     reference = None

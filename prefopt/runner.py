@@ -404,13 +404,15 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
     from datasets import Dataset
     from .models import load_model, load_trained
 
+    if torch.cuda.is_available():  # peak_memory_mb is this run's: several runs can share a process (--engine local)
+        torch.cuda.reset_peak_memory_stats()
     if res.is_trained(run):  # an earlier attempt finished training and saved its adapter; evaluation failed
         if main:
             say(f"prefopt: training finished in an earlier attempt ({run / 'trained.json'}); evaluating its saved model")
             with phase(f"loading {recipe.model.name} with the trained {run / 'adapter'}"):
                 model, tok = load_trained(recipe.model.name, run / "adapter", dtype=recipe.model.dtype,
                                           file=recipe.source)
-            _evaluate_and_write(recipe, model, tok, prepared, args, run, res.read_trained(run))
+            _evaluate_and_write(recipe, model, tok, prepared, args, run, res.read_trained(run), backend)
         return run
 
     lora = lora_kwargs(recipe)
@@ -479,7 +481,7 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
             single_label_batches_trained=sum(1 for b in batches if min(b[2], b[3]) == 0) if batches else None)
         res.write_json(run / "trained.json", trained)  # from here on a rerun evaluates instead of training
         shutil.rmtree(args.output_dir, ignore_errors=True)
-        _evaluate_and_write(recipe, trainer.model, tok, prepared, args, run, trained)
+        _evaluate_and_write(recipe, trainer.model, tok, prepared, args, run, trained, backend)
     trainer.accelerator.wait_for_everyone()
     del trainer, model
     if torch.cuda.is_available():
@@ -498,8 +500,8 @@ def _best_checkpoint(recipe, prepared, tok, args, run: Path, main: bool):
                          best_dir=Path(args.output_dir) / "best", main=main)
 
 
-def _evaluate_and_write(recipe, model, tok, prepared, args, run: Path, trained: dict) -> None:
-    metrics, items, cache_entries = evaluate(recipe, model, tok, prepared, args, cache=run.parents[2])
+def _evaluate_and_write(recipe, model, tok, prepared, args, run: Path, trained: dict, backend: str) -> None:
+    metrics, items, cache_entries = evaluate(recipe, model, tok, prepared, args, cache=run.parents[2], backend=backend)
     for path, content in cache_entries.items():  # the reference's scores / generations, computed this time
         res.write_atomic(path, content)
     write_items(run, items)

@@ -165,6 +165,9 @@ def test_markdown_says_what_is_not_significant(built):
     # the cost table says that tokens per second compares recipes of one trainer only, in every split
     assert all(s.split("Training examples used and cost")[1].count("compares recipes of one trainer, not trainers") == 1
                for s in (sec_a, sec_b))
+    # ...and which process peak_memory_mb is the peak of
+    assert all(s.split("Training examples used and cost")[1].count("report the peak of the process so far") == 1
+               for s in (sec_a, sec_b))
 
 
 def test_plots_are_pngs(built):
