@@ -496,7 +496,7 @@ def _best_checkpoint(recipe, prepared, tok, args, run: Path, main: bool):
     return make_callback(metric=recipe.eval.select_metric, rows=prepared.validation_rows.to_dict("records"),
                          pairs=prepared.validation_pairs.to_dict("records"), tok=tok,
                          batch_size=recipe.eval.batch_size, max_length=getattr(args, "max_length", None),
-                         autocast=bool(getattr(args, "bf16", False)), run=run,
+                         run=run,
                          best_dir=Path(args.output_dir) / "best", main=main)
 
 

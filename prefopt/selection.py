@@ -26,7 +26,7 @@ def best_row(log: list[dict], metric: str) -> dict | None:
     return max(scored, key=lambda r: (sign * r[metric], -r["step"]))
 
 
-def make_callback(*, metric, rows, pairs, tok, batch_size, max_length, autocast, run: Path, best_dir: Path,
+def make_callback(*, metric, rows, pairs, tok, batch_size, max_length, run: Path, best_dir: Path,
                   main: bool):
     """A transformers TrainerCallback doing the above (built here so that transformers is imported late)."""
     import pandas as pd
@@ -60,8 +60,9 @@ def make_callback(*, metric, rows, pairs, tok, batch_size, max_length, autocast,
 
             start = time.perf_counter()
             device = next(model.parameters()).device.type
-            cast = torch.autocast(device, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
-            with cast:
+            # in the weights' own precision, as the test split is scored (prefopt.evaluation): bf16 rounding
+            # swallows a small LoRA update, so checkpoints would be chosen on distorted kl and margins
+            with _unwrapped_forward(model), torch.autocast(device, enabled=False):
                 scores = score_rows(model, tok, rows, batch_size=batch_size, max_length=max_length,
                                     cached=self.reference)
             self.reference = scores["reference"]
@@ -86,3 +87,20 @@ def make_callback(*, metric, rows, pairs, tok, batch_size, max_length, autocast,
                     "selected_validation_value": float(best[metric]), "validation_seconds": self.seconds}
 
     return BestCheckpoint()
+
+
+@contextlib.contextmanager
+def _unwrapped_forward(model):
+    """The model's own forward for the duration: under mixed precision accelerate replaces `forward` during
+    training by one that enters autocast itself (keeping the original as `_original_forward`), which no
+    context set outside the call can turn off."""
+    original = getattr(model, "_original_forward", None)
+    if original is None:
+        yield
+        return
+    wrapped = model.forward
+    model.forward = original
+    try:
+        yield
+    finally:
+        model.forward = wrapped

@@ -167,15 +167,17 @@ def test_dtype_auto_trains_and_generates_under_bf16_autocast_on_a_native_bf16_cp
     data = write_feedback(tmp_path / "constrained.jsonl", constraints=True)
     prompts = write_test_prompts(tmp_path / "test_prompts.jsonl", prompts=12)
     results = tmp_path / "results"
-    recipe = write_recipe("dpo", model={"dtype": dtype}, data={"path": str(data)},
-                          eval={"verifier": "auto", "max_new_tokens": 4, "prompts": str(prompts)})
+    recipe = write_recipe("dpo", model={"dtype": dtype}, data={"path": str(data), "validation_fraction": 0.2},
+                          eval={"verifier": "auto", "max_new_tokens": 4, "prompts": str(prompts), "select": "best"})
     assert main(["run", str(recipe), "--results", str(results)]) == 0
     run = only_run(results, "tiny_dpo")
     env, metrics = (json.loads((run / f).read_text()) for f in ("env.json", "metrics.json"))
     assert env["precision"]["autocast_bf16"] is autocast and env["precision"]["weights"] == "float32"
     assert metrics["autocast_bf16"] is autocast and metrics["scored_in"] == "float32"
-    # rows are scored without autocast (bf16 rounding swallows small policy changes); generation follows training
-    assert seen["score"] == [False] and seen["generate"] and set(seen["generate"]) == {autocast}
+    # rows are scored without autocast (bf16 rounding swallows small policy changes), the validation rows of
+    # every checkpoint (eval.select: best, inside training's autocast) too; generation follows training
+    assert len(seen["score"]) >= 3 and not any(seen["score"]) and metrics["selected_step"] in (2, 3)
+    assert seen["generate"] and set(seen["generate"]) == {autocast}
     assert math.isfinite(metrics["reward_auc"]) and metrics["steps"] == 3
 
 
