@@ -195,14 +195,14 @@ def tuning_lines(split: pd.DataFrame, a: Analysis, alpha: float = 0.05) -> list[
             found[metric] = stats.differences(a.runs, chosen, metric, a.n_prompts[metric], n_resamples=RESAMPLES,
                                               seed=SEED)
     lines = [f"Tuned against untuned: each tuned recipe minus the recipe it was tuned from, paired by prompt, "
-             f"Holm-adjusted over these {len(pairs)} pairs per metric (seed {SEED}, {RESAMPLES} resamples):", ""]
+             f"Holm-adjusted over the pairs each metric could test (seed {SEED}, {RESAMPLES} resamples):", ""]
     for metric, d in found.items():
         moved = {"better": [], "worse": [], "tied": []}
         for (tuned, plain), (delta, _, _, _, p_holm, *_) in d.items():
             word = "tied" if p_holm >= alpha else "better" if delta > 0 else "worse"
             holm = f" (Holm p {stats.format_p(p_holm)})" if p_holm < alpha else ""
             moved[word].append(f"{tuned} {delta:+.3g}{holm}")
-        lines.append(f"- {metric}: " + "; ".join(f"{w}: {', '.join(v)}" for w, v in moved.items() if v) + ".")
+        lines.append(f"- {metric} ({len(d)} pairs): " + "; ".join(f"{w}: {', '.join(v)}" for w, v in moved.items() if v) + ".")
     lines += ["", "| tuned | from | " + " | ".join(f"{m} tuned | untuned | Δ [95% CI] | Holm p" for m in found) + " |",
               "|---|---|" + "---|---|---|---|" * len(found)]
     for tuned, plain in pairs:

@@ -495,9 +495,9 @@ def test_tuned_recipes_are_compared_with_the_recipe_they_were_tuned_from(tmp_pat
     compare.rebuild(root)
     text = (root / "summary.md").read_text()
     section = text.split("Tuned against untuned", 1)[1].split("\n\n|", 1)
-    assert "over these 2 pairs per metric (seed 0, 2000 resamples)" in section[0]
+    assert "over the pairs each metric could test (seed 0, 2000 resamples)" in section[0]
     verdicts = section[0]
-    assert re.search(r"- reward_auc: better: dpo_tuned \+[\d.]+ \(Holm p [^)]+\); tied: orpo_tuned [+-]", verdicts)
+    assert re.search(r"- reward_auc \(2 pairs\): better: dpo_tuned \+[\d.]+ \(Holm p [^)]+\); tied: orpo_tuned [+-]", verdicts)
     table = section[1].split("\n\n", 1)[0]
     assert "| dpo_tuned | dpo |" in table and "| orpo_tuned | orpo |" in table and "ipo_tuned" not in table
     assert "**ipo_tuned** is tuned: 4 random trials of ipo" in text  # still marked as tuned
