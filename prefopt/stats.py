@@ -148,7 +148,9 @@ def differences(recipes: dict[str, list[Run]], pairs: list[tuple[str, str]], met
                 n_resamples: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict:
     """Only the given pairs, paired by prompt as in `compare`, Holm-adjusted as one family of their own: for a
     question asked of a few pairs (did tuning move each recipe?), not diluted by every other pair. With the
-    same recipes and seed, each pair's difference, interval and raw p-value are those `compare` gives it."""
+    same recipes and seed, each pair's difference and interval are those `compare` gives it, and so is its raw
+    p-value unless it passed alpha unadjusted: that pair is retested on a number of permutations scaled to
+    its own family's size (see `_pairwise`), so the two can differ in Monte Carlo error."""
     draws = prompt_draws(n_prompts, n_resamples, _stream(seed, "prompts"))
     names = list(dict.fromkeys(n for pair in pairs for n in pair))
     samples = {name: recipe_samples(metric_name, recipes[name], draws, _stream(seed, "seeds", name)) for name in names}
