@@ -20,15 +20,27 @@ FORMAT = 1  # bump when what an entry holds, or how it is computed, changes
 
 def model_identity(name: str) -> dict:
     """The model's local folder with its files' sizes and modification times (a reconverted or replaced
-    model is a new identity), or the bare name when it is not on disk yet."""
+    model is a new identity), or the bare name when it is not on disk yet. A Hub id is read from the local
+    Hugging Face cache, as the loader reads it: its snapshot folder is named by the revision's commit, so
+    a model updated there is a new identity too."""
     from .models import local_model_dir
 
-    folder = local_model_dir(name)
+    folder = local_model_dir(name) or _hub_snapshot(name)
     if folder is None:
         return {"name": name}
     files = sorted(p for p in Path(folder).iterdir() if p.is_file())
     return {"name": name, "folder": str(Path(folder).resolve()),
             "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
+
+
+def _hub_snapshot(name: str) -> Path | None:
+    """The cached snapshot folder of Hub id `name` (refs/main's commit), without any network; None if absent."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:  # not a Hub id, or not in the cache: the bare name is all there is
+        return None
 
 
 def key(kind: str, **parts) -> str:
