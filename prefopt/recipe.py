@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -228,13 +229,34 @@ def _build(cls, raw, path: str, file: str, errors: list):
     return cls(**kwargs)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML as a user writes it: PyYAML follows YAML 1.1, where `1e-4` (no dot) is a string, and a string
+    learning rate reaches TRL's optimizer as text; YAML 1.2 and every other reader take it as a number."""
+
+
+_Loader.yaml_implicit_resolvers = {k: [r for r in v if r[0] != "tag:yaml.org,2002:float"]
+                                   for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
 def parse_set(item: str) -> tuple[list[str], object]:
     """`train.max_steps=20` -> (['train', 'max_steps'], 20); the value is read as YAML."""
     key, sep, value = item.partition("=")
     if not sep or not key.strip() or any(not p for p in key.strip().split(".")):
         raise UserError("--set", item, "expected KEY=VALUE with a dotted key, e.g. --set train.max_steps=20")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = _yaml(value) if value.strip() else None
     except yaml.YAMLError:
         raise UserError("--set", key, f"value {value!r} is not valid YAML; quote strings, e.g. --set "
                         f"{key}='\"text\"'") from None
@@ -259,7 +281,7 @@ def read_yaml(path: str) -> dict:
     if not p.is_file():
         raise UserError(path, "recipe", "no such file; pass a recipe path such as recipes/kto_mixed.yaml")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = _yaml(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "yaml"
@@ -316,6 +338,9 @@ def _check_values(r: Recipe) -> None:
     if r.eval.select == "best" and (r.data.validation_fraction == 0 or not r.model.lora.enabled):
         raise UserError(f, "eval.select", "best needs a validation split and a LoRA adapter to keep: set "
                         "data.validation_fraction above 0 and model.lora.enabled: true, or use eval.select: last")
+    for key in ("batch_size", "max_new_tokens"):  # 0 or less failed only after training, in evaluation
+        if getattr(r.eval, key) < 1:
+            raise UserError(f, f"eval.{key}", f"must be 1 or more, got {getattr(r.eval, key)}")
     if r.eval.verifier not in (None, "auto"):
         from .verifiers import get_verifier
 

@@ -68,6 +68,7 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
         from .data.io import load_prompts
 
         source, verify = recipe.eval.prompts, load_prompts(recipe.eval.prompts)
+        check_unseen(recipe, prepared, verify)
     verifier, note = resolve(recipe.eval.verifier, verify.columns, verify.to_dict("records"),
                              recipe=recipe.source, data=source)
     if recipe.eval.prompts and recipe.eval.verifier is not None and verifier is None:
@@ -77,6 +78,21 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
                            verified_prompts_from=source if verifier else None,
                            verified_prompts=len(verify) if verifier else 0)
     return prepared, epochs
+
+
+def check_unseen(recipe: Recipe, prepared, verify) -> None:
+    """The generation test's prompts must be ones the run never trains or chooses on: a prompt the data asks
+    would measure recall of its desirable answer, not a better answer to a new question."""
+    from .data.io import prompt_keys
+
+    seen = set(prompt_keys(prepared.train["prompt"]))
+    if prepared.validation_rows is not None and len(prepared.validation_rows):
+        seen |= set(prompt_keys(prepared.validation_rows["prompt"]))
+    shared = [i for i, k in enumerate(prompt_keys(verify["prompt"]), 1) if k in seen]
+    if shared:
+        raise UserError(recipe.eval.prompts, "eval.prompts", f"{len(shared)} of its {len(verify)} prompts are asked "
+                        f"in the training or validation rows of {recipe.data.path} (first: prompt {shared[0]}); "
+                        "the generation test needs prompts the data never asks: remove them")
 
 
 def check_selection(recipe: Recipe, prepared) -> None:

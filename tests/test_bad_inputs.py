@@ -66,6 +66,11 @@ CASES = [
      "data.max_pairs_per_prompt", "1"),
     ("trl-rejects-value", {"train": {"lr_scheduler_type": "bogus"}}, None, [], "train", "rejected the settings"),
     ("backend-unsloth-no-gpu", {"model": {"backend": "unsloth"}}, None, [], "model.backend", "backend: transformers"),
+    ("eval-batch-size-zero", {"eval": {"batch_size": 0}}, None, [], "eval.batch_size", "1 or more"),
+    ("eval-max-new-tokens-zero", {"eval": {"max_new_tokens": 0}}, None, [], "eval.max_new_tokens", "1 or more"),
+    ("generation-prompts-seen-in-training", {"eval": {"prompts": "{tmp}/d.jsonl", "verifier": "auto"}},
+     jsonl([{"prompt": f"p{i}", "completion": c, "label": c == "a"} for i in range(20) for c in "ab"]), [],
+     "eval.prompts", "prompts the data never asks"),
     # --- data files
     ("data-missing", {"data": {"path": "{tmp}/nope.jsonl"}}, None, [], "data.path", "check data.path"),
     ("data-empty", {}, "", [], "data.path", "add rows"),

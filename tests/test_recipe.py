@@ -127,3 +127,15 @@ def test_fields_added_later_leave_the_fingerprint_alone_at_their_default(tmp_pat
     five = load_recipe(write(tmp_path, {**base, "data": {"folds": 5}}))
     assert five.fingerprint() != plain and five.folds() == [0, 1, 2, 3, 4]
     assert len({five.for_fold(f).fingerprint() for f in range(5)}) == 5  # one run directory per fold
+
+
+def test_numbers_without_a_dot_are_numbers(write_recipe, tmp_path):
+    # YAML 1.1 (PyYAML) reads 1e-4 as a string, which reached TRL's optimizer as text and crashed training
+    from prefopt.recipe import load_recipe
+
+    path = write_recipe("dpo", train={"max_steps": 3})
+    path.write_text(path.read_text().replace("learning_rate: 0.001", "learning_rate: 1e-4"))
+    assert "learning_rate: 1e-4" in path.read_text()
+    recipe = load_recipe(str(path), ["train.beta=2E-1"])
+    assert recipe.train["learning_rate"] == 0.0001 and recipe.train["beta"] == 0.2
+    assert load_recipe(str(path), ["name=1e"]).name == "1e"  # not a number: still a string
