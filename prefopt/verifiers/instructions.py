@@ -18,6 +18,7 @@ keys that such a loader fills with None are ignored.
 from __future__ import annotations
 
 import json
+import numbers
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -184,6 +185,9 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+_COUNTS = {"max_words", "min_words", "n_bullets"}  # the kwargs that are counts; the others are words or phrases
+
+
 def _parse(meta) -> tuple[str, dict]:
     if isinstance(meta, str):  # a loader that keeps the column as JSON text (CSV)
         try:
@@ -199,6 +203,14 @@ def _parse(meta) -> tuple[str, dict]:
     missing = [k for k in FAMILIES[family].kwargs if k not in kwargs]
     if missing:
         raise UserError(None, "constraint", f"constraint '{family}' needs kwargs {missing}, got {sorted(kwargs)}")
+    for k in FAMILIES[family].kwargs:  # checked here, before training, not by the judge after it
+        v, whole = kwargs[k], k in _COUNTS
+        # a whole number, also when a loader stored it as a float (2.0: a column with gaps)
+        if whole and (isinstance(v, bool) or not isinstance(v, numbers.Real) or not float(v).is_integer() or v < 0):
+            raise UserError(None, "constraint", f"constraint '{family}' needs {k} as a whole number of 0 or more, "
+                            f"got {v!r}")
+        if not whole and (not isinstance(v, str) or not v.strip()):
+            raise UserError(None, "constraint", f"constraint '{family}' needs {k} as non-empty text, got {v!r}")
     return family, kwargs
 
 

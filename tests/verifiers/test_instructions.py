@@ -162,6 +162,12 @@ def test_numbers_stored_as_floats_still_work():
     ({"kwargs": {}}, "expected"),
     ({"id": "max_words", "kwargs": {}}, "needs kwargs"),
     ("not json", "not a JSON constraint"),
+    # values checked up front (validate runs before training), not found wrong by the judge after it
+    ({"id": "max_words", "kwargs": {"max_words": "forty"}}, "whole number"),
+    ({"id": "bullet_points", "kwargs": {"n_bullets": 2.9}}, "whole number"),
+    ({"id": "min_words", "kwargs": {"min_words": True}}, "whole number"),
+    ({"id": "include_keyword", "kwargs": {"keyword": 5}}, "non-empty text"),
+    ({"id": "end_with", "kwargs": {"phrase": "  "}}, "non-empty text"),
 ])
 def test_bad_constraint_is_a_user_error(meta, match):
     with pytest.raises(UserError, match=match):
