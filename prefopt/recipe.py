@@ -365,7 +365,7 @@ def _check_values(r: Recipe) -> None:
     if r.data.fold is not None and not 0 <= r.data.fold < r.data.folds:
         raise UserError(f, "data.fold", f"must be a fold number from 0 to {r.data.folds - 1} with data.folds: "
                         f"{r.data.folds}, got {r.data.fold}; leave it out to run every fold")
-    from .search import SAMPLERS, check as check_space
+    from .search import SAMPLERS, check as check_space, owned_by_the_run
 
     if r.eval.split not in ("test", "validation"):
         raise UserError(f, "eval.split", f"unknown split '{r.eval.split}'; {did_you_mean(r.eval.split, ('test', 'validation'))}")
@@ -389,7 +389,7 @@ def _check_values(r: Recipe) -> None:
         if given:
             check_space(merge({k: spec.search[k] for k in spec.search if k in {p.get("per") for p in given.values()
                                                                               if isinstance(p, dict)}}, given),
-                        field_names(spec.config), file=f, fixed=spec.fixed)
+                        field_names(spec.config), file=f, fixed=spec.fixed, owned=owned_by_the_run(spec))
     if r.data.split_seed < 0:
         raise UserError(f, "data.split_seed", "must be a non-negative integer")
     for i, s in enumerate(r.seeds or []):

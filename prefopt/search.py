@@ -34,7 +34,14 @@ def merge(default: dict, override: dict | None) -> dict:
     return space
 
 
-def check(space: dict, train_keys, *, file: str, fixed: dict = ()) -> None:
+def owned_by_the_run(spec) -> dict:
+    """train.* fields the runner sets itself (key -> from where): searching one would train every trial alike."""
+    owned = {k: "set by the run itself" for k in ("seed", "output_dir")}
+    owned.update({k: "set from data.weights" for k in spec.weight_fields or ()})
+    return owned
+
+
+def check(space: dict, train_keys, *, file: str, fixed: dict = (), owned: dict = ()) -> None:
     """Every problem with a space, as UserErrors naming `tune.space.<key>` (train_keys: the TRL config's
     fields, None when they cannot be read without importing TRL)."""
     errors = []
@@ -51,6 +58,9 @@ def check(space: dict, train_keys, *, file: str, fixed: dict = ()) -> None:
             continue
         if key in fixed:
             bad(key, f"the method fixes it to {fixed[key]!r}; it cannot be searched")
+            continue
+        if key in owned:
+            bad(key, f"{owned[key]}, so every trial would train the same; it cannot be searched")
             continue
         if not isinstance(p, dict) or set(p) - _KEYS:
             extra = sorted(set(p) - _KEYS) if isinstance(p, dict) else []

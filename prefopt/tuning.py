@@ -29,14 +29,14 @@ TUNING, TUNED = "tuning", "tuned"
 def space_of(recipe: Recipe) -> dict:
     from .config_fields import field_names
     from .methods import get_method
-    from .search import check, merge
+    from .search import check, merge, owned_by_the_run
 
     spec = get_method(recipe.method, file=recipe.source)
     space = merge(spec.search, recipe.tune.space)
     if not space:
         raise UserError(recipe.source, "tune.space", f"nothing to search for {recipe.method}: its default space "
                         "was dropped; give at least one train.* key with {low, high} or {values: [...]}")
-    check(space, field_names(spec.config), file=recipe.source, fixed=spec.fixed)
+    check(space, field_names(spec.config), file=recipe.source, fixed=spec.fixed, owned=owned_by_the_run(spec))
     return space
 
 
@@ -55,13 +55,20 @@ def trial_recipes(recipe: Recipe, trials: int) -> tuple[list[dict], list[Recipe]
     if len(chosen) < trials:  # every recipe gets the same number of distinct trials, or none is tuned
         raise UserError(recipe.source, "tune.space", f"its search space has only {len(chosen)} distinct settings "
                         f"for {trials} trials; widen it or ask for --trials {len(chosen)} for every recipe")
+    from .recipe import _check_values
+
     out = []
-    for values in chosen:
+    for i, values in enumerate(chosen, 1):
         r = copy.deepcopy(recipe)
         r.seeds, r.tuned = None, None
         r.train = {**r.train, **values}
         r.eval.split, r.eval.select, r.eval.verifier, r.eval.prompts = "validation", "last", None, None
         r.data.folds, r.data.fold = 1, None
+        try:  # a drawn value the recipe itself would refuse (a KTO batch of 1) fails here, before any trial
+            _check_values(r)
+        except UserError as e:
+            raise UserError(recipe.source, "tune.space", f"trial {i} draws {values}, which a recipe may not set: "
+                            f"{e.field}: {e.message}") from None
         out.append(r)
     return chosen, out
 

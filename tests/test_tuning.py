@@ -82,6 +82,8 @@ def test_tune_refuses_what_would_be_unfair_or_leak(tmp_path):
     ({"beta": {"low": 0.0, "high": 0.1, "log": True}}, "tune.space.beta", "low > 0"),
     ({"beta": {"min": 0.1, "max": 1}}, "tune.space.beta", "unknown key"),
     ({"beta": {"per": "gamma", "low": 0.1, "high": 1}}, "tune.space.beta", "per"),
+    # what the run sets itself: every trial would train the same
+    ({"seed": {"values": [1, 2]}}, "tune.space.seed", "set by the run itself"),
 ])
 def test_bad_spaces_name_the_key(space, field, needle, tmp_path):
     path = tmp_path / "r.yaml"
@@ -154,3 +156,19 @@ def test_trials_table_shows_the_chosen_metric_and_reward_auc_once():
     assert by_kl["validation_kl"].tolist() == [0.1, 0.2] and by_kl["validation_reward_auc"].tolist() == [0.6, 0.7]
     by_auc = trials_table(chosen, scores, "reward_auc", ["a", "b"])
     assert list(by_auc.columns) == ["trial", "learning_rate", "validation_reward_auc", "train_seconds", "run_id"]
+
+
+def test_a_space_cannot_search_what_the_run_sets_or_the_recipe_forbids(tmp_path):
+    from prefopt.tuning import trial_recipes
+
+    path = tmp_path / "k.yaml"
+    base = {"name": "k", "method": "kto", "data": {"path": "data/feedback.jsonl", "strategy": "natural"}}
+    path.write_text(yaml.safe_dump({**base, "tune": {"space": {"desirable_weight": {"values": [1.0, 2.0]}}}}))
+    with pytest.raises(UserError) as e:  # KTO's weights come from data.weights: the trials would all be alike
+        load_recipe(str(path))
+    assert "tune.space.desirable_weight" in str(e.value) and "data.weights" in str(e.value)
+    path.write_text(yaml.safe_dump({**base, "tune": {"space": {"per_device_train_batch_size": {"values": [1, 4]}}}}))
+    with pytest.raises(UserError) as e:  # a trial with a KTO batch of 1: refused before any trial runs
+        trial_recipes(load_recipe(str(path)), 2)
+    assert e.value.field == "tune.space" and "per_device_train_batch_size" in e.value.message
+    assert "must be at least 2" in e.value.message
