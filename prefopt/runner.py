@@ -98,17 +98,24 @@ def check_unseen(recipe: Recipe, prepared, verify) -> None:
 def check_selection(recipe: Recipe, prepared) -> None:
     """`eval.select: best` needs its metric defined on the validation split; checked before training, since
     otherwise every checkpoint scores NaN and nothing can be chosen after the whole training has run."""
-    e, rows, pairs = recipe.eval, prepared.validation_rows, prepared.validation_pairs
-    if e.select != "best" or rows is None:
+    if recipe.eval.select == "best":
+        check_validation_metric(recipe, prepared, recipe.eval.select_metric, "eval.select_metric")
+
+
+def check_validation_metric(recipe: Recipe, prepared, metric: str, field: str) -> None:
+    """`metric` can be computed on the validation split (what `eval.select: best` and `prefopt tune` choose
+    on): a pair metric needs pairs there, reward_auc both labels, desirable_nll desirable rows."""
+    rows, pairs = prepared.validation_rows, prepared.validation_pairs
+    if rows is None:
         return
     labels, no_pairs = set(rows["label"].astype(bool)), pairs is None or len(pairs) == 0
     pair = "pairs (a desirable and an undesirable completion of one prompt)"
     needs = {"reward_margin": (pair, no_pairs), "preference_accuracy": (pair, no_pairs),
              "reward_auc": ("rows of both labels", len(labels) < 2),
              "desirable_nll": ("desirable rows", True not in labels)}
-    missing, lacking = needs.get(e.select_metric, ("", False))
+    missing, lacking = needs.get(metric, ("", False))
     if lacking:
-        raise UserError(recipe.source, "eval.select_metric", f"{e.select_metric} needs {missing} in the validation "
+        raise UserError(recipe.source, field, f"{metric} needs {missing} in the validation "
                         f"split ({len(rows)} rows), and it has none; choose another metric (reward_auc, kl, "
                         "desirable_nll) or a larger data.validation_fraction")
 

@@ -51,6 +51,12 @@ def trial_recipes(recipe: Recipe, trials: int) -> tuple[list[dict], list[Recipe]
     if recipe.data.validation_fraction == 0:
         raise UserError(recipe.source, "data.validation_fraction", "tuning scores trials on the validation split; "
                         "set it above 0 (0.1 keeps a tenth of the prompts apart)")
+    from .methods import get_method
+    from .runner import check_validation_metric, prepare_data
+
+    # every trial would score NaN on a metric the validation split cannot compute: say so before the first
+    check_validation_metric(recipe, prepare_data(recipe, get_method(recipe.method))[0], recipe.tune.metric,
+                            "tune.metric")
     chosen = settings(space_of(recipe), trials, seed=recipe.tune.seed, sampler=recipe.tune.sampler)
     if len(chosen) < trials:  # every recipe gets the same number of distinct trials, or none is tuned
         raise UserError(recipe.source, "tune.space", f"its search space has only {len(chosen)} distinct settings "

@@ -172,3 +172,25 @@ def test_a_space_cannot_search_what_the_run_sets_or_the_recipe_forbids(tmp_path)
         trial_recipes(load_recipe(str(path)), 2)
     assert e.value.field == "tune.space" and "per_device_train_batch_size" in e.value.message
     assert "must be at least 2" in e.value.message
+
+
+def test_a_tuning_metric_the_validation_split_cannot_compute_fails_before_any_trial(tmp_path, monkeypatch):
+    # no pairs among the validation prompts: every trial's reward_margin would be NaN, found only after tuning
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from prefopt import runner
+    from prefopt.tuning import trial_recipes
+
+    rows = pd.DataFrame({"prompt": ["a", "b"], "completion": ["x", "y"], "label": [True, False]})
+    monkeypatch.setattr(runner, "prepare_data", lambda recipe, spec, world_size=1: (
+        SimpleNamespace(validation_rows=rows, validation_pairs=rows.iloc[:0]), 1))
+    path = tmp_path / "d.yaml"
+    path.write_text(yaml.safe_dump({"name": "d", "method": "dpo", "data": {"path": "data/feedback.jsonl"},
+                                    "tune": {"metric": "reward_margin"}}))
+    with pytest.raises(UserError) as e:
+        trial_recipes(load_recipe(str(path)), 2)
+    assert e.value.field == "tune.metric" and "reward_margin needs pairs" in e.value.message
+    path.write_text(yaml.safe_dump({"name": "d", "method": "dpo", "data": {"path": "data/feedback.jsonl"}}))
+    assert len(trial_recipes(load_recipe(str(path)), 2)[1]) == 2  # reward_auc: both labels are there
