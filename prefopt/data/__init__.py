@@ -88,11 +88,12 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
         split = split_by_prompt(codes, keys, labels, eval_fraction=eval_fraction, seed=split_seed, file=file)
 
     held = split.held_out
-    chosen, rejected = make_pairs(codes[held], labels[held], rng=stream(split_seed, EVAL_PAIRS))
+    chosen, rejected = _unlike(rows, held, *make_pairs(codes[held], labels[held], rng=stream(split_seed, EVAL_PAIRS)))
     eval_pairs = _pair_frame(rows, held[chosen], held[rejected])
     train_pos, valid, valid_fingerprint = validation_split(codes, keys, labels, split.train, seed=split_seed,
                                                            validation_fraction=validation_fraction, file=file)
-    chosen, rejected = make_pairs(codes[valid], labels[valid], rng=stream(split_seed, EVAL_PAIRS, 1))
+    chosen, rejected = _unlike(rows, valid, *make_pairs(codes[valid], labels[valid],
+                                                        rng=stream(split_seed, EVAL_PAIRS, 1)))
     validation_pairs = _pair_frame(rows, valid[chosen], valid[rejected])
 
     train_codes, train_labels = codes[train_pos], labels[train_pos]
@@ -153,8 +154,9 @@ def _unpaired(rows, train_pos, codes, labels, *, file, strategy, seed, batch_siz
 
 def _paired(rows, train_pos, codes, labels, *, file, strategy, seed, batch_size, epochs, pairing,
             max_pairs_per_prompt):
-    chosen, rejected = make_pairs(codes, labels, pairing=pairing, max_pairs_per_prompt=max_pairs_per_prompt,
-                                  rng=stream(seed, PAIRS), file=file)
+    made = make_pairs(codes, labels, pairing=pairing, max_pairs_per_prompt=max_pairs_per_prompt,
+                      rng=stream(seed, PAIRS), file=file)
+    chosen, rejected = _unlike(rows, train_pos, *made)
     if len(chosen) == 0:
         raise UserError(file, "data.eval_fraction", "no training pair can be formed: every prompt with both "
                         "labels is in the held-out split; add prompts with both labels or lower data.eval_fraction")
@@ -166,6 +168,7 @@ def _paired(rows, train_pos, codes, labels, *, file, strategy, seed, batch_size,
         "examples_used": used, "examples_discarded": len(labels) - used,
         "repeated_examples": 2 * len(chosen) - used,  # rows in more than one pair ('all')
         "pairs": len(chosen), "pairing": pairing, "max_pairs_per_prompt": max_pairs_per_prompt,
+        "same_text_pairs_dropped": len(made[0]) - len(chosen),
         "unpaired_rows": len(labels) - used,  # in no pair: one label only, one_to_one leftovers, or the cap
         "batches": math.ceil(len(train) / batch_size), "batches_per_epoch": math.ceil(len(chosen) / batch_size),
         # every pair holds both labels and DPO/ORPO have no KL rotation: the audit does not apply
@@ -188,6 +191,17 @@ def _desirable(rows, train_pos, labels, *, strategy, seed, epochs, batch_size):
         "single_label_batches": None, "kl_same_prompt_pairs": None,
         "weights": None, "desirable_weight": None, "undesirable_weight": None, "weighted_ratio": None,
     }
+
+
+def _unlike(rows: pd.DataFrame, pos: np.ndarray, chosen: np.ndarray, rejected: np.ndarray):
+    """The pairs (indices into `pos`, positions in `rows`) whose two completions differ: one completion of a
+    prompt labelled both ways (noisy labels; a paired file's chains A > B, B > C) would otherwise pair with
+    itself, a pair no model can win, held out or trained on."""
+    from .io import prompt_keys
+
+    text = prompt_keys(rows["completion"]).to_numpy()
+    keep = text[pos[chosen]] != text[pos[rejected]]
+    return chosen[keep], rejected[keep]
 
 
 def _pair_frame(rows: pd.DataFrame, chosen: np.ndarray, rejected: np.ndarray) -> pd.DataFrame:

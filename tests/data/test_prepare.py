@@ -232,3 +232,16 @@ def test_folds_score_every_row_once_and_never_train_or_validate_on_the_fold(chat
         seen.append(p.eval_rows["row_id"].to_numpy())
     assert sorted(np.concatenate(seen).tolist()) == list(range(len(chat_rows)))
     assert "partition" in format_report(p.report) and p.report["partition"]
+
+
+@pytest.mark.parametrize("pairing", PAIRINGS)
+def test_a_completion_labelled_both_ways_never_pairs_with_itself(pairing):
+    # a paired file's chain A > B, B > C unpairs to B desirable and undesirable: (B, B) is a pair no model wins
+    out = []
+    for i in range(30):
+        out += [{"prompt": f"p{i}", "completion": c, "label": lab}
+                for c, lab in (("A", True), ("B", False), ("B", True), ("C", False))]
+    p = dpo(pd.DataFrame(out), pairing=pairing, validation_fraction=0.2)
+    for pairs in (p.train, p.eval_pairs, p.validation_pairs):
+        assert len(pairs) and (pairs["chosen"] != pairs["rejected"]).all()
+    assert p.report["same_text_pairs_dropped"] > 0 and p.report["pairs"] == len(p.train)
