@@ -300,11 +300,11 @@ def load_recipe(path: str, sets: list[str] = ()) -> Recipe:
     if errors:
         raise errors[0] if len(errors) == 1 else UserErrors(errors)
     recipe.source = path
-    _check_values(recipe)
+    check_values(recipe)
     return recipe
 
 
-def _check_values(r: Recipe) -> None:
+def check_values(r: Recipe) -> None:
     """Value checks that need no heavy import (names are checked against their registries)."""
     from .methods import get_method
     from .models import BACKENDS
@@ -345,10 +345,15 @@ def _check_values(r: Recipe) -> None:
         from .verifiers import get_verifier
 
         get_verifier(r.eval.verifier)
+    from .search import owned_by_the_run
+
+    owned = owned_by_the_run(spec)  # what the run sets itself would be overwritten without a word
     for key, value in r.train.items():
         if spec.weight_fields and key in spec.weight_fields:
             raise UserError(f, f"train.{key}", "per-label weights come from data.weights (auto: the KTO paper's "
                             "rule); set data.weights: {desirable: x, undesirable: y} instead")
+        if key in owned:
+            raise UserError(f, f"train.{key}", f"{owned[key]} (the recipe's seed, the run's folder); remove the key")
         if key in spec.fixed and value != spec.fixed[key]:
             raise UserError(f, f"train.{key}", f"{r.method} needs {spec.fixed[key]!r} here; remove the key")
     bs = r.train.get("per_device_train_batch_size")
@@ -365,7 +370,7 @@ def _check_values(r: Recipe) -> None:
     if r.data.fold is not None and not 0 <= r.data.fold < r.data.folds:
         raise UserError(f, "data.fold", f"must be a fold number from 0 to {r.data.folds - 1} with data.folds: "
                         f"{r.data.folds}, got {r.data.fold}; leave it out to run every fold")
-    from .search import SAMPLERS, check as check_space, owned_by_the_run
+    from .search import SAMPLERS, check as check_space
 
     if r.eval.split not in ("test", "validation"):
         raise UserError(f, "eval.split", f"unknown split '{r.eval.split}'; {did_you_mean(r.eval.split, ('test', 'validation'))}")

@@ -61,7 +61,7 @@ def trial_recipes(recipe: Recipe, trials: int) -> tuple[list[dict], list[Recipe]
     if len(chosen) < trials:  # every recipe gets the same number of distinct trials, or none is tuned
         raise UserError(recipe.source, "tune.space", f"its search space has only {len(chosen)} distinct settings "
                         f"for {trials} trials; widen it or ask for --trials {len(chosen)} for every recipe")
-    from .recipe import _check_values
+    from .recipe import check_values
 
     out = []
     for i, values in enumerate(chosen, 1):
@@ -71,7 +71,7 @@ def trial_recipes(recipe: Recipe, trials: int) -> tuple[list[dict], list[Recipe]
         r.eval.split, r.eval.select, r.eval.verifier, r.eval.prompts = "validation", "last", None, None
         r.data.folds, r.data.fold = 1, None
         try:  # a drawn value the recipe itself would refuse (a KTO batch of 1) fails here, before any trial
-            _check_values(r)
+            check_values(r)
         except UserError as e:
             raise UserError(recipe.source, "tune.space", f"trial {i} draws {values}, which a recipe may not set: "
                             f"{e.field}: {e.message}") from None

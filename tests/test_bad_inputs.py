@@ -66,6 +66,8 @@ CASES = [
      "data.max_pairs_per_prompt", "1"),
     ("trl-rejects-value", {"train": {"lr_scheduler_type": "bogus"}}, None, [], "train", "rejected the settings"),
     ("backend-unsloth-no-gpu", {"model": {"backend": "unsloth"}}, None, [], "model.backend", "backend: transformers"),
+    ("train-seed", {"train": {"seed": 3}}, None, [], "train.seed", "remove the key"),
+    ("train-output-dir", {"train": {"output_dir": "/tmp/x"}}, None, [], "train.output_dir", "set by the run itself"),
     ("eval-batch-size-zero", {"eval": {"batch_size": 0}}, None, [], "eval.batch_size", "1 or more"),
     ("eval-max-new-tokens-zero", {"eval": {"max_new_tokens": 0}}, None, [], "eval.max_new_tokens", "1 or more"),
     ("generation-prompts-seen-in-training", {"eval": {"prompts": "{tmp}/d.jsonl", "verifier": "auto"}},
