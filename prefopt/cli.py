@@ -122,8 +122,11 @@ def dispatch(ns) -> None:
         spec = get_method(recipe.method)
         prepared, _ = prepare_data(recipe, spec, world()[1])
         # as `run` checks it, when the tokenizer is already on disk (an alias is converted by its first run)
-        check_prompt_lengths(recipe, prepared, train_settings(recipe, spec).get("max_length"),
-                             local_model_dir(recipe.model.name))
+        from .config_fields import field_default
+
+        # the TRL config's own default when the recipe sets none, as the run's built config will hold
+        max_length = train_settings(recipe, spec).get("max_length", field_default(spec.config, "max_length"))
+        check_prompt_lengths(recipe, prepared, max_length, local_model_dir(recipe.model.name))
         print(json.dumps(prepared.report, indent=2) if ns.json else format_report(prepared.report))
     elif ns.command == "run":
         from .console import quiet_libraries

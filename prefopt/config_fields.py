@@ -28,6 +28,34 @@ def field_names(target: str) -> frozenset[str] | None:
         return None
 
 
+def field_default(target: str, name: str):
+    """The literal default of field `name` of the dataclass at "module:Class" (`= 1024` or
+    `field(default=1024)`), the most derived definition winning; None when there is none to read."""
+    module, _, cls = target.partition(":")
+    found = _find_class(cls, module)
+    try:
+        return _default(*found, name, depth=0) if found else None
+    except (LookupError, ValueError):
+        return None
+
+
+def _default(path: Path, node: ast.ClassDef, name: str, *, depth: int):
+    for stmt in node.body:
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.target.id == name:
+            value = stmt.value
+            if isinstance(value, ast.Call):
+                value = next((k.value for k in value.keywords if k.arg == "default"), None)
+            return ast.literal_eval(value) if value is not None else None
+    for base in node.bases if depth < 8 else ():
+        base_name = base.id if isinstance(base, ast.Name) else base.attr if isinstance(base, ast.Attribute) else None
+        found = _find_class(base_name, _module_of(path)) if base_name not in (None, "object") else None
+        if found:
+            value = _default(*found, name, depth=depth + 1)
+            if value is not None:
+                return value
+    return None
+
+
 def _fields(path: Path, node: ast.ClassDef, *, seen: set) -> set[str]:
     names: set[str] = set()
     for base in node.bases:

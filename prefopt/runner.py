@@ -83,16 +83,25 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
 def check_unseen(recipe: Recipe, prepared, verify) -> None:
     """The generation test's prompts must be ones the run never trains or chooses on: a prompt the data asks
     would measure recall of its desirable answer, not a better answer to a new question."""
-    from .data.io import prompt_keys
-
-    seen = set(prompt_keys(prepared.train["prompt"]))
+    seen = set(map(_question, prepared.train["prompt"]))
     if prepared.validation_rows is not None and len(prepared.validation_rows):
-        seen |= set(prompt_keys(prepared.validation_rows["prompt"]))
-    shared = [i for i, k in enumerate(prompt_keys(verify["prompt"]), 1) if k in seen]
+        seen |= set(map(_question, prepared.validation_rows["prompt"]))
+    shared = [i for i, p in enumerate(verify["prompt"], 1) if _question(p) in seen]
     if shared:
         raise UserError(recipe.eval.prompts, "eval.prompts", f"{len(shared)} of its {len(verify)} prompts are asked "
                         f"in the training or validation rows of {recipe.data.path} (first: prompt {shared[0]}); "
                         "the generation test needs prompts the data never asks: remove them")
+
+
+def _question(prompt) -> str:
+    """What a prompt asks, whatever its form: a plain string, or the user turns of a message list, in NFC
+    with runs of whitespace as one space and case folded, so that one question written as text in one file
+    and as messages (or with other spacing) in the other is still the same question."""
+    import unicodedata
+
+    if not isinstance(prompt, str):
+        prompt = "\n".join(m["content"] for m in list(prompt) if m["role"] == "user")
+    return " ".join(unicodedata.normalize("NFC", prompt).split()).casefold()
 
 
 def check_selection(recipe: Recipe, prepared) -> None:
@@ -135,24 +144,29 @@ def _on_validation(prepared):
 
 
 def check_prompt_lengths(recipe: Recipe, prepared, max_length: int | None, model_dir) -> None:
-    """Every training prompt must leave room for a completion under max_length; checked with the tokenizer
-    alone, before anything is written (TRL would otherwise drop or cut those rows, minutes later)."""
+    """Every prompt of every split must leave room for a completion under max_length; checked with the
+    tokenizer alone, before anything is written. TRL would otherwise drop or cut training rows minutes later,
+    and a held-out row cut to its prompt would be scored as a completion of no tokens (log-prob 0)."""
     from .models import prompt_token_counts
 
     if not max_length or model_dir is None:
         return
     from .data.io import prompt_keys
 
-    unique = dict(zip(prompt_keys(prepared.train["prompt"]), prepared.train["prompt"]))
-    counts = prompt_token_counts(model_dir, list(unique.values()))
-    if counts is None:
-        return
-    longest = max(counts)
-    if longest >= max_length:
-        n = sum(c >= max_length for c in counts)
-        raise UserError(recipe.source, "train.max_length", f"{n} of {len(counts)} training prompts are at least "
-                        f"max_length={max_length} tokens (longest {longest}), leaving no room for a completion; "
-                        f"raise train.max_length above {longest} or shorten those prompts")
+    for kind, rows in (("training", prepared.train), ("test", prepared.eval_rows),
+                       ("validation", prepared.validation_rows)):
+        if rows is None or not len(rows):
+            continue
+        unique = dict(zip(prompt_keys(rows["prompt"]), rows["prompt"]))
+        counts = prompt_token_counts(model_dir, list(unique.values()))
+        if not counts:
+            return
+        longest = max(counts)
+        if longest >= max_length:
+            n = sum(c >= max_length for c in counts)
+            raise UserError(recipe.source, "train.max_length", f"{n} of {len(counts)} {kind} prompts are at least "
+                            f"max_length={max_length} tokens (longest {longest}), leaving no room for a completion; "
+                            f"raise train.max_length above {longest} or shorten those prompts")
 
 
 def planned_epochs(t: dict, epoch_rows: int, world_size: int) -> int:

@@ -600,3 +600,62 @@ def test_a_run_stands_or_continues_only_on_the_data_and_processes_it_began_with(
     assert main(["run", recipe, "--results", results]) == 2 and "began on other data" in capsys.readouterr().err
     data.write_text("\n".join(rows[:-1]) + "\n")
     assert main(["run", recipe, "--results", results]) == 0 and (run / "metrics.json").is_file()  # as it began
+
+
+def test_a_generation_prompt_is_seen_whatever_its_form():
+    """The same question as text in the data and as a user message (other case, spacing) in eval.prompts is
+    still a prompt the run trained on."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from prefopt.errors import UserError
+    from prefopt.runner import check_unseen
+
+    recipe = SimpleNamespace(eval=SimpleNamespace(prompts="test.jsonl"), data=SimpleNamespace(path="d.jsonl"))
+    prepared = SimpleNamespace(train=pd.DataFrame({"prompt": ["Write a  poem", "other"]}), validation_rows=None)
+    fresh = pd.DataFrame({"prompt": [[{"role": "user", "content": "a new question"}]]})
+    check_unseen(recipe, prepared, fresh)
+    asked = pd.DataFrame({"prompt": [[{"role": "system", "content": "be brief"},
+                                      {"role": "user", "content": " write a poem\n"}]]})
+    with pytest.raises(UserError, match="1 of its 1 prompts are asked"):
+        check_unseen(recipe, prepared, asked)
+
+
+def test_held_out_prompts_longer_than_max_length_fail_before_anything_is_written(write_recipe, tmp_path, capsys,
+                                                                                   tiny_model):
+    """A held-out prompt that fills max_length would be scored as a completion of no tokens: refused, by `data`
+    as by `run`, as a training prompt is."""
+    from prefopt.data.io import load_rows
+    from prefopt.runner import prepare_data
+    from prefopt.methods import get_method
+    from prefopt.recipe import load_recipe
+
+    recipe = write_recipe("kto", train={"max_length": 48})
+    held = set(prepare_data(load_recipe(str(recipe), []), get_method("kto"))[0].eval_rows["prompt_key"])
+    rows = load_rows(load_recipe(str(recipe), []).data.path)
+    long = rows["prompt"].map(lambda p: [{"role": "user", "content": p[0]["content"] + " cat" * 60}])
+    rows["prompt"] = rows["prompt"].where(~rows["prompt_key"].isin(held), long)
+    data = tmp_path / "long_held.jsonl"
+    rows.drop(columns="prompt_key").to_json(data, orient="records", lines=True)
+    results = tmp_path / "r"
+    assert main(["run", str(recipe), "--results", str(results), "--set", f"data.path={data}"]) == 2
+    assert main(["data", str(recipe), "--set", f"data.path={data}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0] == err[1], err
+    assert ": train.max_length: " in err[0] and "test prompts are at least max_length=48" in err[0], err
+    assert not results.exists()
+
+
+def test_data_checks_prompt_lengths_against_trls_default_max_length(write_recipe, tmp_path, capsys):
+    """A recipe without train.max_length trains with the TRL config's default (1024): `data` checks against it
+    as `run` does, rather than skipping the check."""
+    recipe = write_recipe("kto")
+    recipe.write_text("".join(l for l in recipe.read_text().splitlines(True) if "max_length" not in l))
+    rows = [{"prompt": f"p{i} " + "cat " * (1100 if i < 10 else 1), "completion": c, "label": c == "a"}
+            for i in range(20) for c in "ab"]
+    data = tmp_path / "long.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["data", str(recipe), "--set", f"data.path={data}"]) == 2
+    err = capsys.readouterr().err
+    assert "train.max_length: " in err and "at least max_length=1024 tokens" in err, err

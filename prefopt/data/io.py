@@ -155,7 +155,8 @@ def _text(path: Path) -> str:
 
 def _read_jsonl(path: Path):
     records, lines = [], []
-    for n, line in enumerate(_text(path).splitlines(), start=1):
+    # split on "\n" only: str.splitlines() also breaks at U+2028, U+0085 and other characters JSON strings may hold
+    for n, line in enumerate(_text(path).split("\n"), start=1):
         if not line.strip():
             continue  # blank lines (a trailing newline, a gap) are harmless
         try:
@@ -200,6 +201,10 @@ def _read_csv(path: Path):
         raise UserError(str(path), f"row {max(reader.line_num - 1, 1)}", f"is not readable as CSV ({e}); check "
                         "its quoting") from None
     header, body = records[0], [r for r in records[1:] if r]  # skip blank lines
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:
+        raise UserError(str(path), "columns", f"the header names {', '.join(map(repr, twice))} more than once; "
+                        "give every column its own name")
     for n, record in enumerate(body, start=1):
         if len(record) != len(header):
             raise UserError(str(path), f"row {n}", f"is not readable as CSV: {len(record)} fields where the header "
@@ -243,6 +248,13 @@ _READERS = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv, "parquet
 
 def _text_kinds(values: pd.Series, name: str, rows_of, file: str, *, completion: bool) -> np.ndarray:
     """'s' (plain string) or 'm' (message list) per row; anything else, or an empty completion, is an error."""
+    # a missing value (a key left out of a JSON row, an empty Parquet cell) is NaN/None; under pandas' string
+    # dtype it would pass as a string and reach the trainer
+    missing = values.map(lambda v: pd.api.types.is_scalar(v) and bool(pd.isna(v))).to_numpy(dtype=bool)
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        raise UserError(file, f"row {int(rows_of[i])}: {name}", f"is missing ({int(missing.sum())} row(s) in all); "
+                        "give it text or remove the row")
     if pd.api.types.infer_dtype(values, skipna=False) == "string":
         kinds = np.full(len(values), "s")
         empty = values.str.strip().eq("").to_numpy() if completion else np.zeros(len(values), bool)

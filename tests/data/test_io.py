@@ -232,7 +232,7 @@ def test_empty_rejected_in_paired_file(tmp_path):
     assert e.field == "row 1: rejected" and "empty" in e.message
 
 
-@pytest.mark.parametrize("prompt", [None, 7, {"role": "user"}, [], [{"role": "user"}]])
+@pytest.mark.parametrize("prompt", [7, {"role": "user"}, [], [{"role": "user"}]])  # None: "is missing"
 def test_prompt_that_is_not_text(tmp_path, prompt):
     e = error(write_jsonl(tmp_path / "d.jsonl", [{"prompt": prompt, "completion": "c", "label": True}]))
     assert e.field == "row 1: prompt" and "expected a string or a list of chat messages" in e.message
@@ -276,3 +276,38 @@ def test_prompt_keys_mixed_types():
 def test_canonical_rows_in_memory_table():
     df = canonical_rows(pd.DataFrame({"prompt": ["a"], "completion": ["b"], "label": ["no"]}), file="mem")
     assert df["label"].tolist() == [False] and df["prompt_key"].tolist() == ["a"]
+
+
+def test_jsonl_strings_may_hold_unicode_line_breaks(tmp_path):
+    """U+2028, U+0085 and the like are legal inside a JSON string; only "\\n" ends a JSONL row."""
+    rows = [{"prompt": "p", "completion": "first line\u2028second\x85third", "label": True},
+            {"prompt": "p", "completion": "b", "label": False}]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows), encoding="utf-8")
+    assert list(load_rows(str(path))["completion"]) == [rows[0]["completion"], "b"]
+
+
+def test_csv_header_that_repeats_a_column(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("prompt,completion,label,label\np,a,1,0\n")
+    with pytest.raises(UserError, match=r"columns: the header names 'label' more than once"):
+        load_rows(str(path))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+@pytest.mark.parametrize("column", ["prompt", "completion", "chosen", "rejected"])
+def test_missing_values_name_their_row(tmp_path, fmt, column):
+    """A null or left-out value is an error at load, in every column and format (under pandas' string dtype
+    it used to pass as text and fail inside the trainer)."""
+    paired = column in ("chosen", "rejected")
+    rows = [{"prompt": f"p{i}", "chosen": "a", "rejected": "b"} if paired else
+            {"prompt": f"p{i}", "completion": "a", "label": i % 2 == 0} for i in range(4)]
+    rows[2][column] = None
+    path = tmp_path / f"d.{fmt}"
+    if fmt == "jsonl":
+        del rows[2][column]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        pd.DataFrame(rows).to_parquet(path)
+    with pytest.raises(UserError, match=rf"row 3: {column}: is missing \(1 row\(s\) in all\)"):
+        load_rows(str(path))
