@@ -478,22 +478,32 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
         raise UserError(recipe.source, "train.max_length", f"{len(train) - len(trainer.train_dataset)} prompts are "
                         f"at least max_length={args.max_length} tokens; raise train.max_length")
 
-    audit = LabelAudit(trainer)  # what each micro-batch really trained on, on every process
     selector = _best_checkpoint(recipe, prepared, tok, args, run, main) if recipe.eval.select == "best" else None
     if selector is not None:
         trainer.add_callback(selector)
     last = last_complete_checkpoint(Path(args.output_dir)) if main else None
     last = broadcast(last)
+    # what each micro-batch really trained on, on every process, earlier attempts' batches included
+    audit = LabelAudit(trainer, Path(args.output_dir), last)
     if last and main:
         print(f"prefopt: resuming {run} from {last}")
     start = time.perf_counter()
     earlier = _seconds_before(last) if last else 0.0
     if main:
         trainer.add_callback(_clock(Path(args.output_dir), start, earlier))
-    with phase(f"training {args.max_steps if args.max_steps > 0 else ''} steps".replace("  ", " ")) as p:
-        trainer.train(resume_from_checkpoint=last)
-        train_seconds = earlier + time.perf_counter() - start  # NaN: an earlier attempt's time is unknown
-        p["note"] = f"{train_seconds / max(trainer.state.global_step, 1):.2f} s/step"
+    if last and 0 < args.max_steps <= _step(last):
+        # stopped after its last checkpoint, before trained.json: the training is done, and resuming would
+        # train a step past max_steps (the trainer's loop checks the budget only after a step)
+        from transformers import TrainerState
+
+        trainer._load_from_checkpoint(last)
+        trainer.state = TrainerState.load_from_json(str(Path(last) / "trainer_state.json"))
+        train_seconds = earlier
+    else:
+        with phase(f"training {args.max_steps if args.max_steps > 0 else ''} steps".replace("  ", " ")) as p:
+            trainer.train(resume_from_checkpoint=last)
+            train_seconds = earlier + time.perf_counter() - start  # NaN: an earlier attempt's time is unknown
+            p["note"] = f"{train_seconds / max(trainer.state.global_step, 1):.2f} s/step"
     from accelerate.utils import gather_object
 
     batches = gather_object([(int(os.environ.get("RANK", 0)), i, *counts) for i, counts in enumerate(audit.seen)])
@@ -513,7 +523,7 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
         trainer.save_model(str(run / "adapter"))
         trained = dict(
             **chosen, steps=trainer.state.global_step, processes=trainer.accelerator.num_processes,
-            resumed_from_step=int(Path(last).name.split("-")[-1]) if last else None, train_seconds=train_seconds,
+            resumed_from_step=_step(last) if last else None, train_seconds=train_seconds,
             train_tokens_per_second=_tokens_seen(trainer, args) / train_seconds if train_seconds else math.nan,
             single_label_batches_trained=sum(1 for b in batches if min(b[2], b[3]) == 0) if batches else None)
         res.write_json(run / "trained.json", trained)  # from here on a rerun evaluates instead of training
@@ -584,11 +594,18 @@ class LabelAudit:
     """Counts the labels of every micro-batch this process trains on, with a short fingerprint of each
     row's tokens (so which rows each process saw can be checked). It wraps the trainer's training_step,
     not its collator: accelerate's loader collates one batch ahead, so a collator would also count the
-    batch fetched after the last step. Batches skipped on resume never reach it. Methods whose batches
-    carry no labels record nothing."""
+    batch fetched after the last step. Batches skipped on resume never reach it: before each checkpoint is
+    written, each process stores its batches so far beside it (`labels-rank<R>.json`, by step), and a resumed
+    run starts from the list stored for its checkpoint. Methods whose batches carry no labels record nothing."""
 
-    def __init__(self, trainer):
-        self.seen, step = [], trainer.training_step
+    def __init__(self, trainer, folder: Path, resumed_from: str | None):
+        from transformers import TrainerCallback
+
+        rank = int(os.environ.get("RANK", 0))
+        file = folder / f"labels-rank{rank}.json"
+        stored = json.loads(file.read_text()) if resumed_from and file.is_file() else {}
+        self.seen = [tuple(b) for b in stored.get(str(_step(resumed_from)), [])] if resumed_from else []
+        step = trainer.training_step
 
         def counted(model, inputs, *args, **kwargs):
             if isinstance(inputs, dict) and "label" in inputs:
@@ -597,6 +614,19 @@ class LabelAudit:
             return step(model, inputs, *args, **kwargs)
 
         trainer.training_step = counted  # instance attribute: the trainer's loop looks it up on self
+        audit = self
+
+        class Keep(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if control.should_save and audit.seen:  # before the checkpoint, as the clock
+                    kept = json.loads(file.read_text()) if file.is_file() else {}
+                    res.write_json(file, {**kept, str(state.global_step): audit.seen})
+
+        trainer.add_callback(Keep())
+
+
+def _step(checkpoint: str) -> int:
+    return int(Path(checkpoint).name.split("-")[-1])
 
 
 def _row_fingerprints(inputs: dict) -> str:

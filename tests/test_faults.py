@@ -63,6 +63,41 @@ def test_killed_mid_training_then_resume_matches_uninterrupted(sig, write_recipe
     la, lb = (pd.read_csv(r / "train_log.csv").dropna(subset=["loss"]) for r in (clean, run))
     assert la["step"].tolist() == lb["step"].tolist() == list(range(1, 41))
     assert la["loss"].tolist() == pytest.approx(lb["loss"].tolist(), rel=1e-5)
+    # every micro-batch of both attempts, not only the last attempt's
+    ba, bb = (pd.read_csv(r / "batch_labels.csv") for r in (clean, run))
+    assert len(ba) == 40 and ba.equals(bb)
+    assert a["single_label_batches_trained"] == b["single_label_batches_trained"]
+
+
+def test_stopped_after_the_last_checkpoint_trains_no_step_more(write_recipe, tmp_path, monkeypatch):
+    """Stopped between its final checkpoint and trained.json, a run loads that checkpoint and evaluates:
+    resuming into the trainer's loop would train one step past max_steps."""
+    from prefopt import results as res
+
+    recipe = str(write_recipe("kto", data={"strategy": "file_order"}, train={"max_steps": 6, "save_steps": 3}))
+    assert main(["run", recipe, "--results", str(tmp_path / "clean")]) == 0
+    write_json = res.write_json
+
+    def stop_at_trained(path, data):
+        if path.name == "trained.json":
+            raise KeyboardInterrupt
+        write_json(path, data)
+
+    monkeypatch.setattr(res, "write_json", stop_at_trained)
+    results = tmp_path / "stopped"
+    assert main(["run", recipe, "--results", str(results)]) == 130
+    run = only_run(results, "tiny_kto")
+    assert last_complete_checkpoint(run / "checkpoints").endswith("checkpoint-6")
+    monkeypatch.setattr(res, "write_json", write_json)
+    assert main(["run", recipe, "--results", str(results)]) == 0
+    clean = only_run(tmp_path / "clean", "tiny_kto")
+    a, b = (json.loads((r / "metrics.json").read_text()) for r in (clean, run))
+    assert b["steps"] == a["steps"] == 6 and b["resumed_from_step"] == 6
+    for key in ("reward_auc", "reward_margin", "kl", "desirable_nll", "single_label_batches_trained"):
+        assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), key
+    assert pd.read_csv(clean / "batch_labels.csv").equals(pd.read_csv(run / "batch_labels.csv"))
+    assert (clean / "eval_items.csv").read_text() == (run / "eval_items.csv").read_text()
+    assert not (run / "checkpoints").exists()
 
 
 def complete_checkpoint(results) -> bool:
