@@ -174,7 +174,8 @@ def _on_ray(jobs, *, results: Path, address, storage, max_concurrent, force) -> 
             import ray
 
             ray.shutdown()
-    reports = {r.config["job"]: r for r in grid}
+    # a trial Ctrl-C stopped before it reported comes back without its config
+    reports = {r.config["job"]: r for r in grid if r.config}
     for i in range(n):
         r = reports.get(i)
         if r is not None and r.metrics and "user_error" in r.metrics:

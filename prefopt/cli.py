@@ -135,7 +135,10 @@ def dispatch(ns) -> None:
         quiet_libraries(ns.verbose)
         recipe = load_recipe(ns.recipe, ns.set + ([f"data.folds={ns.folds}"] if ns.folds is not None else []))
         seeds = _seeds(ns.seeds)
+        from .results import check_results_dir
         from .runner import run_recipe
+
+        check_results_dir(Path(ns.results))
 
         run_recipe(recipe, results=ns.results, force=ns.force, seeds=seeds, engine=ns.engine, address=ns.address,
                    storage=ns.storage, max_concurrent=ns.max_concurrent, compare=not ns.no_compare)
@@ -147,6 +150,9 @@ def dispatch(ns) -> None:
         if ns.trials is not None and ns.trials < 1:
             raise UserError("--trials", str(ns.trials), "must be at least 1")
         recipes = [load_recipe(path, ns.set) for path in ns.recipe]  # every recipe checked before any trial
+        from .results import check_results_dir
+
+        check_results_dir(Path(ns.results))
         from .tuning import tune_recipes
 
         for path in tune_recipes(recipes, results=ns.results, trials=ns.trials, engine=ns.engine, address=ns.address,
@@ -201,8 +207,9 @@ def _main(argv) -> int:
             print(f"prefopt: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("prefopt: interrupted; `prefopt run` on the same recipe resumes from the last checkpoint",
-              file=sys.stderr)
+        again = "`prefopt tune` on the same recipes resumes the trials" if ns.command == "tune" else \
+            "`prefopt run` on the same recipe resumes from the last checkpoint"
+        print(f"prefopt: interrupted; {again}", file=sys.stderr)
         return 130
     return 0
 

@@ -40,6 +40,29 @@ def write_atomic(path: Path, text: str | bytes) -> None:
         raise
 
 
+def check_results_dir(results: Path) -> None:
+    """A --results path that cannot hold results is the user's to change, said in one line before any
+    training, not an OSError from the first write. Tried by creating the missing folders and removing them
+    again: nothing is left behind by a command that fails on its recipe or data afterwards."""
+    from .errors import UserError
+
+    results = Path(results)
+    if results.exists() and not results.is_dir():
+        raise UserError(str(results), "--results", "is a file, not a folder; give a directory for the results")
+    missing = [p for p in (results, *results.parents) if not p.exists()]
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+        if not os.access(results, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        raise UserError(str(results), "--results", f"cannot be used as the results folder ({e.strerror}); give a "
+                        "directory you can write to") from None
+    finally:
+        for p in missing:
+            if p.is_dir():
+                p.rmdir()
+
+
 def write_json(path: Path, data) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
 

@@ -446,6 +446,7 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
     if res.is_trained(run):  # an earlier attempt finished training and saved its adapter; evaluation failed
         if main:
             say(f"prefopt: training finished in an earlier attempt ({run / 'trained.json'}); evaluating its saved model")
+            shutil.rmtree(args.output_dir, ignore_errors=True)  # left when that attempt stopped before removing them
             with phase(f"loading {recipe.model.name} with the trained {run / 'adapter'}"):
                 model, tok = load_trained(recipe.model.name, run / "adapter", dtype=recipe.model.dtype,
                                           file=recipe.source)

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from prefopt.cli import main
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
@@ -125,3 +127,29 @@ def test_a_launchers_worker_ends_without_finalization_after_flushing(world_size,
     missing = tmp_path / "missing.yaml"
     bad = subprocess.run([sys.executable, "-c", driver, "run", str(missing)], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and bad.stderr.startswith(f"prefopt: error: {missing}"), bad.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "tune"])
+def test_a_results_path_that_cannot_hold_results(command, write_recipe, tmp_path, capsys):
+    """A file, or a folder under a file: one line naming --results and exit 2 before any training; a folder
+    still to be made is made only by a command that goes on to write in it."""
+    recipe = str(write_recipe("kto"))
+    (tmp_path / "afile").write_text("x")
+    for where, said in ((tmp_path / "afile", "is a file"), (tmp_path / "afile" / "sub", "Not a directory")):
+        assert main([command, recipe, "--results", str(where)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{where}: --results: " in err[0] and said in err[0], err
+    broken = write_recipe("kto", name="broken", data={"path": str(tmp_path / "none.jsonl")})
+    assert main([command, str(broken), "--results", str(tmp_path / "new" / "results")]) == 2
+    assert not (tmp_path / "new").exists()
+
+
+def test_interrupted_tune_names_the_command_that_resumes(write_recipe, tmp_path, capsys, monkeypatch):
+    from prefopt import tuning
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tuning, "tune_recipes", interrupted)
+    assert main(["tune", str(write_recipe("kto")), "--results", str(tmp_path)]) == 130
+    assert "`prefopt tune` on the same recipes resumes" in capsys.readouterr().err

@@ -275,13 +275,14 @@ def test_a_failed_evaluation_keeps_the_training_and_a_rerun_only_evaluates(write
     run = only_run(results, "tiny_kto")
     assert (run / "adapter" / "adapter_config.json").is_file() and (run / "train_log.csv").is_file()
     assert (run / "trained.json").is_file() and not (run / "metrics.json").exists()
+    (run / "checkpoints" / "checkpoint-2").mkdir(parents=True)  # as a stop before their removal leaves them
 
     monkeypatch.setattr(runner, "evaluate", evaluate)
     monkeypatch.setattr(trl.KTOTrainer, "train", lambda *a, **k: pytest.fail("trained again"))
     assert main(["run", recipe, "--results", str(results)]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     reference = json.loads((only_run(whole, "tiny_kto") / "metrics.json").read_text())
-    assert metrics["steps"] == reference["steps"] == 3
+    assert metrics["steps"] == reference["steps"] == 3 and not (run / "checkpoints").exists()
     for key in ("reward_auc", "kl", "desirable_nll", "reward_margin"):  # the saved adapter is the trained one
         assert metrics[key] == pytest.approx(reference[key], rel=1e-5, abs=1e-9), key
 
