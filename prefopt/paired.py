@@ -57,8 +57,8 @@ def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int
     usual = Counter(rows(items) for *_, items, _ in records).most_common(1)
     missing += [f"{group} seed {seed} (scored other held-out rows than the rest)"
                 for group, seed, items, _ in records if rows(items) != usual[0][0]]
-    records = [(group, items, gens) for group, _, items, gens in records if rows(items) == usual[0][0]]
-    prompts = sorted({p for _, items, _ in records for p in items["prompt_id"]})
+    records = [r for r in records if rows(r[2]) == usual[0][0]]
+    prompts = sorted({p for _, _, items, _ in records for p in items["prompt_id"]})
     index = {p: i for i, p in enumerate(prompts)}
     # verified_success compares runs on one generation test: the prompt set most runs used (a run on another
     # set, e.g. from before eval.prompts changed, keeps its row metrics and is left out of this one)
@@ -67,13 +67,16 @@ def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int
     def pooled(gens):
         return tuple(sorted(p for g in gens for p in g["prompt_id"]))
 
-    sets = Counter(pooled(gens) for _, _, gens in records if any(len(g) for g in gens))
+    sets = Counter(pooled(gens) for *_, gens in records if any(len(g) for g in gens))
     chosen = sets.most_common(1)[0][0] if sets else ()
     gen_prompts = sorted(set(chosen))
     gen_index = {p: i for i, p in enumerate(gen_prompts)}
     runs: dict[str, list[stats.Run]] = {}
-    for group, items, gens in records:
+    for group, seed, items, gens in records:
         same = bool(chosen) and pooled(gens) == chosen
+        if chosen and not same:  # its other metrics stay; verified_success is compared without it
+            why = "took another generation test" if any(len(g) for g in gens) else "has no generation records"
+            missing.append(f"{group} seed {seed} from verified_success only ({why})")
         gens = pd.concat(gens, ignore_index=True) if same else gens[0].iloc[:0]
         runs.setdefault(group, []).append(stats.Run(
             prompt=items["prompt_id"].map(index).to_numpy(), label=items["label"].to_numpy(bool),
@@ -102,8 +105,8 @@ def comparisons(runs: dict[str, list[stats.Run]], n_prompts: dict[str, int]) -> 
     out = {}
     for metric in SHOWN:
         chosen = runs
-        if metric == "verified_success":  # the groups whose every run took the same generation test
-            chosen = {g: rs for g, rs in runs.items() if all(len(r.gen_prompt) for r in rs)}
+        if metric == "verified_success":  # the runs that took the common generation test (others named in load)
+            chosen = {g: kept for g, rs in runs.items() if (kept := [r for r in rs if len(r.gen_prompt)])}
             if not chosen:
                 continue
         out[metric] = stats.compare(chosen, metric, n_prompts[metric], n_resamples=RESAMPLES, seed=SEED)
@@ -143,7 +146,7 @@ def baseline_lines(split: pd.DataFrame, results: dict, alpha: float = 0.05) -> l
     for base in baselines:
         for metric in MATRICES:
             c = results.get(metric)
-            if c is None or base not in c.estimates:
+            if c is None or base not in c.estimates or len(c.estimates) < 2:
                 continue
             better, worse, tied = [], [], []
             for other in (g for g in c.estimates if g != base):
@@ -277,7 +280,7 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
                  if "verified_success" in results else "") + "; each recipe has "
               f"{' or '.join(map(str, seeds))} seed{'s' * (seeds != [1])}. " + seed_text(results, seeds), ""]
     if missing:
-        lines += [f"Left out (no per-item records, folds missing, or other rows scored): {', '.join(missing)}.", ""]
+        lines += [f"Left out (no per-item records, folds missing, other rows scored, or another generation test): {', '.join(missing)}.", ""]
     header = "| recipe | " + " | ".join(f"{m} [95% CI] | Δ vs untrained [95% CI] | Holm p" for m in results) + " |"
     lines += [header, "|---|" + "---|---|---|" * len(results)]
     for group in sorted(runs, key=lambda g: -results["reward_auc"].estimates[g][0]):

@@ -55,14 +55,16 @@ class SeedSpread:
             return var, df, recipe
         return self.pooled, self.df, None
 
-    def scale(self, recipes: tuple, k: int) -> tuple[float, float]:
-        """(sd, df) of the seed noise in a difference of k-seed means of `recipes` (one name against the
-        reference, whose model is the same in every run; two names against each other). Welch-Satterthwaite
-        over the independent estimates: the pooled one counts once however many recipes use it."""
+    def scale(self, recipes: tuple, k: int | tuple) -> tuple[float, float]:
+        """(sd, df) of the seed noise in a difference of seed means of `recipes` (one name against the
+        reference, whose model is the same in every run; two names against each other), over k seeds each
+        (or each recipe's own count, a tuple). Welch-Satterthwaite over the independent estimates: the pooled
+        one counts once however many recipes use it."""
+        ks = k if isinstance(k, tuple) else (k,) * len(recipes)
         parts = {}  # estimate -> (variance it contributes, its df)
-        for r in recipes:
+        for r, n in zip(recipes, ks):
             var, df, key = self.term(r)
-            parts[key] = (parts.get(key, (0.0, df))[0] + var / k, df)
+            parts[key] = (parts.get(key, (0.0, df))[0] + var / n, df)
         total = sum(v for v, _ in parts.values())
         if not self.df or total <= 0:
             return 0.0, 0.0
@@ -188,12 +190,16 @@ def permutation_p(name: str, a: list[Run], b: list[Run], n_prompts: int, n_permu
     permutation swaps a's and b's records on a random half of the prompts (in every seed pair at once) and
     recomputes the difference of the seed means, to which it adds the seed noise (seed_sd, seed_df:
     SeedSpread.scale; none by default, which tests these trained models only). Seeds are paired in order;
-    recipes with different seed counts are compared on their common count. verified_success is computed
+    with different seed counts every seed of a is paired with every seed of b, so that the observed statistic
+    (the mean of those pairs' differences) is the difference of the seed means the tables print, all seeds
+    counted. verified_success is computed
     exactly (_exact_pass_p): no permutation drawn, `rng` untouched. With `stop_below` (a retest: many
     permutations) it stops at a chunk's end once the p-value is known well enough for a decision at that
     level: RETEST permuted differences beyond the observed one (about 10% Monte Carlo error), or so few
     that p is surely below half of `stop_below`."""
-    k = min(len(a), len(b))
+    if len(a) != len(b):
+        a, b = [x for x in a for _ in b], [y for _ in a for y in b]
+    k = len(a)
     if name == "verified_success":
         if not all(len(r.gen_prompt) for r in a[:k] + b[:k]):
             return np.nan
@@ -225,10 +231,16 @@ def _beyond(null: np.ndarray, observed: float, seed_sd: float, seed_df: float) -
 
 def auc_vs_chance_p(runs: list[Run], n_permutations: int, rng: np.random.Generator, seed_sd: float = 0.0,
                     seed_df: float = 0.0) -> float:
-    """Permutation test of 'the reward does not separate the labels' (reward_auc = 0.5, which is what the
-    untrained model scores by definition): labels are shuffled within each prompt, the same shuffle in every
-    seed, and the seed-mean AUC recomputed. (Swapping records with the reference's all-zero rewards would
-    mix prompts scored on different scales and lose most of the power.) Seed noise as in permutation_p."""
+    """Permutation test of 'the reward does not separate the labels' (what the untrained model's all-zero
+    rewards do, AUC 0.5): labels are shuffled within each prompt, the same shuffle in every seed, and the
+    seed-mean AUC recomputed. (Swapping records with the reference's all-zero rewards would mix prompts
+    scored on different scales and lose most of the power.) The AUC compares rows across prompts too, and a
+    shuffle within prompts keeps what prompts' rewards and label mixes share: the permuted AUCs centre
+    there (about 0.6 on the shipped single split), not at 0.5, so distances are taken from their mean. Measured from
+    0.5, a reward that separated prompts but no label within one read as significant, and one below the
+    permuted centre as no different. NaN rewards give NaN. Seed noise as in permutation_p."""
+    if any(np.isnan(r.logp - r.ref_logp).any() for r in runs):
+        return np.nan
     first = runs[0]
     n = len(first.prompt)
     grouped = np.argsort(first.prompt, kind="stable")  # rows prompt by prompt
@@ -239,7 +251,8 @@ def auc_vs_chance_p(runs: list[Run], n_permutations: int, rng: np.random.Generat
     # (a prompt lies in one block, so shuffling within prompts keeps every block's label counts)
     aucs = np.mean([rank_auc(np.broadcast_to(r.logp - r.ref_logp, labels.shape), labels, first.block)
                     for r in runs], axis=0)
-    return float((1 + _beyond(aucs[1:] - 0.5, abs(aucs[0] - 0.5), seed_sd, seed_df)) / (n_permutations + 1))
+    centre = float(aucs[1:].mean())
+    return float((1 + _beyond(aucs[1:] - centre, abs(aucs[0] - centre), seed_sd, seed_df)) / (n_permutations + 1))
 
 
 def mcnemar_p(policy_pass: np.ndarray, reference_pass: np.ndarray) -> float:

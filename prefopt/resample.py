@@ -53,6 +53,8 @@ def weighted_auc(score: np.ndarray, label: np.ndarray, w: np.ndarray, block: np.
     """ROC AUC of `score` for `label` with row weights w (resamples, rows): the AUC of the resampled rows,
     ties counting one half, for every resample at once. With `block`, over (desirable, undesirable) pairs
     within a block only: the blocks' AUCs averaged, each weighted by its number of such pairs."""
+    if np.isnan(score).any():  # argsort would rank a NaN above every score: no AUC rather than a wrong one
+        return np.full(w.shape[0], np.nan)
     num, total = 0.0, 0.0
     for rows in blocks(block, len(score)):
         n, t = _auc_parts(score[rows], label[rows], w[:, rows])

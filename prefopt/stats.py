@@ -27,8 +27,9 @@ t-test on seed means (the variance pooled over recipes, with the pool's df); whe
 seed effect is 0 it is the permutation test.
 
 Every test draws from a generator of its own, derived from the comparison's seed and what it tests (the
-recipe or the pair: `_stream`), so a p-value does not change when another recipe joins the table
-or the recipes come in another order, and `differences` gives a pair the p-value `compare` gave it.
+recipe or the pair: `_stream`), so its draws do not change when another recipe joins the table or the
+recipes come in another order, and `differences` gives a pair the p-value `compare` gave it. The p-value
+itself can: the seed effect it carries is pooled over the recipes in the table.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def _pairwise(metric_name: str, recipes: dict, samples: dict, pairs: list, n_pro
     family). Both shares are kept: resamples where the two tie (common for a pass rate) count for neither."""
     def p_value(a, b, n, stop_below=0.0):
         a, b = sorted((a, b))  # |difference| is symmetric: one pair, one stream, one p in either order
-        sd, df = spread.scale((a, b), min(len(recipes[a]), len(recipes[b])))
+        sd, df = spread.scale((a, b), (len(recipes[a]), len(recipes[b])))
         return permutation_p(metric_name, recipes[a], recipes[b], n_prompts, n, _stream(seed, "pair", a, b, n),
                              sd, df, stop_below)
 
@@ -191,5 +192,10 @@ def verdict(c: Comparison, alpha: float = 0.05) -> str:
         return (f"On {c.metric} ({better} is better), the top recipe, {best}, is tied with every other one; "
                 f"decided (Holm p < {alpha}): {', '.join(others)} ({c.prompts} prompts); {ref_text}.")
     also = f"; also decided: {', '.join(others)}" if others else ""
-    return (f"{best} is best on {c.metric} ({better} is better): ahead of {', '.join(beaten)} (Holm p < {alpha})"
-            + (f"; tied with {', '.join(tied)}" if tied else "") + also + f" ({c.prompts} prompts); {ref_text}.")
+    if not tied:
+        return (f"{best} is best on {c.metric} ({better} is better): ahead of every other recipe (Holm p < {alpha})"
+                + also + f" ({c.prompts} prompts); {ref_text}.")
+    # "best" only when every other recipe is beaten: ranking first while tied with some is not being best
+    return (f"{best} ranks first on {c.metric} ({better} is better), not decidedly best: ahead of "
+            f"{', '.join(beaten)} (Holm p < {alpha}); tied with {', '.join(tied)}" + also
+            + f" ({c.prompts} prompts); {ref_text}.")

@@ -363,7 +363,7 @@ def test_paired_verdict_and_tables_from_per_item_records(tmp_path):
     text = (root / "summary.md").read_text()
     assert text.split("\n\n")[1].startswith("**Verdict**")  # the summary opens with it
     verdict = text.split("**Verdict**", 1)[1].split("- **reward_auc**", 1)[0]
-    assert "- strong is best on reward_auc (higher is better): ahead of" in verdict
+    assert "- strong ranks first on reward_auc (higher is better), not decidedly best: ahead of" in verdict
     assert "better than the untrained model: strong" in verdict and "- On kl" not in verdict
     assert "30 held-out test prompts carry the row metrics" in text and "each recipe has 2 seeds" in text
     assert "| strong | " in text and "| untrained reference | 0.5 [0.5, 0.5] |" in text
@@ -407,9 +407,30 @@ def test_a_run_that_scored_other_rows_is_left_out_by_name_not_paired_row_against
                 items.to_csv(run / "eval_items.csv", index=False)
     compare.rebuild(root)
     text = (root / "summary.md").read_text()
-    assert "Left out (no per-item records, folds missing, or other rows scored): b seed 2 (scored other " \
+    assert "Left out (no per-item records, folds missing, other rows scored, or another generation test): b seed 2 (scored other " \
            "held-out rows than the rest)." in text
     assert "| b | " in text  # its other seed still counts
+
+
+def test_a_run_without_generation_records_leaves_only_verified_success_and_is_named(tmp_path):
+    """Its recipe keeps the seeds that have them on verified_success (not the whole recipe dropped unseen), and
+    an SFT baseline alone on a metric writes no empty sentence."""
+    from prefopt import paired
+
+    root = tmp_path / "results"
+    for recipe, effect in (("a", 1.0), ("b", 0.0)):
+        for seed in (1, 2):
+            run = add_run(root, fake_metrics(recipe, seed, FP_A, 0.6, method="dpo"))
+            add_items(run, effect, seed=seed)
+            if (recipe, seed) == ("a", 2):
+                (run / "eval_generations.jsonl").unlink()
+    compare.rebuild(root)
+    text = (root / "summary.md").read_text()
+    assert "a seed 2 from verified_success only (has no generation records)" in text
+    analysis = paired.analyze(compare.with_groups(compare.with_test(compare.load_runs(root))))
+    assert len(analysis.runs["a"]) == 2  # its row metrics keep both seeds
+    kept = analysis.results["verified_success"]
+    assert ("a", "b") in kept.pairwise and not np.isnan(kept.pairwise[("a", "b")][3])
 
 
 def test_config_id_ignores_fields_added_later_at_their_default(tmp_path):

@@ -302,7 +302,7 @@ def test_a_large_family_can_still_decide_a_strong_difference():
     c = stats.compare(recipes, "reward_auc", 40, n_resamples=200, seed=2)
     assert len(c.pairwise) == 28 and 28 / 201 > 0.05
     assert all(c.pairwise[("strong", f"w{i}")][4] < 0.05 for i in range(7))
-    assert stats.verdict(c).startswith("strong is best on reward_auc")
+    assert stats.verdict(c).startswith("strong is best on reward_auc (higher is better): ahead of every other recipe")
 
 
 @pytest.mark.parametrize("p, decimals, text", [(float("nan"), 3, "n/a"), (0.0004, 3, "< 0.001"), (0.004, 2, "0.004"),
@@ -331,11 +331,13 @@ def test_verdict_names_decided_pairs_below_a_top_recipe_that_beats_none():
                     {("A", "B"): (0.1, 0.5), ("A", "C"): (0.2, 0.01), ("A", "D"): (0.3, 0.5),
                      ("B", "C"): (0.1, 0.5), ("D", "B"): (-0.2, 0.02), ("C", "D"): (0.1, 0.5)})
     text = stats.verdict(c)
-    assert text.startswith("A is best on reward_auc (higher is better): ahead of C (Holm p < 0.05)")
+    # ranking first while tied with some is not "best"
+    assert text.startswith("A ranks first on reward_auc (higher is better), not decidedly best: ahead of C "
+                           "(Holm p < 0.05)")
     assert "tied with B, D; also decided: B ahead of D (40 prompts)" in text
     # lower is better for kl: the sign of a decided difference is read that way round
     c = _comparison({"A": 0.01, "B": 0.02}, {("A", "B"): (-0.01, 0.01)}, metric="kl")
-    assert stats.verdict(c).startswith("A is best on kl (lower is better): ahead of B")
+    assert stats.verdict(c).startswith("A is best on kl (lower is better): ahead of every other recipe")
     c = _comparison({"A": 0.70, "B": 0.69}, {("A", "B"): (0.01, 0.3)})
     assert "no recipe is distinguishable from another" in stats.verdict(c)
 
@@ -353,3 +355,49 @@ def test_resamples_where_two_recipes_tie_count_for_neither_side():
     above, below = c.pairwise[key][5:]
     a_over_b, b_over_a = (above, below) if key == ("A", "B") else (below, above)
     assert b_over_a == 0 and 0.5 < a_over_b < 0.8  # about 1 - 0.9^10 = 0.65 of the resamples hold prompt 0
+
+
+def test_a_nan_record_gives_no_auc_and_no_p_value():
+    from prefopt.permutation import auc_vs_chance_p
+
+    runs = synthetic(np.random.default_rng(3), effect=1.5, seeds=3)
+    runs[1].logp = runs[1].logp.copy()
+    runs[1].logp[3] = np.nan
+    assert np.isnan(auc_vs_chance_p(runs, 200, np.random.default_rng(0)))
+    c = stats.compare({"a": runs, "b": synthetic(np.random.default_rng(4), seeds=3)}, "reward_auc", 40,
+                      n_resamples=200, seed=0)
+    assert np.isnan(c.estimates["a"][0]) and np.isnan(c.vs_reference["a"][4])
+    assert "better than the untrained model: a" not in stats.verdict(c)
+
+
+def test_auc_against_the_untrained_model_is_measured_from_the_permuted_centre():
+    """Rewards that follow how many desirable rows a prompt has (a between-prompt effect a within-prompt shuffle
+    keeps) but rank the labels the wrong way round inside every prompt: the AUC lies above 0.5, below the
+    permuted AUCs' centre, and the reward is worse than none, a decided difference."""
+    from prefopt.permutation import auc_vs_chance_p
+
+    rng = np.random.default_rng(5)
+    prompt = np.repeat(np.arange(40), 4)
+    label = np.concatenate([[True] * k + [False] * (4 - k) for k in rng.integers(1, 4, 40)])
+    share = np.bincount(prompt, label)[prompt] / 4
+    reward = 4.0 * share - 0.4 * label + rng.normal(scale=0.05, size=len(prompt))
+    run = stats.Run(prompt=prompt, label=label, logp=reward, ref_logp=np.zeros(len(prompt)),
+                    tokens=np.ones(len(prompt)), kl_sum=np.zeros(len(prompt)))
+    from scipy.stats import mannwhitneyu
+
+    assert mannwhitneyu(reward[label], reward[~label]).statistic / (label.sum() * (~label).sum()) > 0.5
+    assert auc_vs_chance_p([run], 500, np.random.default_rng(0)) < 0.01
+
+
+def test_unequal_seed_counts_test_the_difference_of_all_seed_means():
+    """a: three seeds, the first no better than b's one seed, the other two far better. The p-value is of the
+    printed difference (all seeds), not of a's first seed against b's."""
+    from prefopt.permutation import permutation_p
+
+    base = synthetic(np.random.default_rng(6), seeds=1)[0]
+    b = stats.Run(**{**base.__dict__, "policy_pass": np.zeros(40, bool)})
+    a = [stats.Run(**{**base.__dict__, "policy_pass": np.arange(40) < k}) for k in (0, 30, 30)]
+    p = permutation_p("verified_success", a, [b], 40, 200, np.random.default_rng(0))
+    assert p < 0.001
+    c = stats.compare({"a": a, "b": [b]}, "verified_success", 40, n_resamples=200, seed=0)
+    assert c.pairwise[("a", "b")][0] == pytest.approx(20 / 40)  # (its p carries a's wide seed spread)
