@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..errors import UserError, did_you_mean
 from . import kto
-from .io import canonical_rows
+from .io import STATED_PAIR, canonical_rows
 from .pairs import PAIRINGS, check_max_pairs, make_pairs, order_pairs
 from .split import (EVAL_PAIRS, PAIRS, check_labels, fold_split, group_codes, label_counts, split_by_prompt,
                     stream, validation_split)
@@ -88,12 +88,14 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
         split = split_by_prompt(codes, keys, labels, eval_fraction=eval_fraction, seed=split_seed, file=file)
 
     held = split.held_out
-    chosen, rejected = _unlike(rows, held, *make_pairs(codes[held], labels[held], rng=stream(split_seed, EVAL_PAIRS)))
+    stated = rows[STATED_PAIR].to_numpy() if STATED_PAIR in rows.columns else None
+    chosen, rejected = _unlike(rows, held, *make_pairs(codes[held], labels[held], rng=stream(split_seed, EVAL_PAIRS),
+                                                       stated=_at(stated, held)))
     eval_pairs = _pair_frame(rows, held[chosen], held[rejected])
     train_pos, valid, valid_fingerprint = validation_split(codes, keys, labels, split.train, seed=split_seed,
                                                            validation_fraction=validation_fraction, file=file)
     chosen, rejected = _unlike(rows, valid, *make_pairs(codes[valid], labels[valid],
-                                                        rng=stream(split_seed, EVAL_PAIRS, 1)))
+                                                        rng=stream(split_seed, EVAL_PAIRS, 1), stated=_at(stated, valid)))
     validation_pairs = _pair_frame(rows, valid[chosen], valid[rejected])
 
     train_codes, train_labels = codes[train_pos], labels[train_pos]
@@ -113,7 +115,7 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
                                 weights=weights, **common)
     else:
         train, part = _paired(rows, train_pos, train_codes, train_labels, pairing=pairing,
-                              max_pairs_per_prompt=max_pairs_per_prompt, **common)
+                              max_pairs_per_prompt=max_pairs_per_prompt, stated=_at(stated, train_pos), **common)
     report.update(part)
     report.update(eval_pairs=len(eval_pairs), batch_size=batch_size, world_size=world_size, epochs=epochs,
                   seed=seed, split_seed=split_seed, data_fingerprint=content_fingerprint(rows, train),
@@ -152,11 +154,18 @@ def _unpaired(rows, train_pos, codes, labels, *, file, strategy, seed, batch_siz
     }
 
 
+def _at(values, positions):
+    return None if values is None else values[positions]
+
+
 def _paired(rows, train_pos, codes, labels, *, file, strategy, seed, batch_size, epochs, pairing,
-            max_pairs_per_prompt):
+            max_pairs_per_prompt, stated=None):
     made = make_pairs(codes, labels, pairing=pairing, max_pairs_per_prompt=max_pairs_per_prompt,
-                      rng=stream(seed, PAIRS), file=file)
+                      rng=stream(seed, PAIRS), file=file, stated=stated)
     chosen, rejected = _unlike(rows, train_pos, *made)
+    if len(chosen) == 0 and len(made[0]):
+        raise UserError(file, "label", f"no training pair is left: in all {len(made[0])} the chosen and the rejected "
+                        "completion are the same text; give each pair two different completions")
     if len(chosen) == 0:
         raise UserError(file, "data.eval_fraction", "no training pair can be formed: every prompt with both "
                         "labels is in the held-out split; add prompts with both labels or lower data.eval_fraction")
@@ -167,7 +176,8 @@ def _paired(rows, train_pos, codes, labels, *, file, strategy, seed, batch_size,
         "desirable": len(chosen), "undesirable": len(chosen),  # one chosen and one rejected per pair
         "examples_used": used, "examples_discarded": len(labels) - used,
         "repeated_examples": 2 * len(chosen) - used,  # rows in more than one pair ('all')
-        "pairs": len(chosen), "pairing": pairing, "max_pairs_per_prompt": max_pairs_per_prompt,
+        "pairs": len(chosen), "pairing": "as stated in the file" if stated is not None else pairing,
+        "max_pairs_per_prompt": max_pairs_per_prompt,
         "same_text_pairs_dropped": len(made[0]) - len(chosen),
         "unpaired_rows": len(labels) - used,  # in no pair: one label only, one_to_one leftovers, or the cap
         "batches": math.ceil(len(train) / batch_size), "batches_per_epoch": math.ceil(len(chosen) / batch_size),
@@ -195,7 +205,7 @@ def _desirable(rows, train_pos, labels, *, strategy, seed, epochs, batch_size):
 
 def _unlike(rows: pd.DataFrame, pos: np.ndarray, chosen: np.ndarray, rejected: np.ndarray):
     """The pairs (indices into `pos`, positions in `rows`) whose two completions differ: one completion of a
-    prompt labelled both ways (noisy labels; a paired file's chains A > B, B > C) would otherwise pair with
+    prompt labelled both ways (noisy labels; a paired row with one text twice) would otherwise pair with
     itself, a pair no model can win, held out or trained on."""
     from .io import prompt_keys
 

@@ -22,6 +22,7 @@ FORMATS = ("auto", "jsonl", "json", "csv", "parquet", "arrow")
 EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet",
               ".pq": "parquet"}
 UNPAIRED = ("prompt", "completion", "label")
+STATED_PAIR = "stated_pair"  # column of canonical rows from a paired file: the pair each row belongs to
 PAIRED = ("prompt", "chosen", "rejected")
 
 # Accepted label spellings. Strings are compared after strip() + lower(); bools and the numbers 0/1 by
@@ -312,6 +313,7 @@ def _unpair(table: pd.DataFrame) -> pd.DataFrame:
     out = table.loc[np.repeat(np.arange(n), 2), ["prompt", *extras]].reset_index(drop=True)
     out.insert(1, "completion", completion)
     out.insert(2, "label", np.tile([True, False], n))
+    out[STATED_PAIR] = np.repeat(np.arange(n), 2)  # which pair each row came from: the pairs are kept as stated
     return out
 
 

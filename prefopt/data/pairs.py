@@ -19,10 +19,17 @@ PAIRINGS = {
 
 
 def make_pairs(groups, labels, *, pairing: str = "one_to_one", max_pairs_per_prompt: int | None = None,
-               rng: np.random.Generator, file: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(chosen, rejected) row positions, sorted by chosen then rejected position (file order)."""
+               rng: np.random.Generator, file: str | None = None, stated=None) -> tuple[np.ndarray, np.ndarray]:
+    """(chosen, rejected) row positions, sorted by chosen then rejected position (file order). `stated`: each
+    row's pair id when the file gave pairs (prompt, chosen, rejected): those pairs are kept as stated, the
+    `pairing` rule is for labels alone."""
     groups, labels = np.asarray(groups, dtype=np.int64), np.asarray(labels, dtype=bool)
-    if pairing == "one_to_one":
+    if stated is not None:
+        # each stated pair's two rows share a prompt, so a split by prompt keeps or holds out both
+        ids = np.asarray(stated, dtype=np.int64)
+        chosen, rejected = np.flatnonzero(labels), np.flatnonzero(~labels)
+        chosen, rejected = chosen[np.argsort(ids[chosen], kind="stable")], rejected[np.argsort(ids[rejected], kind="stable")]
+    elif pairing == "one_to_one":
         chosen, rejected = _one_to_one(groups, labels, rng)
     elif pairing == "all":
         chosen, rejected = _all(groups, labels)

@@ -94,3 +94,47 @@ def test_pairing_properties(per_prompt, pairing, cap, seed):
     if pairing == "one_to_one":
         used = np.r_[chosen, rejected]
         assert len(np.unique(used)) == len(used)
+
+
+@pytest.mark.parametrize("pairing", ["one_to_one", "all"])
+def test_a_paired_files_pairs_are_trained_and_scored_as_stated(tmp_path, pairing):
+    """prompt, chosen, rejected rows: DPO trains on exactly those pairs (two per prompt, and a chain A > B,
+    B > C, whose middle completion is both chosen and rejected), never on a chosen row re-paired with another
+    pair's rejected row, and none is dropped as a self-pair."""
+    import json
+
+    from prefopt.data import prepare
+    from prefopt.data.io import load_rows
+
+    stated = set()
+    rows = []
+    for i in range(24):
+        pairs = [(f"A{i}", f"B{i}"), (f"C{i}", f"D{i}")] if i % 2 else [(f"A{i}", f"B{i}"), (f"B{i}", f"C{i}")]
+        for c, r in pairs:
+            rows.append({"prompt": f"q{i}", "chosen": c, "rejected": r})
+            stated.add((f"q{i}", c, r))
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prepared = prepare(load_rows(str(path)), file=str(path), method="dpo", form="paired", strategy="natural",
+                       eval_fraction=0.2, validation_fraction=0.1, split_seed=42, seed=42, batch_size=2,
+                       pairing=pairing)
+    for frame in (prepared.train, prepared.eval_pairs, prepared.validation_pairs):
+        got = set(map(tuple, frame[["prompt", "chosen", "rejected"]].to_numpy()))
+        assert got <= stated and len(got) == len(frame)
+    every = len(prepared.train) + len(prepared.eval_pairs) + len(prepared.validation_pairs)
+    assert every == len(rows)
+    assert prepared.report["pairing"] == "as stated in the file" and prepared.report["same_text_pairs_dropped"] == 0
+
+
+def test_pairs_of_one_text_twice_name_the_real_fault(tmp_path):
+    import json
+
+    from prefopt.data import prepare
+    from prefopt.data.io import load_rows
+
+    path = tmp_path / "same.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": f"A{i}", "rejected": f"A{i}"}) + "\n"
+                            for i in range(30)))
+    with pytest.raises(UserError, match="the chosen and the rejected completion are the same text"):
+        prepare(load_rows(str(path)), file=str(path), method="dpo", form="paired", strategy="natural",
+                eval_fraction=0.1, split_seed=42, seed=42, batch_size=2)
