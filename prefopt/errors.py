@@ -21,6 +21,23 @@ class UserError(Exception):
         return ": ".join([*map(str, parts), one_line])
 
 
+class UserErrors(UserError):
+    """Several problems found in one pass; the CLI prints one line each."""
+
+    def __init__(self, errors: list[UserError]):
+        self.errors = errors
+        super().__init__(errors[0].file, errors[0].field, errors[0].message)
+
+    def __str__(self) -> str:
+        return "\n".join(map(str, getattr(self, "errors", [])))
+
+
+def raise_all(errors: list[UserError]) -> None:
+    """Nothing, one error, or all of them at once."""
+    if errors:
+        raise errors[0] if len(errors) == 1 else UserErrors(errors)
+
+
 def did_you_mean(word: str, choices) -> str:
     """'did you mean X? choices: a, b, c' for an unknown key or name."""
     choices = sorted(map(str, choices))

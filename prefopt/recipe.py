@@ -20,18 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UserError, did_you_mean
-
-
-class UserErrors(UserError):
-    """Several problems found in one pass; the CLI prints one line each."""
-
-    def __init__(self, errors: list[UserError]):
-        self.errors = errors
-        super().__init__(errors[0].file, errors[0].field, errors[0].message)
-
-    def __str__(self) -> str:
-        return "\n".join(map(str, getattr(self, "errors", [])))
+from .errors import UserError, UserErrors, did_you_mean
 
 
 # Marks a field added after results were made whose default does what runs did before it existed: at its

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import UserError, did_you_mean
+from ..errors import UserError, did_you_mean, raise_all
 
 FORMATS = ("auto", "jsonl", "json", "csv", "parquet", "arrow")
 EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet",
@@ -77,8 +77,17 @@ def canonical_rows(table: pd.DataFrame, *, file: str, row_numbers=None) -> pd.Da
         raise UserError(file, "columns", f"found columns: {found}; needed prompt, completion, label (one row per "
                         "completion) or prompt, chosen, rejected (one row per pair); rename the columns to match")
 
-    kinds = {name: _text_kinds(table[name], name, rows_of, file, completion=name != "prompt")
-             for name in shape if name != "label"}
+    # every column checked before any error is raised: a file's problems are reported together, one line each
+    kinds, labels, errors = {}, None, []
+    for name in shape:
+        try:
+            if name == "label":
+                labels = normalize_labels(table["label"], file=file, row_numbers=rows_of)
+            else:
+                kinds[name] = _text_kinds(table[name], name, rows_of, file, completion=name != "prompt")
+        except UserError as e:
+            errors.append(e)
+    raise_all(errors)
     _same_form(kinds["prompt"], "prompt", rows_of, file)
     if shape == PAIRED:
         both = np.concatenate([kinds["chosen"], kinds["rejected"]])
@@ -86,7 +95,7 @@ def canonical_rows(table: pd.DataFrame, *, file: str, row_numbers=None) -> pd.Da
         table = _unpair(table)
     else:
         _same_form(kinds["completion"], "completion", rows_of, file)
-        table = table.assign(label=normalize_labels(table["label"], file=file, row_numbers=rows_of))
+        table = table.assign(label=labels)
     answer = kinds["completion" if shape == UNPAIRED else "chosen"]
     if len(answer) and answer[0] != kinds["prompt"][0]:
         # TRL treats a row as conversational only when prompt and completion both are message lists.

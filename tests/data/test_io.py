@@ -311,3 +311,14 @@ def test_missing_values_name_their_row(tmp_path, fmt, column):
         pd.DataFrame(rows).to_parquet(path)
     with pytest.raises(UserError, match=rf"row 3: {column}: is missing \(1 row\(s\) in all\)"):
         load_rows(str(path))
+
+
+def test_problems_in_several_columns_are_reported_together(tmp_path):
+    from prefopt.errors import UserErrors
+
+    rows = [{"prompt": "p1", "completion": "a", "label": True}, {"prompt": "p1", "completion": "b", "label": "maybe"},
+            {"prompt": "p2", "completion": "  ", "label": True}, {"prompt": 5, "completion": "d", "label": False}]
+    with pytest.raises(UserErrors) as info:
+        load_rows(write_jsonl(tmp_path / "d.jsonl", rows))
+    assert [e.field for e in info.value.errors] == ["row 4: prompt", "row 3: completion", "row 2: label"]
+    assert len(str(info.value).splitlines()) == 3
