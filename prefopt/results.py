@@ -63,6 +63,33 @@ def check_results_dir(results: Path) -> None:
                 p.rmdir()
 
 
+def replaced(run: Path) -> Path:
+    """Where `--force` keeps a finished run until its retraining finishes: under the results' cache, out of
+    the comparison's sight (results/runs/<recipe>/<run> -> results/cache/replaced/<recipe>/<run>)."""
+    return run.parents[2] / "cache" / "replaced" / run.parent.name / run.name
+
+
+def set_aside(run: Path) -> None:
+    """`--force`: move the finished run out of the way rather than delete it, so that an interrupted
+    retraining loses nothing finished. A copy already set aside (an earlier forced attempt that did not
+    finish) is the finished one and stays; the unfinished run in its place is what goes."""
+    import shutil
+
+    keep = replaced(run)
+    if keep.exists() or not is_finished(run):
+        shutil.rmtree(run)
+        return
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(run, keep)
+
+
+def drop_replaced(run: Path) -> None:
+    """The retrained run is finished: the one it replaces is no longer needed."""
+    import shutil
+
+    shutil.rmtree(replaced(run), ignore_errors=True)
+
+
 def write_json(path: Path, data) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
 

@@ -260,7 +260,7 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
         check_resumes_on_same_processes(run, world_size, backend, recipe.source)
     if main:
         if force and run.exists():
-            shutil.rmtree(run)
+            res.set_aside(run)  # kept until the new training finishes (results/cache/replaced)
         res.write_yaml(run / "recipe.yaml", recipe.to_dict())
         res.write_json(run / "data_report.json", prepared.report)
         res.write_json(run / "env.json", res.environment(recipe.seed, world_size, backend, precision_used(recipe, args)))
@@ -562,6 +562,7 @@ def _evaluate_and_write(recipe, model, tok, prepared, args, run: Path, trained: 
         examples_used=prepared.report["examples_used"], peak_memory_mb=_peak_memory_mb(), split=recipe.eval.split,
         **({"tuned": recipe.tuned} if recipe.tuned else {}), **trained)
     res.write_json(run / "metrics.json", metrics)  # last: the run counts as finished from here on
+    res.drop_replaced(run)
     closing_block(run, metrics)
 
 

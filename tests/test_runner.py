@@ -660,3 +660,28 @@ def test_data_checks_prompt_lengths_against_trls_default_max_length(write_recipe
     assert main(["data", str(recipe), "--set", f"data.path={data}"]) == 2
     err = capsys.readouterr().err
     assert "train.max_length: " in err and "at least max_length=1024 tokens" in err, err
+
+
+def test_an_interrupted_force_rerun_loses_nothing_finished(write_recipe, tmp_path, monkeypatch):
+    """--force sets the finished run aside until the retraining finishes: stopped part-way, the finished
+    run is still on disk (and a second --force keeps it, not the unfinished one); finished, it is removed."""
+    import trl
+
+    from prefopt import results as res
+
+    recipe, results = str(write_recipe("kto")), tmp_path / "r"
+    assert main(["run", recipe, "--results", str(results)]) == 0
+    run = only_run(results, "tiny_kto")
+    finished = (run / "metrics.json").read_text()
+    train = trl.KTOTrainer.train
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trl.KTOTrainer, "train", stopped)
+    for _ in range(2):
+        assert main(["run", recipe, "--results", str(results), "--force"]) == 130
+        assert (res.replaced(run) / "metrics.json").read_text() == finished and not (run / "metrics.json").exists()
+    monkeypatch.setattr(trl.KTOTrainer, "train", train)
+    assert main(["run", recipe, "--results", str(results), "--force"]) == 0
+    assert (run / "metrics.json").is_file() and not res.replaced(run).exists()
