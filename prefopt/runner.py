@@ -263,7 +263,11 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
             res.set_aside(run)  # kept until the new training finishes (results/cache/replaced)
         res.write_yaml(run / "recipe.yaml", recipe.to_dict())
         res.write_json(run / "data_report.json", prepared.report)
-        res.write_json(run / "env.json", res.environment(recipe.seed, world_size, backend, precision_used(recipe, args)))
+        env = res.environment(recipe.seed, world_size, backend, precision_used(recipe, args))
+        if not force and _started(run):  # a resumed run: what its earlier attempts trained under stays on record
+            before = _stored(run / "env.json")
+            env["earlier_attempts"] = before.pop("earlier_attempts", []) + ([before] if before else [])
+        res.write_json(run / "env.json", env)
 
     try:
         return _train_and_evaluate(recipe, spec, backend, args, prepared, run, main)

@@ -59,6 +59,9 @@ def test_killed_mid_training_then_resume_matches_uninterrupted(sig, write_recipe
         assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
     # the cost covers every step: the first attempt's seconds up to the checkpoint plus the second attempt's
     assert b["resumed_from_step"] == int(resumed.split("-")[-1]) and a["resumed_from_step"] is None
+    # what the first attempt trained under (threads, allocator, versions) stays on record beside the second's
+    earlier = json.loads((run / "env.json").read_text())["earlier_attempts"]
+    assert len(earlier) == 1 and earlier[0]["seed"] == 0 and "earlier_attempts" not in earlier[0]
     assert b["train_seconds"] > before > 0
     la, lb = (pd.read_csv(r / "train_log.csv").dropna(subset=["loss"]) for r in (clean, run))
     assert la["step"].tolist() == lb["step"].tolist() == list(range(1, 41))

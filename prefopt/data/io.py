@@ -28,7 +28,8 @@ PAIRED = ("prompt", "chosen", "rejected")
 # Accepted label spellings. Strings are compared after strip() + lower(); bools and the numbers 0/1 by
 # value (True == 1 and 1.0 == 1 hash alike, so one dict covers bool, int, float and numpy scalars).
 _LABELS = {True: True, False: False, "true": True, "false": False, "yes": True, "no": False,
-           "desirable": True, "undesirable": False, "1": True, "0": False}
+           "desirable": True, "undesirable": False, "1": True, "0": False,
+           "1.0": True, "0.0": False}  # (what pandas' to_csv writes for a float column of 1/0)
 ALLOWED_LABELS = "true/false, 1/0, yes/no or desirable/undesirable (any case)"
 
 
@@ -278,6 +279,10 @@ def _text_kinds(values: pd.Series, name: str, rows_of, file: str, *, completion:
         empty = values.map(_is_empty).to_numpy(dtype=bool) if completion else np.zeros(len(values), bool)
     if empty.any():
         i = int(np.flatnonzero(empty)[0])
+        value = values.iloc[i]
+        if not isinstance(value, str) and not any(m["role"] == "assistant" for m in value):
+            raise UserError(file, f"row {int(rows_of[i])}: {name}", "has no assistant message; a completion's "
+                            'messages are the answer, e.g. [{"role": "assistant", "content": "..."}]')
         raise UserError(file, f"row {int(rows_of[i])}: {name}", f"is empty or whitespace only ({int(empty.sum())} "
                         "row(s) in all); give it text or remove the row")
     return kinds.astype("<U1")

@@ -216,8 +216,8 @@ def test_missing_columns_lists_found_and_needed(tmp_path):
     assert "prompt, completion, label" in e.message and "prompt, chosen, rejected" in e.message
 
 
-@pytest.mark.parametrize("completion", ["", "   \n\t", [{"role": "assistant", "content": "  "}],
-                                        [{"role": "user", "content": "only a user turn"}]])
+@pytest.mark.parametrize("completion", ["", "   \n\t", [{"role": "assistant", "content": "  "}]])  # (no assistant
+# turn at all: test_csv_float_labels_and_a_completion_with_no_assistant_message)
 def test_empty_completion_names_row(tmp_path, completion):
     prompt = "p" if isinstance(completion, str) else [{"role": "user", "content": "p"}]
     ok = "fine" if isinstance(completion, str) else [{"role": "assistant", "content": "fine"}]
@@ -322,3 +322,12 @@ def test_problems_in_several_columns_are_reported_together(tmp_path):
         load_rows(write_jsonl(tmp_path / "d.jsonl", rows))
     assert [e.field for e in info.value.errors] == ["row 4: prompt", "row 3: completion", "row 2: label"]
     assert len(str(info.value).splitlines()) == 3
+
+
+def test_csv_float_labels_and_a_completion_with_no_assistant_message(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("prompt,completion,label\np,a,1.0\np,b,0.0\n")
+    assert load_rows(str(path))["label"].tolist() == [True, False]
+    rows = [{"prompt": CHAT, "completion": [{"role": "user", "content": "an answer"}], "label": True}]
+    e = error(write_jsonl(tmp_path / "d.jsonl", rows))
+    assert e.field == "row 1: completion" and "has no assistant message" in e.message
