@@ -503,6 +503,8 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
 
         trainer._load_from_checkpoint(last)
         trainer.state = TrainerState.load_from_json(str(Path(last) / "trainer_state.json"))
+        if selector is not None and trainer.state.global_step not in {r["step"] for r in selector.log}:
+            selector.score(trainer.state.global_step, trainer.model)  # stopped before its last scoring
         train_seconds = earlier
     else:
         with phase(f"training {args.max_steps if args.max_steps > 0 else ''} steps".replace("  ", " ")) as p:

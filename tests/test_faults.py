@@ -72,12 +72,14 @@ def test_killed_mid_training_then_resume_matches_uninterrupted(sig, write_recipe
     assert a["single_label_batches_trained"] == b["single_label_batches_trained"]
 
 
-def test_stopped_after_the_last_checkpoint_trains_no_step_more(write_recipe, tmp_path, monkeypatch):
+@pytest.mark.parametrize("select", ["last", "best"])
+def test_stopped_after_the_last_checkpoint_trains_no_step_more(select, write_recipe, tmp_path, monkeypatch):
     """Stopped between its final checkpoint and trained.json, a run loads that checkpoint and evaluates:
     resuming into the trainer's loop would train one step past max_steps."""
     from prefopt import results as res
 
-    recipe = str(write_recipe("kto", data={"strategy": "file_order"}, train={"max_steps": 6, "save_steps": 3}))
+    recipe = str(write_recipe("kto", data={"strategy": "file_order", "validation_fraction": 0.2},
+                              train={"max_steps": 6, "save_steps": 3}, eval={"batch_size": 8, "select": select}))
     assert main(["run", recipe, "--results", str(tmp_path / "clean")]) == 0
     write_json = res.write_json
 
@@ -98,6 +100,7 @@ def test_stopped_after_the_last_checkpoint_trains_no_step_more(write_recipe, tmp
     assert b["steps"] == a["steps"] == 6 and b["resumed_from_step"] == 6
     for key in ("reward_auc", "reward_margin", "kl", "desirable_nll", "single_label_batches_trained"):
         assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), key
+    assert a.get("selected_step") == b.get("selected_step")
     assert pd.read_csv(clean / "batch_labels.csv").equals(pd.read_csv(run / "batch_labels.csv"))
     assert (clean / "eval_items.csv").read_text() == (run / "eval_items.csv").read_text()
     assert not (run / "checkpoints").exists()
