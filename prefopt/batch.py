@@ -18,7 +18,7 @@ import os
 import time
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, raise_all
 
 ENGINES = ("auto", "local", "ray")
 OBJECT_STORE_BYTES = 128 * 1024**2  # runs pass only paths and small dicts through Ray
@@ -179,10 +179,7 @@ def _on_ray(jobs, *, results: Path, address, storage, max_concurrent, force) -> 
     for i in range(n):
         r = reports.get(i)
         if r is not None and r.metrics and "user_error" in r.metrics:
-            from .recipe import UserErrors
-
-            errors = [UserError(*x) for x in json.loads(r.metrics["user_error"])]
-            raise errors[0] if len(errors) == 1 else UserErrors(errors)
+            raise_all([UserError(*x) for x in json.loads(r.metrics["user_error"])])
         if r is not None and r.error:
             raise r.error
         if r is None or not (r.metrics or {}).get("run_dir"):

@@ -46,9 +46,8 @@ def _default(path: Path, node: ast.ClassDef, name: str, *, depth: int):
             if isinstance(value, ast.Call):
                 value = next((k.value for k in value.keywords if k.arg == "default"), None)
             return ast.literal_eval(value) if value is not None else None
-    for base in node.bases if depth < 8 else ():
-        base_name = base.id if isinstance(base, ast.Name) else base.attr if isinstance(base, ast.Attribute) else None
-        found = _find_class(base_name, _module_of(path)) if base_name not in (None, "object") else None
+    for base_name in _base_names(node) if depth < 8 else ():
+        found = _find_class(base_name, _module_of(path))
         if found:
             value = _default(*found, name, depth=depth + 1)
             if value is not None:
@@ -56,11 +55,16 @@ def _default(path: Path, node: ast.ClassDef, name: str, *, depth: int):
     return None
 
 
+def _base_names(node: ast.ClassDef) -> list[str]:
+    """The names of a class's bases as written (`Base`, `module.Base`), less `object`."""
+    names = [b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute) else None for b in node.bases]
+    return [n for n in names if n not in (None, "object")]
+
+
 def _fields(path: Path, node: ast.ClassDef, *, seen: set) -> set[str]:
     names: set[str] = set()
-    for base in node.bases:
-        base_name = base.id if isinstance(base, ast.Name) else base.attr if isinstance(base, ast.Attribute) else None
-        if base_name in (None, "object") or (path, base_name) in seen:
+    for base_name in _base_names(node):
+        if (path, base_name) in seen:
             continue
         seen.add((path, base_name))
         found = _find_class(base_name, _module_of(path))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UserError, UserErrors, did_you_mean
+from .errors import UserError, did_you_mean, raise_all
 
 
 # Marks a field added after results were made whose default does what runs did before it existed: at its
@@ -286,8 +286,7 @@ def load_recipe(path: str, sets: list[str] = ()) -> Recipe:
     raw = apply_sets(read_yaml(path), list(sets))
     errors: list[UserError] = []
     recipe = _build(Recipe, raw, "", path, errors)
-    if errors:
-        raise errors[0] if len(errors) == 1 else UserErrors(errors)
+    raise_all(errors)
     recipe.source = path
     check_values(recipe)
     return recipe
@@ -409,5 +408,4 @@ def check_train_fields(r: Recipe, config_class) -> None:
 def _report_unknown(r: Recipe, names, class_name: str) -> None:
     errors = [UserError(r.source, f"train.{k}", f"not a field of {class_name}; {did_you_mean(k, names)}")
               for k in r.train if k not in names]
-    if errors:
-        raise errors[0] if len(errors) == 1 else UserErrors(errors)
+    raise_all(errors)

@@ -153,14 +153,16 @@ def check_prompt_lengths(recipe: Recipe, prepared, max_length: int | None, model
         return
     from .data.io import prompt_keys
 
-    for kind, rows in (("training", prepared.train), ("test", prepared.eval_rows),
-                       ("validation", prepared.validation_rows)):
-        if rows is None or not len(rows):
-            continue
-        unique = dict(zip(prompt_keys(rows["prompt"]), rows["prompt"]))
-        counts = prompt_token_counts(model_dir, list(unique.values()))
-        if not counts:
-            return
+    splits = [(kind, dict(zip(prompt_keys(rows["prompt"]), rows["prompt"])))
+              for kind, rows in (("training", prepared.train), ("test", prepared.eval_rows),
+                                 ("validation", prepared.validation_rows)) if rows is not None and len(rows)]
+    every = [p for _, unique in splits for p in unique.values()]
+    counted = prompt_token_counts(model_dir, every)  # one tokenizer load for all of them
+    if counted is None:
+        return
+    at = 0
+    for kind, unique in splits:
+        counts, at = counted[at:at + len(unique)], at + len(unique)
         longest = max(counts)
         if longest >= max_length:
             n = sum(c >= max_length for c in counts)

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from .errors import UserError, did_you_mean
+from .errors import UserError, did_you_mean, raise_all
 
 SAMPLERS = ("random", "grid")
 _KEYS = {"low", "high", "log", "values", "per"}
@@ -78,10 +78,7 @@ def check(space: dict, train_keys, *, file: str, fixed: dict = (), owned: dict =
             bad(key, f"a log range needs low > 0, got {low}")
         if "per" in p and (p["per"] not in space or "per" in space.get(p["per"], {})):
             bad(key, f"per: {p['per']!r} must name another searched key that is not itself a multiple")
-    if errors:
-        from .recipe import UserErrors
-
-        raise errors[0] if len(errors) == 1 else UserErrors(errors)
+    raise_all(errors)
 
 
 def _draw(p: dict, rng: np.random.Generator):

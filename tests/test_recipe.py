@@ -4,7 +4,8 @@ import pytest
 import yaml
 
 from prefopt.errors import UserError
-from prefopt.recipe import UserErrors, apply_sets, check_train_fields, load_recipe, parse_set
+from prefopt.errors import UserErrors
+from prefopt.recipe import apply_sets, check_train_fields, load_recipe, parse_set
 
 
 def write(tmp_path, data, name="r.yaml"):

@@ -10,7 +10,8 @@ from prefopt import search
 from prefopt.cli import main
 from prefopt.errors import UserError
 from prefopt.methods import methods
-from prefopt.recipe import UserErrors, load_recipe
+from prefopt.errors import UserErrors
+from prefopt.recipe import load_recipe
 from prefopt.tuning import best_trial, trials_table
 
 

@@ -27,8 +27,8 @@ def make_pairs(groups, labels, *, pairing: str = "one_to_one", max_pairs_per_pro
     if stated is not None:
         # each stated pair's two rows share a prompt, so a split by prompt keeps or holds out both
         ids = np.asarray(stated, dtype=np.int64)
-        chosen, rejected = np.flatnonzero(labels), np.flatnonzero(~labels)
-        chosen, rejected = chosen[np.argsort(ids[chosen], kind="stable")], rejected[np.argsort(ids[rejected], kind="stable")]
+        chosen, rejected = (rows[np.argsort(ids[rows], kind="stable")]
+                            for rows in (np.flatnonzero(labels), np.flatnonzero(~labels)))
     elif pairing == "one_to_one":
         chosen, rejected = _one_to_one(groups, labels, rng)
     elif pairing == "all":
