@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from .console import closing_block, data_line, phase, say
+from .data.io import question
 from .evaluation import evaluate, precision_used
 from .errors import UserError
 from .methods import MethodSpec, get_method
@@ -83,25 +84,14 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
 def check_unseen(recipe: Recipe, prepared, verify) -> None:
     """The generation test's prompts must be ones the run never trains or chooses on: a prompt the data asks
     would measure recall of its desirable answer, not a better answer to a new question."""
-    seen = set(map(_question, prepared.train["prompt"]))
+    seen = set(map(question, prepared.train["prompt"]))
     if prepared.validation_rows is not None and len(prepared.validation_rows):
-        seen |= set(map(_question, prepared.validation_rows["prompt"]))
-    shared = [i for i, p in enumerate(verify["prompt"], 1) if _question(p) in seen]
+        seen |= set(map(question, prepared.validation_rows["prompt"]))
+    shared = [i for i, p in enumerate(verify["prompt"], 1) if question(p) in seen]
     if shared:
         raise UserError(recipe.eval.prompts, "eval.prompts", f"{len(shared)} of its {len(verify)} prompts are asked "
                         f"in the training or validation rows of {recipe.data.path} (first: prompt {shared[0]}); "
                         "the generation test needs prompts the data never asks: remove them")
-
-
-def _question(prompt) -> str:
-    """What a prompt asks, whatever its form: a plain string, or the user turns of a message list, in NFC
-    with runs of whitespace as one space and case folded, so that one question written as text in one file
-    and as messages (or with other spacing) in the other is still the same question."""
-    import unicodedata
-
-    if not isinstance(prompt, str):
-        prompt = "\n".join(m["content"] for m in list(prompt) if m["role"] == "user")
-    return " ".join(unicodedata.normalize("NFC", prompt).split()).casefold()
 
 
 def check_selection(recipe: Recipe, prepared) -> None:

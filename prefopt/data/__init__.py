@@ -21,8 +21,8 @@ from ..errors import UserError, did_you_mean
 from . import kto
 from .io import STATED_PAIR, canonical_rows
 from .pairs import PAIRINGS, check_max_pairs, make_pairs, order_pairs
-from .split import (EVAL_PAIRS, PAIRS, check_labels, fold_split, group_codes, label_counts, split_by_prompt,
-                    stream, validation_split)
+from .split import (EVAL_PAIRS, PAIRS, check_labels, fold_split, group_codes, label_counts, question_groups,
+                    split_by_prompt, stream, validation_split)
 
 __all__ = ["Prepared", "prepare", "STRATEGIES", "PAIRINGS", "FORMS"]
 
@@ -82,26 +82,32 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
     labels = rows["label"].to_numpy(dtype=bool)
     desirable, undesirable = label_counts(codes, labels, len(keys))
     check_labels(labels, int(((desirable > 0) & (undesirable > 0)).sum()), file=file, form=form, method=method)
+    # the splits go by question (prompts that differ only in spacing, case or form stay on one side); pairs,
+    # batches and counts by prompt
+    groups, group_keys = question_groups(rows["prompt_key"], rows["prompt"])
     if folds > 1:
-        split = fold_split(codes, keys, labels, folds=folds, fold=fold, seed=split_seed, file=file)
+        split = fold_split(groups, group_keys, labels, folds=folds, fold=fold, seed=split_seed, file=file)
     else:
-        split = split_by_prompt(codes, keys, labels, eval_fraction=eval_fraction, seed=split_seed, file=file)
+        split = split_by_prompt(groups, group_keys, labels, eval_fraction=eval_fraction, seed=split_seed, file=file)
 
     held = split.held_out
     stated = rows[STATED_PAIR].to_numpy() if STATED_PAIR in rows.columns else None
     chosen, rejected = _unlike(rows, held, *make_pairs(codes[held], labels[held], rng=stream(split_seed, EVAL_PAIRS),
                                                        stated=_at(stated, held)))
     eval_pairs = _pair_frame(rows, held[chosen], held[rejected])
-    train_pos, valid, valid_fingerprint = validation_split(codes, keys, labels, split.train, seed=split_seed,
+    train_pos, valid, valid_fingerprint = validation_split(groups, group_keys, labels, split.train, seed=split_seed,
                                                            validation_fraction=validation_fraction, file=file)
     chosen, rejected = _unlike(rows, valid, *make_pairs(codes[valid], labels[valid],
                                                         rng=stream(split_seed, EVAL_PAIRS, 1), stated=_at(stated, valid)))
     validation_pairs = _pair_frame(rows, valid[chosen], valid[rejected])
 
     train_codes, train_labels = codes[train_pos], labels[train_pos]
+    group_of = np.zeros(len(keys), dtype=np.int64)
+    group_of[codes] = groups
+    sizes = np.bincount(group_of, minlength=len(group_keys))
     report = {"method": method, "form": form, "strategy": strategy, "data_path": str(file), "rows": len(rows),
-              "prompts": len(keys), "train_rows": len(train_pos), "train_prompts": len(np.unique(train_codes)),
-              "eval_rows": len(held), "eval_prompts": split.held_out_prompts, "eval_fingerprint": split.fingerprint,
+              "prompts": len(keys), "same_question_prompts": int(sizes[sizes > 1].sum()), "train_rows": len(train_pos), "train_prompts": len(np.unique(train_codes)),
+              "eval_rows": len(held), "eval_prompts": len(np.unique(codes[held])), "eval_fingerprint": split.fingerprint,
               "folds": folds, "fold": fold if folds > 1 else None, "partition": split.partition,
               "validation_fraction": validation_fraction, "validation_rows": len(valid),
               "validation_prompts": len(np.unique(codes[valid])), "validation_pairs": len(validation_pairs),

@@ -128,6 +128,18 @@ def prompt_keys(prompts: pd.Series) -> pd.Series:
     return prompts.map(lambda p: p if isinstance(p, str) else json.dumps(_plain(p), sort_keys=True)).astype(str)
 
 
+def question(prompt) -> str:
+    """What a prompt asks, whatever its form: a plain string, or the user turns of a message list, in NFC
+    with runs of whitespace as one space and case folded. One question written as text in one file and as
+    messages in another, or with other spacing or case, is the same question: the split keeps such prompts
+    on one side, and the generation test may not ask what the data asks."""
+    import unicodedata
+
+    if not isinstance(prompt, str):
+        prompt = "\n".join(m["content"] for m in list(prompt) if m["role"] == "user")
+    return " ".join(unicodedata.normalize("NFC", prompt).split()).casefold()
+
+
 # --- format detection and readers -------------------------------------------------------------------------
 
 def _pick_format(path: Path, format: str) -> str:

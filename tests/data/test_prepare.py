@@ -245,3 +245,17 @@ def test_a_completion_labelled_both_ways_never_pairs_with_itself(pairing):
     for pairs in (p.train, p.eval_pairs, p.validation_pairs):
         assert len(pairs) and (pairs["chosen"] != pairs["rejected"]).all()
     assert p.report["same_text_pairs_dropped"] > 0 and p.report["pairs"] == len(p.train)
+
+
+@pytest.mark.parametrize("folds", [1, 5])
+def test_prompts_asking_one_question_stay_on_one_side_of_every_split(folds):
+    """ "p3" and " P3 " are one question: training on one and testing on the other would test recall."""
+    rows = frame([(2, 1)] * 40)
+    twins = rows.assign(prompt=" " + rows["prompt"].str.upper() + " ", completion=rows["completion"] + " again")
+    rows = pd.concat([rows, twins], ignore_index=True)
+    for seed in range(6):
+        p = kto(rows, seed=seed, validation_fraction=0.2, folds=folds, fold=seed % folds)
+        sides = [set(part["prompt"].str.strip().str.lower()) for part in (p.train, p.eval_rows, p.validation_rows)]
+        assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+        assert p.report["same_question_prompts"] == 80 and p.report["prompts"] == 80
+        assert p.report["eval_prompts"] == p.eval_rows["prompt"].nunique()

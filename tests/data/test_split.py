@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from prefopt.data.split import check_labels, group_codes, split_by_prompt
+from prefopt.data.split import check_labels, group_codes, question_groups, split_by_prompt
 from prefopt.errors import UserError
 
 
@@ -191,3 +191,21 @@ def test_too_few_both_label_prompts_for_the_folds_is_a_user_error():
         folds_of(keys, labels, 4, 0)
     with pytest.raises(UserError, match="data.fold.*0 to 2"):
         folds_of(keys, labels, 3, 3)
+
+
+def test_prompts_asking_one_question_form_one_group_keyed_by_the_smallest():
+    prompts = pd.Series(["Write a haiku", "write a  haiku ", [{"role": "user", "content": "WRITE A HAIKU"}],
+                         "Cafe\u0301 menu", "Caf\u00e9 menu", "other"])
+    keys = pd.Series([p if isinstance(p, str) else json.dumps(p, sort_keys=True) for p in prompts])
+    codes, group_keys = question_groups(keys, prompts)
+    assert codes[0] == codes[1] == codes[2] and codes[3] == codes[4] and len(set(codes)) == 3
+    assert group_keys[codes[0]] == min(keys[:3]) and group_keys[codes[5]] == "other"
+
+
+def test_where_no_two_prompts_share_a_question_the_split_is_the_prompts_own():
+    keys, labels = table([(2, 1)] * 30 + [(3, 0)] * 10)
+    codes, group_keys = question_groups(keys, keys)
+    s = split_by_prompt(codes, group_keys, labels, eval_fraction=0.25, seed=0, file="f.jsonl")
+    plain = split(keys, labels)
+    assert (s.train.tolist(), s.held_out.tolist(), s.fingerprint) == (plain.train.tolist(), plain.held_out.tolist(),
+                                                                      plain.fingerprint)
