@@ -351,6 +351,17 @@ def check_values(r: Recipe) -> None:
     if r.data.folds < 1 or r.data.folds > 100:
         raise UserError(f, "data.folds", f"must be a whole number from 1 (one test split) to 100, got "
                         f"{r.data.folds}; 5 folds score every prompt once, each by a model trained on 80%")
+    if r.tuned is not None:
+        chosen = r.tuned.get("chosen") if isinstance(r.tuned, dict) else None
+        if not isinstance(chosen, dict):
+            raise UserError(f, "tuned.chosen", "missing: the `tuned:` section is written by `prefopt tune` "
+                            "(results/tuned/<name>.yaml); remove it from a recipe you wrote yourself")
+        # the summary credits tuning with these values: the run must train with them
+        changed = sorted(k for k, v in chosen.items() if r.train.get(k) != v)
+        if changed:
+            raise UserError(f, f"train.{changed[0]}", f"is {r.train.get(changed[0])!r}, but `prefopt tune` chose "
+                            f"{chosen[changed[0]]!r} (tuned.chosen) and the summary reports the run as tuned "
+                            "with it; keep the chosen value, or change the untuned recipe and tune again")
     if r.tuned and r.data.folds > 1:
         raise UserError(f, "data.folds", "this recipe's settings were chosen by `prefopt tune` on validation "
                         "prompts of one split; cross-fitting would score those prompts as test prompts. Keep "

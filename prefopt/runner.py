@@ -111,7 +111,7 @@ def check_validation_metric(recipe: Recipe, prepared, metric: str, field: str) -
     pair = "pairs (a desirable and an undesirable completion of one prompt)"
     needs = {"reward_margin": (pair, no_pairs), "preference_accuracy": (pair, no_pairs),
              "reward_auc": ("rows of both labels", len(labels) < 2),
-             "desirable_nll": ("desirable rows", True not in labels)}
+             "desirable_nll": ("desirable rows", True not in labels), "kl": ("rows", len(rows) == 0)}
     missing, lacking = needs.get(metric, ("", False))
     if lacking:
         raise UserError(recipe.source, field, f"{metric} needs {missing} in the validation "

@@ -140,3 +140,15 @@ def test_numbers_without_a_dot_are_numbers(write_recipe, tmp_path):
     recipe = load_recipe(str(path), ["train.beta=2E-1"])
     assert recipe.train["learning_rate"] == 0.0001 and recipe.train["beta"] == 0.2
     assert load_recipe(str(path), ["name=1e"]).name == "1e"  # not a number: still a string
+
+
+def test_a_tuned_recipe_trains_with_what_tuning_chose(tmp_path):
+    # the summary credits tuning with tuned.chosen: a --set (or edit) that trains with another value is refused
+    tuned = {"recipe": "d", "trials": 3, "trial": 1, "sampler": "grid", "metric": "validation reward_auc",
+             "value": 0.7, "chosen": {"beta": 0.2}}
+    path = write(tmp_path, {"name": "d_tuned", "method": "dpo", "train": {"beta": 0.2}, "tuned": tuned})
+    assert load_recipe(path, ["train.learning_rate=1e-3"]).train["beta"] == 0.2
+    with pytest.raises(UserError, match=r"train.beta: is 0.05, but `prefopt tune` chose 0.2"):
+        load_recipe(path, ["train.beta=0.05"])
+    with pytest.raises(UserError, match="tuned.chosen: missing"):
+        load_recipe(write(tmp_path, {"name": "d", "method": "dpo", "tuned": {"recipe": "d", "trials": 3}}))

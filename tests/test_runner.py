@@ -571,6 +571,9 @@ def test_best_checkpoint_metric_must_exist_on_the_validation_split(write_recipe)
     with pytest.raises(UserError, match="reward_auc needs rows of both labels"):
         check_selection(load_recipe(str(path), ["eval.select_metric=reward_auc"]), one_label)
     check_selection(load_recipe(str(path), ["eval.select=last"]), unpaired)  # nothing is chosen: nothing checked
+    empty = SimpleNamespace(validation_rows=rows.iloc[:0], validation_pairs=None)  # a fraction that rounds to 0
+    with pytest.raises(UserError, match="kl needs rows in the validation split"):
+        check_selection(load_recipe(str(path), ["eval.select_metric=kl"]), empty)
 
 
 def test_a_run_stands_or_continues_only_on_the_data_and_processes_it_began_with(write_recipe, tiny_data, tmp_path,

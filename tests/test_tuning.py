@@ -71,7 +71,7 @@ def test_tune_refuses_what_would_be_unfair_or_leak(tmp_path):
         recipe("seedless", tune={"seed": -1})
     assert e.value.field == "tune.seed"
     with pytest.raises(UserError) as e:  # a tuned recipe's choice saw its validation prompts: no cross-fitting
-        recipe("done_tuned", data={"path": "data/feedback.jsonl", "folds": 5},
+        recipe("done_tuned", data={"path": "data/feedback.jsonl", "folds": 5}, train={"beta": 0.1},
                tuned={"recipe": "done", "trials": 8, "trial": 3, "sampler": "random", "metric": "validation reward_auc",
                       "value": 0.7, "chosen": {"beta": 0.1}})
     assert e.value.field == "data.folds"
