@@ -33,7 +33,11 @@ _WORD = re.compile(r"\w+(?:['’\-]\w+)*")
 _BULLET = re.compile(r"^[ \t]*[*\-+•][ \t]+\S", re.MULTILINE)
 _FENCE = re.compile(r"^```[ \t]*[A-Za-z0-9_+-]*[ \t]*\n?(.*?)\n?[ \t]*```$", re.DOTALL)
 _TITLE = re.compile(r"<<([^<>\n]+)>>")
-_COMMAS = (",", "，", "、", "﹐", "﹑", "،")  # ASCII, fullwidth, ideographic, small and Arabic commas
+# ASCII, fullwidth, ideographic, halfwidth ideographic, small, vertical presentation and Arabic commas
+_COMMAS = (",", "\uff0c", "\u3001", "\uff64", "\ufe50", "\ufe51", "\ufe10", "\ufe11", "\u060c")
+# A first word: letters/digits joined by hyphens ("In-depth" is not "In"); an apostrophe or an underscore
+# (markdown emphasis: "_Sure_") ends it, so "Here's" starts with Here.
+_FIRST = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
 # What may wrap a first word: markdown emphasis/headings, quotes, brackets.
 _LEADING = "*_#>\"'“‘«([` \t\r\n"
 
@@ -73,11 +77,14 @@ def _min_words(kw, text):
 def _include_keyword(kw, text):
     # Case-insensitive; the keyword must start a word (so "plants" counts for "plant", "implant" does not).
     key = _norm(kw["keyword"])
-    return re.search(r"(?<!\w)" + re.escape(key), _norm(text)) is not None
+    return re.search(r"(?<![^\W_])" + re.escape(key), _norm(text)) is not None  # "_soil_" is emphasis
 
 
 def _end_with(kw, text):
-    return _norm(text).endswith(_norm(kw["phrase"]))
+    text, phrase = _norm(text), _norm(kw["phrase"])
+    # the phrase's first word must be whole: "We behave a nice day." does not end with "Have a nice day."
+    before = text[len(text) - len(phrase) - 1:len(text) - len(phrase)]
+    return text.endswith(phrase) and not (phrase[:1].isalnum() and before.isalnum())
 
 
 def _no_commas(kw, text):
@@ -92,15 +99,19 @@ def _json_object(kw, text):
     fenced = _FENCE.match(text)
     body = fenced.group(1) if fenced else text
     try:
-        value = json.loads(body)
+        value = json.loads(body, parse_constant=_not_json)  # NaN, Infinity: Python's, not JSON's
     except (ValueError, RecursionError):
         return False
     return isinstance(value, dict) and len(value) > 0  # "{}" is not an answer
 
 
+def _not_json(name):
+    raise ValueError(f"{name} is not JSON")
+
+
 def _start_with(kw, text):
     # The first word is the leading run of word characters, so "Here's" and "Sure," start with Here / Sure.
-    first = re.match(r"\w+", text.lstrip(_LEADING))
+    first = _FIRST.match(text.lstrip(_LEADING))
     return first is not None and _norm(first.group(0)) == _norm(kw["first_word"])
 
 
@@ -119,7 +130,10 @@ def _capital_or_lowercase_there(kw, text, passed):
 
 
 def _first_word_complete(kw, text, passed):
-    return re.match(r"\w+\W", text.lstrip(_LEADING)) is not None  # "Here " is final, "Her" may become "Here"
+    # "Here " is final, "Her" may become "Here" and "In-" "In-depth"
+    text = text.lstrip(_LEADING)
+    first = _FIRST.match(text)
+    return first is not None and re.match(r"-?(?:[^\w-]|_)", text[first.end():]) is not None
 
 
 # --- prompt suffixes ----------------------------------------------------------------------------------

@@ -238,3 +238,23 @@ def test_unknown_verifier_suggests_the_close_name():
 def test_no_torch_import():
     code = "import sys, prefopt.verifiers; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("meta, text, ended, passes, final", [
+    (c("end_with", phrase="Have a nice day."), "We behave a nice day.", True, False, True),  # not a whole word
+    (c("end_with", phrase="Have a nice day."), "Thanks. HAVE a nice  day.", True, True, True),
+    (c("json_object"), '{"a": NaN}', True, False, True),  # Python's NaN is not JSON
+    (c("json_object"), '{"a": Infinity}', True, False, True),
+    (c("no_commas"), "a\uff64b", True, False, True),  # halfwidth ideographic comma
+    (c("no_commas"), "a\ufe10b", True, False, True),  # vertical presentation comma
+    (c("start_with", first_word="Sure"), "_Sure_, here it is.", True, True, True),  # markdown emphasis
+    (c("start_with", first_word="Sure"), "_Sure_, here", False, True, True),
+    (c("start_with", first_word="In"), "In-depth knowledge matters.", True, False, True),  # one word
+    (c("start_with", first_word="In"), "In-", False, False, False),  # may become In-depth
+    (c("start_with", first_word="In"), "In - short", False, True, True),
+    (c("start_with", first_word="Here"), "Here's a poem", True, True, True),
+    (c("include_keyword", keyword="soil"), "Plants love rich _soil_.", True, True, True),
+])
+def test_realistic_answers_are_judged_as_a_reader_would(meta, text, ended, passes, final):
+    assert check(meta, text, ended) is passes
+    assert settled(meta, text, ended) is final
