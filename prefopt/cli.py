@@ -1,4 +1,4 @@
-"""Command line: run, data, list, compare.
+"""Command line: run, tune, data, list, compare.
 
 Exit status: 0 success, 2 user error (one line per problem on stderr, no traceback), 1 internal failure.
 """
