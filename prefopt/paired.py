@@ -266,7 +266,10 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
         if baselines else []
     lines += ["", "Decisions rest on the Holm-adjusted p-values alone: a bootstrap interval that misses 0 "
               "while p >= 0.05 is not a decided difference (percentile intervals over a few dozen prompts run "
-              "narrow: on simulated tables they excluded a true null about 10% of the time, not 5%). verified_success "
+              "narrow: on simulated tables they excluded a true null about 10% of the time, not 5%). reward_auc's "
+              "interval against the untrained model is a distance from 0.5, while its test measures the distance "
+              "from the AUC that label shuffles within prompts give (above 0.5 when prompts differ), so an "
+              "interval clear of 0 with Holm p 1.000 is no contradiction. verified_success "
               "is tested exactly (every prompt swap counted, no Monte Carlo error). On the row metrics a pair "
               "whose unadjusted p is below 0.05 is retested on up to "
               f"{stats.RETEST} x pairs / 0.05 fresh permutations, so that Holm over many recipes can still reach "
