@@ -106,7 +106,8 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
     group_of[codes] = groups
     sizes = np.bincount(group_of, minlength=len(group_keys))
     report = {"method": method, "form": form, "strategy": strategy, "data_path": str(file), "rows": len(rows),
-              "prompts": len(keys), "same_question_prompts": int(sizes[sizes > 1].sum()), "train_rows": len(train_pos), "train_prompts": len(np.unique(train_codes)),
+              "prompts": len(keys), "same_question_prompts": int(sizes[sizes > 1].sum()),
+              "train_rows": len(train_pos), "train_prompts": len(np.unique(train_codes)),
               "eval_rows": len(held), "eval_prompts": len(np.unique(codes[held])), "eval_fingerprint": split.fingerprint,
               "folds": folds, "fold": fold if folds > 1 else None, "partition": split.partition,
               "validation_fraction": validation_fraction, "validation_rows": len(valid),
