@@ -332,7 +332,10 @@ def check_values(r: Recipe) -> None:
     if r.eval.verifier not in (None, "auto"):
         from .verifiers import get_verifier
 
-        get_verifier(r.eval.verifier)
+        try:
+            get_verifier(r.eval.verifier)
+        except UserError as e:  # the registry does not know the recipe's file
+            raise UserError(f, e.field, e.message) from None
     from .search import owned_by_the_run
 
     owned = owned_by_the_run(spec)  # what the run sets itself would be overwritten without a word
@@ -396,6 +399,12 @@ def check_values(r: Recipe) -> None:
                         field_names(spec.config), file=f, fixed=spec.fixed, owned=owned_by_the_run(spec))
     if r.data.split_seed < 0:
         raise UserError(f, "data.split_seed", "must be a non-negative integer")
+    if r.seed < 0:
+        raise UserError(f, "seed", f"must be a non-negative integer, got {r.seed}")
+    # the name is a folder under results/ (runs/<name>, tuning/<name>, tuned/<name>.yaml): one plain name
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", r.name) or ".." in r.name:
+        raise UserError(f, "name", f"must be a plain folder name (letters, digits, _ . + -, no / or ..), got "
+                        f"{r.name!r}; it names the run's folder under results/")
     for i, s in enumerate(r.seeds or []):
         if s < 0:
             raise UserError(f, f"seeds[{i}]", "seeds must be non-negative integers")

@@ -152,3 +152,13 @@ def test_a_tuned_recipe_trains_with_what_tuning_chose(tmp_path):
         load_recipe(path, ["train.beta=0.05"])
     with pytest.raises(UserError, match="tuned.chosen: missing"):
         load_recipe(write(tmp_path, {"name": "d", "method": "dpo", "tuned": {"recipe": "d", "trials": 3}}))
+
+
+@pytest.mark.parametrize("patch, field", [
+    ({"name": "team/dpo"}, "name"), ({"name": "../../escaped"}, "name"), ({"name": ".."}, "name"),
+    ({"seed": -1}, "seed"), ({"eval": {"verifier": "instrucions"}}, "eval.verifier")])
+def test_values_that_would_misplace_a_run_or_blame_another_file_are_refused_naming_the_recipe(tmp_path, patch, field):
+    path = write(tmp_path, {"name": "x", "method": "kto", **patch})
+    with pytest.raises(UserError) as e:
+        load_recipe(path)
+    assert (e.value.file, e.value.field) == (path, field)
