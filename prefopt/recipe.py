@@ -332,10 +332,7 @@ def check_values(r: Recipe) -> None:
     if r.eval.verifier not in (None, "auto"):
         from .verifiers import get_verifier
 
-        try:
-            get_verifier(r.eval.verifier)
-        except UserError as e:  # the registry does not know the recipe's file
-            raise UserError(f, e.field, e.message) from None
+        get_verifier(r.eval.verifier, f)
     from .search import owned_by_the_run
 
     owned = owned_by_the_run(spec)  # what the run sets itself would be overwritten without a word

@@ -84,7 +84,7 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
     check_labels(labels, int(((desirable > 0) & (undesirable > 0)).sum()), file=file, form=form, method=method)
     # the splits go by question (prompts that differ only in spacing, case or form stay on one side); pairs,
     # batches and counts by prompt
-    groups, group_keys = question_groups(rows["prompt_key"], rows["prompt"])
+    groups, group_keys = question_groups(codes, keys, rows["prompt"])
     if folds > 1:
         split = fold_split(groups, group_keys, labels, folds=folds, fold=fold, seed=split_seed, file=file)
     else:

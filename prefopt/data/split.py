@@ -48,15 +48,14 @@ def group_codes(prompt_keys: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), np.asarray(uniques, dtype=object)
 
 
-def question_groups(prompt_keys: pd.Series, prompts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(code per row, key per code) like group_codes, but prompts that ask the same question (io.question:
+def question_groups(codes: np.ndarray, keys: np.ndarray, prompts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """group_codes' (code per row, key per code) regrouped: prompts that ask the same question (io.question:
     the user turns, spacing, case and Unicode form aside) share one group, so the split cannot put
     "Write a haiku" in training and "write a  haiku" in the test split. A group's key is the smallest of its
     prompt keys: where no two prompts share a question, the groups, their keys and so the split are
     exactly those of the prompts themselves."""
     from .io import question
 
-    codes, keys = group_codes(prompt_keys)
     first = np.unique(codes, return_index=True)[1]  # a row of each prompt, in code order
     asks, _ = pd.factorize(pd.Series([question(prompts.iloc[i]) for i in first]), sort=False)
     group_keys = pd.Series(keys).groupby(asks).min().to_numpy(dtype=object)

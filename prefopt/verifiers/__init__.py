@@ -38,9 +38,10 @@ VERIFIERS: dict[str, Verifier] = {
 AUTO = "auto"  # eval.verifier: auto -> the verifier whose column the data has, else none
 
 
-def get_verifier(name: str) -> Verifier:
+def get_verifier(name: str, file: str | None = None) -> Verifier:
+    """The verifier registered as `name`; an unknown name is a UserError naming `file` (the recipe)."""
     if name not in VERIFIERS:
-        raise UserError(None, "eval.verifier", f"unknown verifier '{name}'; " + did_you_mean(name, VERIFIERS))
+        raise UserError(file, "eval.verifier", f"unknown verifier '{name}'; " + did_you_mean(name, VERIFIERS))
     return VERIFIERS[name]
 
 
@@ -56,7 +57,7 @@ def resolve(name: str | None, columns, rows, *, recipe: str | None, data: str) -
             return None, f"the data has no verifier column ({wanted}): generation not scored"
         verifier = found[0]
     else:
-        verifier = get_verifier(name)
+        verifier = get_verifier(name, recipe)
         if verifier.column not in columns:
             raise UserError(recipe, "eval.verifier", f"verifier '{name}' reads each row's '{verifier.column}' "
                             f"column, which {data} lacks; use eval.verifier: auto (skips generation when the "

@@ -197,14 +197,14 @@ def test_prompts_asking_one_question_form_one_group_keyed_by_the_smallest():
     prompts = pd.Series(["Write a haiku", "write a  haiku ", [{"role": "user", "content": "WRITE A HAIKU"}],
                          "Cafe\u0301 menu", "Caf\u00e9 menu", "other"])
     keys = pd.Series([p if isinstance(p, str) else json.dumps(p, sort_keys=True) for p in prompts])
-    codes, group_keys = question_groups(keys, prompts)
+    codes, group_keys = question_groups(*group_codes(keys), prompts)
     assert codes[0] == codes[1] == codes[2] and codes[3] == codes[4] and len(set(codes)) == 3
     assert group_keys[codes[0]] == min(keys[:3]) and group_keys[codes[5]] == "other"
 
 
 def test_where_no_two_prompts_share_a_question_the_split_is_the_prompts_own():
     keys, labels = table([(2, 1)] * 30 + [(3, 0)] * 10)
-    codes, group_keys = question_groups(keys, keys)
+    codes, group_keys = question_groups(*group_codes(keys), keys)
     s = split_by_prompt(codes, group_keys, labels, eval_fraction=0.25, seed=0, file="f.jsonl")
     plain = split(keys, labels)
     assert (s.train.tolist(), s.held_out.tolist(), s.fingerprint) == (plain.train.tolist(), plain.held_out.tolist(),
