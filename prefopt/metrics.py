@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .verifiers import judge
+
 
 def _key(value) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
@@ -302,7 +304,7 @@ def verified_success(model, tok, rows, verifier, *, batch_size: int, max_new_tok
     if reference_texts is not None and any(len(part) != len(prompts) for part in reference_texts):
         raise RuntimeError("cached reference generations do not match these prompts")
     # the reference first, so that it never runs on weights a merge/unmerge of the adapter has touched
-    for suffix, use_ref, side in (("_ref", True, "reference"), ("", False, "policy")):
+    for use_ref, side in ((True, "reference"), (False, "policy")):
         if use_ref and reference_texts is not None:
             texts, ended = (list(part) for part in reference_texts)
             if bar is not None:
@@ -310,16 +312,11 @@ def verified_success(model, tok, rows, verifier, *, batch_size: int, max_new_tok
         else:
             texts, ended = generate(model, tok, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
                                     reference=reference, use_reference=use_ref, bar=bar)
-        passed = [bool(verifier.check(m, t, e)) for m, t, e in zip(metas, texts, ended)]
-        final = [bool(verifier.settled(m, t, e)) for m, t, e in zip(metas, texts, ended)]
-        for record, text, stop, ok in zip(records, texts, ended, passed):
-            record.update({f"{side}_text": text, f"{side}_ended": stop, f"{side}_pass": ok})
-        result["verified_success" + suffix] = float(np.mean(passed))
-        result["verified_cut_off" + suffix] = float(1 - np.mean(ended))
-        result["verified_open" + suffix] = float(1 - np.mean(final))
+        for record, text, stop in zip(records, texts, ended):
+            record.update({f"{side}_text": text, f"{side}_ended": stop})
         if use_ref:
             reference_texts = (texts, ended)
-    result["verified_success_delta"] = result["verified_success"] - result["verified_success_ref"]
+    result.update(judge(verifier, records))
     return result, records, reference_texts
 
 

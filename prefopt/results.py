@@ -94,6 +94,10 @@ def write_json(path: Path, data) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
 
 
+def write_jsonl(path: Path, records) -> None:
+    write_atomic(path, "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records))
+
+
 def write_yaml(path: Path, data) -> None:
     write_atomic(path, yaml.safe_dump(data, sort_keys=False))
 

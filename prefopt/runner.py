@@ -568,14 +568,11 @@ def write_items(run: Path, items: dict) -> None:
     """Per-item evaluation records beside metrics.json (written before it): eval_items.csv, one row per
     held-out row; eval_generations.jsonl, one line per verified prompt. Small, so they are committed with
     the results and every statistic can be recomputed from the repository alone."""
-    import json
-
     import pandas as pd
 
     res.write_atomic(run / "eval_items.csv", pd.DataFrame(items["rows"]).to_csv(index=False))
     if "generations" in items:
-        res.write_atomic(run / "eval_generations.jsonl",
-                         "".join(json.dumps(g, sort_keys=True, default=str) + "\n" for g in items["generations"]))
+        res.write_jsonl(run / "eval_generations.jsonl", items["generations"])
 
 
 def _own_progress(trainer) -> None:

@@ -7,7 +7,7 @@ whether it passes strictly; then `prefopt compare` on the copy gives the tables 
 Whether an answer ended is *estimated*: the records keep only the decoded text, so an answer whose text
 re-encodes to fewer than max_new_tokens - 1 tokens is taken as ended on its own (a cut-off answer decodes
 from exactly max_new_tokens tokens; re-encoding moves that by a token or two). New runs record it exactly,
-so a rerun replaces this estimate. Only each run's records and metrics.json's verified_* are rewritten in
+so a rerun replaces this estimate. Only each run's records and metrics.json's verified_* (prefopt.verifiers.judge) are rewritten in
 the copy; the source folder is never touched.
 """
 
@@ -35,7 +35,8 @@ def main(argv=None) -> int:
     from transformers import AutoTokenizer
 
     from prefopt.models import resolve_model
-    from prefopt.verifiers import get_verifier
+    from prefopt.results import write_json, write_jsonl
+    from prefopt.verifiers import get_verifier, judge
 
     if args.copy.exists():
         print(f"rejudge_strict: {args.copy} exists; give a new folder", file=sys.stderr)
@@ -46,22 +47,19 @@ def main(argv=None) -> int:
     flips, runs = Counter(), 0
     for file in sorted(args.copy.glob("runs/*/*/eval_generations.jsonl")):
         records = [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines()]
+        before = [(r["policy_pass"], r["reference_pass"]) for r in records]
         for r in records:
             for side in ("policy", "reference"):
                 tokens = len(tok(r[f"{side}_text"], add_special_tokens=False)["input_ids"])
-                ended = tokens < args.max_new_tokens - 1
-                strict = bool(verifier.check(r[verifier.column], r[f"{side}_text"], ended))
-                if strict != r[f"{side}_pass"]:
-                    flips[(side, r[verifier.column]["id"])] += 1
-                r[f"{side}_ended"], r[f"{side}_pass"] = ended, strict
-        file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+                r[f"{side}_ended"] = tokens < args.max_new_tokens - 1
         metrics_file = file.parent / "metrics.json"
-        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-        for side, suffix in (("policy", ""), ("reference", "_ref")):
-            metrics["verified_success" + suffix] = sum(r[f"{side}_pass"] for r in records) / len(records)
-            metrics["verified_cut_off" + suffix] = sum(not r[f"{side}_ended"] for r in records) / len(records)
-        metrics["verified_success_delta"] = metrics["verified_success"] - metrics["verified_success_ref"]
-        metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        metrics = {**json.loads(metrics_file.read_text(encoding="utf-8")), **judge(verifier, records)}
+        for r, old in zip(records, before):
+            for side, was in zip(("policy", "reference"), old):
+                if r[f"{side}_pass"] != was:
+                    flips[(side, r[verifier.column]["id"])] += 1
+        write_jsonl(file, records)
+        write_json(metrics_file, metrics)
         runs += 1
     print(f"{runs} runs re-judged into {args.copy}; passes that became fails (answers across all runs):")
     for (side, family), n in sorted(flips.items()):

@@ -232,12 +232,15 @@ def test_generation_says_which_answers_ended_and_verification_is_strict_on_the_r
     assert ended == [False] and stopped_ended == [True] and len(stopped[0]) < len(texts[0])
     monkeypatch.undo()
 
-    assert texts[0].split(), texts
-    keyword = texts[0].split()[0]  # what the cut-off answer already says, and a loose word budget
+    from prefopt.verifiers.instructions import words
+
+    cut, _ = metrics.generate(model, tok, [prompt], batch_size=1, max_new_tokens=16)
+    assert len(words(cut[0])) > 1, cut
+    keyword = words(cut[0])[0]  # what the cut-off answer already says, more following it; a loose word budget
     rows = [{"prompt": prompt, "constraint": {"id": "include_keyword", "kwargs": {"keyword": keyword}}},
             {"prompt": ROWS[2]["prompt"], "constraint": {"id": "max_words", "kwargs": {"max_words": 500}}}]
     result, records, (ref_texts, ref_ended) = metrics.verified_success(
-        model, tok, rows, get_verifier("instructions"), batch_size=1, max_new_tokens=4)
+        model, tok, rows, get_verifier("instructions"), batch_size=1, max_new_tokens=16)
     assert [r["policy_ended"] for r in records] == [False, False] and ref_ended == [False, False]
     assert [r["policy_pass"] for r in records] == [True, False]  # the word budget's verdict is open
     assert result["verified_success"] == 0.5 and result["verified_cut_off"] == 1.0 and result["verified_open"] == 0.5

@@ -38,6 +38,33 @@ VERIFIERS: dict[str, Verifier] = {
 AUTO = "auto"  # eval.verifier: auto -> the verifier whose column the data has, else none
 
 
+SIDES = (("reference", "_ref"), ("policy", ""))  # record prefix, metrics suffix
+
+
+def judge(verifier: Verifier, records: list[dict]) -> dict:
+    """Set each generation record's `<side>_pass` from its text, `<side>_ended` and the verifier's column,
+    for both sides present, and return the verified_* metrics they give. Evaluation judges its fresh
+    generations with this and scripts/rejudge.py stored ones, so a record and its run's metrics.json never
+    disagree on a verdict."""
+    out = {}
+    for side, suffix in SIDES:
+        if records and f"{side}_text" not in records[0]:
+            continue
+        passed, final = [], []
+        for r in records:
+            meta, text, ended = r[verifier.column], r[f"{side}_text"], r[f"{side}_ended"]
+            r[f"{side}_pass"] = bool(verifier.check(meta, text, ended))
+            passed.append(r[f"{side}_pass"])
+            final.append(bool(verifier.settled(meta, text, ended)))
+        n = max(len(records), 1)  # no records: shares of 0, not a division by zero
+        out["verified_success" + suffix] = sum(passed) / n
+        out["verified_cut_off" + suffix] = 1 - sum(bool(r[f"{side}_ended"]) for r in records) / n if records else 0.0
+        out["verified_open" + suffix] = 1 - sum(final) / n if records else 0.0
+    if "verified_success" in out and "verified_success_ref" in out:
+        out["verified_success_delta"] = out["verified_success"] - out["verified_success_ref"]
+    return out
+
+
 def get_verifier(name: str, file: str | None = None) -> Verifier:
     """The verifier registered as `name`; an unknown name is a UserError naming `file` (the recipe)."""
     if name not in VERIFIERS:

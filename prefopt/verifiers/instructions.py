@@ -7,7 +7,8 @@ whitespace) and the constraint holds. Pure Python: nothing heavy is imported her
 An answer cut off by the token budget is not the answer the model would give: "at most 50 words" holds
 for any 48-token prefix, "end with ..." and "one JSON object" almost never do. So `check` takes whether
 the answer ended (`ended`), and a cut-off answer passes only where no continuation could undo the pass
-(a family's `final`: the keyword is already there, the first word is complete); everywhere
+(a family's `final`: the keyword is already there, the first word is complete; or a fail that stays one:
+too many words or bullets, an opening no JSON object has); everywhere
 else its verdict is open and counts as a fail (strict), and `settled` says which verdicts were open.
 
 Keyword arguments use a distinct name per family and type (`max_words`, `keyword`, `phrase`, ...), so a
@@ -26,11 +27,15 @@ from typing import Callable
 
 from ..errors import UserError, did_you_mean
 
-# A word: letters/digits (any script) possibly joined by apostrophes or hyphens ("don't", "well-known").
-_WORD = re.compile(r"\w+(?:['’\-]\w+)*")
+# A word: letters/digits (any script) possibly joined by apostrophes or hyphens ("don't", "well-known"), digits
+# by a point or comma between digits ("3.14", "1,000"), or single letters each with a point ("e.g.", "U.S.").
+# Text appended to an answer never lowers its count (a max_words fail or min_words pass on a cut-off answer
+# stays what it is).
+_WORD = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]\.?(?!\w)|\w+(?:(?:['’\-]|(?<=\d)[.,](?=\d))\w+)*")
 # A markdown bullet: *, -, + or • at the start of a line followed by whitespace and some text.
 # "**bold**" and "---" rules are not bullets (the marker must be followed by whitespace).
-_BULLET = re.compile(r"^[ \t]*[*\-+•][ \t]+\S", re.MULTILINE)
+_BULLET = re.compile(r"^[ \t]*[*\-+•][ \t]+(\S.*)$", re.MULTILINE)
+_BULLET_EXAMPLE = "this is a point"  # the prompt's example bullet; a copy of it is not a point of the answer
 _FENCE = re.compile(r"^```[ \t]*[A-Za-z0-9_+-]*[ \t]*\n?(.*?)\n?[ \t]*```$", re.DOTALL)
 _TITLE = re.compile(r"<<([^<>\n]+)>>")
 # ASCII, fullwidth, ideographic, halfwidth ideographic, small, vertical presentation and Arabic commas
@@ -74,10 +79,21 @@ def _min_words(kw, text):
     return len(words(text)) >= int(kw["min_words"])
 
 
+def _keyword_matches(kw, text):
+    # Case-insensitive; the keyword as a whole word or with a plural/verb -s or -es ("plants" counts for
+    # "plant"; "implant", "planting", and "carefully" for "car" do not); "_soil_" is emphasis, not a longer word
+    key = re.escape(_norm(kw["keyword"]))
+    return re.finditer(r"(?<![^\W_])" + key + r"(?:e?s)?(?![^\W_])", _norm(text))
+
+
 def _include_keyword(kw, text):
-    # Case-insensitive; the keyword must start a word (so "plants" counts for "plant", "implant" does not).
-    key = _norm(kw["keyword"])
-    return re.search(r"(?<![^\W_])" + re.escape(key), _norm(text)) is not None  # "_soil_" is emphasis
+    return next(_keyword_matches(kw, text), None) is not None
+
+
+def _keyword_complete(kw, text, passed):
+    # "soil." is final; a cut-off answer ending in "soil" may go on to "soily"
+    end = len(_norm(text))
+    return any(m.end() < end for m in _keyword_matches(kw, text))
 
 
 def _end_with(kw, text):
@@ -91,8 +107,13 @@ def _no_commas(kw, text):
     return not any(c in text for c in _COMMAS)
 
 
+def _bullets(text):
+    return [_norm(b).rstrip(".") for b in _BULLET.findall(text)]
+
+
 def _bullet_points(kw, text):
-    return len(_BULLET.findall(text)) == int(kw["n_bullets"])
+    found = _bullets(text)
+    return len(found) == int(kw["n_bullets"]) and _BULLET_EXAMPLE not in found
 
 
 def _json_object(kw, text):
@@ -107,6 +128,17 @@ def _json_object(kw, text):
 
 def _not_json(name):
     raise ValueError(f"{name} is not JSON")
+
+
+_FENCE_OPEN = re.compile(r"```[ \t]*[A-Za-z0-9_+-]*[ \t]*\n?")
+
+
+def _cannot_become_json(kw, text, passed):
+    # One object, maybe fenced: an answer whose opening is neither "{" nor a fence (and then "{") fails,
+    # whatever follows ("Here is the JSON: {...}" included)
+    fence = _FENCE_OPEN.match(text)
+    rest = text[fence.end():].lstrip() if fence else text
+    return not (rest[:1] in ("", "{") or "```".startswith(text))
 
 
 def _start_with(kw, text):
@@ -129,6 +161,13 @@ def _capital_or_lowercase_there(kw, text, passed):
     return not passed and _has_cased(text)  # the offending letter stays; with no letter yet, one may come
 
 
+def _too_many_or_example_bullets(kw, text, passed):
+    # bullets already there stay bullets; the example bullet copied on a whole line stays a copy
+    lines = text.split("\n")
+    whole = [_norm(b).rstrip(".") for b in _BULLET.findall("\n".join(lines[:-1]))]
+    return len(_bullets(text)) > int(kw["n_bullets"]) or _BULLET_EXAMPLE in whole
+
+
 def _first_word_complete(kw, text, passed):
     # "Here " is final, "Her" may become "Here" and "In-" "In-depth"
     text = text.lstrip(_LEADING)
@@ -149,7 +188,7 @@ class Family:
     kwargs: tuple[str, ...]  # required keyword arguments
     description: str
     # (kwargs, cut-off text, its verdict) -> whether no continuation could change that verdict; by default
-    # none is final (end_with, json_object, bullet_points: a later line may add or close what is counted)
+    # none is final (end_with: the phrase may still come)
     final: Callable[[dict, str, bool], bool] = lambda kw, text, passed: False
 
 
@@ -170,8 +209,7 @@ FAMILIES: dict[str, Family] = {
         ("min_words",), "at least N words", lambda kw, text, passed: passed),
     "include_keyword": Family(
         _include_keyword, lambda kw: f"Include the word \"{kw['keyword']}\" in your response.",
-        ("keyword",), "contains a word starting with the keyword (case-insensitive)",
-        lambda kw, text, passed: passed),
+        ("keyword",), "contains the keyword as a word, or with -s/-es (case-insensitive)", _keyword_complete),
     "end_with": Family(
         _end_with, lambda kw: f"Finish your response with the exact phrase \"{kw['phrase']}\". "
                               "No other words should follow it.",
@@ -182,11 +220,12 @@ FAMILIES: dict[str, Family] = {
     "bullet_points": Family(
         _bullet_points, lambda kw: f"Your answer must contain exactly {_plural(int(kw['n_bullets']), 'bullet point')}"
                                    ". Use markdown bullet points such as:\n* This is a point.",
-        ("n_bullets",), "exactly N markdown bullet points (*, -, + or •)"),
+        ("n_bullets",), "exactly N markdown bullet points (*, -, + or •), none the prompt's example",
+        _too_many_or_example_bullets),
     "json_object": Family(
         _json_object, lambda kw: "Wrap your entire output in JSON format: a single JSON object. "
                                  "You may use markdown code fences (```).",
-        (), "the whole answer is one non-empty JSON object, optionally in a ``` fence"),
+        (), "the whole answer is one non-empty JSON object, optionally in a ``` fence", _cannot_become_json),
     "start_with": Family(
         _start_with, lambda kw: f"Start your response with the word \"{kw['first_word']}\".",
         ("first_word",), "starts with the given word (case-insensitive; leading quotes/markdown ignored)",

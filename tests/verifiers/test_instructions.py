@@ -51,6 +51,12 @@ CASES = {
         (c("include_keyword", keyword="café"), "I like the CAFÉ downstairs.", True),
         (c("include_keyword", keyword="plant"), "An implant is not a plant-free word? planting!", True),
         (c("include_keyword", keyword="plant"), "An implant only.", False),  # must start a word
+        (c("include_keyword", keyword="plant"), "Planting season.", False),  # another word, not the keyword
+        (c("include_keyword", keyword="car"), "Drive carefully.", False),
+        (c("include_keyword", keyword="photo"), "I love photography.", False),
+        (c("include_keyword", keyword="photo"), "Old photos, new frames.", True),  # its plural
+        (c("include_keyword", keyword="bus"), "Two buses came.", True),
+        (c("include_keyword", keyword="sun"), "The sun's warmth.", True),
         (c("include_keyword", keyword="bean"), "Coffee is great.", False),
     ],
     "end_with": [
@@ -74,6 +80,10 @@ CASES = {
         (c("bullet_points", n_bullets=2), "**bold** line\n---\n* only one", False),
         (c("bullet_points", n_bullets=2), "1. numbered\n2. list", False),
         (c("bullet_points", n_bullets=2), "*\n* \n* a", False),  # empty bullets do not count
+        (c("bullet_points", n_bullets=2), "* This is a point.\n* Water daily.", False),  # the prompt's example
+        (c("bullet_points", n_bullets=2), "* this is a point\n* This is a point.", False),
+        (c("bullet_points", n_bullets=2), "* This is a point about soil.\n* Water daily.", True),
+        (c("bullet_points", n_bullets=2), "* a\n* b\n* c\n* This is a point.\nmore", False),
     ],
     "json_object": [
         (c("json_object"), '{"answer": "yes"}', True),
@@ -87,6 +97,8 @@ CASES = {
         (c("json_object"), 'Here you go: {"a": 1}', False),
         (c("json_object"), '```json\n{"a": 1}\n```\nHope this helps!', False),
         (c("json_object"), "{'a': 1}", False),
+        (c("json_object"), 'Sure! ```json\n{"a": 1}\n```', False),
+        (c("json_object"), '```json\nHere: {"a": 1}\n```', False),
     ],
     "start_with": [
         (c("start_with", first_word="Sure"), "Sure, here it is.", True),
@@ -177,6 +189,17 @@ def test_bad_constraint_is_a_user_error(meta, match):
 def test_words():
     assert words("Don't stop — it's well-known, ok?") == ["Don't", "stop", "it's", "well-known", "ok"]
     assert words("") == []
+    # numbers with a point or comma and abbreviations with points are one word each
+    assert words("About 1,000 people, i.e. 3.14 per U.S. town, e.g. Boston.") == [
+        "About", "1,000", "people", "i.e.", "3.14", "per", "U.S.", "town", "e.g.", "Boston"]
+    assert words("one,two. 3,a end.Next") == ["one", "two", "3", "a", "end", "Next"]
+
+
+@given(st.text(alphabet=st.sampled_from("ab1.,'- \n"), max_size=30), st.text(alphabet=st.sampled_from("ab1.,'- "),
+                                                                               max_size=8))
+def test_appended_text_never_lowers_the_word_count(text, more):
+    # what makes a max_words fail and a min_words pass final on a cut-off answer
+    assert len(words(text + more)) >= len(words(text))
 
 
 @given(st.text())
@@ -254,6 +277,16 @@ def test_no_torch_import():
     (c("start_with", first_word="In"), "In - short", False, True, True),
     (c("start_with", first_word="Here"), "Here's a poem", True, True, True),
     (c("include_keyword", keyword="soil"), "Plants love rich _soil_.", True, True, True),
+    (c("include_keyword", keyword="soil"), "Plants love rich soil", False, False, False),  # "soily" may follow
+    (c("include_keyword", keyword="soil"), "Rich soil, then", False, True, True),
+    (c("bullet_points", n_bullets=2), "* a\n* b\n* c", False, False, True),  # too many already
+    (c("bullet_points", n_bullets=2), "* a\n* b", False, False, False),
+    (c("bullet_points", n_bullets=2), "* This is a point.\n* b", False, False, True),  # the copy stays
+    (c("bullet_points", n_bullets=2), "* b\n* This is a point.", False, False, False),  # "...point. Soil"
+    (c("json_object"), "Here is the JSON: {", False, False, True),  # no object opens like that
+    (c("json_object"), "```json\nThe", False, False, True),
+    (c("json_object"), "``", False, False, False),
+    (c("json_object"), '```json\n{"a"', False, False, False),
 ])
 def test_realistic_answers_are_judged_as_a_reader_would(meta, text, ended, passes, final):
     assert check(meta, text, ended) is passes

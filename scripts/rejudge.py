@@ -1,0 +1,73 @@
+"""Judge the stored generation records of finished runs again with the current verifier, so that after a
+verifier fix the runs' pass flags and metrics.json's verified_* follow it without generating anything again.
+
+    python scripts/rejudge.py results            # rewrite the runs whose verdicts changed; print the changes
+    python scripts/rejudge.py results --check    # change nothing; exit 1 if any stored verdict is stale
+
+Only `<side>_pass` in eval_generations.jsonl and the verified_* keys of metrics.json change; texts, `ended`
+flags and every other metric stay. Each file is replaced atomically, the records first and metrics.json last,
+so an interrupted re-judge leaves no run half-written: run it again to finish. Then `prefopt compare` rebuilds
+the tables. The verifier is the one each run's data_report.json names. Pure Python: torch is not imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from prefopt.results import write_json, write_jsonl  # noqa: E402
+from prefopt.verifiers import SIDES, get_verifier, judge  # noqa: E402
+
+
+def rejudge_run(run: Path, write: bool) -> Counter:
+    """(side, family, 'pass->fail' or 'fail->pass') -> answers of this run whose verdict the current verifier
+    changes; with `write`, the run's records and metrics.json are rewritten to the new verdicts."""
+    file = run / "eval_generations.jsonl"
+    verifier = get_verifier(json.loads((run / "data_report.json").read_text(encoding="utf-8"))["verifier"])
+    records = [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines()]
+    before = [{side: r.get(f"{side}_pass") for side, _ in SIDES} for r in records]
+    metrics_file = run / "metrics.json"
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+    verified = judge(verifier, records)
+    changed = Counter()
+    for old, r in zip(before, records):
+        for side, _ in SIDES:
+            if f"{side}_pass" in r and old[side] != r[f"{side}_pass"]:
+                family = r[verifier.column]["id"] if isinstance(r[verifier.column], dict) else "?"
+                changed[(side, family, "fail->pass" if r[f"{side}_pass"] else "pass->fail")] += 1
+    stale = changed or any(metrics.get(k) != v for k, v in verified.items())
+    if write and stale:
+        write_jsonl(file, records)
+        write_json(metrics_file, {**metrics, **verified})
+    if stale and not changed:
+        changed[("metrics", "verified_*", "stale")] += 1
+    return changed
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", type=Path, help="a results folder (runs/<recipe>/<run>/eval_generations.jsonl)")
+    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if any verdict is stale")
+    args = ap.parse_args(argv)
+    runs = sorted(f.parent for f in args.results.glob("runs/*/*/eval_generations.jsonl")
+                  if (f.parent / "metrics.json").exists())  # finished runs only
+    total, stale = Counter(), 0
+    for run in runs:
+        changed = rejudge_run(run, write=not args.check)
+        total.update(changed)
+        stale += bool(changed)
+    verb = "would change" if args.check else "changed"
+    print(f"{len(runs)} runs judged again; {stale} {verb}" + (":" if total else ""))
+    for (side, family, how), n in sorted(total.items()):
+        print(f"  {side:9} {family:16} {how:10} {n}")
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
