@@ -7,8 +7,8 @@ whether it passes strictly; then `prefopt compare` on the copy gives the tables 
 Whether an answer ended is *estimated*: the records keep only the decoded text, so an answer whose text
 re-encodes to fewer than max_new_tokens - 1 tokens is taken as ended on its own (a cut-off answer decodes
 from exactly max_new_tokens tokens; re-encoding moves that by a token or two). New runs record it exactly,
-so a rerun replaces this estimate. Only each run's records and metrics.json's verified_* (prefopt.verifiers.judge) are rewritten in
-the copy; the source folder is never touched.
+so a rerun replaces this estimate. Only each run's records and metrics.json's verified_*
+(prefopt.verifiers.judge) are rewritten in the copy; the source folder is never touched.
 """
 
 from __future__ import annotations
