@@ -79,11 +79,24 @@ def _min_words(kw, text):
     return len(words(text)) >= int(kw["min_words"])
 
 
+def _inflected(key: str) -> str:
+    """A pattern for `key` and its inflections: -s, -es, -ed, -ing, also with a final e dropped (moving,
+    moved), a final consonant doubled (stepped, swimming) or a final y turned to ie (cities)."""
+    forms = [re.escape(key) + "(?:s|es|ed|ing)?"]
+    if key.endswith("e"):
+        forms.append(re.escape(key) + "d|" + re.escape(key[:-1]) + "ing")
+    if key[-1:].isalpha() and key[-1:] not in "aeiouy":
+        forms.append(re.escape(key + key[-1]) + "(?:ed|ing)")
+    if key.endswith("y"):
+        forms.append(re.escape(key[:-1]) + "i(?:es|ed)")
+    return "(?:" + "|".join(forms) + ")"
+
+
 def _keyword_matches(kw, text):
-    # Case-insensitive; the keyword as a whole word or with a plural/verb -s or -es ("plants" counts for
-    # "plant"; "implant", "planting", and "carefully" for "car" do not); "_soil_" is emphasis, not a longer word
-    key = re.escape(_norm(kw["keyword"]))
-    return re.finditer(r"(?<![^\W_])" + key + r"(?:e?s)?(?![^\W_])", _norm(text))
+    # Case-insensitive; the keyword as a word of its own or inflected ("plants", "planting" count for "plant";
+    # "implant", "photography" for "photo", "honeybees" for "honey" do not: the keyword inside another word);
+    # "_soil_" is emphasis, not a longer word. Spelling alone decides, so "caring" counts for "car".
+    return re.finditer(r"(?<![^\W_])" + _inflected(_norm(kw["keyword"])) + r"(?![^\W_])", _norm(text))
 
 
 def _include_keyword(kw, text):
@@ -209,7 +222,8 @@ FAMILIES: dict[str, Family] = {
         ("min_words",), "at least N words", lambda kw, text, passed: passed),
     "include_keyword": Family(
         _include_keyword, lambda kw: f"Include the word \"{kw['keyword']}\" in your response.",
-        ("keyword",), "contains the keyword as a word, or with -s/-es (case-insensitive)", _keyword_complete),
+        ("keyword",), "contains the keyword as a word or inflected (-s, -es, -ed, -ing; case-insensitive)",
+        _keyword_complete),
     "end_with": Family(
         _end_with, lambda kw: f"Finish your response with the exact phrase \"{kw['phrase']}\". "
                               "No other words should follow it.",

@@ -51,12 +51,20 @@ CASES = {
         (c("include_keyword", keyword="café"), "I like the CAFÉ downstairs.", True),
         (c("include_keyword", keyword="plant"), "An implant is not a plant-free word? planting!", True),
         (c("include_keyword", keyword="plant"), "An implant only.", False),  # must start a word
-        (c("include_keyword", keyword="plant"), "Planting season.", False),  # another word, not the keyword
-        (c("include_keyword", keyword="car"), "Drive carefully.", False),
+        (c("include_keyword", keyword="plant"), "Planting season.", True),  # inflected
+        (c("include_keyword", keyword="car"), "Drive carefully.", False),  # inside another word
         (c("include_keyword", keyword="photo"), "I love photography.", False),
-        (c("include_keyword", keyword="photo"), "Old photos, new frames.", True),  # its plural
+        (c("include_keyword", keyword="honey"), "Honeybees hum.", False),
+        (c("include_keyword", keyword="photo"), "Old photos, new frames.", True),
         (c("include_keyword", keyword="bus"), "Two buses came.", True),
         (c("include_keyword", keyword="sun"), "The sun's warmth.", True),
+        (c("include_keyword", keyword="move"), "Keep moving.", True),
+        (c("include_keyword", keyword="practice"), "We practiced.", True),
+        (c("include_keyword", keyword="step"), "She stepped in.", True),
+        (c("include_keyword", keyword="swim"), "Swimming daily.", True),
+        (c("include_keyword", keyword="city"), "Big cities.", True),
+        (c("include_keyword", keyword="volunteer"), "Volunteering helps.", True),
+        (c("include_keyword", keyword="volunteer"), "Volunteerism helps.", False),
         (c("include_keyword", keyword="bean"), "Coffee is great.", False),
     ],
     "end_with": [
