@@ -1,4 +1,4 @@
-"""The field names of a TRL config class, read from its source without importing it.
+"""The field names and declared types of a TRL config class, read from its source without importing it.
 
 `prefopt data` must report the same recipe errors as `prefopt run`, including a misspelt `train.*` key,
 but it never imports torch, and every TRL config imports transformers' TrainingArguments, which imports
@@ -6,6 +6,8 @@ torch. So this module finds the class's source file, parses it with `ast`, colle
 attributes (the dataclass fields, less those with init=False) and follows its bases through the file's
 `from ... import` statements, all the way down to TrainingArguments. `prefopt run` still checks against
 the imported class itself; a test holds the two to the same answer for every registered method.
+A field's annotation (`int | None`, `dict[str, Any] | str | None`) also says which YAML values it takes:
+`max_steps: 2.5` reached the trainer, which failed only after the run's first files were written.
 """
 
 from __future__ import annotations
@@ -18,14 +20,98 @@ from pathlib import Path
 
 def field_names(target: str) -> frozenset[str] | None:
     """Init fields of the dataclass at "module:Class", or None when its source cannot be found."""
+    types = field_types(target)
+    return None if types is None else frozenset(types)
+
+
+def field_types(target: str) -> dict[str, ast.expr] | None:
+    """Init field -> its annotation (the most derived definition), or None when the source cannot be read."""
     module, _, name = target.partition(":")
     found = _find_class(name, module)
-    if found is None:
-        return None
     try:
-        return frozenset(_fields(*found, seen=set()))
+        return _annotations(*found, seen=set()) if found else None
     except LookupError:  # a base we could not follow: no answer rather than a wrong one
         return None
+
+
+def type_mismatch(annotation: ast.expr, value) -> bool:
+    """True when a YAML value cannot be what `annotation` declares. An int is a float here, a bool is not an
+    int, a Union takes any member, a list one item alone; a class a YAML value cannot be (an enum,
+    ParallelismConfig) takes nothing beside known members, and an annotation naming no known type takes anything."""
+    return _known(annotation) and not _fits(annotation, value)
+
+
+_CHECKS = {"float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+           "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+           "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str),
+           "dict": lambda v: isinstance(v, dict), "Dict": lambda v: isinstance(v, dict),
+           "list": lambda v: isinstance(v, list), "List": lambda v: isinstance(v, list),
+           "tuple": lambda v: isinstance(v, list), "Any": lambda v: True, "object": lambda v: True}
+
+
+def _name(node) -> str | None:
+    return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+
+
+def _members(node: ast.expr) -> list[ast.expr]:
+    """The members of `A | B`, `Union[A, B]`, `Optional[A]` (a string annotation parsed first)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return _members(ast.parse(node.value, mode="eval").body)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _members(node.left) + _members(node.right)
+    if isinstance(node, ast.Subscript) and _name(node.value) in ("Union", "Optional"):
+        args = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        optional = [ast.Constant(None)] if _name(node.value) == "Optional" else []
+        return [m for a in args for m in _members(a)] + optional
+    return [node]
+
+
+def _known(node: ast.expr) -> bool:
+    return any(isinstance(m, ast.Constant) or _name(m.value if isinstance(m, ast.Subscript) else m) in
+               (*_CHECKS, "Literal") for m in _members(node))
+
+
+def _fits(node: ast.expr, value) -> bool:
+    for m in _members(node):
+        if isinstance(m, ast.Constant):
+            if m.value is None and value is None:
+                return True
+            continue
+        if isinstance(m, ast.Subscript):
+            base, args = _name(m.value), m.slice.elts if isinstance(m.slice, ast.Tuple) else [m.slice]
+            if base == "Literal":
+                if any(isinstance(a, ast.Constant) and type(a.value) is type(value) and a.value == value for a in args):
+                    return True
+            elif base in ("list", "List", "tuple"):
+                # one item alone is a list of it (DPOConfig's `loss_type: list[str]` takes `loss_type: ipo` and
+                # wraps it); items of a type we do not know (list[DebugOption]) are the library's to convert
+                items = value if isinstance(value, list) else [value]
+                if all(not _known(args[0]) or _fits(args[0], v) for v in items):
+                    return True
+            elif base in _CHECKS and _CHECKS[base](value):
+                return True
+        elif _name(m) in _CHECKS and _CHECKS[_name(m)](value):
+            return True
+    return False
+
+
+def _annotations(path: Path, node: ast.ClassDef, *, seen: set) -> dict[str, ast.expr]:
+    out: dict[str, ast.expr] = {}
+    for base_name in _base_names(node):
+        if (path, base_name) in seen:
+            continue
+        seen.add((path, base_name))
+        found = _find_class(base_name, _module_of(path))
+        if found is None:
+            raise LookupError(base_name)
+        out.update(_annotations(*found, seen=seen))
+    for stmt in node.body:  # a subclass's own definition wins
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            if _init_false(stmt.value):
+                out.pop(stmt.target.id, None)
+            else:
+                out[stmt.target.id] = stmt.annotation
+    return out
 
 
 def field_default(target: str, name: str):
@@ -59,22 +145,6 @@ def _base_names(node: ast.ClassDef) -> list[str]:
     """The names of a class's bases as written (`Base`, `module.Base`), less `object`."""
     names = [b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute) else None for b in node.bases]
     return [n for n in names if n not in (None, "object")]
-
-
-def _fields(path: Path, node: ast.ClassDef, *, seen: set) -> set[str]:
-    names: set[str] = set()
-    for base_name in _base_names(node):
-        if (path, base_name) in seen:
-            continue
-        seen.add((path, base_name))
-        found = _find_class(base_name, _module_of(path))
-        if found is None:
-            raise LookupError(base_name)
-        names |= _fields(*found, seen=seen)
-    for stmt in node.body:  # a subclass's own fields come last and may redefine a base's
-        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and not _init_false(stmt.value):
-            names.add(stmt.target.id)
-    return names
 
 
 def _init_false(value) -> bool:

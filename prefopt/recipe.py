@@ -2,8 +2,9 @@
 
 Every section is a dataclass; `load_recipe` checks keys and types against them and reports every
 problem at once (unknown keys with a "did you mean"). `train` is passed by name to the method's TRL
-config class; its keys are checked against that class's fields as read from TRL's source (no import, so
-`prefopt data` reports them too), and again against the imported class by `check_train_fields` at run time.
+config class; its keys and values are checked against that class's fields and their declared types as read
+from TRL's source (no import, so `prefopt data` reports them too, in the same pass as every other section's
+keys), and the keys again against the imported class by `check_train_fields` at run time.
 """
 
 from __future__ import annotations
@@ -286,6 +287,12 @@ def load_recipe(path: str, sets: list[str] = ()) -> Recipe:
     raw = apply_sets(read_yaml(path), list(sets))
     errors: list[UserError] = []
     recipe = _build(Recipe, raw, "", path, errors)
+    from .methods import methods
+
+    # train.* is checked in the same pass, so a misspelt train key is reported beside a misspelt section key
+    spec = methods().get(raw.get("method")) if isinstance(raw.get("method"), str) else None
+    if spec is not None and isinstance(raw.get("train"), dict):
+        errors += train_errors(spec, raw["train"], path)
     raise_all(errors)
     recipe.source = path
     check_values(recipe)
@@ -315,7 +322,10 @@ def check_values(r: Recipe) -> None:
             set(w) != {"desirable", "undesirable"} or not all(_type_ok(v, float) and v > 0 for v in w.values())):
         raise UserError(f, "data.weights", "expected auto or {desirable: <positive number>, undesirable: "
                         "<positive number>}")
-    _check_train_keys(r, spec)
+    raise_all(train_errors(spec, r.train, f))
+    if r.train.get("learning_rate", 1) <= 0:  # torch's optimizer refuses a negative rate only as training starts
+        raise UserError(f, "train.learning_rate", f"must be above 0, got {r.train['learning_rate']}; 0 would "
+                        "train nothing and a negative rate climbs the loss")
     from .selection import HIGHER_IS_BETTER, SELECTIONS
 
     if r.eval.select not in SELECTIONS:
@@ -407,14 +417,20 @@ def check_values(r: Recipe) -> None:
             raise UserError(f, f"seeds[{i}]", "seeds must be non-negative integers")
 
 
-def _check_train_keys(r: Recipe, spec) -> None:
-    """train.* keys against the method's TRL config fields read from source (no torch import); when that
-    source cannot be read, `check_train_fields` still checks at run time."""
-    from .config_fields import field_names
+def train_errors(spec, train: dict, file: str) -> list[UserError]:
+    """train.* keys and values against the method's TRL config fields and their declared types, read from
+    source (no torch import); when that source cannot be read, `check_train_fields` still checks the keys at
+    run time."""
+    import ast
 
-    names = field_names(spec.config)
-    if names is not None:
-        _report_unknown(r, names, spec.config.partition(":")[2])
+    from .config_fields import field_types, type_mismatch
+
+    types, cls = field_types(spec.config), spec.config.partition(":")[2]
+    if types is None:
+        return []
+    return [UserError(file, f"train.{k}", f"not a field of {cls}; {did_you_mean(k, types)}") if k not in types
+            else UserError(file, f"train.{k}", f"expected {ast.unparse(types[k])} ({cls} declares it so), got {v!r}")
+            for k, v in train.items() if k not in types or type_mismatch(types[k], v)]
 
 
 def check_train_fields(r: Recipe, config_class) -> None:

@@ -36,6 +36,7 @@ CASES = [
     ("type-eval-fraction", {"data": {"eval_fraction": "half"}}, None, [], "data.eval_fraction", "expected float"),
     ("type-train", {"train": [1, 2]}, None, [], "train", "expected dict"),
     ("type-seeds", {"seeds": [1, "a"]}, None, [], "seeds", "expected list"),
+    ("type-train-value", {"train": {"learning_rate": "fast"}}, None, [], "train.learning_rate", "expected float"),
     ("type-section", {"model": "big"}, None, [], "model", "expected a mapping"),
     ("missing-name", {"name": None}, None, [], "name", "required key is missing"),
     ("missing-method", {"method": None}, None, [], "method", "required key is missing"),
@@ -67,6 +68,7 @@ CASES = [
     ("trl-rejects-value", {"train": {"lr_scheduler_type": "bogus"}}, None, [], "train", "rejected the settings"),
     ("backend-unsloth-no-gpu", {"model": {"backend": "unsloth"}}, None, [], "model.backend", "backend: transformers"),
     ("train-seed", {"train": {"seed": 3}}, None, [], "train.seed", "remove the key"),
+    ("learning-rate-negative", {"train": {"learning_rate": -1.0e-3}}, None, [], "train.learning_rate", "above 0"),
     ("train-output-dir", {"train": {"output_dir": "/tmp/x"}}, None, [], "train.output_dir", "set by the run itself"),
     ("eval-batch-size-zero", {"eval": {"batch_size": 0}}, None, [], "eval.batch_size", "1 or more"),
     ("eval-max-new-tokens-zero", {"eval": {"max_new_tokens": 0}}, None, [], "eval.max_new_tokens", "1 or more"),
@@ -101,6 +103,7 @@ CASES = [
     ("set-bad-value", {}, None, ["--set", "seed=[1"], "seed", "valid YAML"),
     ("set-no-equals", {}, None, ["--set", "seed"], "seed", "KEY=VALUE"),
     ("set-bad-type", {}, None, ["--set", "data.eval_fraction=abc"], "data.eval_fraction", "expected float"),
+    ("set-bad-train-type", {}, None, ["--set", "train.max_steps=2.5"], "train.max_steps", "expected int"),
     ("seeds-bad", {}, None, ["--seeds", "1,x"], "1,x", "comma-separated integers"),
 ]
 

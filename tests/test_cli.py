@@ -88,6 +88,17 @@ def test_data_and_run_report_the_same_train_field_errors(where, write_recipe, tm
     assert not (tmp_path / "res").exists()
 
 
+def test_data_and_run_refuse_a_train_value_of_the_wrong_type_alike(write_recipe, tmp_path):
+    # max_steps: 2.5 passed the recipe check and failed in the trainer after the run's first files were written
+    recipe, sets = str(write_recipe("dpo")), ["--set", "train.max_steps=2.5"]
+    data = run_without_torch(["data", recipe, *sets])
+    run = prefopt("run", recipe, *sets, "--results", str(tmp_path / "res"))
+    assert data.returncode == run.returncode == 2 and data.stderr == run.stderr
+    assert run.stderr.strip() == (f"prefopt: error: {recipe}: train.max_steps: expected int (DPOConfig declares it "
+                                  "so), got 2.5")
+    assert not (tmp_path / "res").exists()
+
+
 @pytest.mark.parametrize("args,needle", [
     (["run", "nope.yaml"], "nope.yaml: recipe: no such file"),
     (["run", "{recipe}", "--set", "train.max_stepz=3"], "did you mean 'max_steps'?"),
@@ -153,3 +164,4 @@ def test_interrupted_tune_names_the_command_that_resumes(write_recipe, tmp_path,
     monkeypatch.setattr(tuning, "tune_recipes", interrupted)
     assert main(["tune", str(write_recipe("kto")), "--results", str(tmp_path)]) == 130
     assert "`prefopt tune` on the same recipes resumes" in capsys.readouterr().err
+

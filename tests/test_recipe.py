@@ -162,3 +162,34 @@ def test_values_that_would_misplace_a_run_or_blame_another_file_are_refused_nami
     with pytest.raises(UserError) as e:
         load_recipe(path)
     assert (e.value.file, e.value.field) == (path, field)
+
+
+@pytest.mark.parametrize("train, field, fix", [
+    ({"max_steps": 2.5}, "train.max_steps", "expected int (KTOConfig declares it so), got 2.5"),
+    ({"max_steps": "20"}, "train.max_steps", "expected int"),
+    ({"max_steps": True}, "train.max_steps", "expected int"),  # a bool is not a number here
+    ({"learning_rate": "fast"}, "train.learning_rate", "expected float"),
+    ({"bf16": "yes"}, "train.bf16", "expected bool"),
+    ({"lr_scheduler_type": 5}, "train.lr_scheduler_type", "expected SchedulerType | str"),
+    ({"learning_rate": -1e-4}, "train.learning_rate", "must be above 0"),
+])
+def test_train_values_have_the_types_the_trl_config_declares(tmp_path, train, field, fix):
+    # they passed the recipe check and failed in the trainer, after the run's first files were written
+    with pytest.raises(UserError) as e:
+        load_recipe(write(tmp_path, {"name": "x", "method": "kto", "train": train}))
+    assert (e.value.field, fix in e.value.message) == (field, True), str(e.value)
+
+
+def test_train_values_of_the_declared_types_pass(tmp_path):
+    train = {"learning_rate": 1, "max_length": None, "report_to": ["none"], "lr_scheduler_type": "cosine",
+             "bf16": False, "warmup_steps": 4, "max_steps": 3}
+    assert load_recipe(write(tmp_path, {"name": "x", "method": "kto", "train": train})).train == train
+
+
+def test_unknown_keys_of_every_section_and_train_come_in_one_error(tmp_path):
+    path = write(tmp_path, {"name": "x", "method": "dpo", "sed": 1, "data": {"strategi": "natural"},
+                            "train": {"max_stepz": 2, "max_length": 1.5}})
+    with pytest.raises(UserErrors) as e:
+        load_recipe(path)
+    assert sorted(x.field for x in e.value.errors) == ["data.strategi", "sed", "train.max_length", "train.max_stepz"]
+
