@@ -204,8 +204,10 @@ def _build(cls, raw, path: str, file: str, errors: list):
             errors.append(UserError(file, where, f"unknown key; {did_you_mean(key, fields)}"))
             continue
         tp = hints[key]
+        if value is None and (dataclasses.is_dataclass(tp) or tp is dict):  # `train:` with nothing under it
+            value = {}
         if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value if value is not None else {}, where, file, errors)
+            kwargs[key] = _build(tp, value, where, file, errors)
         elif not _type_ok(value, tp):
             errors.append(UserError(file, where, f"expected {_type_name(tp)}, got {value!r}"))
         else:
@@ -241,12 +243,20 @@ def _yaml(text: str):
 
 
 def parse_set(item: str) -> tuple[list[str], object]:
-    """`train.max_steps=20` -> (['train', 'max_steps'], 20); the value is read as YAML."""
+    """`train.max_steps=20` -> (['train', 'max_steps'], 20); the value is read as YAML, but YAML's comments
+    are not: `--set model.name="a #b"` is the text a #b, not a (what YAML would cut off makes it text)."""
     key, sep, value = item.partition("=")
     if not sep or not key.strip() or any(not p for p in key.strip().split(".")):
         raise UserError("--set", item, "expected KEY=VALUE with a dotted key, e.g. --set train.max_steps=20")
     try:
-        parsed = _yaml(value) if value.strip() else None
+        loader = _Loader(value)
+        try:
+            node = loader.get_single_node()
+            parsed = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+        if (node is None or node.end_mark.index < len(value.rstrip())) and value.strip():
+            parsed = value  # the rest was read as a comment
     except yaml.YAMLError:
         raise UserError("--set", key, f"value {value!r} is not valid YAML; quote strings, e.g. --set "
                         f"{key}='\"text\"'") from None
@@ -259,9 +269,11 @@ def apply_sets(raw: dict, sets: list[str]) -> dict:
         keys, value = parse_set(item)
         node = raw
         for k in keys[:-1]:
-            if not isinstance(node.get(k, {}), dict):
+            if node.get(k) is None:  # absent, or a section left empty (`train:` reads as null)
+                node[k] = {}
+            if not isinstance(node[k], dict):
                 raise UserError("--set", ".".join(keys), f"'{k}' is not a section; it cannot hold '{keys[-1]}'")
-            node = node.setdefault(k, {})
+            node = node[k]
         node[keys[-1]] = value
     return raw
 
@@ -280,6 +292,8 @@ def read_yaml(path: str) -> dict:
         raise UserError(path, "recipe", f"cannot read the file ({e.__class__.__name__}); check it is UTF-8 text") from None
     if raw is None:
         raise UserError(path, "recipe", "the file is empty; a recipe needs at least name and method")
+    if not isinstance(raw, dict):  # before --set is applied to it
+        raise UserError(path, "recipe", f"expected a mapping (name: ..., method: ...), got {type(raw).__name__}")
     return raw
 
 

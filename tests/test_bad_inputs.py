@@ -37,6 +37,7 @@ CASES = [
     ("type-train", {"train": [1, 2]}, None, [], "train", "expected dict"),
     ("type-seeds", {"seeds": [1, "a"]}, None, [], "seeds", "expected list"),
     ("type-train-value", {"train": {"learning_rate": "fast"}}, None, [], "train.learning_rate", "expected float"),
+    ("not-a-mapping-with-set", "RAW:- name\n- method\n", None, ["--set", "seed=1"], "recipe", "expected a mapping"),
     ("type-section", {"model": "big"}, None, [], "model", "expected a mapping"),
     ("missing-name", {"name": None}, None, [], "name", "required key is missing"),
     ("missing-method", {"method": None}, None, [], "method", "required key is missing"),

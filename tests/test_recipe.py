@@ -193,3 +193,26 @@ def test_unknown_keys_of_every_section_and_train_come_in_one_error(tmp_path):
         load_recipe(path)
     assert sorted(x.field for x in e.value.errors) == ["data.strategi", "sed", "train.max_length", "train.max_stepz"]
 
+
+def test_an_empty_section_takes_a_set(tmp_path):
+    path = write(tmp_path, "name: x\nmethod: kto\ntrain:\nmodel:\n")
+    assert load_recipe(path).train == {}
+    r = load_recipe(path, ["train.max_steps=3", "model.lora.r=4"])
+    assert (r.train, r.model.lora.r) == ({"max_steps": 3}, 4)
+
+
+def test_a_set_value_is_the_text_after_the_equals_sign(tmp_path):
+    # YAML read " #b" as a comment: the model name became "a"
+    assert parse_set("model.name=a #b") == (["model", "name"], "a #b")
+    assert parse_set("model.name=#b") == (["model", "name"], "#b")
+    assert parse_set("eval.verifier=null") == (["eval", "verifier"], None)
+    assert parse_set("train.learning_rate=1e-4 ") == (["train", "learning_rate"], 1e-4)
+    assert load_recipe(write(tmp_path, {"name": "x", "method": "kto"}), ["model.name=a #b"]).model.name == "a #b"
+
+
+def test_a_recipe_that_is_not_a_mapping_is_refused_with_or_without_a_set(tmp_path):
+    path = write(tmp_path, "- name\n- method\n")
+    for sets in ([], ["seed=1"]):
+        with pytest.raises(UserError) as e:
+            load_recipe(path, sets)
+        assert (e.value.field, "expected a mapping" in e.value.message) == ("recipe", True)
