@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UserError, did_you_mean, raise_all
+from .errors import UserError, UserErrors, did_you_mean, raise_all
 
 
 # Marks a field added after results were made whose default does what runs did before it existed: at its
@@ -415,9 +415,10 @@ def check_values(r: Recipe) -> None:
 
         given = {k: v for k, v in r.tune.space.items() if v is not None}
         if given:
-            check_space(merge({k: spec.search[k] for k in spec.search if k in {p.get("per") for p in given.values()
-                                                                              if isinstance(p, dict)}}, given),
-                        field_names(spec.config), file=f, fixed=spec.fixed, owned=owned_by_the_run(spec))
+            space = merge({k: spec.search[k] for k in spec.search if k in {p.get("per") for p in given.values()
+                                                                             if isinstance(p, dict)}}, given)
+            check_space(space, field_names(spec.config), file=f, fixed=spec.fixed, owned=owned_by_the_run(spec))
+            check_space_limits(r, space)
     if r.data.split_seed < 0:
         raise UserError(f, "data.split_seed", "must be a non-negative integer")
     if r.seed < 0:
@@ -429,6 +430,23 @@ def check_values(r: Recipe) -> None:
     for i, s in enumerate(r.seeds or []):
         if s < 0:
             raise UserError(f, f"seeds[{i}]", "seeds must be non-negative integers")
+
+
+def check_space_limits(r: Recipe, space: dict) -> None:
+    """A checked space's values at their limits pass the checks a recipe's own values do (types, the
+    learning rate's sign, KTO's smallest batch): a range that reaches a value a trial could not train with
+    is refused now, not when that trial's turn comes, nor only under the tune.seed that happens to draw it."""
+    from .search import extremes
+
+    for key, value in extremes(space):
+        at = copy.deepcopy(r)
+        at.train, at.tune.space, at.tuned = {**r.train, key: value}, None, None
+        try:
+            check_values(at)
+        except UserError as e:
+            first = e.errors[0] if isinstance(e, UserErrors) else e
+            raise UserError(r.source, f"tune.space.{key}", f"reaches {value!r}, which a recipe may not set: "
+                            f"{first.field}: {first.message}") from None
 
 
 def train_errors(spec, train: dict, file: str) -> list[UserError]:

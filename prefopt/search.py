@@ -70,15 +70,45 @@ def check(space: dict, train_keys, *, file: str, fixed: dict = (), owned: dict =
         if "values" in p:
             if set(p) != {"values"} or not isinstance(p["values"], list) or not p["values"]:
                 bad(key, "values must be a non-empty list, alone")
+            elif not all(v is None or isinstance(v, (str, int, float, bool)) for v in p["values"]):
+                # a trial's setting is one value (and a row of trials.csv): a list or mapping is not one
+                bad(key, f"values must be numbers, text, true/false or null, got {p['values']!r}")
             continue
         low, high = p.get("low"), p.get("high")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or not low < high:
             bad(key, f"needs numbers low < high, got low={low!r}, high={high!r}")
         elif p.get("log") and low <= 0:
             bad(key, f"a log range needs low > 0, got {low}")
-        if "per" in p and (p["per"] not in space or "per" in space.get(p["per"], {})):
-            bad(key, f"per: {p['per']!r} must name another searched key that is not itself a multiple")
+        if not isinstance(p.get("log", False), bool):  # YAML's 'false' in quotes is text, and text is true
+            bad(key, f"log must be true or false (unquoted), got {p['log']!r}")
+        partner = space.get(p.get("per"))
+        if "per" in p and not (isinstance(partner, dict) and "per" not in partner and (
+                {"low", "high"} <= set(partner) or _numbers(partner.get("values")))):
+            bad(key, f"per: {p['per']!r} must name another searched key of numbers that is not itself a multiple")
     raise_all(errors)
+
+
+def _numbers(values) -> bool:
+    return isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def extremes(space: dict) -> list[tuple[str, object]]:
+    """(key, value) for every value a key can take at its limits: each listed value, both ends of a range (as
+    a draw gives them: whole when both ends are), and a multiple's products of its ends with its key's. The
+    recipe's checks are limits, so a range passing them at both ends passes them between (a checked space)."""
+    def ends(p):
+        if "values" in p:
+            return list(p["values"])
+        whole = isinstance(p["low"], int) and isinstance(p["high"], int) and "per" not in p
+        return [p["low"], p["high"]] if whole else [float(p["low"]), float(p["high"])]
+
+    out = []
+    for key, p in space.items():
+        values = ends(p)
+        if "per" in p:
+            values = sorted({float(f"{a * b:.4g}") for a in values for b in ends(space[p["per"]])})
+        out += [(key, v) for v in values]
+    return out
 
 
 def _draw(p: dict, rng: np.random.Generator):

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
-from .recipe import Recipe, apply_sets, read_yaml
+from .recipe import Recipe, apply_sets, check_space_limits, read_yaml
 
 TUNING, TUNED = "tuning", "tuned"
 
@@ -37,6 +37,7 @@ def space_of(recipe: Recipe) -> dict:
         raise UserError(recipe.source, "tune.space", f"nothing to search for {recipe.method}: its default space "
                         "was dropped; give at least one train.* key with {low, high} or {values: [...]}")
     check(space, field_names(spec.config), file=recipe.source, fixed=spec.fixed, owned=owned_by_the_run(spec))
+    check_space_limits(recipe, space)
     return space
 
 

@@ -85,6 +85,17 @@ def test_tune_refuses_what_would_be_unfair_or_leak(tmp_path):
     ({"beta": {"per": "gamma", "low": 0.1, "high": 1}}, "tune.space.beta", "per"),
     # what the run sets itself: every trial would train the same
     ({"seed": {"values": [1, 2]}}, "tune.space.seed", "set by the run itself"),
+    # a trial's setting is one value: a mapping in a list crashed the draw with a traceback
+    ({"beta": {"values": [{"a": 1}, 0.2]}}, "tune.space.beta", "numbers, text"),
+    ({"beta": {"low": 0.01, "high": 1.0, "log": "false"}}, "tune.space.beta", "log must be true or false"),
+    # a multiple of listed values: they may be text, and the multiple crashed with a traceback
+    ({"beta": {"values": [0.1, "x"]}, "learning_rate": {"per": "beta", "low": 1e-4, "high": 1e-3}},
+     "tune.space.learning_rate", "searched key of numbers"),
+    # values every trial with them would fail on, found before any trial, whatever tune.seed draws
+    ({"learning_rate": {"low": -1e-4, "high": 1e-3}}, "tune.space.learning_rate", "must be above 0"),
+    ({"max_steps": {"values": [4, 2.5]}}, "tune.space.max_steps", "reaches 2.5, which a recipe may not set: "
+     "train.max_steps: expected int"),
+    ({"max_steps": {"low": 2.0, "high": 8.0}}, "tune.space.max_steps", "expected int"),  # draws would be 2.7, ...
 ])
 def test_bad_spaces_name_the_key(space, field, needle, tmp_path):
     path = tmp_path / "r.yaml"
@@ -169,10 +180,9 @@ def test_a_space_cannot_search_what_the_run_sets_or_the_recipe_forbids(tmp_path)
         load_recipe(str(path))
     assert "tune.space.desirable_weight" in str(e.value) and "data.weights" in str(e.value)
     path.write_text(yaml.safe_dump({**base, "tune": {"space": {"per_device_train_batch_size": {"values": [1, 4]}}}}))
-    with pytest.raises(UserError) as e:  # a trial with a KTO batch of 1: refused before any trial runs
+    with pytest.raises(UserError) as e:  # a trial with a KTO batch of 1: refused with the recipe, before any trial
         trial_recipes(load_recipe(str(path)), 2)
-    assert e.value.field == "tune.space" and "per_device_train_batch_size" in e.value.message
-    assert "must be at least 2" in e.value.message
+    assert e.value.field == "tune.space.per_device_train_batch_size" and "must be at least 2" in e.value.message
 
 
 def test_a_tuning_metric_the_validation_split_cannot_compute_fails_before_any_trial(tmp_path, monkeypatch):
@@ -195,3 +205,4 @@ def test_a_tuning_metric_the_validation_split_cannot_compute_fails_before_any_tr
     assert e.value.field == "tune.metric" and "reward_margin needs pairs" in e.value.message
     path.write_text(yaml.safe_dump({"name": "d", "method": "dpo", "data": {"path": "data/feedback.jsonl"}}))
     assert len(trial_recipes(load_recipe(str(path)), 2)[1]) == 2  # reward_auc: both labels are there
+
