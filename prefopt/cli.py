@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override a field of every recipe, e.g. --set train.max_steps=20 (repeatable)")
     tune.add_argument("--results", default="results", help="results directory (default: results)")
+    tune.add_argument("--force", action="store_true", help="train every trial again, finished ones too (as run "
+                      "--force: for data changed since they trained)")
     tune.add_argument("--verbose", action="store_true")
     _engine_options(tune)
 
@@ -139,6 +141,7 @@ def dispatch(ns) -> None:
         from .runner import run_recipe
 
         check_results_dir(Path(ns.results))
+        check_results_dir(Path(ns.results) / "runs" / recipe.name)  # a file in the run's way: said before training
 
         run_recipe(recipe, results=ns.results, force=ns.force, seeds=seeds, engine=ns.engine, address=ns.address,
                    storage=ns.storage, max_concurrent=ns.max_concurrent, compare=not ns.no_compare)
@@ -156,7 +159,7 @@ def dispatch(ns) -> None:
         from .tuning import tune_recipes
 
         for path in tune_recipes(recipes, results=ns.results, trials=ns.trials, engine=ns.engine, address=ns.address,
-                                 storage=ns.storage, max_concurrent=ns.max_concurrent, sets=ns.set):
+                                 storage=ns.storage, max_concurrent=ns.max_concurrent, sets=ns.set, force=ns.force):
             print(f"prefopt: tuned recipe {path} (trials in {Path(ns.results) / 'tuning'})")
     elif ns.command == "compare":
         from .compare import rebuild

@@ -41,14 +41,16 @@ def write_atomic(path: Path, text: str | bytes) -> None:
 
 
 def check_results_dir(results: Path) -> None:
-    """A --results path that cannot hold results is the user's to change, said in one line before any
-    training, not an OSError from the first write. Tried by creating the missing folders and removing them
-    again: nothing is left behind by a command that fails on its recipe or data afterwards."""
+    """A --results path (or a folder under it: runs/<name>, tuning/<name>, tuned) that cannot hold results is
+    the user's to change, said in one line before any training, not an OSError from the first (or last)
+    write. Tried by creating the missing folders and removing them again: nothing is left behind by a
+    command that fails on its recipe or data afterwards."""
     from .errors import UserError
 
     results = Path(results)
     if results.exists() and not results.is_dir():
-        raise UserError(str(results), "--results", "is a file, not a folder; give a directory for the results")
+        raise UserError(str(results), "--results", "is a file, not a folder; move it, or give another directory "
+                        "for the results")
     missing = [p for p in (results, *results.parents) if not p.exists()]
     try:
         results.mkdir(parents=True, exist_ok=True)

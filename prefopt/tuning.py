@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
-from .recipe import Recipe, apply_sets, check_space_limits, read_yaml
+from .recipe import Recipe, apply_sets, check_space_limits, parse_set, read_yaml
 
 TUNING, TUNED = "tuning", "tuned"
 
@@ -39,6 +39,19 @@ def space_of(recipe: Recipe) -> dict:
     check(space, field_names(spec.config), file=recipe.source, fixed=spec.fixed, owned=owned_by_the_run(spec))
     check_space_limits(recipe, space)
     return space
+
+
+def check_sets_not_searched(recipe: Recipe, sets) -> None:
+    """A recipe file's train.X is its untuned value, which the search replaces (that is what tuning is for);
+    a `--set train.X=...` given to `prefopt tune` asks for X held fixed, and would be replaced in every trial
+    without a word: refused, with the way to hold it fixed."""
+    searched = space_of(recipe)
+    for item in sets:
+        keys, _ = parse_set(item)
+        if len(keys) == 2 and keys[0] == "train" and keys[1] in searched:
+            raise UserError("--set", ".".join(keys), f"{keys[1]} is searched by `prefopt tune` (tune.space, or "
+                            f"{recipe.method}'s default space), so every trial would replace this value; to hold it "
+                            f"fixed, also give --set tune.space.{keys[1]}=null")
 
 
 def trial_recipes(recipe: Recipe, trials: int) -> tuple[list[dict], list[Recipe]]:
@@ -90,8 +103,11 @@ def best_trial(values: list[float], metric: str) -> int | None:
 
 
 def tune_recipes(recipes: list[Recipe], *, results: str = "results", trials: int | None = None,
-                 engine: str = "auto", address=None, storage=None, max_concurrent=None, sets=()) -> list[Path]:
-    """Tune every recipe with the same trial count; returns the tuned recipe files written."""
+                 engine: str = "auto", address=None, storage=None, max_concurrent=None, sets=(),
+                 force: bool = False) -> list[Path]:
+    """Tune every recipe with the same trial count; returns the tuned recipe files written. force: train
+    every trial again (a finished one waits in its cache/replaced/ until its retraining finishes, as with
+    `prefopt run --force`)."""
     import json
 
     from .batch import run_jobs
@@ -109,10 +125,16 @@ def tune_recipes(recipes: list[Recipe], *, results: str = "results", trials: int
     plans = []
     for recipe in recipes:
         n = trials or recipe.tune.trials
+        check_sets_not_searched(recipe, sets)
         chosen, jobs = trial_recipes(recipe, n)
         plans.append((recipe, chosen, jobs, results / TUNING / recipe.name))
+    from .results import check_results_dir
+
+    # where the tables and the tuned recipes go must take them, said before the first trial and not after the last
+    for folder in [where for *_, where in plans] + [results / TUNED]:
+        check_results_dir(folder)
     runs = run_jobs([(j, where) for _, _, jobs, where in plans for j in jobs], results=results, engine=engine,
-                    address=address, storage=storage, max_concurrent=max_concurrent)
+                    address=address, storage=storage, max_concurrent=max_concurrent, force=force)
     written, at = [], 0
     for recipe, chosen, jobs, where in plans:
         mine, at = runs[at:at + len(jobs)], at + len(jobs)

@@ -165,3 +165,11 @@ def test_interrupted_tune_names_the_command_that_resumes(write_recipe, tmp_path,
     assert main(["tune", str(write_recipe("kto")), "--results", str(tmp_path)]) == 130
     assert "`prefopt tune` on the same recipes resumes" in capsys.readouterr().err
 
+
+def test_a_file_where_the_runs_folder_goes_is_said_before_training(write_recipe, tmp_path, capsys):
+    recipe = str(write_recipe("kto"))
+    (tmp_path / "res" / "runs").mkdir(parents=True)
+    (tmp_path / "res" / "runs" / "tiny_kto").write_text("x")
+    assert main(["run", recipe, "--results", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{tmp_path / 'res' / 'runs' / 'tiny_kto'}: --results: is a file" in err[0], err

@@ -206,3 +206,50 @@ def test_a_tuning_metric_the_validation_split_cannot_compute_fails_before_any_tr
     path.write_text(yaml.safe_dump({"name": "d", "method": "dpo", "data": {"path": "data/feedback.jsonl"}}))
     assert len(trial_recipes(load_recipe(str(path)), 2)[1]) == 2  # reward_auc: both labels are there
 
+
+def test_a_set_on_a_searched_key_is_refused_and_the_way_to_hold_it_fixed_named(tmp_path):
+    # the recipe file's train.beta is the untuned value the search replaces; a --set given to tune asks for
+    # it held fixed, and was replaced in every trial without a word
+    from prefopt.tuning import check_sets_not_searched
+
+    path = tmp_path / "d.yaml"
+    path.write_text(yaml.safe_dump({"name": "d", "method": "dpo", "train": {"beta": 0.1}}))
+    check_sets_not_searched(load_recipe(str(path)), [])  # the recipe's own value: searched over, as documented
+    sets = ["train.beta=0.3"]
+    with pytest.raises(UserError) as e:
+        check_sets_not_searched(load_recipe(str(path), sets), sets)
+    assert (e.value.file, e.value.field) == ("--set", "train.beta") and "--set tune.space.beta=null" in e.value.message
+    sets += ["tune.space.beta=null", "train.max_steps=2"]
+    check_sets_not_searched(load_recipe(str(path), sets), sets)
+
+
+def test_tune_force_trains_finished_trials_again(write_recipe, tmp_path, monkeypatch):
+    # a tuning on changed data was told to use --force, which `tune` did not have
+    import prefopt.batch as batch
+
+    seen = {}
+
+    def run_jobs(jobs, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "run_jobs", run_jobs)
+    recipe = str(write_recipe("dpo", data={"validation_fraction": 0.25}, tune={"trials": 2}))
+    assert main(["tune", recipe, "--results", str(tmp_path / "r"), "--force"]) == 130
+    assert seen["force"] is True
+    assert main(["tune", recipe, "--results", str(tmp_path / "r")]) == 130 and seen["force"] is False
+
+
+def test_a_tuned_folder_that_cannot_take_the_tuned_recipe_is_said_before_any_trial(write_recipe, tmp_path, capsys,
+                                                                                   monkeypatch):
+    import prefopt.batch as batch
+
+    monkeypatch.setattr(batch, "run_jobs", lambda *a, **k: pytest.fail("a trial ran"))
+    results = tmp_path / "r"
+    results.mkdir()
+    (results / "tuned").write_text("not a folder")
+    recipe = str(write_recipe("dpo", data={"validation_fraction": 0.25}, tune={"trials": 2}))
+    assert main(["tune", recipe, "--results", str(results)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{results / 'tuned'}: --results: is a file" in err[0], err
+    assert sorted(p.name for p in results.iterdir()) == ["tuned"]  # no tuning/ folder left behind
