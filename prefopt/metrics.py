@@ -298,7 +298,8 @@ def verified_success(model, tok, rows, verifier, *, batch_size: int, max_new_tok
         first.setdefault(_key(r["prompt"]), r)
     prompts = [r["prompt"] for r in first.values()]
     metas = [r[verifier.column] for r in first.values()]
-    records = [{"prompt_id": prompt_id(r["prompt"]), "prompt": r["prompt"], verifier.column: m}
+    records = [{"prompt_id": prompt_id(r["prompt"]), "question_id": question_id(r["prompt"]), "prompt": r["prompt"],
+                verifier.column: m}
                for r, m in zip(first.values(), metas)]
     result = {"verified_prompts": len(prompts)}
     if reference_texts is not None and any(len(part) != len(prompts) for part in reference_texts):
@@ -327,8 +328,19 @@ def prompt_id(prompt) -> str:
     return hashlib.sha256(_key(prompt).encode()).hexdigest()[:12]
 
 
+def question_id(prompt) -> str:
+    """A short stable id of what a prompt asks (prefopt.data.io.question: other spacing, case or form is the
+    same question). The statistics resample questions: two prompts asking one are not two independent ones."""
+    import hashlib
+
+    from .data.io import question
+
+    return hashlib.sha256(question(prompt).encode()).hexdigest()[:12]
+
+
 def item_records(rows, scores) -> list[dict]:
     """One record per held-out row: what every row-level metric is computed from."""
-    return [{"row_id": r.get("row_id", i), "prompt_id": prompt_id(r["prompt"]), "label": bool(r["label"]),
+    return [{"row_id": r.get("row_id", i), "prompt_id": prompt_id(r["prompt"]),
+             "question_id": question_id(r["prompt"]), "label": bool(r["label"]),
              "logp": scores["logp"][i], "ref_logp": scores["ref_logp"][i], "tokens": int(scores["tokens"][i]),
              "kl_sum": scores["kl"][i]} for i, r in enumerate(rows)]

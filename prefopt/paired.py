@@ -58,7 +58,10 @@ def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int
     missing += [f"{group} seed {seed} (scored other held-out rows than the rest)"
                 for group, seed, items, _ in records if rows(items) != usual[0][0]]
     records = [r for r in records if rows(r[2]) == usual[0][0]]
-    prompts = sorted({p for _, _, items, _ in records for p in items["prompt_id"]})
+    # the unit that varies is the question: prompts asking the same one (other spacing, case or form) are one
+    # cluster. Records from before prefopt kept question ids cluster by prompt (all runs alike)
+    key = _cluster_key([items for *_, items, _ in records])
+    prompts = sorted({p for _, _, items, _ in records for p in items[key]})
     index = {p: i for i, p in enumerate(prompts)}
     # verified_success compares runs on one generation test: the prompt set most runs used (a run on another
     # set, e.g. from before eval.prompts changed, keeps its row metrics and is left out of this one)
@@ -69,8 +72,10 @@ def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int
 
     sets = Counter(pooled(gens) for *_, gens in records if any(len(g) for g in gens))
     chosen = sets.most_common(1)[0][0] if sets else ()
-    gen_prompts = sorted(set(chosen))
-    gen_index = {p: i for i, p in enumerate(gen_prompts)}
+    used = [g for *_, gens in records if chosen and pooled(gens) == chosen for g in gens]
+    gen_key = _cluster_key(used)
+    gen_prompts = sorted({q for g in used for q in g[gen_key]})
+    gen_index = {q: i for i, q in enumerate(gen_prompts)}
     runs: dict[str, list[stats.Run]] = {}
     for group, seed, items, gens in records:
         same = bool(chosen) and pooled(gens) == chosen
@@ -79,14 +84,21 @@ def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int
             missing.append(f"{group} seed {seed} from verified_success only ({why})")
         gens = pd.concat(gens, ignore_index=True) if same else gens[0].iloc[:0]
         runs.setdefault(group, []).append(stats.Run(
-            prompt=items["prompt_id"].map(index).to_numpy(), label=items["label"].to_numpy(bool),
+            prompt=items[key].map(index).to_numpy(), label=items["label"].to_numpy(bool),
             logp=items["logp"].to_numpy(float), ref_logp=items["ref_logp"].to_numpy(float),
             tokens=items["tokens"].to_numpy(float), kl_sum=items["kl_sum"].to_numpy(float),
             block=items["block"].to_numpy(int) if folds > 1 else None,  # the fold whose model scored the row
-            gen_prompt=gens["prompt_id"].map(gen_index).to_numpy(int), policy_pass=gens["policy_pass"].to_numpy(bool),
+            gen_prompt=gens[gen_key].map(gen_index).to_numpy(int), policy_pass=gens["policy_pass"].to_numpy(bool),
             reference_pass=gens["reference_pass"].to_numpy(bool)))
     counts = {m: len(gen_prompts) if m == "verified_success" else len(prompts) for m in SHOWN}
+    raw = {"reward_auc": len({p for *_, items, _ in records for p in items["prompt_id"]}),
+           "verified_success": len(set(chosen))}
+    counts["merged"] = {m: raw[m] - counts[m] for m in raw if raw[m] > counts[m]}  # prompts sharing a question
     return runs, counts, missing
+
+
+def _cluster_key(frames) -> str:
+    return "question_id" if frames and all("question_id" in f for f in frames) else "prompt_id"
 
 
 def _records(run_dir: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
@@ -247,6 +259,16 @@ def verdict_lines(a: Analysis) -> list[str]:
     return [f"- {stats.verdict(c)}" for m, c in a.results.items() if m in MATRICES]
 
 
+def merged_text(n_prompts: dict) -> str:
+    merged = n_prompts.get("merged") or {}
+    if not merged:
+        return ""
+    parts = [f"{n} more {'held-out' if m == 'reward_auc' else 'generation-test'} prompt{'s' * (n != 1)}"
+             for m, n in merged.items()]
+    return (f"Prompts asking the same question (other spacing, case or form) count as one: the counts above leave "
+            f"out {' and '.join(parts)} that ask a question another prompt asks. ")
+
+
 def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
     """How the verdict was reached, the per-recipe table and the pairwise matrices of one split (markdown
     lines; the verdict itself opens summary.md: `verdict_lines`)."""
@@ -281,7 +303,8 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
               + " the row metrics (reward_auc, kl, desirable_nll)"
               + (f", {n_prompts['verified_success']} generation-test prompts carry verified_success"
                  if "verified_success" in results else "") + "; each recipe has "
-              f"{' or '.join(map(str, seeds))} seed{'s' * (seeds != [1])}. " + seed_text(results, seeds), ""]
+              f"{' or '.join(map(str, seeds))} seed{'s' * (seeds != [1])}. " + merged_text(n_prompts)
+              + seed_text(results, seeds), ""]
     if missing:
         lines += [f"Left out (no per-item records, folds missing, other rows scored, or another generation test): {', '.join(missing)}.", ""]
     header = "| recipe | " + " | ".join(f"{m} [95% CI] | Δ vs untrained [95% CI] | Holm p" for m in results) + " |"

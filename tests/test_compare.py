@@ -559,3 +559,48 @@ def test_heldout_bars_use_the_paired_bootstrap_and_no_two_seed_t_interval():
     order = list(two["recipe"])
     assert what == "bootstrap over prompts and seeds"
     assert value[order.index("a")] == 0.7 and low[order.index("b")] == 0.55 and high[order.index(compare.REFERENCE)] == 0.5
+
+
+def test_prompts_asking_one_question_are_one_cluster(tmp_path):
+    """The unit that varies is the question: two prompts that ask the same one (other spacing, case or form)
+    move together in a resample, and the summary says how many it merged."""
+    from prefopt import paired
+
+    root = tmp_path / "results"
+    for recipe, effect in (("a", 1.0), ("b", 0.0)):
+        for seed in (1, 2):
+            run = add_run(root, fake_metrics(recipe, seed, FP_A, 0.6, method="dpo"))
+            add_items(run, effect, seed=seed)
+            items = pd.read_csv(run / "eval_items.csv")  # p000 and p001 ask one question, p002 and p003 too
+            items["question_id"] = items["prompt_id"].replace({"p001": "p000", "p003": "p002"})
+            items.to_csv(run / "eval_items.csv", index=False)
+            gens = [json.loads(line) for line in (run / "eval_generations.jsonl").read_text().splitlines()]
+            (run / "eval_generations.jsonl").write_text("".join(
+                json.dumps({**g, "question_id": "p000" if g["prompt_id"] == "p001" else g["prompt_id"]}) + "\n"
+                for g in gens))
+    split = compare.with_groups(compare.with_test(compare.load_runs(root)))
+    runs, counts, _ = paired.load(split)
+    assert counts["reward_auc"] == 28 and counts["verified_success"] == 29
+    assert counts["merged"] == {"reward_auc": 2, "verified_success": 1}
+    first = runs["a"][0]
+    assert first.prompt.max() == 27 and len(set(first.prompt[:16])) == 2  # rows of p000-p003: two clusters
+    compare.rebuild(root)
+    text = (root / "summary.md").read_text()
+    assert "28 held-out test prompts carry the row metrics" in text
+    assert "leave out 2 more held-out prompts and 1 more generation-test prompt that ask a question" in text
+
+
+def test_records_without_question_ids_cluster_by_prompt(tmp_path):
+    from prefopt import paired
+
+    root = tmp_path / "results"
+    for recipe, effect in (("a", 1.0), ("b", 0.0)):
+        run = add_run(root, fake_metrics(recipe, 1, FP_A, 0.6, method="dpo"))
+        add_items(run, effect, seed=1)
+        if recipe == "a":  # one run with question ids, one without: every run is clustered alike, by prompt
+            items = pd.read_csv(run / "eval_items.csv")
+            items["question_id"] = "same"
+            items.to_csv(run / "eval_items.csv", index=False)
+    _, counts, _ = paired.load(compare.with_groups(compare.with_test(compare.load_runs(root))))
+    assert counts["reward_auc"] == 30 and counts["merged"] == {}
+

@@ -244,3 +244,13 @@ def test_generation_says_which_answers_ended_and_verification_is_strict_on_the_r
     assert [r["policy_ended"] for r in records] == [False, False] and ref_ended == [False, False]
     assert [r["policy_pass"] for r in records] == [True, False]  # the word budget's verdict is open
     assert result["verified_success"] == 0.5 and result["verified_cut_off"] == 1.0 and result["verified_open"] == 0.5
+
+
+def test_question_id_is_what_a_prompt_asks_whatever_its_form():
+    from prefopt.metrics import prompt_id, question_id
+
+    text, spaced = "How do I water ferns?", "  how do I  WATER ferns? "
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}]
+    assert len({prompt_id(p) for p in (text, spaced, messages)}) == 3
+    assert len({question_id(p) for p in (text, spaced, messages)}) == 1
+    assert question_id("How do I water cacti?") != question_id(text)

@@ -251,7 +251,8 @@ def test_per_item_records_reproduce_the_run_metrics(write_recipe, tmp_path):
     assert sum(g["policy_pass"] for g in generations) / len(generations) == pytest.approx(metrics["verified_success"])
     assert sum(g["reference_pass"] for g in generations) / len(generations) == \
         pytest.approx(metrics["verified_success_ref"])
-    assert {"prompt_id", "constraint", "policy_text", "reference_text"} <= set(generations[0])
+    assert {"prompt_id", "question_id", "constraint", "policy_text", "reference_text"} <= set(generations[0])
+    assert items["question_id"].nunique() == items["prompt_id"].nunique()  # the test data asks each question once
 
 
 def test_a_failed_evaluation_keeps_the_training_and_a_rerun_only_evaluates(write_recipe, tmp_path, monkeypatch):
