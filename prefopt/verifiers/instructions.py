@@ -92,11 +92,21 @@ def _inflected(key: str) -> str:
     return "(?:" + "|".join(forms) + ")"
 
 
+def _mark(c: str) -> bool:
+    return unicodedata.category(c).startswith("M") if c else False
+
+
 def _keyword_matches(kw, text):
     # Case-insensitive; the keyword as a word of its own or inflected ("plants", "planting" count for "plant";
     # "implant", "photography" for "photo", "honeybees" for "honey" do not: the keyword inside another word);
     # "_soil_" is emphasis, not a longer word. Spelling alone decides, so "caring" counts for "car".
-    return re.finditer(r"(?<![^\W_])" + _inflected(_norm(kw["keyword"])) + r"(?![^\W_])", _norm(text))
+    # A combining mark (not a word character to `re`) belongs to the letter before it: "cat\u0301" is not "cat",
+    # and a later mark can compose with that letter under NFKC ("cat\u0301" + "\u0323" -> "caṭ\u0301"), so a
+    # keyword beside one could not be final.
+    norm = _norm(text)
+    pattern = r"(?<![^\W_])" + _inflected(_norm(kw["keyword"])) + r"(?![^\W_])"
+    return (m for m in re.finditer(pattern, norm)
+            if not _mark(norm[m.end():m.end() + 1]) and not _mark(norm[m.start() - 1:m.start()] if m.start() else ""))
 
 
 def _include_keyword(kw, text):

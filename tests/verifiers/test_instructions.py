@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from prefopt.errors import UserError
@@ -232,6 +232,26 @@ def test_a_final_verdict_on_a_cut_off_answer_survives_any_continuation(more):
             for cut in (text[:k] for k in range(1, len(text) + 1)):
                 if settled(meta, cut, ended=False):
                     assert check(meta, cut + more) == check(meta, cut), (meta, cut, more)
+
+
+@given(st.lists(st.sampled_from(["cat", "soil", "t", "l", " ", ".", "\u0301", "\u0323", "\u0300", "\u0338", "\u0345",
+                                  "_", "-", "s"]), max_size=8).map("".join),
+       st.text(alphabet=st.sampled_from("\u0301\u0323\u0300\u0327x "), max_size=4))
+@example("My cat\u0301", "\u0323 naps.")
+def test_a_final_keyword_survives_combining_marks(text, more):
+    # NFKC composes a letter with a mark that comes after another mark of a higher class ("cat\u0301" +
+    # "\u0323" reads "caṭ\u0301"): a keyword beside a mark was final and then lost
+    for keyword in ("cat", "soil"):
+        meta = c("include_keyword", keyword=keyword)
+        if settled(meta, text, ended=False):
+            assert check(meta, text + more) == check(meta, text), (text, more)
+
+
+def test_a_keyword_with_a_combining_mark_is_another_word():
+    meta = c("include_keyword", keyword="cat")
+    assert not check(meta, "My cat\u0301 sleeps.") and not settled(meta, "My cat\u0301", ended=False)
+    assert not check(meta, "x\u0301cat sleeps.")
+    assert check(meta, "My cafe\u0301 cat.")  # a mark elsewhere changes nothing
 
 
 def test_a_cut_off_answer_passes_only_when_nothing_could_undo_it():
