@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -337,8 +338,11 @@ def check_values(r: Recipe) -> None:
         raise UserError(f, "data.weights", "expected auto or {desirable: <positive number>, undesirable: "
                         "<positive number>}")
     raise_all(train_errors(spec, r.train, f))
-    if r.train.get("learning_rate", 1) <= 0:  # torch's optimizer refuses a negative rate only as training starts
-        raise UserError(f, "train.learning_rate", f"must be above 0, got {r.train['learning_rate']}; 0 would "
+    lr = r.train.get("learning_rate", 1)
+    # torch's optimizer refuses a negative (or NaN) rate only as training starts, and an infinite one trains
+    # to NaN; a value of another type is train_errors' (or, its TRL source unread, the trainer's) to report
+    if _type_ok(lr, float) and not 0 < lr < math.inf:
+        raise UserError(f, "train.learning_rate", f"must be above 0 and finite, got {lr}; 0 would "
                         "train nothing and a negative rate climbs the loss")
     from .selection import HIGHER_IS_BETTER, SELECTIONS
 
@@ -415,8 +419,8 @@ def check_values(r: Recipe) -> None:
 
         given = {k: v for k, v in r.tune.space.items() if v is not None}
         if given:
-            space = merge({k: spec.search[k] for k in spec.search if k in {p.get("per") for p in given.values()
-                                                                             if isinstance(p, dict)}}, given)
+            pers = {p.get("per") for p in given.values() if isinstance(p, dict) and isinstance(p.get("per"), str)}
+            space = merge({k: spec.search[k] for k in spec.search if k in pers}, given)
             check_space(space, field_names(spec.config), file=f, fixed=spec.fixed, owned=owned_by_the_run(spec))
             check_space_limits(r, space)
     if r.data.split_seed < 0:

@@ -81,7 +81,7 @@ def check(space: dict, train_keys, *, file: str, fixed: dict = (), owned: dict =
             bad(key, f"a log range needs low > 0, got {low}")
         if not isinstance(p.get("log", False), bool):  # YAML's 'false' in quotes is text, and text is true
             bad(key, f"log must be true or false (unquoted), got {p['log']!r}")
-        partner = space.get(p.get("per"))
+        partner = space.get(p["per"]) if isinstance(p.get("per"), str) else None  # per: [a] is no key
         if "per" in p and not (isinstance(partner, dict) and "per" not in partner and (
                 {"low", "high"} <= set(partner) or _numbers(partner.get("values")))):
             bad(key, f"per: {p['per']!r} must name another searched key of numbers that is not itself a multiple")

@@ -172,6 +172,9 @@ def test_values_that_would_misplace_a_run_or_blame_another_file_are_refused_nami
     ({"bf16": "yes"}, "train.bf16", "expected bool"),
     ({"lr_scheduler_type": 5}, "train.lr_scheduler_type", "expected SchedulerType | str"),
     ({"learning_rate": -1e-4}, "train.learning_rate", "must be above 0"),
+    # NaN passed `<= 0` and torch refused it only as training started; an infinite rate trains to NaN
+    ({"learning_rate": float("nan")}, "train.learning_rate", "must be above 0 and finite"),
+    ({"learning_rate": float("inf")}, "train.learning_rate", "must be above 0 and finite"),
 ])
 def test_train_values_have_the_types_the_trl_config_declares(tmp_path, train, field, fix):
     # they passed the recipe check and failed in the trainer, after the run's first files were written

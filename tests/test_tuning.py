@@ -96,6 +96,9 @@ def test_tune_refuses_what_would_be_unfair_or_leak(tmp_path):
     ({"max_steps": {"values": [4, 2.5]}}, "tune.space.max_steps", "reaches 2.5, which a recipe may not set: "
      "train.max_steps: expected int"),
     ({"max_steps": {"low": 2.0, "high": 8.0}}, "tune.space.max_steps", "expected int"),  # draws would be 2.7, ...
+    # per: naming no key (a list or mapping) was looked up in the space and crashed with a TypeError
+    ({"beta": {"per": ["learning_rate"], "low": 1, "high": 2}}, "tune.space.beta", "must name another searched key"),
+    ({"beta": {"per": {"a": 1}, "low": 1, "high": 2}}, "tune.space.beta", "must name another searched key"),
 ])
 def test_bad_spaces_name_the_key(space, field, needle, tmp_path):
     path = tmp_path / "r.yaml"
