@@ -69,3 +69,31 @@ def test_shipped_records_agree_with_the_verifier():
     out = subprocess.run([sys.executable, str(SCRIPT), str(ROOT / "results"), "--check"], capture_output=True,
                          text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_runs_it_cannot_judge_are_said_in_one_line_and_nothing_is_rewritten(tmp_path):
+    # records from before the `ended` flag (results/bf16), a run without data_report.json and a mistyped
+    # folder crashed with a KeyError or FileNotFoundError traceback, or (the folder) passed --check
+    soil = {"id": "include_keyword", "kwargs": {"keyword": "soil"}}
+    good = {"prompt_id": "p0", "constraint": soil, "policy_text": "Subsoiling.", "policy_ended": True,
+            "policy_pass": True}
+    first = _run(tmp_path, [good], {"verified_success": 1.0})
+    old = [{"prompt_id": "p1", "constraint": soil, "policy_text": "Rich soil.", "policy_pass": True,
+            "reference_text": "Soil.", "reference_pass": True}]
+    run = tmp_path / "results" / "runs" / "y" / "seed1-def"
+    run.mkdir(parents=True)
+    (run / "eval_generations.jsonl").write_text(json.dumps(old[0]) + "\n")
+    (run / "metrics.json").write_text("{}")
+    (run / "data_report.json").write_text(json.dumps({"verifier": "instructions"}))
+    before = (first / "eval_generations.jsonl").read_bytes()
+    for flags in ((), ("--check",)):
+        out = _rejudge(tmp_path, *flags)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and "lack policy_ended" in out.stderr
+    assert (first / "eval_generations.jsonl").read_bytes() == before  # the judgeable run was not rewritten first
+    (run / "data_report.json").unlink()
+    out = _rejudge(tmp_path, "--check")
+    assert out.returncode == 2 and "no data_report.json" in out.stderr and "Traceback" not in out.stderr
+    out = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nope"), "--check"], capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and "no runs/ folder" in out.stderr
