@@ -57,13 +57,13 @@ def main(argv=None) -> int:
         for r, old in zip(records, before):
             for side, was in zip(("policy", "reference"), old):
                 if r[f"{side}_pass"] != was:
-                    flips[(side, r[verifier.column]["id"])] += 1
+                    flips[(side, r[verifier.column]["id"], "fail->pass" if r[f"{side}_pass"] else "pass->fail")] += 1
         write_jsonl(file, records)
         write_json(metrics_file, metrics)
         runs += 1
-    print(f"{runs} runs re-judged into {args.copy}; passes that became fails (answers across all runs):")
-    for (side, family), n in sorted(flips.items()):
-        print(f"  {side:9} {family:16} {n}")
+    print(f"{runs} runs re-judged into {args.copy}; verdicts that changed (answers across all runs):")
+    for (side, family, how), n in sorted(flips.items()):
+        print(f"  {side:9} {family:16} {how:10} {n}")
     return 0
 
 
