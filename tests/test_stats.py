@@ -401,3 +401,22 @@ def test_unequal_seed_counts_test_the_difference_of_all_seed_means():
     assert p < 0.001
     c = stats.compare({"a": a, "b": [b]}, "verified_success", 40, n_resamples=200, seed=0)
     assert c.pairwise[("a", "b")][0] == pytest.approx(20 / 40)  # (its p carries a's wide seed spread)
+
+
+@pytest.mark.parametrize("folds", [1, 3])
+def test_swapped_auc_by_pair_counts_is_the_ranks_auc_bit_for_bit(folds):
+    # the permutation test's fast path must give the very numbers ranking every permutation gives
+    from prefopt.permutation import _quantiles, _swapped_auc_difference
+    from prefopt.resample import rank_auc
+
+    rng = np.random.default_rng(folds)
+    n = 90
+    block = rng.integers(0, folds, n) if folds > 1 else None
+    label = rng.random(n) < 0.7
+    a, b = rng.integers(0, 12, n).astype(float), rng.normal(size=n).round(1)  # many ties
+    ra, rb = _quantiles(a, block), _quantiles(b, block)
+    f = rng.random((300, n)) < 0.5
+    f[0] = False
+    slow = rank_auc(np.where(f, rb, ra), label, block) - rank_auc(np.where(f, ra, rb), label, block)
+    assert np.array_equal(_swapped_auc_difference(ra, rb, label, block, f), slow)
+    assert np.isnan(_swapped_auc_difference(np.r_[np.nan, ra[1:]], rb, label, block, f)).all()
