@@ -53,16 +53,30 @@ def check_results_dir(results: Path) -> None:
                         "for the results")
     missing = [p for p in (results, *results.parents) if not p.exists()]
     try:
-        results.mkdir(parents=True, exist_ok=True)
-        if not os.access(results, os.W_OK | os.X_OK):
-            raise PermissionError(13, "Permission denied")
+        # torchrun's ranks check at once: one may remove (cleaning up) a folder the other just made, so a
+        # folder that vanished is made again rather than called unusable
+        for attempt in range(10):
+            try:
+                results.mkdir(parents=True, exist_ok=True)
+            except (FileNotFoundError, FileExistsError):  # a parent removed, or the folder between two checks
+                if attempt == 9:
+                    raise
+                continue
+            if os.access(results, os.W_OK | os.X_OK):
+                break
+            if results.is_dir():
+                raise PermissionError(13, "Permission denied")
+        else:
+            raise FileNotFoundError(2, "No such file or directory")
     except OSError as e:
         raise UserError(str(results), "--results", f"cannot be used as the results folder ({e.strerror}); give a "
                         "directory you can write to") from None
     finally:
         for p in missing:
-            if p.is_dir():
+            try:
                 p.rmdir()
+            except OSError:  # gone already, or in use: another process (a torchrun rank) made or removed it too
+                pass
 
 
 def replaced(run: Path) -> Path:

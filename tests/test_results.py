@@ -45,3 +45,31 @@ def test_readers_see_the_old_or_the_new_file_never_a_part(tmp_path):
         reader.join()
     assert seen <= set(versions) and seen
     assert not [p for p in os.listdir(tmp_path) if p != "comparison.csv"]
+
+
+def test_two_processes_checking_one_new_results_folder_at_once_both_pass(tmp_path):
+    # torchrun's ranks each run the command line's checks: one rank's cleanup could remove the folders the
+    # other was trying (FileNotFoundError, a traceback in a two-process run)
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    start = ctx.Barrier(2)
+    errors = ctx.Queue()
+    rounds = 300
+
+    def check():
+        for i in range(rounds):
+            start.wait()
+            try:
+                results.check_results_dir(tmp_path / f"r{i}" / "runs" / "tiny")
+            except BaseException as e:  # noqa: BLE001 - reported to the test below
+                errors.put(repr(e))
+
+    procs = [ctx.Process(target=check) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    found = [errors.get() for _ in range(errors.qsize())]
+    assert not found, found[:3]
+    assert all(p.exitcode == 0 for p in procs)
