@@ -321,21 +321,23 @@ def verified_success(model, tok, rows, verifier, *, batch_size: int, max_new_tok
     return result, records, reference_texts
 
 
-def prompt_id(prompt) -> str:
-    """A short stable id of a prompt (text or message list), the same in every run and every file."""
+def _short_id(text: str) -> str:
     import hashlib
 
-    return hashlib.sha256(_key(prompt).encode()).hexdigest()[:12]
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def prompt_id(prompt) -> str:
+    """A short stable id of a prompt (text or message list), the same in every run and every file."""
+    return _short_id(_key(prompt))
 
 
 def question_id(prompt) -> str:
     """A short stable id of what a prompt asks (prefopt.data.io.question: other spacing, case or form is the
     same question). The statistics resample questions: two prompts asking one are not two independent ones."""
-    import hashlib
-
     from .data.io import question
 
-    return hashlib.sha256(question(prompt).encode()).hexdigest()[:12]
+    return _short_id(question(prompt))
 
 
 def item_records(rows, scores) -> list[dict]:
