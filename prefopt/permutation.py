@@ -255,16 +255,24 @@ def _beyond(null: np.ndarray, observed: float, seed_sd: float, seed_df: float) -
 
 def auc_vs_chance_p(runs: list[Run], n_permutations: int, rng: np.random.Generator, seed_sd: float = 0.0,
                     seed_df: float = 0.0) -> float:
-    """Permutation test of 'the reward does not separate the labels' (what the untrained model's all-zero
-    rewards do, AUC 0.5): labels are shuffled within each prompt, the same shuffle in every seed, and the
+    """auc_vs_chance's p-value alone."""
+    return auc_vs_chance(runs, n_permutations, rng, seed_sd, seed_df)[0]
+
+
+def auc_vs_chance(runs: list[Run], n_permutations: int, rng: np.random.Generator, seed_sd: float = 0.0,
+                  seed_df: float = 0.0) -> tuple[float, float]:
+    """(p, observed AUC - permuted centre). Permutation test of 'the reward does not separate the labels'
+    (what the untrained model's all-zero rewards do, AUC 0.5): labels are shuffled within each prompt, the same shuffle in every seed, and the
     seed-mean AUC recomputed. (Swapping records with the reference's all-zero rewards would mix prompts
     scored on different scales and lose most of the power.) The AUC compares rows across prompts too, and a
     shuffle within prompts keeps what prompts' rewards and label mixes share: the permuted AUCs centre
     there (about 0.6 on the shipped single split), not at 0.5, so distances are taken from their mean. Measured from
     0.5, a reward that separated prompts but no label within one read as significant, and one below the
-    permuted centre as no different. NaN rewards give NaN. Seed noise as in permutation_p."""
+    permuted centre as no different. So the side the test decides is the sign of AUC - centre, which can
+    differ from that of AUC - 0.5 (a reward above 0.5 that ranks the labels the wrong way round within
+    prompts is worse than none). NaN rewards give NaN. Seed noise as in permutation_p."""
     if any(np.isnan(r.logp - r.ref_logp).any() for r in runs):
-        return np.nan
+        return np.nan, np.nan
     first = runs[0]
     n = len(first.prompt)
     grouped = np.argsort(first.prompt, kind="stable")  # rows prompt by prompt
@@ -276,7 +284,8 @@ def auc_vs_chance_p(runs: list[Run], n_permutations: int, rng: np.random.Generat
     aucs = np.mean([rank_auc(np.broadcast_to(r.logp - r.ref_logp, labels.shape), labels, first.block)
                     for r in runs], axis=0)
     centre = float(aucs[1:].mean())
-    return float((1 + _beyond(aucs[1:] - centre, abs(aucs[0] - centre), seed_sd, seed_df)) / (n_permutations + 1))
+    p = (1 + _beyond(aucs[1:] - centre, abs(aucs[0] - centre), seed_sd, seed_df)) / (n_permutations + 1)
+    return float(p), float(aucs[0] - centre)
 
 
 def mcnemar_p(policy_pass: np.ndarray, reference_pass: np.ndarray) -> float:

@@ -42,7 +42,7 @@ import numpy as np
 
 # the parts, re-exported: callers use prefopt.stats alone
 from .permutation import (APART_LEVEL, CHUNK, RETEST, SPREAD_LEVEL, SeedSpread,  # noqa: F401
-                          auc_vs_chance_p, mcnemar_p, permutation_p, seed_spread)
+                          auc_vs_chance, auc_vs_chance_p, mcnemar_p, permutation_p, seed_spread)
 from .resample import (METRICS, REFERENCE_FIXED, Run, as_reference, interval, metric,  # noqa: F401
                        prompt_draws, rank_auc, recipe_samples, weighted_auc)
 
@@ -83,6 +83,9 @@ class Comparison:
     vs_reference: dict  # recipe -> (delta, lo, hi, p, p_holm)
     pairwise: dict  # (a, b) -> (delta a-b, lo, hi, p, p_holm, P(a > b), P(a < b)): ties are neither
     seeds: SeedSpread | None = None  # the seed variance the p-values carry
+    # recipe -> the side of the untrained model its test measured, where that is not the sign of the delta:
+    # reward_auc's test measures from the permuted centre, not from 0.5 (auc_vs_chance)
+    vs_side: dict | None = None
 
 
 def compare(recipes: dict[str, list[Run]], metric_name: str, n_prompts: int, *, n_resamples: int = 2000,
@@ -98,21 +101,26 @@ def compare(recipes: dict[str, list[Run]], metric_name: str, n_prompts: int, *, 
     spread = seed_spread(metric_name, recipes, n_prompts, _stream(seed, "seed spread"))
 
     def vs_reference_p(name):
+        """(p, the side the test measured: NaN where it is the delta's own)"""
         runs = recipes[name]
         sd, df = spread.scale((name,), len(runs))
         rng = _stream(seed, "vs untrained", name)
         if metric_name == "reward_auc":
-            return auc_vs_chance_p(runs, n_resamples, rng, sd, df)
+            return auc_vs_chance(runs, n_resamples, rng, sd, df)
         # each seed against the reference records of its own run (the same model, so the same scores)
-        return permutation_p(metric_name, runs, [as_reference(r) for r in runs], n_prompts, n_resamples, rng, sd, df)
+        return permutation_p(metric_name, runs, [as_reference(r) for r in runs], n_prompts, n_resamples, rng, sd,
+                             df), np.nan
 
-    vs = {name: (*interval(s - ref), vs_reference_p(name)) for name, s in samples.items()}
+    tested = {name: vs_reference_p(name) for name in samples}
+    vs = {name: (*interval(s - ref), tested[name][0]) for name, s in samples.items()}
+    side = {name: t[1] for name, t in tested.items() if not np.isnan(t[1])}
     vs_holm = holm([v[3] for v in vs.values()])
     vs = {name: (*v, h) for (name, v), h in zip(vs.items(), vs_holm)}
     names = list(recipes)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     pairwise = _pairwise(metric_name, recipes, samples, pairs, n_prompts, n_resamples, seed, alpha, spread)
-    return Comparison(metric_name, n_prompts, n_resamples, seed, estimates, interval(ref), vs, pairwise, spread)
+    return Comparison(metric_name, n_prompts, n_resamples, seed, estimates, interval(ref), vs, pairwise, spread,
+                      side or None)
 
 
 def _pairwise(metric_name: str, recipes: dict, samples: dict, pairs: list, n_prompts: int, n_resamples: int,
@@ -174,14 +182,17 @@ def verdict(c: Comparison, alpha: float = 0.05) -> str:
     wins.sort(key=lambda w: (rank[w[0]], rank[w[1]]))
 
     decided = [n for n in names if c.vs_reference[n][4] < alpha]
-    good = [n for n in decided if (c.vs_reference[n][0] > 0) != lower]
+    # the side the test decided, not the delta's: a reward_auc above 0.5 whose test finds the labels ranked
+    # the wrong way round within prompts is worse than the untrained model, not better
+    good = [n for n in decided if ((c.vs_side or {}).get(n, c.vs_reference[n][0]) > 0) != lower]
     bad = [n for n in decided if n not in good]
     best = names[0]
     beaten = [b for a, b in wins if a == best]
     tied = [n for n in names[1:] if n not in beaten]
     others = [f"{a} ahead of {b}" for a, b in wins if a != best]
     ref_text = "; ".join(t for t in (f"better than the untrained model: {', '.join(good)}" if good else "",
-                                      f"worse than it: {', '.join(bad)}" if bad else "") if t) \
+                                      f"worse than {'it' if good else 'the untrained model'}: {', '.join(bad)}"
+                                      if bad else "") if t) \
         or "no recipe is distinguishable from the untrained model"
     if len(names) == 1:
         return f"On {c.metric} ({c.prompts} prompts), {ref_text}."

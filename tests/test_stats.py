@@ -387,6 +387,10 @@ def test_auc_against_the_untrained_model_is_measured_from_the_permuted_centre():
 
     assert mannwhitneyu(reward[label], reward[~label]).statistic / (label.sum() * (~label).sum()) > 0.5
     assert auc_vs_chance_p([run], 500, np.random.default_rng(0)) < 0.01
+    # the verdict takes the side the test decided, not the sign of AUC - 0.5 (it said "better" here)
+    c = stats.compare({"wrong_way": [run]}, "reward_auc", 40, n_resamples=500, seed=0)
+    assert c.vs_reference["wrong_way"][0] > 0 and c.vs_reference["wrong_way"][4] < 0.05
+    assert stats.verdict(c).endswith("worse than the untrained model: wrong_way.")
 
 
 def test_unequal_seed_counts_test_the_difference_of_all_seed_means():
