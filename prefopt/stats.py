@@ -172,12 +172,20 @@ def verdict(c: Comparison, alpha: float = 0.05) -> str:
     against each other one, then every other decided pair (the top one can be tied with all while lower
     ones are told apart), then each recipe against the untrained model."""
     lower = c.metric in ("kl", "desirable_nll")
-    names = sorted(c.estimates, key=lambda n: c.estimates[n][0] if lower else -c.estimates[n][0])
+    # a recipe without a value (a NaN record) is ranked nowhere: sorted among the others, NaN keys left it
+    # wherever it stood, so it could open the sentence as "the top recipe"
+    unvalued = [n for n in c.estimates if math.isnan(c.estimates[n][0])]
+    names = sorted((n for n in c.estimates if n not in unvalued),
+                   key=lambda n: c.estimates[n][0] if lower else -c.estimates[n][0])
+    none = f"; without a value (a missing or NaN record), compared with none: {', '.join(unvalued)}" \
+        if unvalued else ""
+    if not names:
+        return f"On {c.metric}, no recipe has a value{none}."
     better = "lower" if lower else "higher"
     rank = {n: i for i, n in enumerate(names)}
     wins = []  # (winner, loser) of every pair decided at alpha after Holm, in ranking order
     for (a, b), (delta, _, _, _, p_holm, *_) in c.pairwise.items():
-        if p_holm < alpha and delta != 0:
+        if p_holm < alpha and delta != 0 and a in rank and b in rank:
             wins.append((a, b) if (delta > 0) != lower else (b, a))
     wins.sort(key=lambda w: (rank[w[0]], rank[w[1]]))
 
@@ -194,6 +202,7 @@ def verdict(c: Comparison, alpha: float = 0.05) -> str:
                                       f"worse than {'it' if good else 'the untrained model'}: {', '.join(bad)}"
                                       if bad else "") if t) \
         or "no recipe is distinguishable from the untrained model"
+    ref_text += none
     if len(names) == 1:
         return f"On {c.metric} ({c.prompts} prompts), {ref_text}."
     if not wins:
@@ -204,7 +213,8 @@ def verdict(c: Comparison, alpha: float = 0.05) -> str:
                 f"decided (Holm p < {alpha}): {', '.join(others)} ({c.prompts} prompts); {ref_text}.")
     also = f"; also decided: {', '.join(others)}" if others else ""
     if not tied:
-        return (f"{best} is best on {c.metric} ({better} is better): ahead of every other recipe (Holm p < {alpha})"
+        return (f"{best} is best on {c.metric} ({better} is better): ahead of every other recipe"
+                + " with a value" * bool(unvalued) + f" (Holm p < {alpha})"
                 + also + f" ({c.prompts} prompts); {ref_text}.")
     # "best" only when every other recipe is beaten: ranking first while tied with some is not being best
     return (f"{best} ranks first on {c.metric} ({better} is better), not decidedly best: ahead of "

@@ -342,6 +342,21 @@ def test_verdict_names_decided_pairs_below_a_top_recipe_that_beats_none():
     assert "no recipe is distinguishable from another" in stats.verdict(c)
 
 
+def test_a_recipe_without_a_value_is_ranked_nowhere_and_named():
+    # N has a NaN record (no AUC, no p-value); A beats B. Sorting NaN among the values left N first in the
+    # table's order, and the verdict called it "the top recipe, tied with every other one"
+    nan = float("nan")
+    for order in (("N", "A", "B"), ("A", "N", "B")):
+        c = _comparison({n: {"N": nan, "A": 0.8, "B": 0.6}[n] for n in order},
+                        {("A", "B"): (0.2, 0.001), ("N", "A"): (nan, nan), ("N", "B"): (nan, nan)})
+        text = stats.verdict(c)
+        assert text.startswith("A is best on reward_auc (higher is better): ahead of every other recipe with a "
+                               "value (Holm p < 0.05)"), text
+        assert text.endswith("without a value (a missing or NaN record), compared with none: N.")
+    assert stats.verdict(_comparison({"N": nan}, {})) == ("On reward_auc, no recipe has a value; without a value "
+                                                         "(a missing or NaN record), compared with none: N.")
+
+
 def test_resamples_where_two_recipes_tie_count_for_neither_side():
     # one seed each, the same answers but on prompt 0, which only A passes: a resample without prompt 0 is a
     # tie, so P(B > A) is 0, not 1 - P(A > B)
