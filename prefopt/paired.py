@@ -113,15 +113,20 @@ def _records(run_dir: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     return items, gens.sort_values("prompt_id", ignore_index=True)
 
 
+def runs_for(metric: str, runs: dict[str, list[stats.Run]]) -> dict[str, list[stats.Run]]:
+    """The runs a metric compares: for verified_success those that took the common generation test (the
+    others are named in load), for the row metrics all."""
+    if metric != "verified_success":
+        return runs
+    return {g: kept for g, rs in runs.items() if (kept := [r for r in rs if len(r.gen_prompt)])}
+
+
 def comparisons(runs: dict[str, list[stats.Run]], n_prompts: dict[str, int]) -> dict[str, stats.Comparison]:
     out = {}
     for metric in SHOWN:
-        chosen = runs
-        if metric == "verified_success":  # the runs that took the common generation test (others named in load)
-            chosen = {g: kept for g, rs in runs.items() if (kept := [r for r in rs if len(r.gen_prompt)])}
-            if not chosen:
-                continue
-        out[metric] = stats.compare(chosen, metric, n_prompts[metric], n_resamples=RESAMPLES, seed=SEED)
+        chosen = runs_for(metric, runs)
+        if chosen:
+            out[metric] = stats.compare(chosen, metric, n_prompts[metric], n_resamples=RESAMPLES, seed=SEED)
     return out
 
 
@@ -207,14 +212,16 @@ def tuning_lines(split: pd.DataFrame, a: Analysis, alpha: float = 0.05) -> list[
             continue
         chosen = [p for p in pairs if all(g in a.results[metric].estimates for g in p)]
         if chosen:
-            found[metric] = stats.differences(a.runs, chosen, metric, a.n_prompts[metric], n_resamples=RESAMPLES,
-                                              seed=SEED)
+            # the runs compare() compared: a seed without generation records would make the pair's
+            # verified_success NaN
+            found[metric] = stats.differences(runs_for(metric, a.runs), chosen, metric, a.n_prompts[metric],
+                                              n_resamples=RESAMPLES, seed=SEED)
     lines = [f"Tuned against untuned: each tuned recipe minus the recipe it was tuned from, paired by prompt, "
              f"Holm-adjusted over the pairs each metric could test (seed {SEED}, {RESAMPLES} resamples):", ""]
     for metric, d in found.items():
         moved = {"better": [], "worse": [], "tied": []}
         for (tuned, plain), (delta, _, _, _, p_holm, *_) in d.items():
-            word = "tied" if p_holm >= alpha else "better" if delta > 0 else "worse"
+            word = "tied" if not p_holm < alpha else "better" if delta > 0 else "worse"  # (NaN: undecided)
             holm = f" (Holm p {stats.format_p(p_holm)})" if p_holm < alpha else ""
             moved[word].append(f"{tuned} {delta:+.3g}{holm}")
         lines.append(f"- {metric} ({len(d)} pairs): " + "; ".join(f"{w}: {', '.join(v)}" for w, v in moved.items() if v) + ".")

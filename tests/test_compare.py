@@ -524,6 +524,31 @@ def test_tuned_recipes_are_compared_with_the_recipe_they_were_tuned_from(tmp_pat
     assert "**ipo_tuned** is tuned: 4 random trials of ipo" in text  # still marked as tuned
 
 
+def test_tuned_against_untuned_compares_the_runs_the_pairwise_table_compares(tmp_path):
+    """A tuned recipe with a seed that kept no generation records: verified_success compares its other seed,
+    as the pairwise table does. The tuning section used every seed, got NaN and printed 'worse: dpo_tuned
+    +nan', a decision from no test."""
+    root = tmp_path / "results"
+    for k, (recipe, source) in enumerate((("dpo", None), ("dpo_tuned", "dpo"))):
+        for seed in (1, 2):
+            m = fake_metrics(recipe, seed, FP_A, 0.6, method="dpo")
+            if source:
+                m["tuned"] = {"recipe": source, "trials": 4, "sampler": "random", "trial": 1,
+                              "metric": "validation reward_auc", "value": 0.7, "chosen": {"learning_rate": 5e-4}}
+            run = add_run(root, m)
+            add_items(run, 0.0, seed=10 * k + seed)
+            if (recipe, seed) == ("dpo_tuned", 2):
+                (run / "eval_generations.jsonl").unlink()
+    compare.rebuild(root)
+    text = (root / "summary.md").read_text()
+    tuning = text.split("Tuned against untuned", 1)[1].split("Pairwise reward_auc", 1)[0]
+    assert "nan" not in tuning and "- verified_success (1 pairs): tied: dpo_tuned +" in tuning
+    row = next(line for line in tuning.splitlines() if line.startswith("| dpo_tuned | dpo |")).rstrip(" |").split(" | ")
+    matrix = text.split("Pairwise verified_success", 1)[1]
+    cell = next(line for line in matrix.splitlines() if line.startswith("| dpo_tuned |")).split(" | ")[1]
+    assert cell.startswith(f"{row[-2]} p {row[-1]},")  # the same difference, interval and p
+
+
 def test_runs_scored_under_bf16_autocast_are_flagged_beside_float32_scored_ones():
     old = {"autocast_bf16": True}  # before `scored_in`: scored under the autocast it trained in
     new = {"autocast_bf16": True, "scored_in": "float32"}
