@@ -89,7 +89,7 @@ def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int
             tokens=items["tokens"].to_numpy(float), kl_sum=items["kl_sum"].to_numpy(float),
             block=items["block"].to_numpy(int) if folds > 1 else None,  # the fold whose model scored the row
             gen_prompt=gens[gen_key].map(gen_index).to_numpy(int), policy_pass=gens["policy_pass"].to_numpy(bool),
-            reference_pass=gens["reference_pass"].to_numpy(bool)))
+            reference_pass=gens["reference_pass"].to_numpy(bool), seed=int(seed)))
     counts = {m: len(gen_prompts) if m == "verified_success" else len(prompts) for m in SHOWN}
     raw = {"reward_auc": len({p for *_, items, _ in records for p in items["prompt_id"]}),
            "verified_success": len(set(chosen))}
@@ -266,6 +266,25 @@ def verdict_lines(a: Analysis) -> list[str]:
     return [f"- {stats.verdict(c)}" for m, c in a.results.items() if m in MATRICES]
 
 
+def mcnemar_lines(a: Analysis) -> list[str]:
+    """verified_success of each trained model (recipe and seed) against the untrained model's answers to the
+    same prompts: exact McNemar, one greedy answer per prompt each. Cross-fitted runs pool k models' answers
+    (with a shared generation test, k per prompt): no such pairing, no line."""
+    chosen = runs_for("verified_success", a.runs)
+    if a.folds > 1 or "verified_success" not in a.results or not chosen:
+        return []
+    lines = ["verified_success of each seed's model against the untrained model on the same prompts (exact McNemar, "
+             "two-sided, per trained model and not adjusted for multiplicity; gained: prompts it passes that the "
+             "untrained model fails, lost: the reverse):", ""]
+    for group in sorted(chosen):
+        cells = []
+        for r in chosen[group]:
+            gained, lost, p = stats.mcnemar(r.policy_pass, r.reference_pass)
+            cells.append(f"seed {r.seed}: gained {gained}, lost {lost}, p {stats.format_p(p)}")
+        lines.append(f"- {group}: " + "; ".join(cells) + ".")
+    return lines + [""]
+
+
 def merged_text(n_prompts: dict) -> str:
     merged = n_prompts.get("merged") or {}
     if not merged:
@@ -326,6 +345,7 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
     ref = " | ".join(f"{_ci(*c.reference)} | | " for c in results.values())
     lines += [f"| untrained reference | {ref}|", ""]
+    lines += mcnemar_lines(a)
     lines += tuning_lines(split, a)
     for metric in MATRICES:
         if metric not in results or len(results[metric].estimates) < 2:

@@ -289,11 +289,17 @@ def auc_vs_chance(runs: list[Run], n_permutations: int, rng: np.random.Generator
 
 
 def mcnemar_p(policy_pass: np.ndarray, reference_pass: np.ndarray) -> float:
-    """Exact McNemar test of one run's verified passes against the reference's, prompt by prompt (valid for
-    one greedy generation per prompt, i.e. per seed)."""
+    """mcnemar's p-value alone."""
+    return mcnemar(policy_pass, reference_pass)[2]
+
+
+def mcnemar(policy_pass: np.ndarray, reference_pass: np.ndarray) -> tuple[int, int, float]:
+    """(prompts only the policy passes, prompts only the reference passes, two-sided p): the exact McNemar
+    test of one run's verified passes against the reference's, prompt by prompt (valid for one greedy
+    generation per prompt, i.e. per seed)."""
     from scipy.stats import binomtest
 
-    b = int((policy_pass & ~reference_pass).sum())
-    c = int((~policy_pass & reference_pass).sum())
-    return 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
-
+    policy, reference = np.asarray(policy_pass, bool), np.asarray(reference_pass, bool)
+    b = int((policy & ~reference).sum())
+    c = int((~policy & reference).sum())
+    return b, c, 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)

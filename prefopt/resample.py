@@ -34,6 +34,7 @@ class Run:
     gen_prompt: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # per verified prompt
     policy_pass: np.ndarray = field(default_factory=lambda: np.zeros(0))
     reference_pass: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    seed: int | None = None  # the training seed, for what is reported per seed (McNemar)
 
 
 def prompt_draws(n_prompts: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:

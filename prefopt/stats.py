@@ -42,7 +42,8 @@ import numpy as np
 
 # the parts, re-exported: callers use prefopt.stats alone
 from .permutation import (APART_LEVEL, CHUNK, RETEST, SPREAD_LEVEL, SeedSpread,  # noqa: F401
-                          auc_vs_chance, auc_vs_chance_p, mcnemar_p, permutation_p, seed_spread)
+                          auc_vs_chance, auc_vs_chance_p, mcnemar, mcnemar_p, permutation_p,
+                          seed_spread)
 from .resample import (METRICS, REFERENCE_FIXED, Run, as_reference, interval, metric,  # noqa: F401
                        prompt_draws, rank_auc, recipe_samples, weighted_auc)
 

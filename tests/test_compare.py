@@ -369,6 +369,13 @@ def test_paired_verdict_and_tables_from_per_item_records(tmp_path):
     assert "| strong | " in text and "| untrained reference | 0.5 [0.5, 0.5] |" in text
     assert "Pairwise reward_auc: row minus column" in text and "Pairwise verified_success" in text
     assert "Welch" not in text  # the seed-level t-tests give way to the paired comparison
+    # and each trained model's verified_success against the untrained model's answers: exact McNemar per seed
+    gens = pd.read_json(root / "runs" / "weak" / "seed2-weakaaaa" / "eval_generations.jsonl", lines=True)
+    gained = int((gens.policy_pass & ~gens.reference_pass).sum())
+    lost = int((~gens.policy_pass & gens.reference_pass).sum())
+    p = stats.binomtest(gained, gained + lost).pvalue
+    assert "(exact McNemar, two-sided, per trained model and not adjusted for multiplicity;" in text
+    assert "- weak: seed 1: gained " in text and f"; seed 2: gained {gained}, lost {lost}, p {p:.3f}." in text
     for plot in (f"forest_{FP_A[:12]}.png", f"pairwise_{FP_A[:12]}.png"):  # Δ vs untrained; pairwise Δ heatmap
         assert (root / "plots" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

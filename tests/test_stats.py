@@ -263,6 +263,7 @@ def test_mcnemar_exact_on_discordant_prompts():
     reference = np.array([False] * 9 + [True] * 1 + [True] * 5)
     assert stats.mcnemar_p(policy, reference) == pytest.approx(0.021484375)  # binomial(9 of 10, 0.5)
     assert stats.mcnemar_p(reference, reference) == 1.0
+    assert stats.mcnemar(policy.astype(int), reference.astype(int)) == (9, 1, pytest.approx(0.021484375))
 
 
 def test_auc_against_chance_holds_its_level_and_finds_separation():
