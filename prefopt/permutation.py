@@ -262,15 +262,16 @@ def auc_vs_chance_p(runs: list[Run], n_permutations: int, rng: np.random.Generat
 def auc_vs_chance(runs: list[Run], n_permutations: int, rng: np.random.Generator, seed_sd: float = 0.0,
                   seed_df: float = 0.0) -> tuple[float, float]:
     """(p, observed AUC - permuted centre). Permutation test of 'the reward does not separate the labels'
-    (what the untrained model's all-zero rewards do, AUC 0.5): labels are shuffled within each prompt, the same shuffle in every seed, and the
-    seed-mean AUC recomputed. (Swapping records with the reference's all-zero rewards would mix prompts
-    scored on different scales and lose most of the power.) The AUC compares rows across prompts too, and a
-    shuffle within prompts keeps what prompts' rewards and label mixes share: the permuted AUCs centre
-    there (about 0.6 on the shipped single split), not at 0.5, so distances are taken from their mean. Measured from
-    0.5, a reward that separated prompts but no label within one read as significant, and one below the
-    permuted centre as no different. So the side the test decides is the sign of AUC - centre, which can
-    differ from that of AUC - 0.5 (a reward above 0.5 that ranks the labels the wrong way round within
-    prompts is worse than none). NaN rewards give NaN. Seed noise as in permutation_p."""
+    (what the untrained model's all-zero rewards do, AUC 0.5): labels are shuffled within each prompt, the
+    same shuffle in every seed, and the seed-mean AUC recomputed. (Swapping records with the reference's
+    all-zero rewards would mix prompts scored on different scales and lose most of the power.) The AUC
+    compares rows across prompts too, and a shuffle within prompts keeps what prompts' rewards and label
+    mixes share: the permuted AUCs centre there (about 0.6 on the shipped single split), not at 0.5, so
+    distances are taken from their mean. Measured from 0.5, a reward that separated prompts but no label
+    within one read as significant, and one below the permuted centre as no different. So the side the test
+    decides is the sign of AUC - centre, which can differ from that of AUC - 0.5 (a reward above 0.5 that
+    ranks the labels the wrong way round within prompts is worse than none). NaN rewards give NaN. Seed
+    noise as in permutation_p."""
     if any(np.isnan(r.logp - r.ref_logp).any() for r in runs):
         return np.nan, np.nan
     first = runs[0]

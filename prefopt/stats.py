@@ -204,20 +204,25 @@ def verdict(c: Comparison, alpha: float = 0.05) -> str:
                                       if bad else "") if t) \
         or "no recipe is distinguishable from the untrained model"
     ref_text += none
+    # with one seed per recipe the seed effect is unknown and the tests carry none of it: what they decide
+    # is which trained models differ, and the verdict that opens summary.md must not read as one on recipes
+    single = c.seeds is not None and not c.seeds.df
+    basis = f"{c.prompts} prompts" + single * ("; one seed per recipe, no seed effect: of these trained models, "
+                                               "not the recipes")
     if len(names) == 1:
-        return f"On {c.metric} ({c.prompts} prompts), {ref_text}."
+        return f"On {c.metric} ({basis}), {ref_text}."
     if not wins:
-        return (f"On {c.metric}, no recipe is distinguishable from another at this budget ({c.prompts} prompts, "
+        return (f"On {c.metric}, no recipe is distinguishable from another at this budget ({basis}, "
                 f"Holm-adjusted p >= {alpha}); {ref_text}.")
     if not beaten:
         return (f"On {c.metric} ({better} is better), the top recipe, {best}, is tied with every other one; "
-                f"decided (Holm p < {alpha}): {', '.join(others)} ({c.prompts} prompts); {ref_text}.")
+                f"decided (Holm p < {alpha}): {', '.join(others)} ({basis}); {ref_text}.")
     also = f"; also decided: {', '.join(others)}" if others else ""
     if not tied:
         return (f"{best} is best on {c.metric} ({better} is better): ahead of every other recipe"
                 + " with a value" * bool(unvalued) + f" (Holm p < {alpha})"
-                + also + f" ({c.prompts} prompts); {ref_text}.")
+                + also + f" ({basis}); {ref_text}.")
     # "best" only when every other recipe is beaten: ranking first while tied with some is not being best
     return (f"{best} ranks first on {c.metric} ({better} is better), not decidedly best: ahead of "
             f"{', '.join(beaten)} (Holm p < {alpha}); tied with {', '.join(tied)}" + also
-            + f" ({c.prompts} prompts); {ref_text}.")
+            + f" ({basis}); {ref_text}.")

@@ -258,6 +258,18 @@ def test_compare_is_seeded_paired_and_says_tied_or_best():
     assert "no recipe is distinguishable from another" in stats.verdict(tied)
 
 
+def test_with_one_seed_per_recipe_the_verdict_says_it_speaks_of_the_trained_models():
+    # one seed each: the tests carry no seed effect (unknown), so "strong is best" is about these two trained
+    # models; the verdict that opens summary.md said so nowhere
+    rng = np.random.default_rng(5)
+    recipes = {"strong": synthetic(rng, effect=1.5), "weak": synthetic(rng)}
+    text = stats.verdict(stats.compare(recipes, "reward_auc", 40, n_resamples=300, seed=1))
+    assert text.startswith("strong is best on reward_auc") and \
+        "(40 prompts; one seed per recipe, no seed effect: of these trained models, not the recipes)" in text
+    recipes = {"strong": synthetic(rng, effect=1.5, seeds=2), "weak": synthetic(rng, seeds=2)}
+    assert "one seed per recipe" not in stats.verdict(stats.compare(recipes, "reward_auc", 40, n_resamples=300, seed=1))
+
+
 def test_mcnemar_exact_on_discordant_prompts():
     policy = np.array([True] * 9 + [False] * 1 + [True] * 5)
     reference = np.array([False] * 9 + [True] * 1 + [True] * 5)
