@@ -43,6 +43,9 @@ MEMORY_NOTE = ("peak_memory_mb is the GPU memory this run allocated at most on C
                "worker process each) report their own.")
 ORDER = QUALITY + ["verified_success_delta", "desirable_nll_ref", "verified_success_ref"] + COST + [
     "eval_rows", "eval_pairs", "verified_prompts"]
+# the validation score of the checkpoint `eval.select: best` kept: the choice picked it for being high, so it
+# runs above what the model scores on held-out data. metrics.json keeps it; the test tables never show it
+CHOSEN_ON_VALIDATION = ["selected_validation_value"]
 IDS = ["recipe", "config", "method", "strategy", "seed", "fold", "folds", "test", "eval_fingerprint", "run_id", "data_path"]
 REFERENCE = "reference"
 MARGIN_COLUMN = "rewards/margins"
@@ -125,7 +128,7 @@ def read_train_log(run_dir: str) -> pd.DataFrame | None:
 
 def metric_columns(runs: pd.DataFrame) -> list[str]:
     """Numeric, not entirely missing, not an identifier: known metrics in reading order, then any others."""
-    cols = [c for c in runs.columns if c not in IDS and c != "run_dir" and runs[c].notna().any()
+    cols = [c for c in runs.columns if c not in IDS + CHOSEN_ON_VALIDATION + ["run_dir"] and runs[c].notna().any()
             and pd.api.types.is_numeric_dtype(runs[c]) and not pd.api.types.is_bool_dtype(runs[c])]
     return [c for c in ORDER if c in cols] + sorted(c for c in cols if c not in ORDER)
 
@@ -452,7 +455,9 @@ def tuned_lines(split: pd.DataFrame) -> list[str]:
         if t:
             chosen = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in t["chosen"].items())
             lines.append(f"- **{group}** is tuned: {t['trials']} {t['sampler']} trials of {t['recipe']} on the "
-                         f"{t['metric']} (best {t['value']:.4g}, trial {t['trial']}); chosen {chosen}.")
+                         f"{t['metric']} (trial {t['trial']} won); chosen {chosen}.")
+    # (not the winning trial's validation score: picked for being the highest, it overstates the recipe; the
+    # test split's numbers above are its result)
     return ["", "Tuned recipes (`prefopt tune`; every choice made on the validation split):", "", *lines, ""] \
         if lines else []
 

@@ -556,6 +556,29 @@ def test_tuned_against_untuned_compares_the_runs_the_pairwise_table_compares(tmp
     assert cell.startswith(f"{row[-2]} p {row[-1]},")  # the same difference, interval and p
 
 
+def test_a_score_chosen_on_validation_is_never_reported_beside_the_test_scores(tmp_path):
+    """eval.select: best keeps the checkpoint with the highest validation score, and tune the trial with the
+    highest: that score is the choice's, biased up, and the tables of test-split numbers averaged it with a
+    t-interval (summary.csv selected_validation_value_mean) and printed the winning trial's ('best 0.8123')."""
+    root = tmp_path / "results"
+    for seed in (1, 2):
+        m = fake_metrics("dpo_tuned", seed, FP_A, 0.6, method="dpo")
+        m.update(selected_step=16, select_metric="reward_auc", selected_validation_value=0.8123 + seed / 100,
+                 validation_seconds=3.0,
+                 tuned={"recipe": "dpo", "trials": 4, "sampler": "random", "trial": 1, "metric": "validation reward_auc",
+                        "value": 0.8123, "chosen": {"learning_rate": 5e-4}})
+        add_run(root, m)
+    compare.rebuild(root)
+    for table in ("summary.csv", "comparison.csv"):
+        columns = pd.read_csv(root / table).columns
+        assert not any(c.startswith("selected_validation_value") for c in columns)
+        assert any(c.startswith("selected_step") for c in columns)  # which step was kept is no score
+    text = (root / "summary.md").read_text()
+    assert "0.81" not in text and "0.82" not in text
+    assert "- **dpo_tuned** is tuned: 4 random trials of dpo on the validation reward_auc (trial 1 won); chosen " \
+           "learning_rate 0.0005." in text
+
+
 def test_runs_scored_under_bf16_autocast_are_flagged_beside_float32_scored_ones():
     old = {"autocast_bf16": True}  # before `scored_in`: scored under the autocast it trained in
     new = {"autocast_bf16": True, "scored_in": "float32"}
