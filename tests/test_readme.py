@@ -44,3 +44,34 @@ def test_readme_results_table_matches_the_committed_summary():
         assert source is not None, f"{recipe} is not in results/summary.md"
         for cell in quoted:
             assert f"| {cell} |" in source, f"{recipe}: README says {cell!r}, summary.md says {source}"
+
+
+def test_own_data_file_with_a_shipped_recipe_behaves_as_the_readme_says(tmp_path):
+    """'With your own file, the shipped recipes still take the generation test on data/verified_test.jsonl
+    ...; with --set eval.prompts=null, eval.verifier: auto ... skips the generation metric (and says so)'
+    when the rows carry no `constraint`: `prefopt data` shows both (no model is loaded)."""
+    import json
+    import os
+    import sys
+
+    from prefopt.testing import write_feedback
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "the shipped recipes still take the generation test on `data/verified_test.jsonl`" in readme
+    assert "with `--set eval.prompts=null`, `eval.verifier: auto` scores your held-out prompts" in readme
+    own = write_feedback(tmp_path / "own.jsonl")  # no `constraint` column
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def report(*extra):
+        cmd = [sys.executable, "-m", "prefopt", "data", "recipes/kto_mixed.yaml", "--json",
+               "--set", f"data.path={own}", *extra]
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    shipped = report()
+    assert (shipped["verifier"], shipped["verified_prompts_from"], shipped["verified_prompts"]) == (
+        "instructions", "data/verified_test.jsonl", 300)
+    dropped = report("--set", "eval.prompts=null")
+    assert dropped["verifier"] is None and dropped["verified_prompts"] == 0
+    assert "no verifier column" in dropped["verifier_note"]
