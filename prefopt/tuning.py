@@ -152,7 +152,8 @@ def tune_recipes(recipes: list[Recipe], *, results: str = "results", trials: int
                             "pick another tune.metric")
         path = results / TUNED / f"{recipe.name}.yaml"
         write_atomic(path, tuned_yaml(recipe, chosen[best], trial=best, trials=len(jobs),
-                                      value=float(table[f"validation_{recipe.tune.metric}"][best]), sets=sets))
+                                      value=float(table[f"validation_{recipe.tune.metric}"][best]), sets=sets,
+                                      results=results))
         written.append(path)
     return written
 
@@ -168,9 +169,10 @@ def trials_table(chosen: list[dict], metrics: list[dict], metric: str, run_ids: 
     return pd.DataFrame(rows)
 
 
-def tuned_yaml(recipe: Recipe, values: dict, *, trial: int, trials: int, value: float, sets=()) -> str:
+def tuned_yaml(recipe: Recipe, values: dict, *, trial: int, trials: int, value: float, sets=(),
+               results: str | Path = "results") -> str:
     """The recipe as written (with any --set), the chosen train.* values in, named <name>_tuned, and a
-    `tuned:` record the runs carry into the summary."""
+    `tuned:` record the runs carry into the summary. Its header names the folders under `results` (--results)."""
     raw = apply_sets(read_yaml(recipe.source), list(sets))
     raw["name"] = f"{recipe.name}_tuned"
     raw["train"] = {**(raw.get("train") or {}), **values}
@@ -178,6 +180,6 @@ def tuned_yaml(recipe: Recipe, values: dict, *, trial: int, trials: int, value: 
     raw["tuned"] = {"recipe": recipe.name, "trials": trials, "trial": trial, "sampler": recipe.tune.sampler,
                     "metric": f"validation {recipe.tune.metric}", "value": round(value, 6), "chosen": values}
     head = (f"# {recipe.name} with the settings `prefopt tune` chose: trial {trial} of {trials} ({recipe.tune.sampler}"
-            f"), best validation {recipe.tune.metric} {value:.4f}; trials in results/{TUNING}/{recipe.name}/.\n"
-            f"#\n#   python -m prefopt run results/{TUNED}/{recipe.name}.yaml --seeds 1,2,42   # scored on the test split\n")
+            f"), best validation {recipe.tune.metric} {value:.4f}; trials in {Path(results) / TUNING / recipe.name}/.\n"
+            f"#\n#   python -m prefopt run {Path(results) / TUNED / recipe.name}.yaml --seeds 1,2,42   # scored on the test split\n")
     return head + yaml.safe_dump(raw, sort_keys=False)

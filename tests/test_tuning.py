@@ -256,3 +256,18 @@ def test_a_tuned_folder_that_cannot_take_the_tuned_recipe_is_said_before_any_tri
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{results / 'tuned'}: --results: is a file" in err[0], err
     assert sorted(p.name for p in results.iterdir()) == ["tuned"]  # no tuning/ folder left behind
+
+
+def test_the_tuned_recipe_header_names_the_results_folder_it_was_written_under(tmp_path):
+    """The header's 'trials in ...' and its run command said results/ whatever --results was: with
+    --results /tmp/x the command it printed ran a file that did not exist."""
+    from prefopt.tuning import tuned_yaml
+
+    (tmp_path / "r.yaml").write_text("name: r\nmethod: dpo\nmodel: {name: m}\ndata: {path: d.jsonl}\n")
+    recipe = load_recipe(str(tmp_path / "r.yaml"))
+    elsewhere = tuned_yaml(recipe, {"beta": 0.2}, trial=1, trials=4, value=0.7, results=tmp_path / "res")
+    head = [line for line in elsewhere.splitlines() if line.startswith("#")]
+    assert f"trials in {tmp_path / 'res' / 'tuning' / 'r'}/." in head[0]
+    assert f"python -m prefopt run {tmp_path / 'res' / 'tuned' / 'r'}.yaml --seeds" in head[2]
+    default = tuned_yaml(recipe, {"beta": 0.2}, trial=1, trials=4, value=0.7)  # the shipped files' header
+    assert "trials in results/tuning/r/." in default and "prefopt run results/tuned/r.yaml" in default
