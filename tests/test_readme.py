@@ -75,3 +75,12 @@ def test_own_data_file_with_a_shipped_recipe_behaves_as_the_readme_says(tmp_path
     dropped = report("--set", "eval.prompts=null")
     assert dropped["verifier"] is None and dropped["verified_prompts"] == 0
     assert "no verifier column" in dropped["verifier_note"]
+
+
+def test_readme_names_every_file_a_shipped_run_directory_holds():
+    """The Results section lists what a run directory holds; trained.json was missing from it."""
+    results = " ".join((ROOT / "README.md").read_text().split("### Results", 1)[1].split("###", 1)[0].split())
+    names = {p.name for p in (ROOT / "results" / "runs").glob("*/*/*")}
+    assert "metrics.json" in names and "trained.json" in names
+    missing = sorted(n for n in names if f"`{n}`" not in results)
+    assert not missing, f"README's Results section does not name {missing}"
