@@ -372,8 +372,9 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
     lines = ["# prefopt comparison", "",
              "Test-split metrics of every finished run (the validation split, where recipes use one, is never "
              "scored here), one section per test split (eval fingerprint; runs on "
-             "different splits are never compared), each cell the mean over seeds ± half-width of the 95% "
-             "Student-t confidence interval; recipes ranked by the headline metric, " + HEADLINE + ".", ""]
+             "different splits are never compared): in the paired tables a value [its 95% bootstrap interval over "
+             "prompts and seeds], in the means tables the mean over seeds ± half-width of the 95% Student-t "
+             "confidence interval; recipes ranked by the headline metric, " + HEADLINE + ".", ""]
     lines[2:2] = verdict_block(runs, tests, analyses)
     lines += [f"- **{m}**{' (headline)' if m == HEADLINE else ''}: {LEGEND[m]}" for m in quality]
     for fp, s in (summary.groupby("test", sort=True) if "test" in summary else []):

@@ -376,6 +376,10 @@ def test_paired_verdict_and_tables_from_per_item_records(tmp_path):
     p = stats.binomtest(gained, gained + lost).pvalue
     assert "(exact McNemar, two-sided, per trained model and not adjusted for multiplicity;" in text
     assert "- weak: seed 1: gained " in text and f"; seed 2: gained {gained}, lost {lost}, p {p:.3f}." in text
+    # the opening says what a cell is in each kind of table: the paired tables' cells are bootstrap intervals,
+    # not the '± t half-width' it once said of every cell
+    assert "in the paired tables a value [its 95% bootstrap interval over prompts and seeds]" in text
+    assert "each cell the mean over seeds ±" not in text
     for plot in (f"forest_{FP_A[:12]}.png", f"pairwise_{FP_A[:12]}.png"):  # Δ vs untrained; pairwise Δ heatmap
         assert (root / "plots" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
