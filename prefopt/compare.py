@@ -148,6 +148,14 @@ def with_test(runs: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
+def short_name(test) -> str:
+    """A test's name in titles and file names: its fingerprint's first 12 digits, and the data file's hash
+    that with_test appends when two files share the fingerprint (cut to 12, the two tests of such files would
+    share one name, and one's plots would overwrite the other's)."""
+    head, dash, tail = str(test).partition("-")
+    return head[:12] + dash + tail
+
+
 def with_groups(runs: pd.DataFrame) -> pd.DataFrame:
     """Adds `test` and `group`: the recipe name, plus its configuration id where one name covers several
     configurations on one test (an edited recipe), so seeds of different configurations are never averaged
@@ -384,7 +392,7 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
         per_fold = split.drop_duplicates("fold") if folds > 1 else split.iloc[:1]  # (a fold's sizes: every recipe)
         sizes = ", ".join(f"{int(per_fold[k].sum())} held-out {w}" for k, w in (("eval_rows", "rows"), ("eval_pairs", "pairs"))
                           if k in split and per_fold[k].notna().all())
-        title = (f"## Cross-fitted test `{str(fp)[:12]}` ({folds} folds: every labeled prompt held out once)"
+        title = (f"## Cross-fitted test `{short_name(fp)}` ({folds} folds: every labeled prompt held out once)"
                  if folds > 1 else f"## Test split `{fp}` (held out)")
         lines += ["", title, "",
                   f"Data: `{split.iloc[0].get('data_path', '?')}`" + (f", {sizes}" if sizes else "") +
@@ -420,7 +428,7 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
     for fp, split in runs.groupby("test", sort=True):
         if "test" not in summary or fp not in set(summary["test"]):
             have = split.groupby(["group", "seed"])["fold"].apply(lambda f: ", ".join(str(int(x)) for x in sorted(f)))
-            lines += ["", f"## Cross-fitted test `{str(fp)[:12]}`: unfinished", "",
+            lines += ["", f"## Cross-fitted test `{short_name(fp)}`: unfinished", "",
                       f"No recipe has all {_folds(split)} folds of a seed yet: " +
                       "; ".join(f"{g} seed {s} (folds {v} of {_folds(split)} finished)" for (g, s), v in have.items())
                       + "."]
@@ -434,7 +442,7 @@ def verdict_block(runs: pd.DataFrame, tests: list, analyses: dict) -> list[str]:
     lines = []
     for fp in tests:
         split = runs[runs["test"] == fp]
-        name = (f"cross-fitted test `{str(fp)[:12]}`" if _folds(split) > 1 else f"test split `{str(fp)[:12]}`")
+        name = (f"cross-fitted test `{short_name(fp)}`" if _folds(split) > 1 else f"test split `{short_name(fp)}`")
         a = analyses.get(fp)
         said = verdict_lines(a) if a is not None and a.results else \
             ["- No paired verdict: " + ("its runs kept no per-item records (rerun them to get one); the seed-level "
@@ -535,7 +543,7 @@ def rebuild(results: Path) -> list[Path]:
         with_gens = {fp: g for fp, split in splits.items()
                      if {"policy_text", "reference_text"} <= set((g := read_generations(split)).columns)}
         for fp, gens in with_gens.items():
-            text("samples.md" if len(with_gens) == 1 else f"samples_{str(fp)[:12]}.md", samples_markdown(gens, str(fp)[:12]))
+            text("samples.md" if len(with_gens) == 1 else f"samples_{short_name(fp)}.md", samples_markdown(gens, short_name(fp)))
 
         from .plots import curves_figure, forest_figure, metrics_figure, pairwise_figure, png
 
@@ -544,12 +552,12 @@ def rebuild(results: Path) -> list[Path]:
         figures = {"training_loss.png": curves_figure(runs, logs, "loss", "training loss per run"),
                    "reward_margin.png": curves_figure(runs, logs, MARGIN_COLUMN,
                                                       f"training reward margin ({MARGIN_COLUMN}) per run")}
-        figures.update({f"heldout_{str(fp)[:12]}.png":
+        figures.update({f"heldout_{short_name(fp)}.png":
                         metrics_figure(summary, fp, analyses[fp].results if fp in analyses else None)
                         for fp in tests})
         for fp, a in analyses.items():
-            figures[f"forest_{str(fp)[:12]}.png"] = forest_figure(a.results, str(fp)[:12])
-            figures[f"pairwise_{str(fp)[:12]}.png"] = pairwise_figure(a.results, str(fp)[:12])
+            figures[f"forest_{short_name(fp)}.png"] = forest_figure(a.results, short_name(fp))
+            figures[f"pairwise_{short_name(fp)}.png"] = pairwise_figure(a.results, short_name(fp))
         for name, fig in figures.items():
             if fig is not None:
                 write_atomic(plots / name, png(fig))

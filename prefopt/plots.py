@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .compare import HEADLINE, QUALITY, REFERENCE, with_groups
+from .compare import HEADLINE, QUALITY, REFERENCE, short_name, with_groups
 from .stats import format_p
 
 
@@ -66,7 +66,7 @@ def curves_figure(runs: pd.DataFrame, logs: dict, column: str, title: str):
         if len(points):
             fold = r.get("fold")
             label = (f"seed {r['seed']} fold {int(fold)}" if fold is not None and pd.notna(fold) else
-                     f"seed {r['seed']}" + (f" · test {str(r['test'])[:12]}" if split_count.get(r["group"], 0) > 1 else ""))
+                     f"seed {r['seed']}" + (f" · test {short_name(r['test'])}" if split_count.get(r["group"], 0) > 1 else ""))
             panels.setdefault(r["group"], []).append((label, points))
     if not panels:
         return None
@@ -149,7 +149,7 @@ def metrics_figure(summary: pd.DataFrame, fp: str, comparisons: dict | None = No
         ax.set_title(m + (" (headline)" if m == HEADLINE else "") + f"\n95% CI: {whiskers}", fontsize="medium")
         ax.grid(axis="y", alpha=0.3)
     counted = "seeds × folds" if _n_folds(s) > 1 else "seeds"
-    fig.suptitle(f"held-out split {str(fp)[:12]}: each recipe's value ({counted} in brackets), 95% CI whiskers "
+    fig.suptitle(f"held-out split {short_name(fp)}: each recipe's value ({counted} in brackets), 95% CI whiskers "
                  "(none where too few seeds or no valid interval)")
     return fig
 

@@ -511,6 +511,21 @@ def test_two_files_with_the_same_prompts_are_two_tests(tmp_path):
     assert len(dpo) == 2 and dpo.test.nunique() == 2 and sorted(dpo.reward_auc_mean) == pytest.approx([0.615, 0.715])
 
 
+def test_two_files_with_the_same_prompts_keep_apart_in_names_and_plots(tmp_path):
+    """With a real (64-digit) fingerprint, the two tests of files sharing prompts were both called by its first
+    12 digits: the verdict named one split twice and the second test's plots overwrote the first's."""
+    root = tmp_path / "results"
+    fp = "4927bcfeedef" + "ab" * 26
+    for path in ("data/ours.jsonl", "data/ours.csv"):
+        m = fake_metrics("dpo", 1, fp, 0.6, method="dpo")
+        m.update(data_path=path, run_id=f"seed1-{path[-3:]}")
+        add_run(root, m)
+    compare.rebuild(root)
+    names = re.findall(r"^On the test split `([^`]+)`:", (root / "summary.md").read_text(), flags=re.M)
+    assert len(names) == 2 and len(set(names)) == 2, names
+    assert sorted(p.name for p in (root / "plots").glob("heldout_*.png")) == sorted(f"heldout_{n}.png" for n in names)
+
+
 def test_tuned_recipes_are_compared_with_the_recipe_they_were_tuned_from(tmp_path):
     """Each tuned recipe minus its untuned source, paired by prompt, Holm over the tuned pairs only: a planted
     gain is found, no gain is tied, and a tuned recipe whose source did not run here is not paired."""
