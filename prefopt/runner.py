@@ -114,9 +114,12 @@ def check_validation_metric(recipe: Recipe, prepared, metric: str, field: str) -
              "desirable_nll": ("desirable rows", True not in labels), "kl": ("rows", len(rows) == 0)}
     missing, lacking = needs.get(metric, ("", False))
     if lacking:
+        # offer only the metrics this split can give: an empty split (a small file) gives none
+        usable = [m for m, (_, lacks) in needs.items() if not lacks]
+        other = f"choose a metric it allows ({', '.join(usable)}) or " if usable else ""
         raise UserError(recipe.source, field, f"{metric} needs {missing} in the validation "
-                        f"split ({len(rows)} rows), and it has none; choose another metric (reward_auc, kl, "
-                        "desirable_nll) or a larger data.validation_fraction")
+                        f"split ({len(rows)} rows), and it has none; {other}raise data.validation_fraction "
+                        "(or add prompts)")
 
 
 def _on_validation(prepared):

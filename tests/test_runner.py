@@ -573,8 +573,13 @@ def test_best_checkpoint_metric_must_exist_on_the_validation_split(write_recipe)
         check_selection(load_recipe(str(path), ["eval.select_metric=reward_auc"]), one_label)
     check_selection(load_recipe(str(path), ["eval.select=last"]), unpaired)  # nothing is chosen: nothing checked
     empty = SimpleNamespace(validation_rows=rows.iloc[:0], validation_pairs=None)  # a fraction that rounds to 0
-    with pytest.raises(UserError, match="kl needs rows in the validation split"):
+    with pytest.raises(UserError, match="kl needs rows in the validation split") as e:
         check_selection(load_recipe(str(path), ["eval.select_metric=kl"]), empty)
+    # the fix offered is one that works: no other metric exists on no rows (it once offered kl itself)
+    assert "choose" not in str(e.value) and "raise data.validation_fraction" in str(e.value)
+    with pytest.raises(UserError) as e:
+        check_selection(load_recipe(str(path), ["eval.select_metric=reward_auc"]), one_label)
+    assert "allows (desirable_nll, kl)" in str(e.value)
 
 
 def test_a_run_stands_or_continues_only_on_the_data_and_processes_it_began_with(write_recipe, tiny_data, tmp_path,
