@@ -50,7 +50,7 @@ def load_prompts(path: str, *, field: str = "eval.prompts") -> pd.DataFrame:
     fmt = _pick_format(Path(file), "auto")
     table, row_numbers = _READERS[fmt](Path(file))
     if len(table) == 0 or "prompt" not in table.columns:
-        found = ", ".join(map(str, table.columns)) or "none"
+        found = _found_columns(table)
         raise UserError(file, field, f"needs a 'prompt' column (found: {found}); one prompt per row, with the "
                         "column the verifier reads (e.g. constraint)")
     table = table.reset_index(drop=True)
@@ -74,7 +74,7 @@ def canonical_rows(table: pd.DataFrame, *, file: str, row_numbers=None) -> pd.Da
     elif set(PAIRED) <= columns:
         shape = PAIRED
     else:
-        found = ", ".join(map(str, table.columns)) or "none"
+        found = _found_columns(table)
         raise UserError(file, "columns", f"found columns: {found}; needed prompt, completion, label (one row per "
                         "completion) or prompt, chosen, rejected (one row per pair); rename the columns to match")
 
@@ -388,6 +388,13 @@ def _missing(value) -> bool:
 def _show(value) -> str:
     text = "nothing (missing)" if _missing(value) else repr(_plain(value))
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _found_columns(table: pd.DataFrame) -> str:
+    """The columns a file has, for a message: a name with spaces around it (`prompt, completion, label` as a
+    CSV header) is quoted, or the message would list the very names it asks for."""
+    names = [str(c) for c in table.columns]
+    return ", ".join(n if n and n == n.strip() else repr(n) for n in names) or "none"
 
 
 def _first_line(e: Exception) -> str:

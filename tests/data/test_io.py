@@ -216,6 +216,14 @@ def test_missing_columns_lists_found_and_needed(tmp_path):
     assert "prompt, completion, label" in e.message and "prompt, chosen, rejected" in e.message
 
 
+def test_missing_columns_shows_spaces_around_a_name(tmp_path):
+    # a CSV header written "prompt, completion, label" once read back as "found columns: prompt, completion,
+    # label; needed prompt, completion, label": the names it asked for, with the spaces that differ unseen
+    (tmp_path / "d.csv").write_text("prompt, completion, label\np,c,yes\n")
+    e = error(tmp_path / "d.csv")
+    assert e.field == "columns" and "found columns: prompt, ' completion', ' label';" in e.message
+
+
 @pytest.mark.parametrize("completion", ["", "   \n\t", [{"role": "assistant", "content": "  "}]])  # (no assistant
 # turn at all: test_csv_float_labels_and_a_completion_with_no_assistant_message)
 def test_empty_completion_names_row(tmp_path, completion):
