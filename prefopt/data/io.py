@@ -270,7 +270,9 @@ _READERS = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv, "parquet
 # --- row checks -------------------------------------------------------------------------------------------
 
 def _text_kinds(values: pd.Series, name: str, rows_of, file: str, *, completion: bool) -> np.ndarray:
-    """'s' (plain string) or 'm' (message list) per row; anything else, or an empty completion, is an error."""
+    """'s' (plain string) or 'm' (message list) per row; anything else, or empty text, is an error. An empty
+    prompt (a blank CSV cell is how a missing one reads) would join every such row into one prompt, ``""``,
+    so pairs, KL pairs and the split would take unrelated rows for completions of one question."""
     # a missing value (a key left out of a JSON row, an empty Parquet cell) is NaN/None; under pandas' string
     # dtype it would pass as a string and reach the trainer
     missing = values.map(lambda v: pd.api.types.is_scalar(v) and bool(pd.isna(v))).to_numpy(dtype=bool)
@@ -280,7 +282,7 @@ def _text_kinds(values: pd.Series, name: str, rows_of, file: str, *, completion:
                         "give it text or remove the row")
     if pd.api.types.infer_dtype(values, skipna=False) == "string":
         kinds = np.full(len(values), "s")
-        empty = values.str.strip().eq("").to_numpy() if completion else np.zeros(len(values), bool)
+        empty = values.str.strip().eq("").to_numpy()
     else:
         kinds = values.map(_kind).to_numpy(dtype=object)
         bad = np.flatnonzero(kinds == "?")
@@ -288,11 +290,11 @@ def _text_kinds(values: pd.Series, name: str, rows_of, file: str, *, completion:
             i = int(bad[0])
             raise UserError(file, f"row {int(rows_of[i])}: {name}", f"got {_show(values.iloc[i])}; expected a string "
                             'or a list of chat messages like [{"role": "user", "content": "..."}]')
-        empty = values.map(_is_empty).to_numpy(dtype=bool) if completion else np.zeros(len(values), bool)
+        empty = values.map(_is_empty if completion else _says_nothing).to_numpy(dtype=bool)
     if empty.any():
         i = int(np.flatnonzero(empty)[0])
         value = values.iloc[i]
-        if not isinstance(value, str) and not any(m["role"] == "assistant" for m in value):
+        if completion and not isinstance(value, str) and not any(m["role"] == "assistant" for m in value):
             raise UserError(file, f"row {int(rows_of[i])}: {name}", "has no assistant message; a completion's "
                             'messages are the answer, e.g. [{"role": "assistant", "content": "..."}]')
         raise UserError(file, f"row {int(rows_of[i])}: {name}", f"is empty or whitespace only ({int(empty.sum())} "
@@ -327,6 +329,11 @@ def _is_empty(value) -> bool:
     said = [m["content"] for m in value if m["role"] == "assistant"]
     # A completion that is a message list is judged by what the assistant says in it.
     return not "".join(said).strip()
+
+
+def _says_nothing(prompt) -> bool:
+    """A prompt holds no text at all: whitespace, or messages without any (a system message alone is a prompt)."""
+    return not (prompt if isinstance(prompt, str) else "".join(m["content"] for m in prompt)).strip()
 
 
 def _unpair(table: pd.DataFrame) -> pd.DataFrame:

@@ -235,6 +235,20 @@ def test_empty_completion_names_row(tmp_path, completion):
     assert e.field == "row 2: completion" and "empty" in e.message and "remove the row" in e.message
 
 
+@pytest.mark.parametrize("prompt", ["", " \n", [{"role": "user", "content": " "}]])
+def test_empty_prompt_names_row(tmp_path, prompt):
+    # a blank prompt cell (how a CSV export writes a missing prompt) was accepted, and every such row became
+    # one prompt "": DPO paired and the split grouped completions of unrelated questions
+    (tmp_path / "d.csv").write_text("prompt,completion,label\nq1,c,yes\n,d,no\nq2,e,yes\n,f,no\n")
+    e = error(tmp_path / "d.csv")
+    assert e.field == "row 2: prompt" and "empty or whitespace only (2 row(s) in all)" in e.message
+    ok = [{"role": "system", "content": "be brief"}] if isinstance(prompt, list) else "q"
+    answer = [{"role": "assistant", "content": "c"}] if isinstance(prompt, list) else "c"
+    rows = [{"prompt": ok, "completion": answer, "label": True}, {"prompt": prompt, "completion": answer, "label": False}]
+    e = error(write_jsonl(tmp_path / "d.jsonl", rows))
+    assert e.field == "row 2: prompt" and "empty" in e.message and "remove the row" in e.message
+
+
 def test_empty_rejected_in_paired_file(tmp_path):
     e = error(write_jsonl(tmp_path / "d.jsonl", [{"prompt": "p", "chosen": "c", "rejected": " "}]))
     assert e.field == "row 1: rejected" and "empty" in e.message
