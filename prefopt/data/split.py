@@ -74,8 +74,11 @@ def check_labels(labels: np.ndarray, both_prompts: int, *, file: str, form: str,
     n_desirable = int(labels.sum())
     if n_desirable in (0, len(labels)):
         have, need = ("desirable", "undesirable") if n_desirable else ("undesirable", "desirable")
-        raise UserError(file, "label", f"every row is {have}; {method} needs both labels (KTO learns from the "
-                        f"contrast, DPO/ORPO from pairs); add {need} rows or check how the labels were written")
+        why = {"unpaired": "it learns from the contrast", "paired": "its pairs hold one of each",
+               "desirable": "it trains on desirable rows, but every method is scored on how it ranks desirable "
+                            "against undesirable held-out completions"}.get(form, "")
+        raise UserError(file, "label", f"every row is {have}; {method} needs both labels ({why}); add {need} rows "
+                        "or check how the labels were written")
     if both_prompts == 0:
         if form == "paired":
             raise UserError(file, "label", f"no pair can be formed for {method}: no prompt has both a desirable and "

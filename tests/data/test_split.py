@@ -98,6 +98,10 @@ def test_check_labels_errors():
         check_labels(np.array([True, False]), 0, file="f", form="unpaired", method="kto")
     assert e.value.field == "data.eval_fraction" and "preference accuracy" in e.value.message
     check_labels(np.array([True, False]), 1, file="f", form="paired", method="dpo")  # fine
+    # the SFT baseline trains on desirable rows only; the reason it gives was KTO's and DPO's
+    with pytest.raises(UserError) as e:
+        check_labels(np.ones(5, bool), 0, file="f", form="desirable", method="sft")
+    assert "sft needs both labels (it trains on desirable rows, but every method is scored" in e.value.message
 
 
 @settings(max_examples=60, deadline=None)
