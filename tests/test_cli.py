@@ -46,11 +46,11 @@ def test_internal_failure_is_exit_1(write_recipe, tmp_path):
     assert out.returncode == 1 and "ZeroDivisionError" in out.stderr
 
 
-def run_without_torch(args: list[str]):
+def run_without_torch(args: list[str], cwd=None):
     code = ("import sys, io, contextlib; from prefopt.cli import main; buf = io.StringIO()\n"
             "with contextlib.redirect_stdout(buf): rc = main(sys.argv[1:])\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\nprint(buf.getvalue()); sys.exit(rc)")
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=ENV)
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=ENV, cwd=cwd)
 
 
 def test_list_shows_registries_without_torch():
@@ -173,3 +173,21 @@ def test_a_file_where_the_runs_folder_goes_is_said_before_training(write_recipe,
     assert main(["run", recipe, "--results", str(tmp_path / "res")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{tmp_path / 'res' / 'runs' / 'tiny_kto'}: --results: is a file" in err[0], err
+
+
+def test_own_file_with_a_shipped_recipe_keeps_its_generation_prompts_until_dropped(tmp_path):
+    # what the README says of a file of one's own without a `constraint` column (it once said the generation
+    # test was skipped, while the shipped recipe's eval.prompts kept it)
+    from pathlib import Path
+
+    from prefopt.testing import write_feedback
+
+    root, own = Path(__file__).resolve().parents[1], write_feedback(tmp_path / "ours.jsonl")
+    sets = ["--set", f"data.path={own}"]
+    kept = run_without_torch(["data", str(root / "recipes" / "kto_balanced.yaml"), *sets, "--json"], cwd=root)
+    dropped = run_without_torch(["data", str(root / "recipes" / "kto_balanced.yaml"), *sets,
+                                 "--set", "eval.prompts=null", "--json"], cwd=root)
+    assert kept.returncode == dropped.returncode == 0, kept.stderr + dropped.stderr
+    kept, dropped = json.loads(kept.stdout), json.loads(dropped.stdout)
+    assert kept["verified_prompts_from"] == "data/verified_test.jsonl" and kept["verified_prompts"] == 300
+    assert dropped["verified_prompts"] == 0 and "no verifier column" in dropped["verifier_note"]
