@@ -269,6 +269,9 @@ _READERS = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv, "parquet
 
 # --- row checks -------------------------------------------------------------------------------------------
 
+_MESSAGES_AS_TEXT = r"""\s*\[\s*\{\s*['"](?:role|content)['"]\s*:"""  # [{"role": ... or [{'content': ...
+
+
 def _text_kinds(values: pd.Series, name: str, rows_of, file: str, *, completion: bool) -> np.ndarray:
     """'s' (plain string) or 'm' (message list) per row; anything else, or empty text, is an error. An empty
     prompt (a blank CSV cell is how a missing one reads) would join every such row into one prompt, ``""``,
@@ -283,6 +286,15 @@ def _text_kinds(values: pd.Series, name: str, rows_of, file: str, *, completion:
     if pd.api.types.infer_dtype(values, skipna=False) == "string":
         kinds = np.full(len(values), "s")
         empty = values.str.strip().eq("").to_numpy()
+        # chat messages saved as text (DataFrame.to_csv writes a list as its Python repr; json.dumps before
+        # writing does the same in JSON) would be trained on as the literal brackets, without the chat template
+        listed = values.str.match(_MESSAGES_AS_TEXT).to_numpy(dtype=bool)
+        if listed.any():
+            i = int(np.flatnonzero(listed)[0])
+            raise UserError(file, f"row {int(rows_of[i])}: {name}", f"is text that reads as a list of chat messages "
+                            f"({int(listed.sum())} row(s) in all): {_show(values.iloc[i])}; give the list itself, not "
+                            "its text: save the file as JSONL (DataFrame.to_json(path, orient='records', lines=True)) "
+                            "or Parquet (a CSV cell holds only text)")
     else:
         kinds = values.map(_kind).to_numpy(dtype=object)
         bad = np.flatnonzero(kinds == "?")

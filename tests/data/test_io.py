@@ -249,6 +249,21 @@ def test_empty_prompt_names_row(tmp_path, prompt):
     assert e.field == "row 2: prompt" and "empty" in e.message and "remove the row" in e.message
 
 
+def test_chat_messages_saved_as_text_are_refused(tmp_path):
+    # a chat DataFrame saved with to_csv (each list as its Python repr) was read as plain-string prompts and
+    # completions: the run would train on the brackets, without the chat template
+    rows = pd.DataFrame({"prompt": [[{"role": "user", "content": "hi"}]] * 2,
+                         "completion": [[{"role": "assistant", "content": c}] for c in "ab"], "label": [True, False]})
+    rows.to_csv(tmp_path / "d.csv", index=False)
+    e = error(tmp_path / "d.csv")
+    assert e.field == "row 1: prompt" and "reads as a list of chat messages (2 row(s) in all)" in e.message
+    assert "save the file as JSONL" in e.message
+    text = [{**r, "prompt": json.dumps(r["prompt"])} for r in rows.to_dict("records")]  # json.dumps'd in JSONL
+    assert error(write_jsonl(tmp_path / "d.jsonl", text)).field == "row 1: prompt"
+    fine = [{"prompt": "[{'role' in Python: what is it?", "completion": "c", "label": True}]  # not a message list
+    assert load_rows(write_jsonl(tmp_path / "e.jsonl", fine))["prompt"].tolist() == [fine[0]["prompt"]]
+
+
 def test_empty_rejected_in_paired_file(tmp_path):
     e = error(write_jsonl(tmp_path / "d.jsonl", [{"prompt": "p", "chosen": "c", "rejected": " "}]))
     assert e.field == "row 1: rejected" and "empty" in e.message
