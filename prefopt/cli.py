@@ -164,8 +164,17 @@ def dispatch(ns) -> None:
     elif ns.command == "compare":
         from .compare import rebuild
 
-        for path in rebuild(Path(ns.results)):
+        results = Path(ns.results)
+        if not results.is_dir():  # a mistyped folder once compared nothing, silently, with exit status 0
+            what = "is a file, not a folder" if results.exists() else "no such folder"
+            raise UserError(str(results), "results", f"{what}; give the folder that `prefopt run --results` wrote "
+                            "(default: results)")
+        written = rebuild(results)
+        for path in written:
             print(path)
+        if not written:  # (stderr: stdout lists the files written, for scripts)
+            print(f"prefopt: no finished run in {results / 'runs'} (a run is finished once its metrics.json is "
+                  "written); nothing to compare", file=sys.stderr)
 
 
 def main(argv=None) -> int:

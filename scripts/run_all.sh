@@ -78,8 +78,13 @@ for r in "${recipes[@]:$i}"; do echo "SKIP $r (interrupted)"; done
 
 echo
 echo "=== rebuilding the comparison: $python -m prefopt compare $results"
-"$python" -m prefopt compare "$results"
-compare_rc=$?
+if [[ -d "$results" ]]; then
+    "$python" -m prefopt compare "$results"
+    compare_rc=$?
+else  # no run got as far as making it; prefopt compare refuses a missing folder (a mistyped one, by hand)
+    echo "(no $results folder: no run finished, nothing to compare)"
+    compare_rc=0
+fi
 if ((compare_rc != 0)); then
     echo "run_all.sh: the comparison rebuild failed (exit $compare_rc)" >&2
 fi

@@ -191,3 +191,18 @@ def test_own_file_with_a_shipped_recipe_keeps_its_generation_prompts_until_dropp
     kept, dropped = json.loads(kept.stdout), json.loads(dropped.stdout)
     assert kept["verified_prompts_from"] == "data/verified_test.jsonl" and kept["verified_prompts"] == 300
     assert dropped["verified_prompts"] == 0 and "no verifier column" in dropped["verifier_note"]
+
+
+def test_compare_says_when_there_is_nothing_to_compare(tmp_path, capsys):
+    # a mistyped results folder (or a data file given by mistake) compared nothing, printed nothing, exit 0
+    for path, what in ((tmp_path / "reslts", "no such folder"), (tmp_path / "d.jsonl", "is a file, not a folder")):
+        if what.startswith("is a file"):
+            path.write_text("{}\n")
+        assert main(["compare", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"prefopt: error: {path}: results: {what}; give the folder that `prefopt run --results` "
+                       "wrote (default: results)\n")
+    (tmp_path / "empty").mkdir()
+    assert main(["compare", str(tmp_path / "empty")]) == 0
+    out = capsys.readouterr()
+    assert out.out == "" and "no finished run in" in out.err and not any((tmp_path / "empty").iterdir())
