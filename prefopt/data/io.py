@@ -223,16 +223,19 @@ def _read_csv(path: Path):
     except csv.Error as e:
         raise UserError(str(path), f"row {max(reader.line_num - 1, 1)}", f"is not readable as CSV ({e}); check "
                         "its quoting") from None
-    header, body = records[0], [r for r in records[1:] if r]  # skip blank lines
+    # blank lines are harmless, as in JSONL: an empty line, one of spaces, or a row of empty cells (",,", as a
+    # spreadsheet exports an emptied row); the rows after one keep their numbers
+    header = records[0]
+    body = [(n, r) for n, r in enumerate(records[1:], start=1) if any(c.strip() for c in r)]
     twice = sorted({c for c in header if header.count(c) > 1})
     if twice:
         raise UserError(str(path), "columns", f"the header names {', '.join(map(repr, twice))} more than once; "
                         "give every column its own name")
-    for n, record in enumerate(body, start=1):
+    for n, record in body:
         if len(record) != len(header):
             raise UserError(str(path), f"row {n}", f"is not readable as CSV: {len(record)} fields where the header "
                             f"has {len(header)}; quote fields that contain commas")
-    return pd.DataFrame(body, columns=header, dtype=str), None
+    return pd.DataFrame([r for _, r in body], columns=header, dtype=str), [n for n, _ in body]
 
 
 def _read_parquet(path: Path):

@@ -209,6 +209,16 @@ def test_csv_row_numbers_and_labels(tmp_path):
     assert e.field == "row 2: label" and "'nope'" in e.message
 
 
+def test_csv_blank_lines_of_spaces_or_empty_cells_are_skipped_and_keep_the_numbering(tmp_path):
+    # a trailing line of spaces was 'row 3: is not readable as CSV ... quote fields that contain commas', a
+    # spreadsheet's emptied row (",,") three errors about an empty prompt, completion and label, and a row after
+    # a blank line was numbered as if the blank were not there
+    (tmp_path / "d.csv").write_text("prompt,completion,label\np,a,yes\n  \n,,\n\np,b,no\n \t\n")
+    assert load_rows(str(tmp_path / "d.csv"))["completion"].tolist() == ["a", "b"]
+    (tmp_path / "d.csv").write_text("prompt,completion,label\np,a,yes\n\n,,\np,b,maybe\n")
+    assert error(tmp_path / "d.csv").field == "row 4: label"
+
+
 def test_missing_columns_lists_found_and_needed(tmp_path):
     e = error(write_jsonl(tmp_path / "d.jsonl", [{"question": "p", "answer": "c", "label": True}]))
     assert e.field == "columns"
