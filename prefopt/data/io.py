@@ -136,7 +136,11 @@ def question(prompt) -> str:
     import unicodedata
 
     if not isinstance(prompt, str):
-        prompt = "\n".join(m["content"] for m in list(prompt) if m["role"] == "user")
+        messages = list(prompt)
+        asked = [m["content"] for m in messages if m["role"] == "user"]
+        # a prompt without a user turn (a system message alone; 'human' for 'user') asks what all its messages
+        # say: taken as asking nothing, every such prompt was the one question "" and the split saw one prompt
+        prompt = "\n".join(asked or [m["content"] for m in messages])
     return " ".join(unicodedata.normalize("NFC", prompt).split()).casefold()
 
 

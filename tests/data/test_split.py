@@ -206,6 +206,18 @@ def test_prompts_asking_one_question_form_one_group_keyed_by_the_smallest():
     assert group_keys[codes[0]] == min(keys[:3]) and group_keys[codes[5]] == "other"
 
 
+def test_prompts_without_a_user_turn_are_not_one_question():
+    # 40 prompts as 'human' (not 'user') messages, or a system message alone, once were one question "" each,
+    # and prefopt data said '1 prompt(s) cannot be split into train and held-out ... add prompts'
+    prompts = pd.Series([[{"role": "human", "content": "a"}], [{"role": "human", "content": "b"}],
+                         [{"role": "system", "content": "c"}], [{"role": "system", "content": "C"}],
+                         [{"role": "system", "content": "be brief"}, {"role": "user", "content": "a"}]])
+    keys = pd.Series([json.dumps(p, sort_keys=True) for p in prompts])
+    codes, _ = question_groups(*group_codes(keys), prompts)
+    assert len({codes[0], codes[1], codes[2]}) == 3 and codes[2] == codes[3]  # (case: one question)
+    assert codes[4] == codes[0]  # with a user turn, the user turn is the question, as before
+
+
 def test_where_no_two_prompts_share_a_question_the_split_is_the_prompts_own():
     keys, labels = table([(2, 1)] * 30 + [(3, 0)] * 10)
     codes, group_keys = question_groups(*group_codes(keys), keys)
