@@ -57,8 +57,8 @@ def test_own_data_file_with_a_shipped_recipe_behaves_as_the_readme_says(tmp_path
     from prefopt.testing import write_feedback
 
     readme = " ".join((ROOT / "README.md").read_text().split())
-    assert "the shipped recipes still take the generation test on `data/verified_test.jsonl`" in readme
-    assert "with `--set eval.prompts=null`, `eval.verifier: auto` scores your held-out prompts" in readme
+    assert "a shipped recipe still takes its generation test from its `eval.prompts` (the 300 constraint prompts of `data/verified_test.jsonl`" in readme
+    assert "`--set eval.prompts=null` drops them, and then `eval.verifier: auto` generates for the test split's own prompts if your rows carry a `constraint`" in readme
     own = write_feedback(tmp_path / "own.jsonl")  # no `constraint` column
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
