@@ -318,11 +318,12 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
               "interval against the untrained model is a distance from 0.5, while its test measures the distance "
               "from the AUC that label shuffles within prompts give (above 0.5 when prompts differ), so an "
               "interval clear of 0 with Holm p 1.000 is no contradiction. verified_success "
-              "is tested exactly (every prompt swap counted, no Monte Carlo error). On the row metrics a pair "
-              "whose unadjusted p is below 0.05 is retested on up to "
-              f"{stats.RETEST} x pairs / 0.05 fresh permutations, so that Holm over many recipes can still reach "
-              "0.05 (the smallest Monte Carlo p is 1/(permutations + 1)) and a p-value near the threshold is "
-              "known to about 10%.",
+              "is tested exactly (every prompt swap counted, no Monte Carlo error). On the row metrics a test "
+              "whose unadjusted p is below 0.05, a pair's or a recipe's against the untrained model, is retested "
+              f"on up to {stats.RETEST} x m / 0.05 fresh permutations, m the tests its Holm family holds (the "
+              "pairs, or the recipes), fewer once its p is known well enough, so that Holm over many recipes can "
+              "still reach 0.05 (the smallest Monte Carlo p is 1/(permutations + 1)) and a p-value near the "
+              "threshold is known to about 10%.",
               "", (f"{n_prompts['reward_auc']} held-out test prompts carry" if a.folds == 1 else
                    f"Cross-fitted over {a.folds} folds: all {n_prompts['reward_auc']} labeled prompts carry, each "
                    "scored by the fold's model that did not train on it (a recipe's seed pools its folds),")

@@ -217,10 +217,8 @@ def permutation_p(name: str, a: list[Run], b: list[Run], n_prompts: int, n_permu
     with different seed counts every seed of a is paired with every seed of b, so that the observed statistic
     (the mean of those pairs' differences) is the difference of the seed means the tables print, all seeds
     counted. verified_success is computed
-    exactly (_exact_pass_p): no permutation drawn, `rng` untouched. With `stop_below` (a retest: many
-    permutations) it stops at a chunk's end once the p-value is known well enough for a decision at that
-    level: RETEST permuted differences beyond the observed one (about 10% Monte Carlo error), or so few
-    that p is surely below half of `stop_below`."""
+    exactly (_exact_pass_p): no permutation drawn, `rng` untouched. `stop_below`: a retest's level, at
+    which it may stop early (_monte_carlo_p)."""
     if len(a) != len(b):
         a, b = [x for x in a for _ in b], [y for _ in a for y in b]
     k = len(a)
@@ -228,15 +226,28 @@ def permutation_p(name: str, a: list[Run], b: list[Run], n_prompts: int, n_permu
         if not all(len(r.gen_prompt) for r in a[:k] + b[:k]):
             return np.nan
         return _exact_pass_p(a[:k], b[:k], seed_sd, seed_df)
-    count, done = 0.0, 0
-    while done < n_permutations:  # in chunks: a retest may take a few hundred thousand
-        n = min(CHUNK, n_permutations - done)
+    def chunk(n):
         flips = rng.random((n + 1, n_prompts)) < 0.5
         flips[0] = False
         delta = np.mean([_flipped(name, ra, rb, flips) for ra, rb in zip(a[:k], b[:k])], axis=0)
-        if np.isnan(delta[0]):
+        return np.nan if np.isnan(delta[0]) else _beyond(delta[1:], abs(delta[0]), seed_sd, seed_df)
+
+    return _monte_carlo_p(chunk, n_permutations, stop_below)
+
+
+def _monte_carlo_p(chunk, n_permutations: int, stop_below: float = 0.0) -> float:
+    """(1 + count) / (permutations + 1), drawn in chunks (a retest may take a few hundred thousand):
+    chunk(n) counts how many of n fresh permutations lie beyond the observed statistic (_beyond), NaN where
+    there is no statistic. With `stop_below` (a retest) it stops at a chunk's end once the p-value is known
+    well enough for a decision at that level: RETEST permuted statistics beyond the observed one (about 10%
+    Monte Carlo error), or so few that p is surely below half of `stop_below`."""
+    count, done = 0.0, 0
+    while done < n_permutations:
+        n = min(CHUNK, n_permutations - done)
+        beyond = chunk(n)
+        if np.isnan(beyond):
             return np.nan
-        count, done = count + _beyond(delta[1:], abs(delta[0]), seed_sd, seed_df), done + n
+        count, done = count + beyond, done + n
         if stop_below and (count >= RETEST or (count + 3 * math.sqrt(count + 1) + 3) / done < stop_below / 2):
             break
     return float((1 + count) / (done + 1))
@@ -254,13 +265,13 @@ def _beyond(null: np.ndarray, observed: float, seed_sd: float, seed_df: float) -
 
 
 def auc_vs_chance_p(runs: list[Run], n_permutations: int, rng: np.random.Generator, seed_sd: float = 0.0,
-                    seed_df: float = 0.0) -> float:
+                    seed_df: float = 0.0, stop_below: float = 0.0) -> float:
     """auc_vs_chance's p-value alone."""
-    return auc_vs_chance(runs, n_permutations, rng, seed_sd, seed_df)[0]
+    return auc_vs_chance(runs, n_permutations, rng, seed_sd, seed_df, stop_below)[0]
 
 
 def auc_vs_chance(runs: list[Run], n_permutations: int, rng: np.random.Generator, seed_sd: float = 0.0,
-                  seed_df: float = 0.0) -> tuple[float, float]:
+                  seed_df: float = 0.0, stop_below: float = 0.0) -> tuple[float, float]:
     """(p, observed AUC - permuted centre). Permutation test of 'the reward does not separate the labels'
     (what the untrained model's all-zero rewards do, AUC 0.5): labels are shuffled within each prompt, the
     same shuffle in every seed, and the seed-mean AUC recomputed. (Swapping records with the reference's
@@ -271,22 +282,33 @@ def auc_vs_chance(runs: list[Run], n_permutations: int, rng: np.random.Generator
     within one read as significant, and one below the permuted centre as no different. So the side the test
     decides is the sign of AUC - centre, which can differ from that of AUC - 0.5 (a reward above 0.5 that
     ranks the labels the wrong way round within prompts is worse than none). NaN rewards give NaN. Seed
-    noise as in permutation_p."""
+    noise as in permutation_p; `stop_below` as there: permutations in chunks, the centre that of the first
+    (all of them up to CHUNK: no permuted AUC is kept beyond one chunk)."""
     if any(np.isnan(r.logp - r.ref_logp).any() for r in runs):
         return np.nan, np.nan
     first = runs[0]
     n = len(first.prompt)
     grouped = np.argsort(first.prompt, kind="stable")  # rows prompt by prompt
-    order = np.argsort(first.prompt[None, :] + rng.random((n_permutations, n)), axis=1)  # shuffled within
-    labels = np.empty((n_permutations + 1, n), bool)
-    labels[0] = first.label
-    labels[np.arange(1, n_permutations + 1)[:, None], order] = first.label[grouped][None, :]
-    # (a prompt lies in one block, so shuffling within prompts keeps every block's label counts)
-    aucs = np.mean([rank_auc(np.broadcast_to(r.logp - r.ref_logp, labels.shape), labels, first.block)
-                    for r in runs], axis=0)
-    centre = float(aucs[1:].mean())
-    p = (1 + _beyond(aucs[1:] - centre, abs(aucs[0] - centre), seed_sd, seed_df)) / (n_permutations + 1)
-    return float(p), float(aucs[0] - centre)
+
+    def aucs(k):
+        """the seed-mean AUC for the observed labels (row 0), then for k shuffles within prompts"""
+        order = np.argsort(first.prompt[None, :] + rng.random((k, n)), axis=1)
+        labels = np.empty((k + 1, n), bool)
+        labels[0] = first.label
+        labels[np.arange(1, k + 1)[:, None], order] = first.label[grouped][None, :]
+        # (a prompt lies in one block, so shuffling within prompts keeps every block's label counts)
+        return np.mean([rank_auc(np.broadcast_to(r.logp - r.ref_logp, labels.shape), labels, first.block)
+                        for r in runs], axis=0)
+
+    head = aucs(min(CHUNK, n_permutations))
+    observed, centre = head[0], float(head[1:].mean())
+    pending = [head]
+
+    def chunk(k):
+        null = (pending.pop() if pending else aucs(k))[1:]
+        return _beyond(null - centre, abs(observed - centre), seed_sd, seed_df)
+
+    return _monte_carlo_p(chunk, n_permutations, stop_below), float(observed - centre)
 
 
 def mcnemar_p(policy_pass: np.ndarray, reference_pass: np.ndarray) -> float:

@@ -318,6 +318,48 @@ def test_a_large_family_can_still_decide_a_strong_difference():
     assert stats.verdict(c).startswith("strong is best on reward_auc (higher is better): ahead of every other recipe")
 
 
+@pytest.mark.parametrize("metric", ["reward_auc", "desirable_nll"])
+def test_a_large_family_can_still_decide_a_recipe_against_the_untrained_model(metric):
+    """The recipes against the untrained model are a Holm family too: with 200 permutations and 12 recipes
+    the smallest Holm p was 12 / 201 > 0.05 however far a recipe lay from it, and the verdict said no recipe
+    was distinguishable from it. A recipe passing alpha unadjusted is retested, as pairs are (auc_vs_chance
+    for reward_auc, permutation_p for the row metrics)."""
+    rng = np.random.default_rng(3)
+    recipes = {f"r{i}": synthetic(rng, effect=2.0) for i in range(12)}
+    c = stats.compare(recipes, metric, 40, n_resamples=200, seed=0)
+    assert 12 / 201 > 0.05
+    assert all(v[3] < 0.05 / 12 and v[4] < 0.05 for v in c.vs_reference.values())
+    assert "distinguishable from the untrained model" not in stats.verdict(c)
+
+
+def test_retesting_against_the_untrained_model_holds_the_level():
+    """No true difference (rewards that do not separate the labels within a prompt): the retested p-value
+    rejects about as often as the first test alone (test_auc_against_chance_holds_its_level_and_finds_separation),
+    and Holm over the family at most as often."""
+    rng = np.random.default_rng(321)
+    raw, family = [], []
+    for t in range(40):
+        c = stats.compare({f"r{i}": synthetic(rng) for i in range(5)}, "reward_auc", 40, n_resamples=200, seed=t)
+        raw += [v[3] < 0.05 for v in c.vs_reference.values()]
+        family.append(any(v[4] < 0.05 for v in c.vs_reference.values()))
+    assert np.mean(raw) <= 0.08 and np.mean(family) <= 0.08
+
+
+@pytest.mark.parametrize("seed_sd, seed_df", [(0.0, 0.0), (0.02, 4.0)])
+def test_a_retest_of_auc_against_chance_agrees_with_the_first_test(seed_sd, seed_df):
+    """A moderate p-value: the retest, in chunks of fresh permutations (the centre from the first), gives the
+    2000-permutation p within Monte Carlo error; stopping early at a level far below it changes nothing."""
+    from prefopt.permutation import CHUNK
+
+    runs = synthetic(np.random.default_rng(12), effect=0.35, seeds=3)
+    first = stats.auc_vs_chance_p(runs, 2000, np.random.default_rng(0), seed_sd, seed_df)
+    assert 0.005 < first < 0.2
+    for more, stop_below in ((2 * CHUNK + 500, 0.0), (3 * CHUNK, 0.05 / 18)):
+        p = stats.auc_vs_chance_p(runs, more, np.random.default_rng(1), seed_sd, seed_df, stop_below)
+        assert abs(p - first) < 4 * math.sqrt(first * (1 - first) / 2000)
+        assert p != first
+
+
 @pytest.mark.parametrize("p, decimals, text", [(float("nan"), 3, "n/a"), (0.0004, 3, "< 0.001"), (0.004, 2, "0.004"),
                                                (0.0123, 2, "0.01"), (0.0123, 3, "0.012"), (0.64, 2, "0.64")])
 def test_p_values_print_as_a_bound_or_with_enough_decimals_not_to_read_as_zero(p, decimals, text):
