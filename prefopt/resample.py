@@ -83,7 +83,7 @@ def _auc_parts(score: np.ndarray, label: np.ndarray, w: np.ndarray) -> tuple[np.
 def rank_auc(scores: np.ndarray, labels: np.ndarray, block: np.ndarray | None = None) -> np.ndarray:
     """Unweighted AUC of each row of `scores` (k, rows) for `labels` (rows, or (k, rows) with the same
     count of desirable rows per block in every row of k), by ranks (ties share their mean rank); with
-    `block`, over pairs within a block, as weighted_auc."""
+    `block`, over pairs within a block, as weighted_auc. Scores of shape (rows) serve every row of labels."""
     from scipy.stats import rankdata
 
     scores, labels = np.atleast_2d(scores), np.atleast_2d(labels).astype(bool)
