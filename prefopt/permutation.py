@@ -302,6 +302,8 @@ def auc_vs_chance(runs: list[Run], n_permutations: int, rng: np.random.Generator
 
     head = aucs(min(CHUNK, n_permutations))
     observed, centre = head[0], float(head[1:].mean())
+    if np.isnan(observed):  # one label only: no AUC, so nothing to test (not the p of NaN never beyond)
+        return np.nan, np.nan
     pending = [head]
 
     def chunk(k):

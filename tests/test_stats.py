@@ -463,6 +463,18 @@ def test_auc_against_the_untrained_model_is_measured_from_the_permuted_centre():
     assert stats.verdict(c).endswith("worse than the untrained model: wrong_way.")
 
 
+def test_auc_against_chance_with_one_label_is_not_tested():
+    """Held-out rows of one label have no AUC: the test says NaN, not the smallest p there is (NaN was never
+    'beyond' the permuted NaNs, so every recipe came out decided, on an unknown side)."""
+    from prefopt.permutation import auc_vs_chance
+
+    prompt = np.repeat(np.arange(10), 3)
+    run = stats.Run(prompt=prompt, label=np.ones(30, bool), logp=np.random.default_rng(0).normal(size=30),
+                    ref_logp=np.zeros(30), tokens=np.ones(30), kl_sum=np.zeros(30))
+    p, side = auc_vs_chance([run], 200, np.random.default_rng(0))
+    assert np.isnan(p) and np.isnan(side)
+
+
 def test_unequal_seed_counts_test_the_difference_of_all_seed_means():
     """a: three seeds, the first no better than b's one seed, the other two far better. The p-value is of the
     printed difference (all seeds), not of a's first seed against b's."""
