@@ -16,7 +16,9 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -521,6 +523,7 @@ def rebuild(results: Path) -> list[Path]:
     if not any(results.glob("runs/*/*/metrics.json")):
         return []
     with FileLock(str(results / ".compare.lock")):
+        began = time.time_ns()  # every run finished by now is read below; summary.md carries it (is_current)
         runs = load_runs(results)
         if runs.empty:
             return []
@@ -539,7 +542,7 @@ def rebuild(results: Path) -> list[Path]:
         grouped = with_groups(runs)
         splits = {fp: grouped[grouped["test"] == fp] for fp in tests}
         analyses = {fp: analyze(split) for fp, split in splits.items() if has_records(split)}
-        text("summary.md", summary_markdown(summary, runs, analyses))
+        markdown = summary_markdown(summary, runs, analyses)
         with_gens = {fp: g for fp, split in splits.items()
                      if {"policy_text", "reference_text"} <= set((g := read_generations(split)).columns)}
         for fp, gens in with_gens.items():
@@ -566,4 +569,18 @@ def rebuild(results: Path) -> list[Path]:
                       plots / "training_loss.png", plots / "reward_margin.png"]:
             if stale not in written:
                 stale.unlink(missing_ok=True)  # from runs that have since been deleted
+        # summary.md last, stamped with the time the runs were read: a rebuild stopped part-way (Ctrl-C in
+        # the minutes it takes) leaves it older than the newest run, so the next `prefopt run` rebuilds
+        text("summary.md", markdown)
+        os.utime(results / "summary.md", ns=(began, began))
     return written
+
+
+def is_current(results: Path) -> bool:
+    """Whether the tables hold every finished run: summary.md, written last by `rebuild`, is stamped no
+    earlier than every metrics.json."""
+    try:
+        built = (Path(results) / "summary.md").stat().st_mtime_ns
+        return all(m.stat().st_mtime_ns <= built for m in Path(results).glob("runs/*/*/metrics.json"))
+    except FileNotFoundError:  # no tables yet (or a run removed while looking): rebuild
+        return False

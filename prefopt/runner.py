@@ -181,14 +181,15 @@ def run_recipe(recipe: Recipe, *, results: str = "results", force: bool = False,
     # folds are run like seeds: each (seed, fold) is one ordinary run, skipped when finished; a batch of
     # several goes to Ray when it is installed (prefopt.batch), one by one here otherwise
     jobs = [recipe.for_seed(s).for_fold(f) for s in seeds for f in recipe.folds()]
-    started = time.time()
     runs = run_jobs(jobs, results=Path(results), engine=engine, address=address, storage=storage,
                     max_concurrent=max_concurrent, force=force)
-    # rebuild only when this call finished a run (or there is no summary yet): with every run skipped the
-    # tables are already current, and a rebuild over dozens of runs costs minutes (run_all.sh over a clone);
-    # `compare=False` for a script that runs many recipes and rebuilds once at its end
-    done_now = any(p.stat().st_mtime >= started for p in (Path(r) / "metrics.json" for r in runs) if p.is_file())
-    if compare and world()[0] == 0 and (done_now or not (Path(results) / "summary.md").is_file()):
+    # rebuild only when some finished run is not in the tables yet (this call finished one, or an earlier
+    # rebuild was stopped part-way): with every run skipped the tables are already current, and a rebuild over
+    # dozens of runs costs minutes (run_all.sh over a clone); `compare=False` for a script that runs many
+    # recipes and rebuilds once at its end
+    from .compare import is_current
+
+    if compare and world()[0] == 0 and not is_current(Path(results)):
         from .compare import rebuild
 
         written = rebuild(Path(results))

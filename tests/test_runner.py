@@ -103,6 +103,32 @@ def test_finished_run_is_skipped_unless_forced(write_recipe, tmp_path, capsys):
     assert (run / "metrics.json").stat().st_mtime_ns != stamp
 
 
+def test_rebuild_stopped_part_way_is_finished_by_the_same_command(write_recipe, tmp_path, monkeypatch):
+    """Ctrl-C during the comparison's writes (minutes over many runs) after the run finished: rerunning the
+    same command skips the run but must still rebuild, or summary.md and the plots stay without it while
+    summary.csv, written before the stop, has it."""
+    import prefopt.plots
+
+    recipe, results = str(write_recipe("orpo")), tmp_path / "r"
+    assert main(["run", recipe, "--results", str(results)]) == 0  # the tables hold seed 0
+    png = prefopt.plots.png
+
+    def stop(fig):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prefopt.plots, "png", stop)
+    assert main(["run", recipe, "--results", str(results), "--seeds", "1"]) == 130
+    (seed1,) = (results / "runs" / "tiny_orpo").glob("seed1-*")
+    assert (seed1 / "metrics.json").is_file()
+    monkeypatch.setattr(prefopt.plots, "png", png)
+    assert main(["run", recipe, "--results", str(results), "--seeds", "1"]) == 0
+    after = (results / "summary.md").read_text()
+    done = (seed1 / "metrics.json").stat().st_mtime_ns
+    assert all(p.stat().st_mtime_ns >= done for p in (results / "plots").glob("*.png"))
+    assert main(["compare", str(results)]) == 0
+    assert (results / "summary.md").read_text() == after  # what a full rebuild writes: both seeds
+
+
 def test_no_compare_trains_but_leaves_the_tables_alone(write_recipe, tmp_path):
     # what run_all.sh passes to every run before its one rebuild at the end
     recipe, results = str(write_recipe("orpo")), tmp_path / "r"
