@@ -10,6 +10,7 @@ write the same bytes and either rename wins. Pure: the runner does the reading a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -31,6 +32,27 @@ def model_identity(name: str) -> dict:
     files = sorted(p for p in Path(folder).iterdir() if p.is_file())
     return {"name": name, "folder": str(Path(folder).resolve()),
             "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
+
+
+def model_files(name: str) -> list | None:
+    """The files of model_identity's folder as [name, size, sha256 of the bytes] (None: a Hub id not on disk):
+    what a resumed run must find again. By content, not date as above: the same model copied (cp without -p)
+    or downloaded again is the same model, and refusing it would cost the run's training so far."""
+    identity = model_identity(name)
+    if "folder" not in identity:
+        return None
+    return [[file, size, _digest(str(Path(identity["folder"]) / file), size, mtime)]
+            for file, size, mtime in identity["files"]]
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """(size, mtime_ns) key the cache: a batch of runs in one process hashes a model once, a changed file again."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()[:16]
 
 
 def _hub_snapshot(name: str) -> Path | None:

@@ -250,8 +250,12 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
     check_trainer_runs_here(spec.trainer_class(), recipe.source)  # after the recipe's own errors, before any write
     score_completion_tokens_only()
 
+    from .refcache import model_files as files_of
+
+    model_files = files_of(recipe.model.name)  # None: a hub id not on disk (TRL loads it)
     if not force and _started(run):
         check_same_data(run, prepared.report, recipe.source, finished=False)
+        check_resumes_on_same_model(run, model_files, recipe)
         check_resumes_in_same_precision(run, precision_used(recipe, args), recipe.source)
         check_resumes_on_same_processes(run, world_size, backend, recipe.source)
     if main:
@@ -260,6 +264,7 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
         res.write_yaml(run / "recipe.yaml", recipe.to_dict())
         res.write_json(run / "data_report.json", prepared.report)
         env = res.environment(recipe.seed, world_size, backend, precision_used(recipe, args))
+        env["model_files"] = model_files
         if not force and _started(run):  # a resumed run: what its earlier attempts trained under stays on record
             before = _stored(run / "env.json")
             env["earlier_attempts"] = before.pop("earlier_attempts", []) + ([before] if before else [])
@@ -330,6 +335,22 @@ def check_resumes_on_same_processes(run: Path, world_size: int, backend: str, fi
             raise UserError(file, "model.backend" if field == "backend" else "processes",
                             f"{run} began with {field} {env[field]} and would continue with {now}; finish it as it "
                             f"began, or delete {run} to train it again from the start")
+
+
+def check_resumes_on_same_model(run: Path, files: list | None, recipe: Recipe) -> None:
+    """A run continues only on the model files it began with: the run id names model.name, not what is in that
+    folder, so a model replaced there (rebuilt, reconverted, another revision) would get the rest of the
+    steps, or the evaluation, of an adapter trained on the first one. Files are compared by name, size and
+    content (refcache.model_files); a run begun before they were recorded is trusted."""
+    before = _stored(run / "env.json").get("model_files")
+    if before is None or files is None or before == files:
+        return
+    was, now = ({f[0]: list(f) for f in x} for x in (before, files))
+    changed = sorted(n for n in was.keys() | now.keys() if was.get(n) != now.get(n))
+    raise UserError(recipe.source, "model.name", f"{run} began with other files in {recipe.model.name} "
+                    f"({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''} changed since), and would "
+                    f"continue on these; put the model it began with back, or delete {run} to train it again "
+                    "from the start")
 
 
 def _whole_json(path: Path) -> bool:

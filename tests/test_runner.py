@@ -314,6 +314,36 @@ def test_a_failed_evaluation_keeps_the_training_and_a_rerun_only_evaluates(write
         assert metrics[key] == pytest.approx(reference[key], rel=1e-5, abs=1e-9), key
 
 
+def test_a_run_begun_on_one_model_does_not_continue_on_another(write_recipe, tiny_model, tmp_path, monkeypatch,
+                                                               capsys):
+    """The run id names model.name, not the files there: a model rebuilt at that path between a stop and the
+    rerun must not get the evaluation (or the rest of the steps) of an adapter trained on the first."""
+    import shutil
+
+    from prefopt import runner
+    from prefopt.testing import build_tiny_model
+
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    weights = (model / "model.safetensors").read_bytes()
+    recipe, results = str(write_recipe("orpo", model={"name": str(model)})), tmp_path / "r"
+    evaluate = runner.evaluate
+    monkeypatch.setattr(runner, "evaluate", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(["run", recipe, "--results", str(results)]) == 130
+    run = only_run(results, "tiny_orpo")
+    assert (run / "trained.json").is_file()
+    env = (run / "env.json").read_text()
+    monkeypatch.setattr(runner, "evaluate", evaluate)
+    build_tiny_model(model, seed=1)  # other weights under the same name
+    capsys.readouterr()
+    assert main(["run", recipe, "--results", str(results)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"prefopt: error: {recipe}: model.name: {run} began with other files in {model} (")
+    assert "(model.safetensors changed since)" in err and len(err.splitlines()) == 1
+    assert (run / "env.json").read_text() == env and not (run / "metrics.json").exists()
+    (model / "model.safetensors").write_bytes(weights)  # the same model again, newly dated: it continues
+    assert main(["run", recipe, "--results", str(results)]) == 0 and (run / "metrics.json").is_file()
+
+
 def test_a_run_begun_in_one_precision_does_not_continue_in_another(write_recipe, tmp_path, monkeypatch, capsys):
     """dtype auto resolves per machine under one run id: a run trained under bf16 autocast on one CPU, its
     evaluation left to do, must not be finished in float32 on another (nor its env.json overwritten)."""
