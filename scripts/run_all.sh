@@ -7,12 +7,13 @@
 #
 # Options: --force reruns finished runs (otherwise `prefopt run` skips a run already finished with the same
 # resolved recipe); --results DIR (default: results). Everything after `--` goes to every `prefopt run`.
-# Exit status: 0 when every recipe passed, 1 when any failed, 2 for a usage error, 130 when interrupted.
+# Exit status: 0 when every recipe passed, 1 when any failed, 2 for a usage error, 130 when interrupted (then
+# without the rebuild: the same command again resumes and rebuilds).
 # The Python used is $PYTHON, else `python` on PATH (the activated virtual environment).
 
 set -u
 
-usage() { sed -n '2,11s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,12s/^# \{0,1\}//p' "$0"; }
 
 python=${PYTHON:-python}
 results=results
@@ -77,6 +78,10 @@ for r in ${failed[@]+"${failed[@]}"}; do echo "FAIL $r"; done
 for r in "${recipes[@]:$i}"; do echo "SKIP $r (interrupted)"; done
 
 echo
+if ((interrupted)); then  # Ctrl-C means stop: not minutes of rebuilding; the rerun rebuilds at its end
+    echo "run_all.sh: interrupted; run the same command again to resume (finished runs are skipped) and rebuild the comparison" >&2
+    exit 130
+fi
 echo "=== rebuilding the comparison: $python -m prefopt compare $results"
 if [[ -d "$results" ]]; then
     "$python" -m prefopt compare "$results"
@@ -85,10 +90,12 @@ else  # no run got as far as making it; prefopt compare refuses a missing folder
     echo "(no $results folder: no run finished, nothing to compare)"
     compare_rc=0
 fi
-if ((compare_rc != 0)); then
+if ((compare_rc == 130)); then
+    echo "run_all.sh: the comparison rebuild was interrupted; \`$python -m prefopt compare $results\` (or this command) rebuilds it" >&2
+    exit 130
+elif ((compare_rc != 0)); then
     echo "run_all.sh: the comparison rebuild failed (exit $compare_rc)" >&2
 fi
 
-if ((interrupted)); then exit 130; fi
 if ((${#failed[@]} > 0 || compare_rc != 0)); then exit 1; fi
 exit 0
