@@ -219,9 +219,10 @@ def _main(argv) -> int:
             print(f"prefopt: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        again = "`prefopt tune` on the same recipes resumes the trials" if ns.command == "tune" else \
-            "`prefopt run` on the same recipe resumes from the last checkpoint"
-        print(f"prefopt: interrupted; {again}", file=sys.stderr)
+        again = {"tune": "; `prefopt tune` on the same recipes resumes the trials",
+                 "run": "; `prefopt run` on the same recipe resumes from the last checkpoint",
+                 "compare": "; `prefopt compare` again rebuilds the tables and plots"}.get(ns.command, "")
+        print(f"prefopt: interrupted{again}", file=sys.stderr)
         return 130
     return 0
 

@@ -166,6 +166,17 @@ def test_interrupted_tune_names_the_command_that_resumes(write_recipe, tmp_path,
     assert "`prefopt tune` on the same recipes resumes" in capsys.readouterr().err
 
 
+def test_interrupted_compare_names_the_command_that_rebuilds(tmp_path, capsys, monkeypatch):
+    from prefopt import compare
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare, "rebuild", interrupted)
+    assert main(["compare", str(tmp_path)]) == 130
+    assert capsys.readouterr().err == "prefopt: interrupted; `prefopt compare` again rebuilds the tables and plots\n"
+
+
 def test_a_file_where_the_runs_folder_goes_is_said_before_training(write_recipe, tmp_path, capsys):
     recipe = str(write_recipe("kto"))
     (tmp_path / "res" / "runs").mkdir(parents=True)
