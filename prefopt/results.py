@@ -11,6 +11,7 @@ written last.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -77,6 +78,31 @@ def check_results_dir(results: Path) -> None:
                 p.rmdir()
             except OSError:  # gone already, or in use: another process (a torchrun rank) made or removed it too
                 pass
+
+
+@contextlib.contextmanager
+def hold(run: Path):
+    """The run is written by this process alone while the block runs: a second `prefopt run` of the same run
+    (started twice, or a rerun after an interrupt meeting a worker that outlived its launcher or Ray driver)
+    would resume from the first one's checkpoint in the making, overwrite its env.json and crash on files the
+    first one rotated away. The lock file lives under the results' cache, out of the run folder; the OS
+    releases it when the process ends, however it ends."""
+    from filelock import FileLock, Timeout
+
+    from .errors import UserError
+
+    where = run.parents[2] / "cache" / "locks" / run.parent.name
+    where.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(where / f"{run.name}.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise UserError(str(run), "run", "another prefopt process is training or evaluating this run now; let it "
+                        "finish (the same command then skips the run) or stop it, then run this again") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def replaced(run: Path) -> Path:

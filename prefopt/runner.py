@@ -7,6 +7,7 @@ under torchrun / accelerate only the main process writes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -253,6 +254,19 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
     from .refcache import model_files as files_of
 
     model_files = files_of(recipe.model.name)  # None: a hub id not on disk (TRL loads it)
+    # from here on this process writes the run: one process at a time (the main one holds the lock; a
+    # launcher ends the other ranks when it fails), taken after the recipe's own checks so that a command
+    # failing on them leaves nothing behind
+    with res.hold(run) if main else contextlib.nullcontext():
+        if res.is_finished(run) and not force:  # finished by the process that held it while this one prepared
+            if main:
+                print(f"prefopt: {run} is already finished (same resolved recipe); --force reruns it")
+            return run
+        return _write_run(recipe, spec, backend, args, prepared, run, main, force, model_files)
+
+
+def _write_run(recipe, spec, backend, args, prepared, run: Path, main: bool, force: bool, model_files) -> Path:
+    world_size = world()[1]
     if not force and _started(run):
         check_same_data(run, prepared.report, recipe.source, finished=False)
         check_resumes_on_same_model(run, model_files, recipe)

@@ -344,6 +344,39 @@ def test_a_run_begun_on_one_model_does_not_continue_on_another(write_recipe, tin
     assert main(["run", recipe, "--results", str(results)]) == 0 and (run / "metrics.json").is_file()
 
 
+def test_a_run_another_process_is_writing_is_left_to_it(write_recipe, tmp_path, capsys):
+    """The same run started twice (or rerun after an interrupt while a worker of the first attempt lives on):
+    the second process must not resume from the first one's checkpoints in the making, nor touch its files.
+    Before the fix it resumed, rewrote env.json and crashed on a checkpoint the first one rotated away."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from prefopt import results as res
+    from prefopt.recipe import load_recipe
+
+    recipe, results = str(write_recipe("orpo")), tmp_path / "r"
+    run = res.run_dir(results, "tiny_orpo", 0, load_recipe(recipe).fingerprint())
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from prefopt import results as res
+        with res.hold(Path({str(run)!r})):
+            print("held", flush=True)
+            sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["run", recipe, "--results", str(results)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"prefopt: error: {run}: run: another prefopt process is training or evaluating this run "
+                       "now; let it finish (the same command then skips the run) or stop it, then run this again")
+        assert not run.exists()  # nothing written in its place
+    finally:
+        holder.communicate("")
+    assert main(["run", recipe, "--results", str(results)]) == 0 and (run / "metrics.json").is_file()
+
+
 def test_a_run_begun_in_one_precision_does_not_continue_in_another(write_recipe, tmp_path, monkeypatch, capsys):
     """dtype auto resolves per machine under one run id: a run trained under bf16 autocast on one CPU, its
     evaluation left to do, must not be finished in float32 on another (nor its env.json overwritten)."""
