@@ -29,6 +29,7 @@ from .results import write_atomic
 from .samples import family_table, read_generations, samples_markdown
 
 HEADLINE = "reward_auc"
+PAIR_METRICS = ("preference_accuracy", "reward_margin")  # measured on held-out pairs only
 QUALITY = ["reward_auc", "preference_accuracy", "reward_margin", "kl", "desirable_nll", "verified_success"]
 # examples_used: training rows the method learned from (KTO all or a balanced subset, DPO/ORPO/IPO/SimPO
 # the paired rows, SFT the desirable ones), so "uses more of the data" is a column, not a footnote
@@ -99,6 +100,16 @@ def _autocast_scored(split: pd.DataFrame) -> list[str]:
             "against 0.169 (DPO), kl 0.089 against 0.093 and reward_margin -0.20 against +0.04 (KTO); reward_auc "
             "0.583 against 0.604 and 0.628 against 0.635. Compare their kl and reward_margin with float32-scored "
             "runs only after rerunning them (`--force`).", ""]
+
+
+def _pair_note(split: pd.DataFrame) -> list[str]:
+    """Why the pair metrics are missing from this split's tables, where the runs recorded why (metrics.json's
+    pair_metrics_note: no held-out prompt with both labels), instead of columns silently left out."""
+    measured = "preference_accuracy" in split and split["preference_accuracy"].notna().any()
+    if "pair_metrics_note" not in split or measured:
+        return []
+    notes = split["pair_metrics_note"].dropna().unique()
+    return [f"{notes[0]}.", ""] if len(notes) else []
 
 
 def _config_id(recipe_yaml: Path) -> str:
@@ -232,7 +243,10 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
                "n_seeds": math.nan, "seeds": "",
                "note": "untrained model: reward_auc, preference_accuracy, reward_margin, kl by definition "
                        "(r ≡ 0); desirable_nll and verified_success are the runs' *_ref means"}
-        ref.update({f"{m}_mean": v for m, v in reference_values(split, metrics).items()})
+        # no pair held out on this split (one rated completion per prompt): no reference value for the pair
+        # metrics either, where the runs' cells are empty
+        measured = [m for m in metrics if m not in PAIR_METRICS or split[m].notna().any()]
+        ref.update({f"{m}_mean": v for m, v in reference_values(split, measured).items()})
         out.extend(rows + [ref])
     table = pd.DataFrame(out)
     counts = ["n_seeds", "n_folds", "n_runs"] + [f"{m}_n" for m in metrics]
@@ -401,6 +415,7 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
                   (f" over {folds} folds" if folds > 1 else "") +
                   f"; {len(split)} finished run{'s' * (len(split) != 1)}.", ""]
         lines += _autocast_scored(split)
+        lines += _pair_note(split)
         paired = _paired_section(split, analyses.get(fp))
         lines += paired
         lines += family_table(read_generations(split))
@@ -414,9 +429,11 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
         scored = (f"; its {' and '.join(measured)} {'is' if len(measured) == 1 else 'are'} the mean of the runs' "
                   + " and ".join(f"{m}_ref" for m in measured) + " (the untrained model scored in each run)"
                   if measured else "")
-        lines += ["", "¹ The reference's preference_accuracy is 0, not 0.5: with r ≡ 0 for the untrained model no "
-                  "pair has r(chosen) > r(rejected) (ties are not wins). Its reward_auc 0.5, reward_margin 0 and kl 0 "
-                  f"hold by definition{scored}.", ""]
+        pairs = "preference_accuracy_mean" in s and s.loc[s["recipe"] == REFERENCE, "preference_accuracy_mean"].notna().any()
+        lines += ["", ("¹ The reference's preference_accuracy is 0, not 0.5: with r ≡ 0 for the untrained model no "
+                       "pair has r(chosen) > r(rejected) (ties are not wins). Its reward_auc 0.5, reward_margin 0 and "
+                       f"kl 0 hold by definition{scored}." if pairs else
+                       f"The reference's reward_auc 0.5 and kl 0 hold by definition (r ≡ 0){scored}."), ""]
         lines += tuned_lines(split)
         if folds > 1:
             lines += spread_lines(spread_split, [r for r in s["recipe"] if r != REFERENCE])

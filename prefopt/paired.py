@@ -346,6 +346,8 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
     ref = " | ".join(f"{_ci(*c.reference)} | | " for c in results.values())
     lines += [f"| untrained reference | {ref}|", ""]
+    lines += [f"{c.metric}'s Holm p is n/a: {c.vs_note}." for c in results.values() if c.vs_note]
+    lines += [""] if any(c.vs_note for c in results.values()) else []
     lines += mcnemar_lines(a)
     lines += tuning_lines(split, a)
     for metric in MATRICES:

@@ -281,10 +281,13 @@ def auc_vs_chance(runs: list[Run], n_permutations: int, rng: np.random.Generator
     distances are taken from their mean. Measured from 0.5, a reward that separated prompts but no label
     within one read as significant, and one below the permuted centre as no different. So the side the test
     decides is the sign of AUC - centre, which can differ from that of AUC - 0.5 (a reward above 0.5 that
-    ranks the labels the wrong way round within prompts is worse than none). NaN rewards give NaN. Seed
-    noise as in permutation_p; `stop_below` as there: permutations in chunks, the centre that of the first
-    (all of them up to CHUNK: no permuted AUC is kept beyond one chunk)."""
-    if any(np.isnan(r.logp - r.ref_logp).any() for r in runs):
+    ranks the labels the wrong way round within prompts is worse than none). NaN rewards give NaN, and so
+    does a table where no prompt holds both labels (one rated completion per prompt): every shuffle within
+    prompts is then the labels as they are, the permuted AUCs all equal the observed one, and the p-value
+    of 1 it would give is no test (within_prompt_testable). Seed noise as in permutation_p; `stop_below` as
+    there: permutations in chunks, the centre that of the first (all of them up to CHUNK: no permuted AUC is
+    kept beyond one chunk)."""
+    if any(np.isnan(r.logp - r.ref_logp).any() for r in runs) or not within_prompt_testable(runs[0]):
         return np.nan, np.nan
     first = runs[0]
     n = len(first.prompt)
@@ -311,6 +314,13 @@ def auc_vs_chance(runs: list[Run], n_permutations: int, rng: np.random.Generator
         return _beyond(null - centre, abs(observed - centre), seed_sd, seed_df)
 
     return _monte_carlo_p(chunk, n_permutations, stop_below), float(observed - centre)
+
+
+def within_prompt_testable(run: Run) -> bool:
+    """Can shuffling labels within prompts (auc_vs_chance) move any label: does a prompt hold both?"""
+    labels = run.label.astype(bool)
+    desirable = np.bincount(run.prompt, weights=labels)
+    return bool(((desirable > 0) & (desirable < np.bincount(run.prompt))).any())
 
 
 def mcnemar_p(policy_pass: np.ndarray, reference_pass: np.ndarray) -> float:

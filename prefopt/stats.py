@@ -43,7 +43,7 @@ import numpy as np
 # the parts, re-exported: callers use prefopt.stats alone
 from .permutation import (APART_LEVEL, CHUNK, RETEST, SPREAD_LEVEL, SeedSpread,  # noqa: F401
                           auc_vs_chance, auc_vs_chance_p, mcnemar, mcnemar_p, permutation_p,
-                          seed_spread)
+                          seed_spread, within_prompt_testable)
 from .resample import (METRICS, REFERENCE_FIXED, Run, as_reference, interval, metric,  # noqa: F401
                        prompt_draws, rank_auc, recipe_samples, weighted_auc)
 
@@ -87,6 +87,13 @@ class Comparison:
     # recipe -> the side of the untrained model its test measured, where that is not the sign of the delta:
     # reward_auc's test measures from the permuted centre, not from 0.5 (auc_vs_chance)
     vs_side: dict | None = None
+    # why no recipe could be tested against the untrained model (p NaN for every one), where that is so
+    vs_note: str | None = None
+
+# reward_auc's test against the untrained model shuffles labels within prompts (auc_vs_chance)
+UNTESTABLE_AUC = ("not tested against the untrained model: no held-out prompt holds both labels (one rated "
+                  "completion per prompt), so shuffling labels within prompts changes nothing and no p-value "
+                  "can be had; the pairwise tests between recipes (prompts swapped) stand")
 
 
 def compare(recipes: dict[str, list[Run]], metric_name: str, n_prompts: int, *, n_resamples: int = 2000,
@@ -129,8 +136,9 @@ def compare(recipes: dict[str, list[Run]], metric_name: str, n_prompts: int, *, 
     names = list(recipes)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     pairwise = _pairwise(metric_name, recipes, samples, pairs, n_prompts, n_resamples, seed, alpha, spread)
+    note = UNTESTABLE_AUC if metric_name == "reward_auc" and not within_prompt_testable(first[0]) else None
     return Comparison(metric_name, n_prompts, n_resamples, seed, estimates, interval(ref), vs, pairwise, spread,
-                      side or None)
+                      side or None, note)
 
 
 def _pairwise(metric_name: str, recipes: dict, samples: dict, pairs: list, n_prompts: int, n_resamples: int,
@@ -208,10 +216,16 @@ def verdict(c: Comparison, alpha: float = 0.05) -> str:
     beaten = [b for a, b in wins if a == best]
     tied = [n for n in names[1:] if n not in beaten]
     others = [f"{a} ahead of {b}" for a, b in wins if a != best]
+    # a test that could not be made (NaN p) decides nothing either way: "not distinguishable" would claim it was
+    untested = [n for n in names if math.isnan(c.vs_reference[n][4])]
     ref_text = "; ".join(t for t in (f"better than the untrained model: {', '.join(good)}" if good else "",
                                       f"worse than {'it' if good else 'the untrained model'}: {', '.join(bad)}"
                                       if bad else "") if t) \
-        or "no recipe is distinguishable from the untrained model"
+        or f"no {'tested ' * bool(untested)}recipe is distinguishable from the untrained model"
+    if untested and len(untested) == len(names):
+        ref_text = c.vs_note or "no recipe could be tested against the untrained model"
+    elif untested:
+        ref_text += f"; not tested against it: {', '.join(untested)}"
     ref_text += none
     # with one seed per recipe the seed effect is unknown and the tests carry none of it: what they decide
     # is which trained models differ, and the verdict that opens summary.md must not read as one on recipes

@@ -678,3 +678,40 @@ def test_records_without_question_ids_cluster_by_prompt(tmp_path):
     _, counts, _ = paired.load(compare.with_groups(compare.with_test(compare.load_runs(root))))
     assert counts["reward_auc"] == 30 and counts["merged"] == {}
 
+
+
+def test_unpaired_data_leaves_out_the_pair_metrics_and_says_why_and_claims_nothing_untested(tmp_path):
+    """KTO and SFT on one rated completion per prompt: preference_accuracy and reward_margin are NaN in every
+    metrics.json (pair_metrics_note says why), and reward_auc's test against the untrained model, which shuffles
+    labels within prompts, has nothing to shuffle. The summary says both and claims neither: no 0 for the
+    reference's pair metrics, no 'not distinguishable from the untrained model' (its p-value of 1 said so)."""
+    root = tmp_path / "results"
+    note = ("preference_accuracy and reward_margin are not measured (NaN): no held-out pair, as no prompt there has "
+            "both a desirable and an undesirable completion; reward_auc, kl and desirable_nll rank or score single "
+            "rows and are measured")
+    prompts = 40
+    label = np.arange(prompts) % 4 != 3
+    ref = -np.random.default_rng(0).uniform(20, 60, prompts)
+    for recipe, method, effect in (("kto_mixed", "kto", 2.0), ("sft", "sft", 0.3)):
+        for seed in (1, 2):
+            m = fake_metrics(recipe, seed, FP_A, 0.7, method=method, verifier=False)
+            m.update(preference_accuracy=math.nan, reward_margin=math.nan, eval_pairs=0, eval_rows=prompts,
+                     pair_metrics_note=note)
+            run = add_run(root, m)
+            rng = np.random.default_rng(seed)
+            pd.DataFrame({"row_id": np.arange(prompts), "prompt_id": [f"p{i:03d}" for i in range(prompts)],
+                          "label": label, "logp": ref + effect * label + rng.normal(size=prompts), "ref_logp": ref,
+                          "tokens": 10, "kl_sum": rng.uniform(0, 1, prompts)}).to_csv(run / "eval_items.csv",
+                                                                                      index=False)
+    compare.rebuild(root)
+    text = (root / "summary.md").read_text()
+    verdict = text.split("**Verdict**", 1)[1].split("- **reward_auc**", 1)[0]
+    assert "distinguishable from the untrained model" not in verdict
+    assert "not tested against the untrained model: no held-out prompt holds both labels" in verdict
+    assert f"{note}." in text and "reward_auc's Holm p is n/a: not tested" in text
+    assert re.search(r"\| kto_mixed \| [^|]+ \| [^|]+ \| n/a \|", text)  # its Holm p against the untrained model
+    assert "Pairwise reward_auc" in text and "Against the SFT baseline sft on reward_auc" in text
+    # the pair metrics: no column, no reference value, no footnote about them
+    assert "preference_accuracy" not in text.replace(note, "")
+    summary = pd.read_csv(root / "summary.csv")
+    assert "preference_accuracy_mean" not in summary or summary["preference_accuracy_mean"].isna().all()

@@ -506,3 +506,41 @@ def test_swapped_auc_by_pair_counts_is_the_ranks_auc_bit_for_bit(folds):
     slow = rank_auc(np.where(f, rb, ra), label, block) - rank_auc(np.where(f, ra, rb), label, block)
     assert np.array_equal(_swapped_auc_difference(ra, rb, label, block, f), slow)
     assert np.isnan(_swapped_auc_difference(np.r_[np.nan, ra[1:]], rb, label, block, f)).all()
+
+
+def test_auc_against_chance_cannot_be_tested_where_no_prompt_holds_both_labels():
+    """One rated completion per prompt (KTO's unpaired data): shuffling labels within prompts moves none, every
+    permuted AUC is the observed one, and the p-value of 1 that gave read as 'no better than the untrained model'
+    for a reward that separates the labels perfectly. No test, NaN, and the verdict says why, not 'tied'."""
+    from prefopt.permutation import auc_vs_chance, within_prompt_testable
+
+    rng = np.random.default_rng(0)
+    label = np.arange(60) % 4 != 3
+    reward = 3.0 * label + rng.normal(scale=0.1, size=60)  # AUC 1
+    run = stats.Run(prompt=np.arange(60), label=label, logp=reward, ref_logp=np.zeros(60), tokens=np.ones(60),
+                    kl_sum=np.zeros(60))
+    assert not within_prompt_testable(run)
+    p, side = auc_vs_chance([run], 300, np.random.default_rng(0))
+    assert np.isnan(p) and np.isnan(side)
+    # several rows per prompt, each prompt of one label: no shuffle moves a label either
+    single_label = stats.Run(**{**run.__dict__, "prompt": np.arange(60) // 4 * 2 + label})
+    assert not within_prompt_testable(single_label) and np.isnan(auc_vs_chance([single_label], 300, rng)[0])
+    # one prompt with both labels is enough to shuffle: a number again
+    mixed = stats.Run(**{**run.__dict__, "prompt": np.where(np.arange(60) == 3, 2, np.arange(60))})  # rows 2 and 3
+    assert within_prompt_testable(mixed) and not np.isnan(auc_vs_chance([mixed], 300, rng)[0])
+    other = stats.Run(**{**run.__dict__, "logp": rng.normal(size=60)})
+    c = stats.compare({"kto": [run], "noise": [other]}, "reward_auc", 60, n_resamples=300, seed=0)
+    assert all(np.isnan(v[3]) and np.isnan(v[4]) for v in c.vs_reference.values())
+    assert c.estimates["kto"][0] == 1.0 and not np.isnan(c.pairwise[("kto", "noise")][4])  # swaps still test pairs
+    text = stats.verdict(c)
+    assert "distinguishable from the untrained model" not in text
+    assert "not tested against the untrained model: no held-out prompt holds both labels" in text
+    # the other metrics' tests (records swapped with the reference's) need no such shuffle
+    assert stats.compare({"kto": [run]}, "kl", 60, n_resamples=100, seed=0).vs_note is None
+
+
+def test_a_recipe_left_untested_against_the_untrained_model_is_named_not_called_tied():
+    c = _comparison({"A": 0.7, "B": 0.6}, {("A", "B"): (0.1, 0.5)})
+    c.vs_reference["B"] = (*c.vs_reference["B"][:3], float("nan"), float("nan"))
+    text = stats.verdict(c)
+    assert text.endswith("no tested recipe is distinguishable from the untrained model; not tested against it: B.")
