@@ -127,7 +127,9 @@ def closing_block(run, metrics: dict) -> None:
              f" eval {metrics['eval_seconds']:.0f} s",
              f"  run directory      {run}",
              f"  reward_auc         {num('reward_auc')}   (untrained reference: 0.5)",
-             f"  preference_acc.    {num('preference_accuracy')}   over {metrics.get('eval_pairs', 0)} held-out pairs",
+             f"  preference_acc.    {num('preference_accuracy')}   over {metrics.get('eval_pairs', 0)} held-out pairs"
+             + (" (none to measure: pair_metrics_note in metrics.json says why)"
+                if metrics.get("pair_metrics_note") else ""),
              f"  desirable_nll      {num('desirable_nll')}   (untrained reference: {num('desirable_nll_ref')})",
              f"  kl                 {num('kl', 4)}"]
     if "verified_success" in metrics:

@@ -106,6 +106,9 @@ def _evaluate(recipe: Recipe, model, tok, prepared, args, cache: Path | None,
         entries[refcache.path(cache, keys["scores"])] = refcache.dump_scores(scores["reference"])
     metrics = summarize(rows, scores, pairs)
     metrics["scored_in"] = scored_in(model)
+    note = prepared.report.get("pair_metrics_note")
+    if note:  # NaN pair metrics say why (one rated completion per prompt: KTO's or SFT's own data)
+        metrics["pair_metrics_note"] = note
     items = {"rows": item_records(rows, scores)}
     verifier = prepared.report["verifier"]
     if verifier is None:

@@ -127,11 +127,15 @@ def _on_validation(prepared):
     """A run scored on the validation split (a tuning trial): the validation rows and pairs take the test
     split's place and the test rows are dropped here, before anything could score them; no generation test
     (its prompts are a test set too). The report's eval_* fields then describe the validation split."""
+    from .data import pair_metrics_note
+
     r = prepared.report
     prepared.eval_rows, prepared.eval_pairs = prepared.validation_rows, prepared.validation_pairs
     prepared.validation_rows = prepared.validation_pairs = prepared.verify = None
+    note = pair_metrics_note(prepared.eval_rows, prepared.eval_pairs, "validation")
     r.update(scored_split="validation", eval_rows=r["validation_rows"], eval_prompts=r["validation_prompts"],
-             eval_pairs=r["validation_pairs"], eval_fingerprint=r["validation_fingerprint"], verifier=None,
+             eval_pairs=r["validation_pairs"], pair_metrics_note=note, eval_fingerprint=r["validation_fingerprint"],
+             verifier=None,
              verifier_note="a validation-split run takes no generation test", verified_prompts=0,
              verified_prompts_from=None)
     return prepared

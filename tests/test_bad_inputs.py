@@ -94,11 +94,11 @@ CASES = [
      "is missing"),
     ("data-null-prompt", {}, jsonl(ROWS + [{"prompt": None, "completion": "x", "label": True}]), [], "row 5: prompt",
      "is missing"),
-    ("held-out-no-pair", {}, jsonl([{"prompt": f"p{i}", "completion": "x", "label": i % 2 == 0} for i in range(20)]),
-     [], "data.eval_fraction", "add completions of the other label"),
-    ("data-no-pair-for-dpo", {"method": "dpo", "data": {"strategy": "natural"}},
-     jsonl([{"prompt": f"p{i}", "completion": "x", "label": i % 2 == 0} for i in range(20)]), [], "label",
-     "no pair can be formed"),
+    # one rated completion per prompt: KTO and SFT train on it (tests/test_cli.py), the pair methods cannot
+    *[(f"data-no-pair-for-{m}", {"method": m, "data": {"strategy": "natural"}},
+       jsonl([{"prompt": f"p{i}", "completion": "x", "label": i % 2 == 0} for i in range(20)]), [], "label",
+       f"no pair can be formed for {m}: no prompt has both a desirable and an undesirable completion; add "
+       "completions of the other label") for m in ("dpo", "orpo", "ipo", "simpo")],
     # --- command line
     ("set-unknown-key", {}, None, ["--set", "train.max_stepz=3"], "train.max_stepz", "did you mean 'max_steps'?"),
     ("set-bad-value", {}, None, ["--set", "seed=[1"], "seed", "valid YAML"),

@@ -217,3 +217,27 @@ def test_compare_says_when_there_is_nothing_to_compare(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "empty")]) == 0
     out = capsys.readouterr()
     assert out.out == "" and "no finished run in" in out.err and not any((tmp_path / "empty").iterdir())
+
+
+def test_one_rated_completion_per_prompt_kto_and_sft_take_it_and_pair_methods_refuse_it_alike(write_recipe,
+                                                                                                 tmp_path):
+    # a thumbs up or down per prompt (no prompt with both labels): KTO's own data was refused by data and run
+    data = tmp_path / "thumbs.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"question {i}", "completion": f" answer {i}", "label": i % 4 != 3})
+                            + "\n" for i in range(40)))
+    sets = ["--set", f"data.path={data}"]
+    for method in ("kto", "sft"):
+        out = run_without_torch(["data", str(write_recipe(method)), *sets, "--json"])
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout)
+        assert report["eval_pairs"] == 0 and "no prompt there has both a desirable and an undesirable completion" \
+            in report["pair_metrics_note"]
+    for method in ("dpo", "orpo"):
+        recipe = str(write_recipe(method))
+        shown = run_without_torch(["data", recipe, *sets])
+        run = prefopt("run", recipe, *sets, "--results", str(tmp_path / "res"))
+        assert shown.returncode == run.returncode == 2 and shown.stderr == run.stderr, run.stderr
+        assert run.stderr.strip() == (f"prefopt: error: {data}: label: no pair can be formed for {method}: no prompt "
+                                      "has both a desirable and an undesirable completion; add completions of the "
+                                      "other label to some prompts")
+    assert not (tmp_path / "res").exists()

@@ -24,7 +24,7 @@ from .pairs import PAIRINGS, check_max_pairs, make_pairs, order_pairs
 from .split import (EVAL_PAIRS, PAIRS, check_labels, fold_split, group_codes, label_counts, question_groups,
                     split_by_prompt, stream, validation_split)
 
-__all__ = ["Prepared", "prepare", "STRATEGIES", "PAIRINGS", "FORMS"]
+__all__ = ["Prepared", "prepare", "pair_metrics_note", "STRATEGIES", "PAIRINGS", "FORMS"]
 
 UNPAIRED, PAIRED, DESIRABLE = "unpaired", "paired", "desirable"
 FORMS = {UNPAIRED: ("prompt", "completion", "label"), PAIRED: ("prompt", "chosen", "rejected"),
@@ -124,13 +124,26 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
         train, part = _paired(rows, train_pos, train_codes, train_labels, pairing=pairing,
                               max_pairs_per_prompt=max_pairs_per_prompt, stated=_at(stated, train_pos), **common)
     report.update(part)
-    report.update(eval_pairs=len(eval_pairs), batch_size=batch_size, world_size=world_size, epochs=epochs,
+    report.update(eval_pairs=len(eval_pairs), pair_metrics_note=pair_metrics_note(rows.iloc[held], eval_pairs),
+                  batch_size=batch_size, world_size=world_size, epochs=epochs,
                   seed=seed, split_seed=split_seed, data_fingerprint=content_fingerprint(rows, train),
                   eval_fraction=eval_fraction if folds == 1 else None)  # with folds the fold is the split
     eval_rows = rows.iloc[held].reset_index(drop=True).assign(row_id=held)  # row_id: position in the file's rows
     validation_rows = rows.iloc[valid].reset_index(drop=True).assign(row_id=valid)
     return Prepared(train=train, eval_rows=eval_rows, eval_pairs=eval_pairs, report=_plain(report),
                     validation_rows=validation_rows, validation_pairs=validation_pairs)
+
+
+def pair_metrics_note(rows: pd.DataFrame, pairs: pd.DataFrame, split: str = "held-out") -> str | None:
+    """Why preference_accuracy and reward_margin are NaN on these scored rows (one line for the data report
+    and metrics.json), or None where they have pairs. The row metrics need no pair and are measured."""
+    if len(pairs) or not len(rows):
+        return None
+    both = rows.groupby("prompt_key")["label"].nunique().eq(2).any()
+    why = ("every prompt with both labels there has one completion under both labels (a pair of one text is no "
+           "pair)" if both else "no prompt there has both a desirable and an undesirable completion")
+    return (f"preference_accuracy and reward_margin are not measured (NaN): no {split} pair, as {why}; "
+            "reward_auc, kl and desirable_nll rank or score single rows and are measured")
 
 
 def _unpaired(rows, train_pos, codes, labels, *, file, strategy, seed, batch_size, world_size, epochs, weights):

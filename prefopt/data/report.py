@@ -12,7 +12,7 @@ from rich.table import Table
 SECTIONS = (
     ("data", ("data_path", "method", "form", "strategy", "pairing", "max_pairs_per_prompt", "seed", "rows",
               "prompts", "same_question_prompts")),
-    ("test split (held out: every reported metric)", ("split_seed", "eval_fraction", "folds", "fold", "partition", "eval_rows", "eval_prompts", "eval_pairs", "eval_fingerprint",
+    ("test split (held out: every reported metric)", ("split_seed", "eval_fraction", "folds", "fold", "partition", "eval_rows", "eval_prompts", "eval_pairs", "pair_metrics_note", "eval_fingerprint",
                         "verifier", "verifier_note", "verified_prompts", "verified_prompts_from")),
     ("validation split (choices: tuning, best checkpoint)", ("validation_fraction", "validation_rows", "validation_prompts", "validation_pairs",
                           "validation_fingerprint")),

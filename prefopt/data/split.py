@@ -8,7 +8,9 @@ re-sorting a file does not move prompts between train and held-out.
 The draw is stratified: prompts that carry both labels and prompts that carry one are split separately
 with the same fraction. Held-out preference accuracy needs prompts with both labels, and a plain draw can
 leave the held-out split without any (small files, few such prompts); stratifying guarantees at least one
-whenever the file has one, and keeps the held-out mix like the file's.
+whenever the file has one, and keeps the held-out mix like the file's. A file in which no prompt has both
+labels (one rated completion per prompt, KTO's own form) is stratified by its prompts' label instead, so
+that reward_auc, which ranks desirable against undesirable rows, has both held out (`strata`).
 """
 
 from __future__ import annotations
@@ -79,13 +81,22 @@ def check_labels(labels: np.ndarray, both_prompts: int, *, file: str, form: str,
                             "against undesirable held-out completions"}.get(form, "")
         raise UserError(file, "label", f"every row is {have}; {method} needs both labels ({why}); add {need} rows "
                         "or check how the labels were written")
-    if both_prompts == 0:
-        if form == "paired":
-            raise UserError(file, "label", f"no pair can be formed for {method}: no prompt has both a desirable and "
-                            "an undesirable completion; add completions of the other label to some prompts")
-        raise UserError(file, "data.eval_fraction", "the held-out split has no prompt with both labels (no prompt "
-                        "in the file has both), so preference accuracy cannot be measured; add completions of the "
-                        "other label to some prompts")
+    if both_prompts == 0 and form == "paired":
+        raise UserError(file, "label", f"no pair can be formed for {method}: no prompt has both a desirable and "
+                        "an undesirable completion; add completions of the other label to some prompts")
+    # The unpaired and desirable forms train without pairs: one rated completion per prompt (thumbs up or
+    # down) is what KTO is for. Only the pair metrics then go unmeasured (prepare's pair_metrics_note).
+
+
+def strata(desirable: np.ndarray, undesirable: np.ndarray) -> list[tuple[np.ndarray, bool]]:
+    """(prompt mask, keep one on each side) per stratum of the draws: 'has both labels' and the rest, or,
+    where no prompt has both, desirable-only and undesirable-only prompts (each side then gets both labels
+    when each label has two prompts). The second form only ever applies to files no paired method can use:
+    files with a prompt of both labels split exactly as before it existed."""
+    both = (desirable > 0) & (undesirable > 0)
+    if both.any():
+        return [(both, True), (~both, False)]
+    return [(desirable > 0, True), (undesirable > 0, True)]
 
 
 def split_by_prompt(codes: np.ndarray, keys: np.ndarray, labels: np.ndarray, *, eval_fraction: float, seed: int,
@@ -95,24 +106,21 @@ def split_by_prompt(codes: np.ndarray, keys: np.ndarray, labels: np.ndarray, *, 
             or not 0 < eval_fraction < 1 or math.isnan(eval_fraction):
         raise UserError(file, "data.eval_fraction", f"must be a number between 0 and 1 (exclusive), got "
                         f"{eval_fraction!r}; 0.1 holds out a tenth of the prompts")
-    desirable, undesirable = label_counts(codes, labels, len(keys))
-    both = (desirable > 0) & (undesirable > 0)
     by_key = np.argsort(keys, kind="stable")  # group ids in key order: row order cannot matter
     rng = stream(seed, SPLIT)
     held = np.zeros(len(keys), dtype=bool)
-    for stratum, at_least_one in ((both, True), (~both, False)):
+    for stratum, at_least_one in strata(*label_counts(codes, labels, len(keys))):
         ids = by_key[stratum[by_key]]
         take = math.floor(eval_fraction * len(ids) + 0.5)
         if at_least_one and len(ids):
-            # Held-out pairs need one such prompt; training keeps one too while there are two or more.
+            # Held-out pairs (or labels) need one such prompt; training keeps one too while there are two or more.
             take = min(max(take, 1), max(len(ids) - 1, 1))
         held[ids[rng.permutation(len(ids))[:take]]] = True
     if not held.any() or held.all():
         raise UserError(file, "data.eval_fraction", f"{len(keys)} prompt(s) cannot be split into train and "
                         f"held-out with eval_fraction={eval_fraction}; add prompts or change the fraction")
-    if not (held & both).any():  # only reachable without any prompt carrying both labels (check_labels)
-        raise UserError(file, "data.eval_fraction", "the held-out split has no prompt with both labels, so "
-                        "preference accuracy cannot be measured; raise data.eval_fraction")
+    # (a file with a prompt carrying both labels holds one out: at_least_one above; one without any has no
+    # pairs to hold out, which only a paired method refuses, in check_labels, and holds out both labels)
     return _split(codes, keys, held)
 
 
@@ -129,20 +137,27 @@ def _keys_hash(keys: np.ndarray) -> str:
 def fold_of(codes: np.ndarray, keys: np.ndarray, labels: np.ndarray, *, folds: int, seed: int,
             file: str) -> np.ndarray:
     """The fold (0..folds-1) of every prompt (group id): a seeded partition by prompt, stratified like the
-    split ('has both labels' or not, each dealt round-robin after a shuffle, so fold sizes differ by at most
-    one per stratum), in key order so row order cannot matter. Every fold gets a prompt with both labels."""
+    split (`strata`, each dealt round-robin after a shuffle, so fold sizes differ by at most one per
+    stratum), in key order so row order cannot matter. Every fold gets a prompt with both labels, or in a
+    file where none has both, a prompt of each label."""
     if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
         raise ValueError(f"folds must be a whole number >= 2, got {folds!r}")  # recipe.py checks the user's value
     desirable, undesirable = label_counts(codes, labels, len(keys))
     both = (desirable > 0) & (undesirable > 0)
-    if both.sum() < folds:
+    # none at all (one rated completion per prompt, for KTO or SFT): every fold lacks pairs alike, and only
+    # the pair metrics go unmeasured; a few, fewer than the folds, would leave them measured in some folds only
+    if 0 < both.sum() < folds:
         raise UserError(file, "data.folds", f"{int(both.sum())} prompt(s) carry both labels, fewer than the "
                         f"{folds} folds, so some fold could not measure preference accuracy; lower data.folds")
+    fewest = min(int((desirable > 0).sum()), int((undesirable > 0).sum()))
+    if not both.any() and fewest < folds:
+        raise UserError(file, "data.folds", f"{fewest} prompt(s) carry the rarer label, fewer than the {folds} "
+                        "folds, so some fold could not measure reward_auc; lower data.folds")
     by_key = np.argsort(keys, kind="stable")
     rng = stream(seed, FOLDS)
     fold = np.empty(len(keys), dtype=np.int64)
     offset = 0
-    for stratum in (both, ~both):
+    for stratum, _ in strata(desirable, undesirable):
         ids = by_key[stratum[by_key]]
         # the second stratum continues the round-robin, so the small folds of one fill up with the other
         fold[ids[rng.permutation(len(ids))]] = (np.arange(len(ids)) + offset) % folds
@@ -175,15 +190,13 @@ def validation_split(codes: np.ndarray, keys: np.ndarray, labels: np.ndarray, tr
                         f"1 (exclusive), got {validation_fraction!r}; 0.1 keeps a tenth of the prompts apart")
     in_train = np.zeros(len(keys), dtype=bool)
     in_train[codes[train]] = True
-    desirable, undesirable = label_counts(codes, labels, len(keys))
-    both = (desirable > 0) & (undesirable > 0)
     by_key = np.argsort(keys, kind="stable")
     rng = stream(seed, VALIDATION)
     chosen = np.zeros(len(keys), dtype=bool)
-    for stratum in (both, ~both):
+    for stratum, keep_one in strata(*label_counts(codes, labels, len(keys))):
         ids = by_key[(stratum & in_train)[by_key]]
         want = math.floor(validation_fraction * int(stratum.sum()) + 0.5)
-        take = min(want, max(len(ids) - 1, 0)) if stratum is both else min(want, len(ids))
+        take = min(want, max(len(ids) - 1, 0)) if keep_one else min(want, len(ids))
         chosen[ids[rng.permutation(len(ids))[:take]]] = True
     rows = chosen[codes[train]]
     return train[~rows], train[rows], _keys_hash(keys[chosen])

@@ -197,14 +197,38 @@ def test_data_errors():
     assert e.field == "label" and "every row is desirable" in e.message
     e = error(dpo, frame([(3, 0)] * 5 + [(0, 2)] * 5))
     assert e.field == "label" and "no pair can be formed" in e.message
-    e = error(kto, frame([(3, 0)] * 5 + [(0, 2)] * 5))
-    assert e.field == "data.eval_fraction" and "held-out split has no prompt with both labels" in e.message
     e = error(dpo, frame([(1, 1)] + [(3, 0)] * 5 + [(0, 2)] * 5))  # the only pairable prompt is held out
     assert e.field == "data.eval_fraction" and "no training pair" in e.message
     e = error(kto, pd.DataFrame(columns=["prompt", "completion", "label"]))
     assert e.field == "data.path" and "no rows" in e.message
     e = error(kto, pd.DataFrame({"prompt": ["a", "a"], "completion": ["x", "y"], "label": ["yes", "perhaps"]}))
     assert e.field == "row 2: label"
+
+
+def test_one_rated_completion_per_prompt_trains_kto_and_sft_with_the_pair_metrics_left_unmeasured():
+    """KTO's own data, a thumbs up or down per prompt: refused before ('held-out split has no prompt with both
+    labels'); now prepared, with both labels held out for reward_auc and the data report saying why
+    preference_accuracy and reward_margin will be NaN. Pair methods still refuse it, in one line."""
+    rows = frame([(1, 0)] * 15 + [(0, 1)] * 5)  # 20 prompts, 3:1
+    sft = lambda r, **kw: prepare(r, **{"file": "f.jsonl", "method": "sft", "form": "desirable",
+                                        "strategy": "natural", "eval_fraction": 0.2, "seed": 0, **kw})
+    for p in (kto(rows), sft(rows), kto(rows, validation_fraction=0.2)):
+        assert p.report["eval_pairs"] == 0 and len(p.eval_pairs) == 0
+        assert p.eval_rows["label"].any() and not p.eval_rows["label"].all()  # reward_auc can be measured
+        note = p.report["pair_metrics_note"]
+        assert note.startswith("preference_accuracy and reward_margin are not measured (NaN): no held-out pair, as no "
+                               "prompt there has both a desirable and an undesirable completion") and "\n" not in note
+        assert "pair_metrics_note" in format_report(p.report)
+    assert kto(frame([(1, 1)] * 20)).report["pair_metrics_note"] is None
+    for method in ("dpo", "orpo", "ipo", "simpo"):
+        e = error(dpo, rows, method=method)
+        assert e.field == "label" and f"no pair can be formed for {method}" in e.message
+    # pairs of one text (a completion labelled both ways) are no pairs either: the note says which it is
+    same = pd.DataFrame([row for i in range(5) for row in (
+        {"prompt": f"a{i}", "completion": "x", "label": True}, {"prompt": f"a{i}", "completion": "x", "label": False},
+        {"prompt": f"b{i}", "completion": "y", "label": True}, {"prompt": f"c{i}", "completion": "z", "label": False})])
+    p = kto(same, eval_fraction=0.5)
+    assert p.report["eval_pairs"] == 0 and "one completion under both labels" in p.report["pair_metrics_note"]
 
 
 def test_format_report(chat_rows):
