@@ -129,6 +129,9 @@ def dispatch(ns) -> None:
         # the TRL config's own default when the recipe sets none, as the run's built config will hold
         max_length = train_settings(recipe, spec).get("max_length", field_default(spec.config, "max_length"))
         check_prompt_lengths(recipe, prepared, max_length, local_model_dir(recipe.model.name))
+        from .console import warn_data
+
+        warn_data(prepared.report)
         print(json.dumps(prepared.report, indent=2) if ns.json else format_report(prepared.report))
     elif ns.command == "run":
         from .console import quiet_libraries

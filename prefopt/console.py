@@ -32,6 +32,14 @@ def say(message: str) -> None:
         print(message, flush=True)
 
 
+def warn_data(report: dict) -> None:
+    """The data report's warnings (repeated rows, completions labelled both ways), one line each on stderr:
+    not errors, so the command goes on, but said where `prefopt data` and `prefopt run` are read."""
+    if main_process():
+        for line in report.get("data_warnings") or ():
+            print(f"prefopt: warning: {line}", file=sys.stderr, flush=True)
+
+
 def quiet_libraries(verbose: bool = False) -> None:
     """Call before transformers/TRL are imported: some settings are read at import time."""
     global _verbose

@@ -16,7 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .console import closing_block, data_line, phase, say
+from .console import closing_block, data_line, phase, say, warn_data
 from .data.io import question
 from .evaluation import evaluate, precision_used
 from .errors import UserError
@@ -252,6 +252,7 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
         fold = "" if recipe.data.fold is None else f", fold {recipe.data.fold} of 0..{recipe.data.folds - 1}"
         say(f"prefopt: {recipe.name} ({recipe.method}), seed {recipe.seed}{fold} -> {run}")
         say(data_line(prepared.report, precision_used(recipe, args)))
+        warn_data(prepared.report)
     check_trainer_runs_here(spec.trainer_class(), recipe.source)  # after the recipe's own errors, before any write
     score_completion_tokens_only()
 

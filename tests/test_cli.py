@@ -241,3 +241,27 @@ def test_one_rated_completion_per_prompt_kto_and_sft_take_it_and_pair_methods_re
                                       "has both a desirable and an undesirable completion; add completions of the "
                                       "other label to some prompts")
     assert not (tmp_path / "res").exists()
+
+
+def test_data_warns_of_repeated_rows_and_completions_labelled_both_ways_in_one_line_each(write_recipe, tiny_data,
+                                                                                          tmp_path):
+    lines = tiny_data.read_text().splitlines()
+    first = json.loads(lines[0])
+    flipped = json.dumps({**first, "label": not first["label"]})
+    data = tmp_path / "noisy.jsonl"
+    data.write_text("\n".join(lines + [lines[0], lines[0], flipped]) + "\n")  # line 1 twice more; then flipped
+    n = len(lines)
+    for json_out in ([], ["--json"]):
+        out = run_without_torch(["data", str(write_recipe("kto")), "--set", f"data.path={data}", *json_out])
+        assert out.returncode == 0, out.stderr  # warnings, not errors
+        assert out.stderr.splitlines() == [
+            f"prefopt: warning: {data}: 2 rows repeat an earlier one exactly (first: row {n + 1} repeats row 1): each "
+            "copy is trained on and counted in the held-out metrics again; remove the copies, or keep them if they "
+            "are meant as weights",
+            f"prefopt: warning: {data}: 1 completion is labelled both desirable and undesirable for one prompt (first: "
+            f"rows 1 and {n + 3}): no reward can rank a completion against itself, so such rows hold reward_auc "
+            "toward chance; keep one label per completion (e.g. the majority's)"]
+    report = json.loads(out.stdout)
+    assert (report["duplicate_rows"], report["contradictory_labels"], len(report["data_warnings"])) == (2, 1, 2)
+    clean = run_without_torch(["data", str(write_recipe("kto"))])
+    assert clean.returncode == 0 and clean.stderr == ""

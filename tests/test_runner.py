@@ -787,24 +787,28 @@ def test_an_interrupted_force_rerun_loses_nothing_finished(write_recipe, tmp_pat
 
 def test_kto_trains_and_is_scored_on_one_rated_completion_per_prompt(write_recipe, tmp_path, capsys):
     """KTO's own data, a thumbs up or down per prompt, was refused for want of held-out pairs. It trains; the
-    pair metrics are NaN and metrics.json, the data report and the closing block say why; reward_auc is measured."""
+    pair metrics are NaN and metrics.json, the data report and the closing block say why; reward_auc is measured.
+    A row given twice is trained on twice: run says so in one warning line, as `prefopt data` does."""
     from prefopt.testing import WORDS
 
     data = tmp_path / "thumbs.jsonl"
-    data.write_text("".join(json.dumps({
+    lines = [json.dumps({
         "prompt": [{"role": "user", "content": f"question {i}: {WORDS[i % len(WORDS)]}"}],
         "completion": [{"role": "assistant", "content": " ".join(WORDS[i % 7:i % 7 + 4])}], "label": i % 4 != 3})
-        + "\n" for i in range(40)))
+        for i in range(40)]
+    data.write_text("\n".join(lines + [lines[5]]) + "\n")
     results = tmp_path / "results"
     assert main(["run", str(write_recipe("kto", data={"path": str(data)})), "--results", str(results)]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert f"prefopt: warning: {data}: 1 row repeats an earlier one exactly (first: row 41 repeats row 6)" in err
     run = only_run(results, "tiny_kto")
     metrics = json.loads((run / "metrics.json").read_text())
     assert math.isnan(metrics["preference_accuracy"]) and math.isnan(metrics["reward_margin"])
     assert metrics["eval_pairs"] == 0 and 0 <= metrics["reward_auc"] <= 1 and metrics["kl"] > 0
     note = metrics["pair_metrics_note"]
     assert "no prompt there has both a desirable and an undesirable completion" in note
-    assert json.loads((run / "data_report.json").read_text())["pair_metrics_note"] == note
+    report = json.loads((run / "data_report.json").read_text())
+    assert report["pair_metrics_note"] == note and report["duplicate_rows"] == 1
     assert "over 0 held-out pairs (none to measure: pair_metrics_note in metrics.json says why)" in out
     summary = (results / "summary.md").read_text()
     assert note in summary and "not tested against the untrained model" in summary

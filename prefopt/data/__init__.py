@@ -19,8 +19,9 @@ import pandas as pd
 
 from ..errors import UserError, did_you_mean
 from . import kto
-from .io import STATED_PAIR, canonical_rows
+from .io import STATED_PAIR, canonical_rows, row_numbers_of
 from .pairs import PAIRINGS, check_max_pairs, make_pairs, order_pairs
+from .repeats import repeats
 from .split import (EVAL_PAIRS, PAIRS, check_labels, fold_split, group_codes, label_counts, question_groups,
                     split_by_prompt, stream, validation_split)
 
@@ -75,8 +76,9 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
                              max_pairs_per_prompt=max_pairs_per_prompt, method=method)
     if len(rows) == 0:
         raise UserError(file, "data.path", "the file holds no rows; add rows of prompt, completion, label")
+    numbers = row_numbers_of(rows)
     if "prompt_key" not in rows.columns or not pd.api.types.is_bool_dtype(rows["label"]):
-        rows = canonical_rows(rows, file=file)  # a table built in memory: validate it like a file
+        rows, numbers = canonical_rows(rows, file=file), None  # a table built in memory: validate it like a file
     rows = rows.reset_index(drop=True)
     codes, keys = group_codes(rows["prompt_key"])
     labels = rows["label"].to_numpy(dtype=bool)
@@ -107,6 +109,7 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
     sizes = np.bincount(group_of, minlength=len(group_keys))
     report = {"method": method, "form": form, "strategy": strategy, "data_path": str(file), "rows": len(rows),
               "prompts": len(keys), "same_question_prompts": int(sizes[sizes > 1].sum()),
+              **repeats(rows, str(file), numbers),
               "train_rows": len(train_pos), "train_prompts": len(np.unique(train_codes)),
               "eval_rows": len(held), "eval_prompts": len(np.unique(codes[held])), "eval_fingerprint": split.fingerprint,
               "folds": folds, "fold": fold if folds > 1 else None, "partition": split.partition,

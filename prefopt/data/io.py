@@ -22,6 +22,7 @@ FORMATS = ("auto", "jsonl", "json", "csv", "parquet", "arrow")
 EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet",
               ".pq": "parquet"}
 UNPAIRED = ("prompt", "completion", "label")
+ROW_NUMBERS = "row_numbers"  # DataFrame.attrs key: the file's number of each row (load_rows)
 STATED_PAIR = "stated_pair"  # column of canonical rows from a paired file: the pair each row belongs to
 PAIRED = ("prompt", "chosen", "rejected")
 
@@ -40,7 +41,22 @@ def load_rows(path: str, format: str = "auto") -> pd.DataFrame:
     table, row_numbers = _READERS[fmt](Path(file))
     if len(table) == 0:
         raise UserError(file, "data.path", "the file holds no rows; add rows of prompt, completion, label")
-    return canonical_rows(table, file=file, row_numbers=row_numbers)
+    rows = canonical_rows(table, file=file, row_numbers=row_numbers)
+    # the file's number of each row, for messages about rows found later (data.repeats), by index label: a
+    # column would enter the data fingerprint and the trainer's rows. A pair's two rows share its number.
+    numbers = np.arange(1, len(table) + 1) if row_numbers is None else np.asarray(row_numbers)
+    rows.attrs[ROW_NUMBERS] = tuple(int(n) for n in (numbers[rows[STATED_PAIR]] if STATED_PAIR in rows else numbers))
+    return rows
+
+
+def row_numbers_of(rows: pd.DataFrame):
+    """The file's row numbers of `rows` (from load_rows, perhaps filtered or reordered since), or None."""
+    numbers = rows.attrs.get(ROW_NUMBERS)
+    index = rows.index.to_numpy()
+    if numbers is None or index.dtype.kind not in "iu" or (len(index) and not 0 <= index.min() <= index.max()
+                                                              < len(numbers)):
+        return None
+    return np.asarray(numbers)[index]
 
 
 def load_prompts(path: str, *, field: str = "eval.prompts") -> pd.DataFrame:

@@ -11,7 +11,7 @@ from rich.table import Table
 # Shown in this order, in sections; keys not listed here (added later) follow at the end.
 SECTIONS = (
     ("data", ("data_path", "method", "form", "strategy", "pairing", "max_pairs_per_prompt", "seed", "rows",
-              "prompts", "same_question_prompts")),
+              "prompts", "same_question_prompts", "duplicate_rows", "contradictory_labels")),
     ("test split (held out: every reported metric)", ("split_seed", "eval_fraction", "folds", "fold", "partition", "eval_rows", "eval_prompts", "eval_pairs", "pair_metrics_note", "eval_fingerprint",
                         "verifier", "verifier_note", "verified_prompts", "verified_prompts_from")),
     ("validation split (choices: tuning, best checkpoint)", ("validation_fraction", "validation_rows", "validation_prompts", "validation_pairs",
@@ -38,7 +38,7 @@ def format_report(report: dict) -> str:
         for key in present:
             table.add_row(f"  {key}", _value(report[key]))
             shown.add(key)
-    rest = [k for k in report if k not in shown]
+    rest = [k for k in report if k not in shown and k != "data_warnings"]  # printed as warnings, one line each
     if rest:
         table.add_row("[bold]other[/bold]", "")
         for key in rest:
