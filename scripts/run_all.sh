@@ -48,6 +48,7 @@ fi
 
 passed=()
 failed=()
+stopped=()  # the recipe Ctrl-C stopped: not failed, the same command resumes it
 interrupted=0
 total=${#recipes[@]}
 i=0
@@ -62,19 +63,22 @@ for recipe in "${recipes[@]}"; do
     took="$((SECONDS - start)) s"  # wall time of the whole command: loading, training, evaluation
     if ((rc == 0)); then
         passed+=("$recipe ($took)")
+    elif ((rc == 130)); then  # Ctrl-C: stop here rather than start the next recipe
+        stopped+=("$recipe (interrupted, $took)")
+        interrupted=1
+        break
     else
         failed+=("$recipe (exit $rc, $took)")
-        if ((rc == 130)); then  # Ctrl-C: stop here rather than start the next recipe
-            interrupted=1
-            break
-        fi
     fi
 done
 
 echo
-echo "=== run_all: ${#passed[@]} passed, ${#failed[@]} failed, $((total - ${#passed[@]} - ${#failed[@]})) not run"
+counts="${#passed[@]} passed, ${#failed[@]} failed"
+if ((interrupted)); then counts+=", 1 interrupted"; fi
+echo "=== run_all: $counts, $((total - ${#passed[@]} - ${#failed[@]} - ${#stopped[@]})) not run"
 for r in ${passed[@]+"${passed[@]}"}; do echo "PASS $r"; done
 for r in ${failed[@]+"${failed[@]}"}; do echo "FAIL $r"; done
+for r in ${stopped[@]+"${stopped[@]}"}; do echo "STOP $r"; done
 for r in "${recipes[@]:$i}"; do echo "SKIP $r (interrupted)"; done
 
 echo

@@ -37,3 +37,18 @@ def test_exit_status_and_rebuild(run_rc, compare_rc, expected, compared, tmp_pat
     assert sum(" run " in f" {c} " for c in calls) == (1 if run_rc == 130 else 2)  # the next recipe not started
     if expected == 130:
         assert "interrupted" in out.stderr
+
+
+def test_interrupted_recipe_is_listed_as_interrupted_not_failed(tmp_path):
+    """Ctrl-C during a recipe: it is the user's stop, not the recipe's failure, and the same command resumes it."""
+    python = tmp_path / "python"
+    python.write_text(STUB)
+    python.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(python), "STUB_LOG": str(tmp_path / "calls"), "RUN_RC": "130",
+           "COMPARE_RC": "0", "RESULTS": str(tmp_path / "r")}
+    out = subprocess.run(["bash", "scripts/run_all.sh", "--results", str(tmp_path / "r"), "recipes/dpo.yaml",
+                          "recipes/orpo.yaml"], cwd=ROOT, env=env, capture_output=True, text=True)
+    listed = [line for line in out.stdout.splitlines() if line.split(" ")[0] in ("PASS", "FAIL", "STOP", "SKIP")]
+    assert [line.split(" (")[0] for line in listed] == ["STOP recipes/dpo.yaml", "SKIP recipes/orpo.yaml"]
+    assert listed[0].startswith("STOP recipes/dpo.yaml (interrupted, ") and "exit 130" not in out.stdout
+    assert "0 passed, 0 failed, 1 interrupted, 1 not run" in out.stdout
