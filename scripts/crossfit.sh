@@ -5,12 +5,13 @@
 #
 #   scripts/crossfit.sh [--results DIR] [RECIPE ...] [-- EXTRA]
 #
+# Paths are taken from where it is started (no RECIPE: recipes/*.yaml there), as run_all.sh's.
+#
 # No validation split (nothing is chosen in these runs, so 80% of the prompts train, as with the single
 # split) and no generation test (its 300 prompts do not depend on the folds; the single-split runs take it).
 set -u
-cd "$(dirname "$0")/.."
 args=()
 while (($#)) && [[ $1 != -- ]]; do args+=("$1"); shift; done
 (($#)) && shift
-exec scripts/run_all.sh ${args[@]+"${args[@]}"} -- --seeds 42 --folds 5 --set data.validation_fraction=0 \
+exec "$(dirname "$0")/run_all.sh" ${args[@]+"${args[@]}"} -- --seeds 42 --folds 5 --set data.validation_fraction=0 \
     --set eval.verifier=null "$@"

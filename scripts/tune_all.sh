@@ -10,10 +10,11 @@
 # Resumable: finished trials and runs are skipped, so rerun the same command after an interruption.
 # Cost on a 2-core CPU: trials x recipes trainings (each about a run's training time plus validation
 # scoring) and then seeds x recipes ordinary runs. The Python used is $PYTHON, else `python` on PATH.
+# Paths (recipes, --results, the default recipes/*.yaml) are taken from where it is started, as run_all.sh's.
 
 set -u
-cd "$(dirname "$0")/.."
-usage() { sed -n '2,12s/^# \{0,1\}//p' "$0"; }
+here=$(dirname "$0")  # not a cd: the caller's relative paths stay relative to the caller
+usage() { sed -n '2,13s/^# \{0,1\}//p' "$0"; }
 
 python=${PYTHON:-python}
 trials=4
@@ -38,6 +39,10 @@ if ((${#recipes[@]} == 0)); then
     shopt -s nullglob
     recipes=(recipes/*.yaml)
     shopt -u nullglob
+    if ((${#recipes[@]} == 0)); then
+        echo "tune_all.sh: no recipes/*.yaml in $PWD; run it from the repository root or name recipe files" >&2
+        exit 2
+    fi
 fi
 
 echo "=== tuning ${#recipes[@]} recipes, $trials trials each"
@@ -48,4 +53,4 @@ for recipe in "${recipes[@]}"; do
     tuned+=("$results/tuned/$name.yaml")
 done
 echo "=== training the tuned recipes, seeds $seeds"
-exec scripts/run_all.sh --results "$results" "${tuned[@]}" -- --seeds "$seeds" ${extra[@]+"${extra[@]}"}
+exec "$here/run_all.sh" --results "$results" "${tuned[@]}" -- --seeds "$seeds" ${extra[@]+"${extra[@]}"}

@@ -1,5 +1,6 @@
 """scripts/tune_all.sh on the tiny model: tunes, then trains the tuned recipe with seeds on the test split,
-and a second call finds everything finished."""
+and a second call finds everything finished; with a stand-in python (no training), tune_all.sh and crossfit.sh
+take relative paths from where they were started."""
 
 from __future__ import annotations
 
@@ -28,3 +29,51 @@ def test_tune_all_tunes_then_runs_the_tuned_recipe_and_resumes(write_recipe, tmp
     assert "tiny_orpo_tuned" in (results / "summary.md").read_text()
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert again.returncode == 0 and "already finished" in again.stdout + again.stderr
+
+
+STUB = """#!/usr/bin/env bash
+if [[ $1 == -c ]]; then exec "$REAL_PYTHON" "$@"; fi  # tune_all.sh reading a recipe's name
+echo "$PWD|$*" >> "$STUB_LOG"
+if [[ " $* " == *" run "* ]]; then mkdir -p "$RESULTS"; fi
+"""
+
+
+def stand_in(tmp_path: Path) -> tuple[dict, Path, Path]:
+    """A `python` that logs where and how it was called (no training); the caller's directory, with a recipe."""
+    python, log, cwd = tmp_path / "python", tmp_path / "calls", tmp_path / "work"
+    python.write_text(STUB)
+    python.chmod(0o755)
+    cwd.mkdir()
+    (cwd / "mine.yaml").write_text("name: mine\nmethod: dpo\n")
+    env = {**os.environ, "PYTHON": str(python), "REAL_PYTHON": sys.executable, "STUB_LOG": str(log),
+           "RESULTS": str(cwd / "res")}
+    return env, log, cwd
+
+
+def test_relative_paths_are_the_callers(tmp_path):
+    """A relative recipe and --results are taken from where the script was started, not the repository root."""
+    env, log, cwd = stand_in(tmp_path)
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "tune_all.sh"), "--trials", "1", "--seeds", "7",
+                          "--results", "res", "mine.yaml"], capture_output=True, text=True, env=env, cwd=cwd)
+    assert out.returncode == 0, out.stdout + out.stderr
+    calls = log.read_text().splitlines()
+    assert calls[0] == f"{cwd}|-m prefopt tune mine.yaml --trials 1 --results res"
+    assert calls[1] == f"{cwd}|-m prefopt run res/tuned/mine.yaml --results res --no-compare --seeds 7"
+    assert calls[2] == f"{cwd}|-m prefopt compare res"
+
+
+def test_crossfit_relative_paths_are_the_callers(tmp_path):
+    env, log, cwd = stand_in(tmp_path)
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "crossfit.sh"), "--results", "res", "mine.yaml"],
+                         capture_output=True, text=True, env=env, cwd=cwd)
+    assert out.returncode == 0, out.stdout + out.stderr
+    run, compare = log.read_text().splitlines()
+    assert run.startswith(f"{cwd}|-m prefopt run mine.yaml --results res --no-compare --seeds 42 --folds 5 ")
+    assert compare == f"{cwd}|-m prefopt compare res"
+
+
+def test_no_recipes_here_is_one_line(tmp_path):
+    env, log, cwd = stand_in(tmp_path)
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "tune_all.sh")], capture_output=True, text=True, env=env,
+                         cwd=cwd)
+    assert out.returncode == 2 and "no recipes/*.yaml" in out.stderr and not log.exists()
