@@ -165,19 +165,25 @@ def dispatch(ns) -> None:
                                  storage=ns.storage, max_concurrent=ns.max_concurrent, sets=ns.set, force=ns.force):
             print(f"prefopt: tuned recipe {path} (trials in {Path(ns.results) / 'tuning'})")
     elif ns.command == "compare":
-        from .compare import rebuild
+        from .compare import own_files, rebuild
 
         results = Path(ns.results)
         if not results.is_dir():  # a mistyped folder once compared nothing, silently, with exit status 0
             what = "is a file, not a folder" if results.exists() else "no such folder"
             raise UserError(str(results), "results", f"{what}; give the folder that `prefopt run --results` wrote "
                             "(default: results)")
+        old = own_files(results)
         written = rebuild(results)
         for path in written:
             print(path)
         if not written:  # (stderr: stdout lists the files written, for scripts)
+            aside = len(list(results.glob("cache/replaced/*/*/metrics.json")))
             print(f"prefopt: no finished run in {results / 'runs'} (a run is finished once its metrics.json is "
-                  "written); nothing to compare", file=sys.stderr)
+                  "written); nothing to compare" +
+                  (f"; removed the {len(old)} tables and plots of runs no longer there" if old else "") +
+                  (f"; {aside} finished run{'s' * (aside != 1)} set aside by an unfinished `prefopt run --force` "
+                   f"{'wait' if aside != 1 else 'waits'} in {results / 'cache' / 'replaced'} until the same "
+                   "command finishes the rerun" if aside else ""), file=sys.stderr)
 
 
 def main(argv=None) -> int:

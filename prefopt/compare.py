@@ -17,6 +17,7 @@ import itertools
 import json
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -532,17 +533,36 @@ def _paired_section(split: pd.DataFrame, analysis=None) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------ I/O edge
 
+# the names `rebuild` writes (a test's part is its short_name: hex digits, and a data file's hash after a dash),
+# and nothing else: users keep their own files in results/, and only these are ever removed
+_TEST = r"[0-9a-f]{1,12}(?:-[0-9a-f]{6})?"
+OWN = re.compile(rf"comparison\.csv|summary\.csv|summary\.md|samples\.md|samples_{_TEST}\.md|"
+                 rf"plots/(?:training_loss|reward_margin|(?:heldout|forest|pairwise)_{_TEST})\.png")
+
+
+def own_files(results: Path) -> list[Path]:
+    """The tables and plots an earlier `rebuild` left in `results`."""
+    results = Path(results)
+    found = [*results.glob("*.csv"), *results.glob("*.md"), *results.glob("plots/*.png")]
+    return sorted(p for p in found if OWN.fullmatch(p.relative_to(results).as_posix()))
+
+
 def rebuild(results: Path) -> list[Path]:
-    """Rewrite the tables and plots from every finished run; returns the paths written ([] with no runs)."""
+    """Rewrite the tables and plots from every finished run; returns the paths written ([] with no runs).
+    Tables and plots of an earlier rebuild that this one does not write (a test split whose runs are gone,
+    samples.md against samples_<test>.md as the number of tests changes; all of them when no run is
+    finished any more) are removed: a reader would take them for current."""
     from filelock import FileLock
 
     results = Path(results)
-    if not any(results.glob("runs/*/*/metrics.json")):
+    if not any(results.glob("runs/*/*/metrics.json")) and not own_files(results):
         return []
     with FileLock(str(results / ".compare.lock")):
         began = time.time_ns()  # every run finished by now is read below; summary.md carries it (is_current)
         runs = load_runs(results)
         if runs.empty:
+            for old in own_files(results):
+                old.unlink(missing_ok=True)
             return []
         summary = summary_table(runs)
         tests = list(summary["test"].unique()) if "test" in summary else []
@@ -582,10 +602,9 @@ def rebuild(results: Path) -> list[Path]:
             if fig is not None:
                 write_atomic(plots / name, png(fig))
                 written.append(plots / name)
-        for stale in [*plots.glob("heldout_*.png"), *plots.glob("forest_*.png"), *plots.glob("pairwise_*.png"),
-                      plots / "training_loss.png", plots / "reward_margin.png"]:
-            if stale not in written:
-                stale.unlink(missing_ok=True)  # from runs that have since been deleted
+        for stale in own_files(results):
+            if stale not in written and stale != results / "summary.md":  # (summary.md: rewritten next)
+                stale.unlink(missing_ok=True)  # a test whose runs have since been deleted, a renamed samples file
         # summary.md last, stamped with the time the runs were read: a rebuild stopped part-way (Ctrl-C in
         # the minutes it takes) leaves it older than the newest run, so the next `prefopt run` rebuilds
         text("summary.md", markdown)

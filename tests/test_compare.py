@@ -715,3 +715,52 @@ def test_unpaired_data_leaves_out_the_pair_metrics_and_says_why_and_claims_nothi
     assert "preference_accuracy" not in text.replace(note, "")
     summary = pd.read_csv(root / "summary.csv")
     assert "preference_accuracy_mean" not in summary or summary["preference_accuracy_mean"].isna().all()
+
+
+def add_samples(run: Path) -> Path:
+    """Generation records with both answers' text: what samples.md shows."""
+    (run / "eval_generations.jsonl").write_text("".join(json.dumps(
+        {"prompt_id": f"p{i}", "prompt": f"q{i}", "policy_text": "a", "reference_text": "b", "policy_pass": True,
+         "reference_pass": False}) + "\n" for i in range(3)))
+    return run
+
+
+USERS = ["notes.md", "samples_mine.md", "my.csv", "plots/heldout_mine.png", "plots/figure.png"]
+
+
+def test_a_rebuild_removes_its_own_files_it_no_longer_writes_and_nothing_else(tmp_path):
+    root = tmp_path / "results"
+    gone = add_samples(add_run(root, fake_metrics("kto", 1, FP_B, 0.6)))
+    add_samples(add_run(root, fake_metrics("kto", 1, FP_A, 0.7)))
+    for name in USERS:
+        write_atomic(root / name, "the user's")
+    compare.rebuild(root)
+    assert {f"samples_{FP_A}.md", f"samples_{FP_B}.md"} <= {p.name for p in root.iterdir()}
+    import shutil
+
+    shutil.rmtree(gone)  # one test split left: its samples are samples.md now, and FP_B's files are stale
+    written = compare.rebuild(root)
+    assert not (root / f"samples_{FP_A}.md").exists() and not (root / f"samples_{FP_B}.md").exists()
+    assert (root / "samples.md").exists() and not (root / "plots" / f"heldout_{FP_B}.png").exists()
+    assert all((root / name).read_text() == "the user's" for name in USERS)
+    assert sorted(compare.own_files(root)) == sorted(written)  # what is left of its kinds is what it wrote
+
+
+def test_no_finished_run_left_removes_the_tables_and_says_so_in_one_line(tmp_path):
+    """An interrupted `prefopt run --force` set its finished run aside: the tables describe a run that is no
+    longer compared, so they go, and compare says where the run waits."""
+    from prefopt.results import set_aside
+
+    root = tmp_path / "results"
+    run = add_samples(add_run(root, fake_metrics("kto", 1, FP_A, 0.6)))
+    for name in USERS:
+        write_atomic(root / name, "the user's")
+    compare.rebuild(root)
+    assert (root / "summary.md").exists() and (root / "samples.md").exists()
+    set_aside(run)
+    out = subprocess.run([sys.executable, "-m", "prefopt", "compare", str(root)], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout == "", out.stderr
+    assert len(out.stderr.splitlines()) == 1 and "nothing to compare" in out.stderr
+    assert "1 finished run set aside" in out.stderr and str(root / "cache" / "replaced") in out.stderr
+    assert compare.own_files(root) == [] and not compare.is_current(root)
+    assert all((root / name).read_text() == "the user's" for name in USERS)
