@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -103,11 +104,32 @@ def _list() -> None:
 
 
 def _recipe_line(path: Path) -> str:
-    """`[method] first line of the recipe's opening comment`, read as text (no validation, no import)."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    method = next((l.split(":", 1)[1].split("#")[0].strip() for l in lines if l.startswith("method:")), "?")
-    first = next((l.lstrip("# ").strip() for l in lines if l.startswith("#") and l.strip("# ")), "")
-    return f"[{method}] {first}"
+    """`[method] first sentence of the recipe's opening comment`, or `[?] why it does not load` (the first
+    line `prefopt data` would print for it): a bare `[?]` once left the reader to guess."""
+    from .errors import UserErrors
+    from .recipe import load_recipe
+
+    try:
+        method = load_recipe(str(path)).method  # yaml and the registries only: no torch
+    except UserError as e:
+        first = e.errors[0] if isinstance(e, UserErrors) else e
+        return f"[?] does not load: {': '.join(str(p) for p in (first.field, first.message) if p)}"
+    return f"[{method}] {_first_sentence(path.read_text(encoding='utf-8'))}"
+
+
+def _first_sentence(text: str) -> str:
+    """The opening comment's first paragraph up to its first full stop: its first line alone was often cut
+    mid-sentence, and what was left read as a different claim."""
+    paragraph = []
+    for line in text.splitlines():
+        words = line.lstrip("#").strip()
+        if not line.startswith("#") or not words and paragraph:
+            break
+        if words:
+            paragraph.append(words)
+    joined = " ".join(paragraph)
+    end = re.search(r"[.!?](?=\s+[A-Z(\"']|$)", joined)  # not "e.g. the" nor "al., 2024"
+    return joined[:end.end()] if end else joined
 
 
 def dispatch(ns) -> None:

@@ -63,6 +63,26 @@ def test_list_shows_registries_without_torch():
     assert "recipes (./recipes):" in out.stdout and "[sft] The baseline: supervised fine-tuning" in out.stdout
 
 
+def test_list_says_why_a_recipe_does_not_load_and_keeps_whole_sentences(tmp_path):
+    # a broken recipe was listed as a bare `[?]`, a latin-1 one crashed `list` with a traceback, and a
+    # description was its first comment line, cut mid-sentence
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "good.yaml").write_text("# KTO on all the data, ordered so that every micro-batch (e.g.\n"
+                                                    "# four rows) holds both labels. A second sentence.\n#\n"
+                                                    "# usage line\nname: good\nmethod: kto\n")
+    (tmp_path / "recipes" / "broken.yaml").write_text("# broken\nname: x\nmethod: [kto\n")
+    (tmp_path / "recipes" / "latin.yaml").write_bytes(b"# caf\xe9\nname: z\nmethod: kto\n")
+    out = run_without_torch(["list"], cwd=tmp_path)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in out.stdout.split("recipes (./recipes):")[1].splitlines()
+             if line.strip()}
+    assert lines["good"] == ("[kto] KTO on all the data, ordered so that every micro-batch (e.g. four rows) holds "
+                             "both labels.")
+    assert lines["broken"] == ("[?] does not load: line 4: invalid YAML (expected ',' or ']', but got "
+                               "'<stream end>'); fix the syntax")
+    assert lines["latin"] == "[?] does not load: recipe: cannot read the file (UnicodeDecodeError); check it is UTF-8 text"
+
+
 def test_data_report_json_without_torch(write_recipe):
     out = run_without_torch(["data", str(write_recipe("kto")), "--json"])
     assert out.returncode == 0, out.stderr
