@@ -185,10 +185,14 @@ def _text(path: Path) -> str:
         raise UserError(str(path), "data.path", "is a directory; give a file, or data.format: arrow for a "
                         "datasets.save_to_disk directory")
     try:
-        text = path.read_bytes().decode("utf-8-sig")  # -sig: tolerate the BOM some editors write
+        raw = path.read_bytes()
+        text = raw.decode("utf-8-sig")  # -sig: tolerate the BOM some editors write
     except UnicodeDecodeError as e:
-        raise UserError(str(path), "data.path", f"is not UTF-8 text (byte {e.start}); save it as UTF-8 or "
-                        "check data.format") from None
+        # a byte offset alone left the reader to count bytes in an editor; the line is where they look
+        line = e.object[:e.start].count(b"\n") + 1  # (e.object: the bytes after a BOM, e.start within them)
+        raise UserError(str(path), "data.path", f"is not UTF-8 text (line {line}, byte "
+                        f"{e.start + len(raw) - len(e.object)}: {e.object[e.start:e.start + 1]!r}); save it as "
+                        "UTF-8 or check data.format") from None
     except OSError as e:
         raise UserError(str(path), "data.path", f"cannot be read ({e.strerror}); check its permissions") from None
     if not text.strip():

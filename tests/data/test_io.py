@@ -150,6 +150,17 @@ def test_binary_file(tmp_path):
     assert e.field == "data.path" and "UTF-8" in e.message
 
 
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_not_utf8_names_the_line_and_the_byte(tmp_path, bom):
+    # a byte offset alone (byte 65) left the reader counting bytes; the line is where an editor goes
+    good = b'{"prompt": "a", "completion": "b", "label": true}\n'
+    (tmp_path / "d.jsonl").write_bytes(bom + good + b'{"prompt": "caf\xe9", "completion": "b", "label": false}\n')
+    e = error(tmp_path / "d.jsonl")
+    offset = len(bom) + len(good) + len(b'{"prompt": "caf')
+    assert e.field == "data.path" and e.message.startswith(f"is not UTF-8 text (line 2, byte {offset}: b'\\xe9');")
+    assert "\n" not in str(e)
+
+
 def test_garbled_parquet_and_csv(tmp_path):
     (tmp_path / "d.parquet").write_bytes(b"PAR1 this is not parquet")
     e = error(tmp_path / "d.parquet")
