@@ -92,23 +92,42 @@ def _numbers(values) -> bool:
     return isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
+def _ends(p: dict) -> list:
+    """A key's values at its limits, as a draw gives them: each listed value, or both ends of a range (whole
+    when both ends are; a multiple's ends are factors)."""
+    if "values" in p:
+        return list(p["values"])
+    whole = isinstance(p["low"], int) and isinstance(p["high"], int) and "per" not in p
+    return [p["low"], p["high"]] if whole else [float(p["low"]), float(p["high"])]
+
+
 def extremes(space: dict) -> list[tuple[str, object]]:
     """(key, value) for every value a key can take at its limits: each listed value, both ends of a range (as
     a draw gives them: whole when both ends are), and a multiple's products of its ends with its key's. The
     recipe's checks are limits, so a range passing them at both ends passes them between (a checked space)."""
-    def ends(p):
-        if "values" in p:
-            return list(p["values"])
-        whole = isinstance(p["low"], int) and isinstance(p["high"], int) and "per" not in p
-        return [p["low"], p["high"]] if whole else [float(p["low"]), float(p["high"])]
-
     out = []
     for key, p in space.items():
-        values = ends(p)
+        values = _ends(p)
         if "per" in p:
-            values = sorted({float(f"{a * b:.4g}") for a in values for b in ends(space[p["per"]])})
+            values = sorted({float(f"{a * b:.4g}") for a in values for b in _ends(space[p["per"]])})
         out += [(key, v) for v in values]
     return out
+
+
+def corners(space: dict) -> list[dict]:
+    """Every combination of the keys' limits (a multiple resolved against its key's value in the same
+    combination), as trial settings: for checks that read settings together, as TRL's config does."""
+    keys = list(space)
+    combos = itertools.product(*(_ends(space[k]) for k in keys))
+    return _distinct([_resolve(dict(zip(keys, combo)), space) for combo in combos])
+
+
+def shown(p: dict) -> str:
+    """A key's space as a message shows it."""
+    if "values" in p:
+        return f"values {p['values']}"
+    times = f" times {p['per']}" if "per" in p else ""
+    return f"{p['low']} to {p['high']}{' (log)' if p.get('log') else ''}{times}"
 
 
 def _draw(p: dict, rng: np.random.Generator):

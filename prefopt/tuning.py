@@ -54,6 +54,45 @@ def check_sets_not_searched(recipe: Recipe, sets) -> None:
                             f"fixed, also give --set tune.space.{keys[1]}=null")
 
 
+def check_space_config(recipe: Recipe, space: dict, report: dict, epochs: int) -> None:
+    """The method's TRL config built (never trained; no model, nothing written) at every combination of the
+    space's limits: its own checks (warmup_steps >= 0, a known scheduler, ...) ran only as each trial began,
+    so a range reaching a refused value failed minutes into tuning, after earlier trials had trained."""
+    from .methods import get_method
+    from .runner import config_kwargs
+    from .search import corners, shown
+
+    spec = get_method(recipe.method, file=recipe.source)
+    config_class = spec.config_class()
+    # the searched keys at TRL's or the method's defaults: what each key is tried against on its own
+    base = {k: v for k, v in recipe.train.items() if k not in space}
+
+    def refusal(values: dict) -> str | None:
+        r = copy.deepcopy(recipe)
+        r.train = {**base, **values}
+        try:  # output_dir is only recorded by the config; nothing is created under it
+            config_class(**config_kwargs(r, spec, report, epochs, Path(recipe.name)))
+        except (ValueError, TypeError) as e:
+            return (str(e).splitlines() or [type(e).__name__])[0]
+        return None
+
+    for corner in corners(space):
+        why = refusal(corner)
+        if why is None:
+            continue
+        own = refusal({})
+        if own is not None:  # not the space's doing: the recipe's own train.* (said as the run says it)
+            raise UserError(recipe.source, "train", f"{config_class.__name__} rejected the settings: {own}")
+        for key, value in corner.items():
+            alone = refusal({key: value})
+            if alone is not None:
+                raise UserError(recipe.source, f"tune.space.{key}", f"its range ({shown(space[key])}) reaches "
+                                f"{value!r}, which {config_class.__name__} refuses: {alone}; narrow the range")
+        raise UserError(recipe.source, "tune.space", f"{config_class.__name__} refuses the settings {corner} "
+                        f"(the limits of {', '.join(f'{k}: {shown(space[k])}' for k in corner)}): {why}; narrow "
+                        "one of the ranges")
+
+
 def trial_recipes(recipe: Recipe, trials: int) -> tuple[list[dict], list[Recipe]]:
     """(settings, trial recipe) of every trial, in trial order."""
     from .search import settings
@@ -68,10 +107,12 @@ def trial_recipes(recipe: Recipe, trials: int) -> tuple[list[dict], list[Recipe]
     from .methods import get_method
     from .runner import check_validation_metric, prepare_data
 
+    prepared, epochs = prepare_data(recipe, get_method(recipe.method))
     # every trial would score NaN on a metric the validation split cannot compute: say so before the first
-    check_validation_metric(recipe, prepare_data(recipe, get_method(recipe.method))[0], recipe.tune.metric,
-                            "tune.metric")
-    chosen = settings(space_of(recipe), trials, seed=recipe.tune.seed, sampler=recipe.tune.sampler)
+    check_validation_metric(recipe, prepared, recipe.tune.metric, "tune.metric")
+    space = space_of(recipe)
+    check_space_config(recipe, space, prepared.report, epochs)
+    chosen = settings(space, trials, seed=recipe.tune.seed, sampler=recipe.tune.sampler)
     if len(chosen) < trials:  # every recipe gets the same number of distinct trials, or none is tuned
         raise UserError(recipe.source, "tune.space", f"its search space has only {len(chosen)} distinct settings "
                         f"for {trials} trials; widen it or ask for --trials {len(chosen)} for every recipe")

@@ -199,7 +199,7 @@ def test_a_tuning_metric_the_validation_split_cannot_compute_fails_before_any_tr
 
     rows = pd.DataFrame({"prompt": ["a", "b"], "completion": ["x", "y"], "label": [True, False]})
     monkeypatch.setattr(runner, "prepare_data", lambda recipe, spec, world_size=1: (
-        SimpleNamespace(validation_rows=rows, validation_pairs=rows.iloc[:0]), 1))
+        SimpleNamespace(validation_rows=rows, validation_pairs=rows.iloc[:0], report={}), 1))
     path = tmp_path / "d.yaml"
     path.write_text(yaml.safe_dump({"name": "d", "method": "dpo", "data": {"path": "data/feedback.jsonl"},
                                     "tune": {"metric": "reward_margin"}}))
@@ -271,3 +271,34 @@ def test_the_tuned_recipe_header_names_the_results_folder_it_was_written_under(t
     assert f"python -m prefopt run {tmp_path / 'res' / 'tuned' / 'r'}.yaml --seeds" in head[2]
     default = tuned_yaml(recipe, {"beta": 0.2}, trial=1, trials=4, value=0.7)  # the shipped files' header
     assert "trials in results/tuning/r/." in default and "prefopt run results/tuned/r.yaml" in default
+
+
+@pytest.mark.parametrize("space, train, field, needle", [
+    # values TRL's config refuses only as it is built, which was when that trial's turn came, after the
+    # trials before it had trained: found now by building the config at every combination of the limits
+    ({"warmup_steps": {"low": -2, "high": 4}}, {}, "tune.space.warmup_steps",
+     "its range (-2 to 4) reaches -2, which DPOConfig refuses: Got warmup_steps = -2, Expected value warmup_steps >= 0"),
+    ({"lr_scheduler_type": {"values": ["linear", "bogus"]}}, {}, "tune.space.lr_scheduler_type",
+     "its range (values ['linear', 'bogus']) reaches 'bogus', which DPOConfig refuses: bogus is not a valid"),
+    # the recipe's own unsearched setting: said as the run says it, not blamed on a searched key
+    ({"beta": {"low": 0.05, "high": 0.5}}, {"optim": "bogus"}, "train", "DPOConfig rejected the settings: bogus"),
+])
+def test_a_space_reaching_a_value_the_trl_config_refuses_fails_before_any_trial(space, train, field, needle,
+                                                                                write_recipe, tmp_path, capsys,
+                                                                                monkeypatch):
+    import prefopt.batch as batch
+
+    monkeypatch.setattr(batch, "run_jobs", lambda *a, **k: pytest.fail("a trial ran"))
+    recipe = write_recipe("dpo", data={"validation_fraction": 0.25}, train={"max_steps": 2, **train},
+                          tune={"trials": 2, "space": {"learning_rate": None, "beta": None, **space}})
+    results = tmp_path / "r"
+    assert main(["tune", str(recipe), "--results", str(results), "--engine", "local"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"prefopt: error: {recipe}: {field}: {needle}"), err
+    assert not results.exists()
+
+
+def test_corners_combine_every_limit_and_resolve_multiples():
+    corners = search.corners(methods()["simpo"].search)
+    assert len(corners) == 8  # learning rate x beta x gamma's factor, each at both ends
+    assert {(c["beta"], c["simpo_gamma"]) for c in corners} == {(1.0, 0.1), (1.0, 1.0), (10.0, 1.0), (10.0, 10.0)}
