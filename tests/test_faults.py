@@ -108,8 +108,13 @@ def test_stopped_after_the_last_checkpoint_trains_no_step_more(select, write_rec
 
 def complete_checkpoint(results) -> bool:
     """A checkpoint whose trainer_state.json (written last) is whole: seen mid-write, a kill would leave
-    nothing to resume from (under load the test could catch the file half-written)."""
-    for state in results.glob("runs/*/*/checkpoints/checkpoint-*/trainer_state.json"):
+    nothing to resume from (under load the test could catch the file half-written). The run checks its
+    results folders by making and removing them, so a folder can vanish under the glob: not yet, then."""
+    try:
+        states = list(results.glob("runs/*/*/checkpoints/checkpoint-*/trainer_state.json"))
+    except OSError:  # (pathlib's glob raises FileNotFoundError for a folder removed while it scans)
+        return False
+    for state in states:
         try:
             json.loads(state.read_text())
             return True
