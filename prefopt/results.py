@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import platform
+import stat
 import tempfile
 from pathlib import Path
 
@@ -41,6 +42,14 @@ def write_atomic(path: Path, text: str | bytes) -> None:
         raise
 
 
+def _kind(path: Path) -> str:
+    """'dir', 'missing' or 'other', from a single stat, so the answer is about one moment."""
+    try:
+        return "dir" if stat.S_ISDIR(os.stat(path).st_mode) else "other"
+    except FileNotFoundError:
+        return "missing"
+
+
 def check_results_dir(results: Path) -> None:
     """A --results path (or a folder under it: runs/<name>, tuning/<name>, tuned) that cannot hold results is
     the user's to change, said in one line before any training, not an OSError from the first (or last)
@@ -49,10 +58,12 @@ def check_results_dir(results: Path) -> None:
     from .errors import UserError
 
     results = Path(results)
-    if results.exists() and not results.is_dir():
+    # one stat, not exists() then is_dir(): another torchrun rank may remove the folder it probed between
+    # the two, and a folder that vanished is not "a file" (CI saw exactly that, once)
+    if _kind(results) == "other":
         raise UserError(str(results), "--results", "is a file, not a folder; move it, or give another directory "
                         "for the results")
-    missing = [p for p in (results, *results.parents) if not p.exists()]
+    missing = [p for p in (results, *results.parents) if _kind(p) == "missing"]
     try:
         # torchrun's ranks check at once: one may remove (cleaning up) a folder the other just made, so a
         # folder that vanished is made again rather than called unusable

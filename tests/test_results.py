@@ -4,6 +4,7 @@ and a reader never sees a file half-written while it is being replaced."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import threading
 
 import pytest
@@ -73,3 +74,16 @@ def test_two_processes_checking_one_new_results_folder_at_once_both_pass(tmp_pat
     found = [errors.get() for _ in range(errors.qsize())]
     assert not found, found[:3]
     assert all(p.exitcode == 0 for p in procs)
+
+
+def test_a_results_folder_that_vanishes_while_checked_is_not_called_a_file(tmp_path, monkeypatch):
+    # the other torchrun rank removes the folder it probed between this rank's "exists?" and "a folder?"
+    # (CI, once: "runs/tiny_kto: --results: is a file, not a folder"); modelled by an exists() that saw it
+    target = tmp_path / "r" / "runs" / "tiny"
+    real_exists = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda self, **kw: True if self == target else real_exists(self, **kw))
+    results.check_results_dir(target)  # no UserError
+    monkeypatch.undo()
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(Exception, match="is a file, not a folder"):
+        results.check_results_dir(tmp_path / "f")
