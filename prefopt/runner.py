@@ -263,7 +263,10 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
     # launcher ends the other ranks when it fails), taken after the recipe's own checks so that a command
     # failing on them leaves nothing behind
     with res.hold(run) if main else contextlib.nullcontext():
-        if res.is_finished(run) and not force:  # finished by the process that held it while this one prepared
+        # finished by the process that held it while this one prepared? The main process answers for all: each
+        # rank looking for itself could see the run before and after another process changed it, and the ranks
+        # would part ways (one skipping the run, one waiting for it in the training's collectives)
+        if broadcast(res.is_finished(run) and not force if main else None):
             if main:
                 print(f"prefopt: {run} is already finished (same resolved recipe); --force reruns it")
             return run
@@ -483,7 +486,10 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
 
     if torch.cuda.is_available():  # peak_memory_mb is this run's: several runs can share a process (--engine local)
         torch.cuda.reset_peak_memory_stats()
-    if res.is_trained(run):  # an earlier attempt finished training and saved its adapter; evaluation failed
+    # an earlier attempt finished training and saved its adapter; evaluation failed. Asked of the main process
+    # after its `--force` set the old run aside: another rank asking for itself could still find the old
+    # trained.json, skip training and leave the main process alone in it (a crash, seen under torchrun)
+    if broadcast(res.is_trained(run) if main else None):
         if main:
             say(f"prefopt: training finished in an earlier attempt ({run / 'trained.json'}); evaluating its saved model")
             shutil.rmtree(args.output_dir, ignore_errors=True)  # left when that attempt stopped before removing them

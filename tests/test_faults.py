@@ -234,3 +234,38 @@ def test_out_of_memory_names_the_setting_to_lower(error, write_recipe, tmp_path,
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"prefopt: error: {recipe}: train.per_device_train_batch_size: out of memory; lower")
     assert len(err.splitlines()) == 1
+
+
+SLOW_SET_ASIDE = """import os, sys, time
+from prefopt import results
+from prefopt.cli import main
+
+if os.environ.get("RANK") == "0":  # the main process sets the finished run aside late: the other rank looks first
+    set_aside = results.set_aside
+
+    def late(run):
+        time.sleep(3)
+        set_aside(run)
+
+    results.set_aside = late
+sys.exit(main())
+"""
+
+
+def test_forced_rerun_under_torchrun_retrains_on_every_process(write_recipe, tmp_path):
+    # each rank asked for itself whether the run was already trained: the other rank still found the old
+    # trained.json before the main one set the run aside, skipped training and left rank 0 alone in the
+    # trainer's collectives ("Connection closed by peer", exit 1)
+    recipe = write_recipe("kto", train={"max_steps": 2, "per_device_train_batch_size": 2})
+    results = tmp_path / "r"
+    assert launch("torchrun", recipe, results).returncode == 0
+    entry = tmp_path / "slow_set_aside.py"
+    entry.write_text(SLOW_SET_ASIDE)
+    cmd = [sys.executable, "-m", *launcher_args("torchrun")[:-1], str(entry), "run", str(recipe), "--results",
+           str(results), "--force"]
+    out = subprocess.run(cmd, env={**ENV, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = only_run(results, "tiny_kto")
+    batches = pd.read_csv(run / "batch_labels.csv")
+    assert sorted(batches["rank"].unique()) == [0, 1]  # both processes trained the rerun
+    assert json.loads((run / "metrics.json").read_text())["processes"] == 2
