@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 
+COMPARE_LOCK = ".compare.lock"  # held by prefopt.compare.rebuild while it reads the runs and writes the tables
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -128,12 +129,32 @@ def set_aside(run: Path) -> None:
     finish) is the finished one and stays; the unfinished run in its place is what goes."""
     import shutil
 
-    keep = replaced(run)
-    if keep.exists() or not is_finished(run):
-        shutil.rmtree(run)
-        return
-    keep.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(run, keep)
+    keep, finished = replaced(run), is_finished(run)
+    # a finished run leaves only between rebuilds of the tables: a rebuild reading the runs (`prefopt compare`,
+    # another run's) would otherwise count it finished, then find its records gone and tabulate it without them
+    with _between_rebuilds(run.parents[2]) if finished else contextlib.nullcontext():
+        if keep.exists() or not finished:
+            shutil.rmtree(run)
+            return
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(run, keep)
+
+
+@contextlib.contextmanager
+def _between_rebuilds(results: Path):
+    """Holds the lock prefopt.compare.rebuild holds (waiting, and saying so, while a rebuild runs)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(results / COMPARE_LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"prefopt: waiting for the comparison being rebuilt in {results} to finish", flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def drop_replaced(run: Path) -> None:

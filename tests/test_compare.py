@@ -764,3 +764,33 @@ def test_no_finished_run_left_removes_the_tables_and_says_so_in_one_line(tmp_pat
     assert "1 finished run set aside" in out.stderr and str(root / "cache" / "replaced") in out.stderr
     assert compare.own_files(root) == [] and not compare.is_current(root)
     assert all((root / name).read_text() == "the user's" for name in USERS)
+
+
+def test_a_run_set_aside_by_force_leaves_only_between_rebuilds(tmp_path, monkeypatch):
+    """`prefopt run --force` moved a finished run away while a rebuild was reading the runs: the tables then
+    counted it finished (comparison.csv, "4 finished runs") and left it out of the paired tests as having no
+    records. set_aside waits for the rebuild, which tabulates the run whole."""
+    from prefopt.results import set_aside
+
+    root = tmp_path / "results"
+    runs = []
+    for k, (recipe, effect) in enumerate((("strong", 1.5), ("weak", 0.0))):
+        for seed in (1, 2):
+            runs.append(add_run(root, fake_metrics(recipe, seed, FP_A, 0.6, method="dpo")))
+            add_items(runs[-1], effect, seed=10 * k + seed)
+    load, ctx = compare.load_runs, multiprocessing.get_context("fork")
+    forced = []
+
+    def then_forced(results):
+        found = load(results)
+        forced.append(ctx.Process(target=set_aside, args=(runs[0],)))  # another process's --force, now
+        forced[0].start()
+        forced[0].join(3)  # (with the lock it waits for this rebuild: not joined here)
+        return found
+
+    monkeypatch.setattr(compare, "load_runs", then_forced)
+    compare.rebuild(root)
+    forced[0].join(60)
+    assert forced[0].exitcode == 0 and not runs[0].exists()
+    text = (root / "summary.md").read_text()
+    assert "4 finished runs" in text and "Left out" not in text  # the run the tables count is the one they test
