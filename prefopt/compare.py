@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .results import COMPARE_LOCK, write_atomic
+from .results import COMPARE_LOCK, clear_temporaries, write_atomic
 from .samples import family_table, read_generations, samples_markdown
 
 HEADLINE = "reward_auc"
@@ -558,6 +558,8 @@ def rebuild(results: Path) -> list[Path]:
     if not any(results.glob("runs/*/*/metrics.json")) and not own_files(results):
         return []
     with FileLock(str(results / COMPARE_LOCK)):
+        for folder, under in ((results, ""), (results / "plots", "plots/")):  # a rebuild killed mid-write left
+            clear_temporaries(folder, lambda target: bool(OWN.fullmatch(under + target)))  # them: ours alone now
         began = time.time_ns()  # every run finished by now is read below; summary.md carries it (is_current)
         runs = load_runs(results)
         if runs.empty:

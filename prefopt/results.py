@@ -43,6 +43,15 @@ def write_atomic(path: Path, text: str | bytes) -> None:
         raise
 
 
+def clear_temporaries(folder: Path, mine=lambda target: True) -> None:
+    """Remove what write_atomic left in `folder` when its process was killed mid-write (SIGKILL, a lost machine:
+    nothing else skips its cleanup): `.<target>.<random>.tmp`, for the targets `mine` accepts. Only where no
+    other process can be writing: under the run's lock, or the comparison's."""
+    for tmp in Path(folder).glob(".*.tmp"):
+        if mine(tmp.name[1:].rsplit(".", 2)[0]):
+            tmp.unlink(missing_ok=True)
+
+
 def _kind(path: Path) -> str:
     """'dir', 'missing' or 'other', from a single stat, so the answer is about one moment."""
     try:

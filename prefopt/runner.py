@@ -283,6 +283,7 @@ def _write_run(recipe, spec, backend, args, prepared, run: Path, main: bool, for
     if main:
         if force and run.exists():
             res.set_aside(run)  # kept until the new training finishes (results/cache/replaced)
+        res.clear_temporaries(run)  # an earlier attempt's, killed mid-write (this process holds the run's lock)
         res.write_yaml(run / "recipe.yaml", recipe.to_dict())
         res.write_json(run / "data_report.json", prepared.report)
         env = res.environment(recipe.seed, world_size, backend, precision_used(recipe, args))

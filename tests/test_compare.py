@@ -794,3 +794,26 @@ def test_a_run_set_aside_by_force_leaves_only_between_rebuilds(tmp_path, monkeyp
     assert forced[0].exitcode == 0 and not runs[0].exists()
     text = (root / "summary.md").read_text()
     assert "4 finished runs" in text and "Left out" not in text  # the run the tables count is the one they test
+
+
+def _killed_writing(path: Path) -> None:
+    import os
+    import signal
+
+    from prefopt import results
+
+    results.os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # after the bytes, before the rename
+    write_atomic(path, b"half a plot")
+
+
+def test_a_rebuild_removes_the_temporaries_of_a_rebuild_killed_mid_write_and_no_other(tmp_path):
+    root = make_results(tmp_path / "results")
+    compare.rebuild(root)
+    killed = multiprocessing.get_context("fork").Process(target=_killed_writing,
+                                                         args=(root / "plots" / "training_loss.png",))
+    killed.start()
+    killed.join(60)
+    assert killed.exitcode == -9 and len(list((root / "plots").glob(".training_loss.png.*.tmp"))) == 1
+    (root / ".notes.md.abcd1234.tmp").write_text("the user's")  # not a name a rebuild writes: stays
+    compare.rebuild(root)
+    assert [p.name for p in root.rglob("*.tmp")] == [".notes.md.abcd1234.tmp"]

@@ -812,3 +812,25 @@ def test_kto_trains_and_is_scored_on_one_rated_completion_per_prompt(write_recip
     assert "over 0 held-out pairs (none to measure: pair_metrics_note in metrics.json says why)" in out
     summary = (results / "summary.md").read_text()
     assert note in summary and "not tested against the untrained model" in summary
+
+
+def test_a_temporary_left_by_a_writer_killed_mid_write_goes_when_the_run_is_written_again(write_recipe, tmp_path,
+                                                                                          monkeypatch):
+    """write_atomic removes its temporary on any exception, but SIGKILL skips that: the run folder kept a
+    `.eval_items.csv.<random>.tmp` through every later attempt (and into a commit of results/). The process
+    holding the run's lock removes it; a file of the user's there stays."""
+    import trl
+
+    recipe, results = str(write_recipe("kto")), tmp_path / "r"
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trl.KTOTrainer, "train", stopped)
+    assert main(["run", recipe, "--results", str(results)]) == 130
+    monkeypatch.undo()
+    run = only_run(results, "tiny_kto")
+    (run / ".eval_items.csv.k3j_x9a0.tmp").write_text("row_id,pro")  # as a SIGKILL mid-write leaves it
+    (run / "notes.txt").write_text("mine")
+    assert main(["run", recipe, "--results", str(results)]) == 0
+    assert not list(run.glob("*.tmp")) and (run / "notes.txt").read_text() == "mine"
