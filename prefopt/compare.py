@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .results import COMPARE_LOCK, clear_temporaries, write_atomic
+from .results import COMPARE_LOCK, clear_temporaries, finished_metrics, write_atomic
 from .samples import family_table, read_generations, samples_markdown
 
 HEADLINE = "reward_auc"
@@ -72,7 +72,7 @@ LEGEND = {
 def load_runs(results: Path) -> pd.DataFrame:
     """Every finished run under results/runs/, one row each. Unfinished runs (no metrics.json) are invisible."""
     rows = []
-    for path in sorted(Path(results).glob("runs/*/*/metrics.json")):
+    for path in finished_metrics(results):
         try:
             row = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:  # written atomically, so only a hand-edited file lands here
@@ -555,7 +555,7 @@ def rebuild(results: Path) -> list[Path]:
     from filelock import FileLock
 
     results = Path(results)
-    if not any(results.glob("runs/*/*/metrics.json")) and not own_files(results):
+    if not finished_metrics(results) and not own_files(results):
         return []
     with FileLock(str(results / COMPARE_LOCK)):
         for folder, under in ((results, ""), (results / "plots", "plots/")):  # a rebuild killed mid-write left
@@ -619,6 +619,6 @@ def is_current(results: Path) -> bool:
     earlier than every metrics.json."""
     try:
         built = (Path(results) / "summary.md").stat().st_mtime_ns
-        return all(m.stat().st_mtime_ns <= built for m in Path(results).glob("runs/*/*/metrics.json"))
+        return all(m.stat().st_mtime_ns <= built for m in finished_metrics(results))
     except FileNotFoundError:  # no tables yet (or a run removed while looking): rebuild
         return False

@@ -196,6 +196,21 @@ def run_dir(results: Path, name: str, seed: int, fingerprint: str, fold: int | N
     return Path(results) / "runs" / name / f"seed{seed}{fold_part}-{fingerprint}"
 
 
+def finished_metrics(results: Path) -> list[Path]:
+    """runs/<recipe>/<run>/metrics.json of every finished run under `results`, sorted. Not pathlib's glob: a
+    recipe folder that vanishes while it scans (a `prefopt run` of a new recipe probes runs/<name> by making
+    and removing it, check_results_dir) made Python 3.11's glob raise FileNotFoundError, and the rebuild with it."""
+    def folders(parent: Path) -> list[Path]:
+        try:
+            with os.scandir(parent) as entries:
+                return [Path(e.path) for e in entries if e.is_dir()]
+        except (FileNotFoundError, NotADirectoryError):  # gone: it holds no finished run now
+            return []
+
+    return sorted(run / "metrics.json" for recipe in folders(Path(results) / "runs") for run in folders(recipe)
+                  if (run / "metrics.json").is_file())
+
+
 def is_finished(run: Path) -> bool:
     return (Path(run) / "metrics.json").is_file()
 

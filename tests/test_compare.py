@@ -817,3 +817,33 @@ def test_a_rebuild_removes_the_temporaries_of_a_rebuild_killed_mid_write_and_no_
     (root / ".notes.md.abcd1234.tmp").write_text("the user's")  # not a name a rebuild writes: stays
     compare.rebuild(root)
     assert [p.name for p in root.rglob("*.tmp")] == [".notes.md.abcd1234.tmp"]
+
+
+def test_a_recipe_folder_vanishing_while_the_runs_are_listed_does_not_stop_the_rebuild(tmp_path, monkeypatch):
+    # another process's `prefopt run` of a new recipe probes runs/<name> by making and removing it
+    # (check_results_dir); removed between the listing of runs/ and its own scan, pathlib's glob raised
+    # FileNotFoundError out of rebuild (and so out of `prefopt compare` and the end of every `prefopt run`)
+    import os
+
+    root = tmp_path / "results"
+    add_run(root, fake_metrics("kto", 1, FP_A, 0.6))
+    probe = root / "runs" / "new_recipe"
+    probe.mkdir()
+    scandir = os.scandir
+
+    class Listed(list):  # what os.scandir read, as a context manager
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def racing(path):
+        with scandir(path) as it:  # the probe first, whatever the file system's order
+            entries = Listed(sorted(it, key=lambda e: e.name != probe.name))
+        if Path(path) == root / "runs" and probe.exists():
+            probe.rmdir()  # listed, then gone before its own scan
+        return entries
+
+    monkeypatch.setattr(os, "scandir", racing)
+    assert compare.rebuild(root) and "1 finished run" in (root / "summary.md").read_text()
