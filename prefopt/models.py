@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -113,6 +114,11 @@ def _materialize_alias(alias: str, *, file, field) -> Path:
     with FileLock(str(target) + ".lock"):  # several processes (torchrun) may ask at once
         if (target / "config.json").is_file():
             return target
+        # a conversion killed mid-way (SIGKILL, a lost machine) skipped its cleanup below: its half model (~0.5 GB)
+        # is removed now, while this lock says no conversion of this alias is running
+        for stale in target.parent.glob(f".{alias}-*"):
+            if re.fullmatch(re.escape(f".{alias}-") + r"[a-z0-9_]{8}", stale.name):  # mkdtemp's, this alias's
+                shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=target.parent))
         try:
             from .console import phase

