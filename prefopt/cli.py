@@ -188,10 +188,12 @@ def dispatch(ns) -> None:
             print(f"prefopt: tuned recipe {path} (trials in {Path(ns.results) / 'tuning'})")
     elif ns.command == "compare":
         from .compare import own_files, rebuild
+        from .results import path_kind
 
         results = Path(ns.results)
-        if not results.is_dir():  # a mistyped folder once compared nothing, silently, with exit status 0
-            what = "is a file, not a folder" if results.exists() else "no such folder"
+        kind = path_kind(results)  # one stat: a `prefopt run --results` probing this folder makes and removes it
+        if kind != "dir":  # a mistyped folder once compared nothing, silently, with exit status 0
+            what = "is a file, not a folder" if kind == "other" else "no such folder"
             raise UserError(str(results), "results", f"{what}; give the folder that `prefopt run --results` wrote "
                             "(default: results)")
         old = own_files(results)

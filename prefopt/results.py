@@ -52,7 +52,7 @@ def clear_temporaries(folder: Path, mine=lambda target: True) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _kind(path: Path) -> str:
+def path_kind(path: Path) -> str:
     """'dir', 'missing' or 'other', from a single stat, so the answer is about one moment."""
     try:
         return "dir" if stat.S_ISDIR(os.stat(path).st_mode) else "other"
@@ -70,10 +70,10 @@ def check_results_dir(results: Path) -> None:
     results = Path(results)
     # one stat, not exists() then is_dir(): another torchrun rank may remove the folder it probed between
     # the two, and a folder that vanished is not "a file" (CI saw exactly that, once)
-    if _kind(results) == "other":
+    if path_kind(results) == "other":
         raise UserError(str(results), "--results", "is a file, not a folder; move it, or give another directory "
                         "for the results")
-    missing = [p for p in (results, *results.parents) if _kind(p) == "missing"]
+    missing = [p for p in (results, *results.parents) if path_kind(p) == "missing"]
     try:
         # torchrun's ranks check at once: one may remove (cleaning up) a folder the other just made, so a
         # folder that vanished is made again rather than called unusable

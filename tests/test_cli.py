@@ -239,6 +239,24 @@ def test_compare_says_when_there_is_nothing_to_compare(tmp_path, capsys):
     assert out.out == "" and "no finished run in" in out.err and not any((tmp_path / "empty").iterdir())
 
 
+def test_compare_does_not_call_a_folder_that_appears_while_it_looks_a_file(tmp_path, capsys, monkeypatch):
+    # `prefopt run --results out` probes a new folder by making and removing it; made between compare's "a
+    # folder?" and "exists?", it was called "is a file, not a folder" (the bug cd139bc fixed in run's check)
+    from pathlib import Path
+
+    target = tmp_path / "out"
+    is_dir = Path.is_dir
+
+    def probed(self):
+        answer = is_dir(self)
+        if self == target and not answer:
+            target.mkdir()  # the other process's probe, just after this look
+        return answer
+
+    monkeypatch.setattr(Path, "is_dir", probed)
+    assert main(["compare", str(target)]) == 2
+    assert capsys.readouterr().err.startswith(f"prefopt: error: {target}: results: no such folder;")
+
 def test_one_rated_completion_per_prompt_kto_and_sft_take_it_and_pair_methods_refuse_it_alike(write_recipe,
                                                                                                  tmp_path):
     # a thumbs up or down per prompt (no prompt with both labels): KTO's own data was refused by data and run
