@@ -29,8 +29,14 @@ os.umask(_UMASK)
 
 def write_atomic(path: Path, text: str | bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    for attempt in range(10):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            break
+        except FileNotFoundError:  # the folder just made was removed: another process's check_results_dir
+            if attempt == 9:       # probing it (runs/<name>, tuned/) found it empty; it is made again
+                raise
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
         with os.fdopen(fd, "wb") as f:

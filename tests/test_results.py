@@ -87,3 +87,24 @@ def test_a_results_folder_that_vanishes_while_checked_is_not_called_a_file(tmp_p
     (tmp_path / "f").write_text("x")
     with pytest.raises(Exception, match="is a file, not a folder"):
         results.check_results_dir(tmp_path / "f")
+
+
+def test_a_folder_removed_by_another_process_probe_between_making_it_and_writing_is_made_again(tmp_path,
+                                                                                             monkeypatch):
+    # two `prefopt tune`s: one writes tuned/<recipe>.yaml into the tuned/ it just made while the other's
+    # check_results_dir, which found tuned/ missing, removes the (still empty) folder it probed: the write
+    # failed with FileNotFoundError at the end of the whole tuning
+    import tempfile
+
+    target = tmp_path / "tuned" / "dpo.yaml"
+    mkstemp = tempfile.mkstemp
+    probed = []
+
+    def after_the_probe(**kw):
+        if not probed:
+            probed.append(target.parent.rmdir())
+        return mkstemp(**kw)
+
+    monkeypatch.setattr(tempfile, "mkstemp", after_the_probe)
+    results.write_atomic(target, "name: dpo_tuned\n")
+    assert probed and target.read_text() == "name: dpo_tuned\n"
