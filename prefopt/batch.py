@@ -66,8 +66,11 @@ def run_jobs(jobs: list, *, results: Path, engine: str = "auto", address: str | 
     unique = list(dict.fromkeys(where))
     todo = [jobs[where.index(d)] for d in unique]
     # finished runs are skipped here, not in an engine's worker: Ray would start a process (seconds) for each
-    # only to skip it, which made a resumed 36-trial tuning spend minutes before its first unfinished trial
-    finished = {d for d in unique if not force and res.is_finished(d)}
+    # only to skip it, which made a resumed 36-trial tuning spend minutes before its first unfinished trial.
+    # Not under torchrun: there each rank must meet every run in the same order, and the main process tells
+    # them which are finished (runner.run_one)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    finished = {d for d in unique if not force and not distributed and res.is_finished(d)}
     by_dir = {d: run_one(recipe, results=Path(w)) for (recipe, w), d in zip(todo, unique) if d in finished}
     pending = [(job, d) for job, d in zip(todo, unique) if d not in finished]
     address = address or os.environ.get("RAY_ADDRESS") or None

@@ -228,12 +228,11 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
     main = rank == 0
     spec = get_method(recipe.method, file=recipe.source)
     run = res.run_dir(results, recipe.name, recipe.seed, recipe.fingerprint(), recipe.data.fold)
-    if res.is_finished(run) and not force:
-        if _stored(run / "data_report.json").get("data_fingerprint"):  # runs from before it was recorded: trusted
-            check_same_data(run, prepare_data(recipe, spec, world_size)[0].report, recipe.source, finished=True)
-        if main:
-            print(f"prefopt: {run} is already finished (same resolved recipe); --force reruns it")
-        return run
+    # a finished run is skipped here, before anything heavy; under torchrun the main process decides that for
+    # every rank (below, once the ranks can talk): a rank looking for itself could see the run before and after
+    # another process finished it or set it aside, and a rank that skips leaves the others waiting for it
+    if world_size == 1 and res.is_finished(run) and not force:
+        return _already_finished(run, recipe, lambda: prepare_data(recipe, spec, world_size)[0].report, main)
 
     from .models import pick_backend, resolve_model
 
@@ -263,14 +262,19 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
     # launcher ends the other ranks when it fails), taken after the recipe's own checks so that a command
     # failing on them leaves nothing behind
     with res.hold(run) if main else contextlib.nullcontext():
-        # finished by the process that held it while this one prepared? The main process answers for all: each
-        # rank looking for itself could see the run before and after another process changed it, and the ranks
-        # would part ways (one skipping the run, one waiting for it in the training's collectives)
+        # finished (by the process that held it while this one prepared)? The main process answers for all
         if broadcast(res.is_finished(run) and not force if main else None):
-            if main:
-                print(f"prefopt: {run} is already finished (same resolved recipe); --force reruns it")
-            return run
+            return _already_finished(run, recipe, lambda: prepared.report, main)
         return _write_run(recipe, spec, backend, args, prepared, run, main, force, model_files)
+
+
+def _already_finished(run: Path, recipe: Recipe, report, main: bool) -> Path:
+    """A finished run stands, unless its data changed since (`report`: a function giving this data's report)."""
+    if _stored(run / "data_report.json").get("data_fingerprint"):  # runs from before it was recorded: trusted
+        check_same_data(run, report(), recipe.source, finished=True)
+    if main:
+        print(f"prefopt: {run} is already finished (same resolved recipe); --force reruns it")
+    return run
 
 
 def _write_run(recipe, spec, backend, args, prepared, run: Path, main: bool, force: bool, model_files) -> Path:

@@ -236,11 +236,11 @@ def test_out_of_memory_names_the_setting_to_lower(error, write_recipe, tmp_path,
     assert len(err.splitlines()) == 1
 
 
-SLOW_SET_ASIDE = """import os, sys, time
+RANKS_SEE_APART = """import os, sys, time
 from prefopt import results
 from prefopt.cli import main
 
-if os.environ.get("RANK") == "0":  # the main process sets the finished run aside late: the other rank looks first
+if os.environ.get("RANK") == "0" and os.environ.get("SLOW_SET_ASIDE"):  # the other rank looks at the run first
     set_aside = results.set_aside
 
     def late(run):
@@ -248,24 +248,42 @@ if os.environ.get("RANK") == "0":  # the main process sets the finished run asid
         set_aside(run)
 
     results.set_aside = late
+if os.environ.get("RANK") == "1" and os.environ.get("UNFINISHED_ON_RANK1"):  # it looked before another process
+    results.is_finished = lambda run: False                                 # finished the run
 sys.exit(main())
 """
 
 
-def test_forced_rerun_under_torchrun_retrains_on_every_process(write_recipe, tmp_path):
-    # each rank asked for itself whether the run was already trained: the other rank still found the old
-    # trained.json before the main one set the run aside, skipped training and left rank 0 alone in the
-    # trainer's collectives ("Connection closed by peer", exit 1)
+def test_under_torchrun_the_main_process_decides_whether_a_run_is_finished_or_trained(write_recipe, tmp_path):
+    # each rank asked the file system for itself: (1) with --force, rank 1 still found the old trained.json
+    # before rank 0 set the run aside, skipped training and left rank 0 alone in the trainer's collectives
+    # ("Connection closed by peer", exit 1); (2) a rank that saw the run unfinished while rank 0 saw it finished
+    # (another process finishing it in between) went on to train alone, waiting for rank 0 until a timeout
     recipe = write_recipe("kto", train={"max_steps": 2, "per_device_train_batch_size": 2})
     results = tmp_path / "r"
     assert launch("torchrun", recipe, results).returncode == 0
-    entry = tmp_path / "slow_set_aside.py"
-    entry.write_text(SLOW_SET_ASIDE)
-    cmd = [sys.executable, "-m", *launcher_args("torchrun")[:-1], str(entry), "run", str(recipe), "--results",
-           str(results), "--force"]
-    out = subprocess.run(cmd, env={**ENV, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-3000:]
-    run = only_run(results, "tiny_kto")
-    batches = pd.read_csv(run / "batch_labels.csv")
-    assert sorted(batches["rank"].unique()) == [0, 1]  # both processes trained the rerun
-    assert json.loads((run / "metrics.json").read_text())["processes"] == 2
+    entry = tmp_path / "ranks_see_apart.py"
+    entry.write_text(RANKS_SEE_APART)
+
+    def run(*extra, **env):
+        cmd = [sys.executable, "-m", *launcher_args("torchrun")[:-1], str(entry), "run", str(recipe), "--results",
+               str(results), *extra]
+        proc = subprocess.Popen(cmd, env={**ENV, "OMP_NUM_THREADS": "1", **env}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            return -1, out, "timed out (a rank waited for the other)\n" + err
+        return proc.returncode, out, err
+
+    code, out, err = run("--force", SLOW_SET_ASIDE="1")
+    assert code == 0, err[-3000:]
+    done = only_run(results, "tiny_kto")
+    assert sorted(pd.read_csv(done / "batch_labels.csv")["rank"].unique()) == [0, 1]  # both ranks trained the rerun
+    assert json.loads((done / "metrics.json").read_text())["processes"] == 2
+    stamp = (done / "metrics.json").stat().st_mtime_ns
+    code, out, err = run(UNFINISHED_ON_RANK1="1")
+    assert code == 0, err[-3000:]
+    assert "already finished" in out and (done / "metrics.json").stat().st_mtime_ns == stamp
