@@ -62,7 +62,7 @@ def path_kind(path: Path) -> str:
     """'dir', 'missing' or 'other', from a single stat, so the answer is about one moment."""
     try:
         return "dir" if stat.S_ISDIR(os.stat(path).st_mode) else "other"
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # (under a file: missing, as exists() says; mkdir then fails)
         return "missing"
 
 
