@@ -79,10 +79,27 @@ def run_jobs(jobs: list, *, results: Path, engine: str = "auto", address: str | 
     elif pick_engine(engine, len(pending), address) == "local":
         done = [run_one(recipe, results=Path(w), force=force) for (recipe, w), _ in pending]
     else:
+        check_jobs([recipe for (recipe, _), _ in pending])
         done = _on_ray([job for job, _ in pending], results=Path(results), address=address, storage=storage,
                        max_concurrent=max_concurrent, force=force)
     by_dir.update(zip([d for _, d in pending], done))
     return [by_dir[d] for d in where]
+
+
+def check_jobs(recipes: list) -> None:
+    """Every job's recipe and data checked here, as `prefopt data` checks them, before Ray starts. Inside the
+    trials an error common to all of them (data.folds above the prompts that hold both labels, a data file
+    gone) came back only after every trial had started and failed in turn (41 folds: five and a half
+    minutes), with Ray's worker tracebacks on stderr and cache/ray left behind. Each problem said once."""
+    from .runner import check_data
+
+    found = {}
+    for recipe in recipes:
+        try:
+            check_data(recipe)
+        except UserError as e:
+            found.update((str(x), x) for x in getattr(e, "errors", [e]))
+    raise_all(list(found.values()))
 
 
 def _init_ray(address: str | None, max_concurrent: int | None) -> dict:

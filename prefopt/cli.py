@@ -137,20 +137,10 @@ def dispatch(ns) -> None:
         _list()
     elif ns.command == "data":
         from .data.report import format_report
-        from .methods import get_method
         from .recipe import load_recipe
-        from .models import local_model_dir
-        from .runner import check_prompt_lengths, prepare_data, train_settings, world
+        from .runner import check_data
 
-        recipe = load_recipe(ns.recipe, ns.set)
-        spec = get_method(recipe.method)
-        prepared, _ = prepare_data(recipe, spec, world()[1])
-        # as `run` checks it, when the tokenizer is already on disk (an alias is converted by its first run)
-        from .config_fields import field_default
-
-        # the TRL config's own default when the recipe sets none, as the run's built config will hold
-        max_length = train_settings(recipe, spec).get("max_length", field_default(spec.config, "max_length"))
-        check_prompt_lengths(recipe, prepared, max_length, local_model_dir(recipe.model.name))
+        prepared = check_data(load_recipe(ns.recipe, ns.set))
         from .console import warn_data
 
         warn_data(prepared.report)

@@ -82,6 +82,21 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
     return prepared, epochs
 
 
+def check_data(recipe: Recipe):
+    """What `prefopt data` checks (the recipe's data shaped as the trainer will see it, prompts against
+    max_length), without a model: the prepared data, or the UserError a run of this recipe would meet."""
+    from .config_fields import field_default
+    from .models import local_model_dir
+
+    spec = get_method(recipe.method, file=recipe.source)
+    prepared, _ = prepare_data(recipe, spec, world()[1])
+    # the TRL config's own default when the recipe sets none, as the run's built config will hold; the
+    # tokenizer only when it is already on disk (an alias is converted by its first run)
+    max_length = train_settings(recipe, spec).get("max_length", field_default(spec.config, "max_length"))
+    check_prompt_lengths(recipe, prepared, max_length, local_model_dir(recipe.model.name))
+    return prepared
+
+
 def check_unseen(recipe: Recipe, prepared, verify) -> None:
     """The generation test's prompts must be ones the run never trains or chooses on: a prompt the data asks
     would measure recall of its desirable answer, not a better answer to a new question."""

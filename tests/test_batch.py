@@ -75,11 +75,27 @@ def test_a_killed_run_resumes_as_a_ray_trial(write_recipe, tmp_path):
         assert resumed[key] == pytest.approx(clean[key], rel=1e-5, abs=1e-7), key
 
 
-def test_a_user_error_inside_a_ray_trial_comes_back_as_one_line(write_recipe, tmp_path, capsys):
+def test_a_user_error_inside_a_ray_trial_comes_back_as_one_line(write_recipe, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(batch, "check_jobs", lambda recipes: None)  # (it would find this one before Ray)
     recipe = str(write_recipe("dpo", train={"max_length": 8}))  # every prompt is longer: found in the trial
     assert main(["run", recipe, "--results", str(tmp_path / "r"), "--seeds", "1,2", "--engine", "ray"]) == 2
     err = capsys.readouterr().err
     assert "prefopt: error:" in err and "train.max_length" in err and "Traceback" not in _without_teardown_noise(err)
+
+
+def test_a_data_error_of_every_fold_is_said_once_before_ray_starts(write_recipe, tmp_path, capsys, monkeypatch):
+    """More folds than prompts holding both labels (30 here): `prefopt data` says so at once; `run` said the
+    same only after starting and failing all 41 Ray trials (5.5 minutes on 2 cores), with Ray's worker
+    tracebacks, and left results/cache/ray behind."""
+    monkeypatch.setattr(batch, "_on_ray", lambda *a, **kw: pytest.fail("Ray was started"))
+    recipe = str(write_recipe("kto"))
+    assert main(["data", recipe, "--set", "data.folds=41"]) == 2
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and "data.folds: 30 prompt(s) carry both labels, fewer than the 41 folds" in said
+    results = tmp_path / "r"
+    assert main(["run", recipe, "--results", str(results), "--folds", "41", "--engine", "ray"]) == 2
+    assert capsys.readouterr().err == said
+    assert not any(p.is_file() for p in results.rglob("*"))
 
 
 def _without_teardown_noise(err: str) -> str:
