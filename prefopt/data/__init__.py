@@ -109,7 +109,7 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
     sizes = np.bincount(group_of, minlength=len(group_keys))
     report = {"method": method, "form": form, "strategy": strategy, "data_path": str(file), "rows": len(rows),
               "prompts": len(keys), "same_question_prompts": int(sizes[sizes > 1].sum()),
-              **repeats(rows, str(file), numbers),
+              **repeats(rows, str(file), numbers, paired=form == PAIRED),
               "train_rows": len(train_pos), "train_prompts": len(np.unique(train_codes)),
               "eval_rows": len(held), "eval_prompts": len(np.unique(codes[held])), "eval_fingerprint": split.fingerprint,
               "folds": folds, "fold": fold if folds > 1 else None, "partition": split.partition,

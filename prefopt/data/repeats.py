@@ -18,12 +18,14 @@ import pandas as pd
 from .io import STATED_PAIR, prompt_keys
 
 
-def repeats(rows: pd.DataFrame, file: str, row_numbers=None) -> dict:
+def repeats(rows: pd.DataFrame, file: str, row_numbers=None, *, paired: bool = True) -> dict:
     """The data report's duplicate_rows (rows, or stated pairs, that repeat an earlier one exactly),
     contradictory_labels (completions labelled both ways for one prompt, or pairs stated both ways round)
     and data_warnings (one line per kind present: how many, the first example by the file's row numbers,
     what to do) for canonical rows (io.canonical_rows); `row_numbers[i]` is the file's number of the row
-    canonical row i came from (default: the table's rows numbered from 1)."""
+    canonical row i came from (default: the table's rows numbered from 1). `paired`: the method trains on
+    pairs; for one that reads a stated pair as two rows (KTO, SFT), a pair of one text with itself is that
+    text labelled both ways, counted and said here (a paired method drops it: same_text_pairs_dropped)."""
     stated = STATED_PAIR in rows.columns
     numbers = np.asarray(row_numbers) if row_numbers is not None else \
         rows[STATED_PAIR].to_numpy() + 1 if stated else np.arange(1, len(rows) + 1)
@@ -47,7 +49,9 @@ def repeats(rows: pd.DataFrame, file: str, row_numbers=None) -> dict:
         contradiction = other & _before(units, flipped)
     else:
         contradiction = other & label
-    out = {"duplicate_rows": int(repeat.sum()), "contradictory_labels": int(contradiction.sum()), "data_warnings": []}
+    same = (units["a"] == units["b"]).to_numpy() & ~repeat if stated and not paired else np.zeros(len(units), bool)
+    out = {"duplicate_rows": int(repeat.sum()), "contradictory_labels": int(contradiction.sum() + same.sum()),
+           "data_warnings": []}
     unit = "stated pair" if stated else "row"
     if repeat.any():
         i = int(np.flatnonzero(repeat)[0])
@@ -67,6 +71,13 @@ def repeats(rows: pd.DataFrame, file: str, row_numbers=None) -> dict:
                 f"(first: rows {a} and {b}): no reward can rank a completion against itself, so such rows hold "
                 "reward_auc toward chance; keep one label per completion (e.g. the majority's)")
         out["data_warnings"].append(f"{file}: {what}")
+    if same.any():
+        n = int(same.sum())
+        out["data_warnings"].append(
+            f"{file}: {n} stated pair{'s have' if n != 1 else ' has'} one text as both chosen and rejected (first: row "
+            f"{numbers[int(np.flatnonzero(same)[0])]}): read as rows, that completion is labelled both desirable and "
+            "undesirable for one prompt (KTO trains on it both ways), and no reward can rank it against itself, so "
+            "such rows hold reward_auc toward chance; give each pair two different completions or remove it")
     return out
 
 

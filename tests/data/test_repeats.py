@@ -97,3 +97,23 @@ def load_rows_of(frame):
     path = Path(tempfile.mkdtemp()) / "d.jsonl"
     frame.to_json(path, orient="records", lines=True)
     return load_rows(str(path))
+
+
+def test_a_stated_pair_of_one_text_is_a_contradiction_for_kto_and_a_dropped_pair_for_dpo(tmp_path):
+    """KTO reads a pair as a desirable and an undesirable row: chosen == rejected is one completion labelled
+    both ways, trained on both ways; it was neither counted nor warned of (DPO drops and counts it)."""
+    pairs = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(20)]
+    pairs[4]["rejected"] = pairs[6]["rejected"] = "same"
+    pairs[4]["chosen"] = pairs[6]["chosen"] = "same"
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    r = kto(load_rows(str(path)), file=str(path)).report
+    assert r["contradictory_labels"] == 2
+    assert r["data_warnings"] == [
+        f"{path}: 2 stated pairs have one text as both chosen and rejected (first: row 5): read as rows, that "
+        "completion is labelled both desirable and undesirable for one prompt (KTO trains on it both ways), and no "
+        "reward can rank it against itself, so such rows hold reward_auc toward chance; give each pair two different "
+        "completions or remove it"]
+    dpo = prepare(load_rows(str(path)), file=str(path), method="dpo", form="paired", strategy="natural",
+                  eval_fraction=0.2, seed=0).report
+    assert (dpo["contradictory_labels"], dpo["data_warnings"]) == (0, [])
