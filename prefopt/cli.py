@@ -133,6 +133,10 @@ def _first_sentence(text: str) -> str:
 
 
 def dispatch(ns) -> None:
+    if getattr(ns, "results", None) == "":  # `--results "$OUT"` with OUT unset: Path("") is the current folder,
+        # which then received runs/, cache/ and the tables, spread over wherever the command was started
+        field = "results" if ns.command == "compare" else "--results"
+        raise UserError(None, field, "is empty (an unset variable?); give a folder, e.g. results")
     if ns.command == "list":
         _list()
     elif ns.command == "data":

@@ -175,6 +175,21 @@ def test_a_results_path_that_cannot_hold_results(command, write_recipe, tmp_path
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.parametrize("command", ["run", "tune", "compare"])
+def test_an_empty_results_path_is_refused(command, write_recipe, tmp_path, capsys, monkeypatch):
+    """`--results "$OUT"` with OUT unset: Path("") is the current folder, and a run spread runs/, cache/ and the
+    tables over wherever it was started."""
+    recipe = str(write_recipe("kto"))
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    args = ["compare", ""] if command == "compare" else [command, recipe, "--results", ""]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "results: is empty" in err[0], err
+    assert list(here.iterdir()) == []
+
+
 def test_interrupted_tune_names_the_command_that_resumes(write_recipe, tmp_path, capsys, monkeypatch):
     from prefopt import tuning
 
