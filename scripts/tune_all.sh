@@ -47,9 +47,26 @@ fi
 
 echo "=== tuning ${#recipes[@]} recipes, $trials trials each"
 "$python" -m prefopt tune "${recipes[@]}" --trials "$trials" --results "$results" ${extra[@]+"${extra[@]}"} || exit $?
+# each tuned recipe is results/tuned/<name>.yaml, the name as `prefopt tune` resolved it: with the --set
+# values after `--` (a `--set name=x` renames it), and a broken file said in one line, not a traceback
+sets=()
+for ((k = 0; k < ${#extra[@]}; k++)); do
+    case ${extra[k]} in
+        --set) sets+=("${extra[k + 1]-}"); k=$((k + 1)) ;;
+        --set=*) sets+=("${extra[k]#--set=}") ;;
+    esac
+done
 tuned=()
 for recipe in "${recipes[@]}"; do
-    name=$("$python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["name"])' "$recipe") || exit 2
+    name=$("$python" -c '
+import sys
+from prefopt.errors import UserError
+from prefopt.recipe import load_recipe
+try:
+    print(load_recipe(sys.argv[1], sys.argv[2:]).name)
+except UserError as e:
+    sys.exit("\n".join(f"prefopt: error: {line}" for line in str(e).splitlines()))
+' "$recipe" ${sets[@]+"${sets[@]}"}) || exit 2
     tuned+=("$results/tuned/$name.yaml")
 done
 echo "=== training the tuned recipes, seeds $seeds"

@@ -62,6 +62,27 @@ def test_relative_paths_are_the_callers(tmp_path):
     assert calls[2] == f"{cwd}|-m prefopt compare res"
 
 
+def test_the_tuned_recipe_is_found_under_the_name_tune_gave_it(tmp_path):
+    """`-- --set name=x` reaches `prefopt tune`, which writes tuned/x.yaml; the script looked for the file's own
+    name (tuned/mine.yaml) and every tuned run failed with 'no such file'. A recipe broken by the time its name is
+    read is one line, exit 2, not a Python traceback."""
+    env, log, cwd = stand_in(tmp_path)
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "tune_all.sh"), "--seeds", "7", "--results", "res",
+                          "mine.yaml", "--", "--engine", "local", "--set", "name=yours", "--set=seed=3"],
+                         capture_output=True, text=True, env=env, cwd=cwd)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert log.read_text().splitlines()[1] == (f"{cwd}|-m prefopt run res/tuned/yours.yaml --results res --no-compare "
+                                               "--seeds 7 --engine local --set name=yours --set=seed=3")
+    log.unlink()
+    (cwd / "mine.yaml").write_text("name: [mine\n")  # (the stand-in's tune does not read it)
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "tune_all.sh"), "--results", "res", "mine.yaml"],
+                         capture_output=True, text=True, env=env, cwd=cwd)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.splitlines() == ["prefopt: error: mine.yaml: line 2: invalid YAML (expected ',' or ']', but got "
+                                       "'<stream end>'); fix the syntax"]
+    assert len(log.read_text().splitlines()) == 1  # the tune only: no run, no compare
+
+
 def test_crossfit_relative_paths_are_the_callers(tmp_path):
     env, log, cwd = stand_in(tmp_path)
     out = subprocess.run(["bash", str(ROOT / "scripts" / "crossfit.sh"), "--results", "res", "mine.yaml"],
