@@ -113,9 +113,16 @@ def main(argv=None) -> int:
                                                   "(default: the seeds of the cross-fitted runs)")
     ap.add_argument("--markdown", help="also write the table to this file")
     args = ap.parse_args(argv)
-    runs = compare.with_groups(compare.load_runs(Path(args.results)))
-    if runs.empty:
-        raise SystemExit(f"crossfit_gain: no finished runs under {args.results}")
+    if not Path(args.results).is_dir():
+        print(f"crossfit_gain: {args.results}: no such folder; give a results folder (runs/<recipe>/<run>/)",
+              file=sys.stderr)
+        return 2
+    runs = compare.load_runs(Path(args.results))
+    if runs.empty:  # (before with_groups, which needs a run's columns: a KeyError traceback otherwise)
+        print(f"crossfit_gain: {args.results}: no finished runs (runs/<recipe>/<run>/metrics.json); give the "
+              "folder `prefopt run --results` wrote", file=sys.stderr)
+        return 2
+    runs = compare.with_groups(runs)
     single_fp, cross_fp = tests_of(runs)
     cross_split = runs[runs["test"] == cross_fp]
     cross_all = paired.analyze(cross_split)

@@ -65,3 +65,13 @@ def test_gain_table_pairs_narrow_and_incomplete_recipes_left_out(tmp_path, capsy
     strong = table.set_index("pair").loc["strong − weak"]
     assert strong["cross_p"] < 0.05 and strong["decided"] in ("both", "cross-fitted only")
     assert "| strong − weak |" in out and "half" not in out
+
+
+def test_a_folder_without_runs_is_one_line_exit_2(tmp_path, capsys):
+    # a missing folder, a file, or a folder with no finished run: KeyError 'eval_fingerprint' (a traceback) before
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "empty").mkdir()
+    for where, said in (("nodir", "no such folder"), ("afile", "no such folder"), ("empty", "no finished runs")):
+        assert crossfit_gain.main([str(tmp_path / where)]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith(f"crossfit_gain: {tmp_path / where}") and said in err[0], err
