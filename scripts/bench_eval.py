@@ -31,17 +31,22 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override, as for run")
     args = ap.parse_args(argv)
-
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    import prefopt.metrics as metrics
-    from prefopt.models import load_model, resolve_precision
+    from prefopt.errors import UserError
     from prefopt.recipe import load_recipe
 
-    recipe = load_recipe(args.recipe, args.set)
-    precision = resolve_precision(recipe.model.dtype)
-    model, tok = load_model(recipe.model.name, dtype=recipe.model.dtype, file=args.recipe)
+    try:  # a bad recipe or model is the user's: one line, exit 2, as `prefopt run` says it (not a traceback)
+        recipe = load_recipe(args.recipe, args.set)
+        import torch
+        from peft import LoraConfig, get_peft_model
+
+        import prefopt.metrics as metrics
+        from prefopt.models import load_model, resolve_precision
+
+        precision = resolve_precision(recipe.model.dtype)
+        model, tok = load_model(recipe.model.name, dtype=recipe.model.dtype, file=args.recipe)
+    except UserError as e:
+        print("\n".join(f"bench_eval: error: {line}" for line in str(e).splitlines()), file=sys.stderr)
+        return 2
     model = get_peft_model(model, LoraConfig(r=recipe.model.lora.r, lora_alpha=recipe.model.lora.alpha,
                                              target_modules="all-linear", task_type="CAUSAL_LM"))
     torch.manual_seed(0)
