@@ -38,6 +38,10 @@ def main(argv=None) -> int:
     from prefopt.results import write_json, write_jsonl
     from prefopt.verifiers import get_verifier, judge
 
+    if not (args.source / "runs").is_dir():  # (copytree's FileNotFoundError was a traceback)
+        print(f"rejudge_strict: {args.source} has no runs/ folder; give a results folder (runs/<recipe>/<run>/)",
+              file=sys.stderr)
+        return 2
     if args.copy.exists():
         print(f"rejudge_strict: {args.copy} exists; give a new folder", file=sys.stderr)
         return 2

@@ -37,3 +37,13 @@ def test_rejudge_marks_long_answers_cut_off_and_judges_them_strictly(tiny_model,
     assert (run / "eval_generations.jsonl").read_text() == source  # the source is untouched
     again = subprocess.run(cmd, capture_output=True, text=True)
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_a_source_without_runs_is_one_line_and_writes_nothing(tmp_path):
+    # a missing source was shutil.copytree's FileNotFoundError, a traceback (exit 1)
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "rejudge_strict.py"), str(tmp_path / "nodir"),
+                          str(tmp_path / "copy")], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.splitlines() == [f"rejudge_strict: {tmp_path / 'nodir'} has no runs/ folder; give a results "
+                                       "folder (runs/<recipe>/<run>/)"]
+    assert not (tmp_path / "copy").exists()
