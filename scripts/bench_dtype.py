@@ -144,10 +144,15 @@ def main(argv=None) -> int:
     p.add_argument("extra", nargs="*", help="after --: more `prefopt run` arguments for every run")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    for recipe in [] if args.report_only else args.recipes:
-        for seed in seeds:  # alternate sides seed by seed, so a slow spell of the host hits both alike
-            for side in ("float32", args.against):
-                run(recipe, side, seed, args.steps, args.results, args.extra)
+    try:
+        for recipe in [] if args.report_only else args.recipes:
+            for seed in seeds:  # alternate sides seed by seed, so a slow spell of the host hits both alike
+                for side in ("float32", args.against):
+                    run(recipe, side, seed, args.steps, args.results, args.extra)
+    except subprocess.CalledProcessError as e:  # the run said why (its own line above): no traceback here
+        print(f"bench_dtype: stopped: the run above failed (exit {e.returncode}); finished runs are kept and skipped "
+              "by the same command", file=sys.stderr)
+        return e.returncode if e.returncode in (2, 130) else 1
     title = "model.dtype: auto" if args.against == "auto" else "bf16 autocast forced on (train.bf16=true)"
     lines = [f"## float32 vs {title}", ""]
     for recipe in args.recipes:

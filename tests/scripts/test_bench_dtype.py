@@ -43,3 +43,15 @@ def test_bench_dtype_against_forced_bf16(write_recipe, tmp_path):
     assert "## float32 vs bf16 autocast forced on" in done.stdout
     assert "| float32 | float32 | 0 | 1 |" in done.stdout and "| bf16 | float32 + bf16 autocast | 0 | 1 |" in done.stdout
     assert "float32 s/step / bf16 s/step" in done.stdout and "| step | float32 | bf16 |" in done.stdout
+
+
+def test_a_run_that_fails_stops_the_bench_in_one_line(tmp_path):
+    # prefopt run's own error line, then a CalledProcessError traceback (exit 1) before
+    missing = tmp_path / "nope.yaml"
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_dtype.py"), "--recipes", str(missing),
+                          "--seeds", "1", "--results", str(tmp_path / "bench")], capture_output=True, text=True,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=ROOT)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.splitlines() == [
+        f"prefopt: error: {missing}: recipe: no such file; pass a recipe path such as recipes/kto_mixed.yaml",
+        "bench_dtype: stopped: the run above failed (exit 2); finished runs are kept and skipped by the same command"]
