@@ -17,28 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .models import encode  # noqa: F401  (torch-free, for `prefopt data` too)
 from .verifiers import judge
 
 
 def _key(value) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-
-
-def encode(tok, prompt, completion, max_length: int | None) -> tuple[list[int], int]:
-    """Token ids of prompt+completion and where the completion starts, as TRL's trainers tokenize:
-    chat template for message lists, the completion starting where the two tokenizations diverge."""
-    if isinstance(prompt, list):
-        p_ids = list(tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)["input_ids"])
-        full = list(tok.apply_chat_template(prompt + completion, tokenize=True)["input_ids"])
-    else:
-        p_ids = tok(prompt)["input_ids"]
-        full = tok(prompt + completion + (tok.eos_token or ""))["input_ids"]
-    start = 0
-    while start < min(len(p_ids), len(full)) and p_ids[start] == full[start]:
-        start += 1
-    if max_length is not None:
-        full = full[:max_length]
-    return full, min(start, len(full))
 
 
 def reference_context(model, reference):

@@ -96,6 +96,35 @@ def prompt_token_counts(model_dir, prompts) -> list[int] | None:
             if isinstance(p, list) else len(tok(p)["input_ids"]) for p in prompts]
 
 
+def encode(tok, prompt, completion, max_length: int | None) -> tuple[list[int], int]:
+    """Token ids of prompt+completion and where the completion starts, as TRL's trainers tokenize:
+    chat template for message lists, the completion starting where the two tokenizations diverge."""
+    if isinstance(prompt, list):
+        p_ids = list(tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)["input_ids"])
+        full = list(tok.apply_chat_template(prompt + completion, tokenize=True)["input_ids"])
+    else:
+        p_ids = tok(prompt)["input_ids"]
+        full = tok(prompt + completion + (tok.eos_token or ""))["input_ids"]
+    start = 0
+    while start < min(len(p_ids), len(full)) and p_ids[start] == full[start]:
+        start += 1
+    if max_length is not None:
+        full = full[:max_length]
+    return full, min(start, len(full))
+
+
+def completion_token_counts(model_dir, rows) -> list[tuple[int, int]] | None:
+    """(prompt tokens, prompt + completion tokens) of each (prompt, completion), as `encode` renders them
+    for the trainers and the scoring; torch-free, like prompt_token_counts. None without a fast tokenizer."""
+    from transformers.tokenization_utils_tokenizers import PreTrainedTokenizerFast
+
+    try:
+        tok = PreTrainedTokenizerFast.from_pretrained(str(model_dir))
+    except (OSError, ValueError, TypeError):
+        return None
+    return [(start, len(full)) for full, start in (encode(tok, p, c, None) for p, c in rows)]
+
+
 def _materialize_alias(alias: str, *, file, field) -> Path:
     spec = MODEL_ALIASES[alias]
     target = cache_dir() / "models" / alias

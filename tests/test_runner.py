@@ -1,6 +1,7 @@
 """End to end on a tiny model: every method trains, evaluates and writes a complete run directory."""
 
 import json
+import re
 import math
 
 import pandas as pd
@@ -744,6 +745,25 @@ def test_held_out_prompts_longer_than_max_length_fail_before_anything_is_written
     assert len(err) == 2 and err[0] == err[1], err
     assert ": train.max_length: " in err[0] and "test prompts are at least max_length=48" in err[0], err
     assert not results.exists()
+
+
+def test_completions_cut_by_max_length_are_said_by_data_and_run_alike(write_recipe, tmp_path, capsys):
+    """A prompt shorter than max_length passes the prompt check, but its completion is cut to what is left (one
+    token, for a prompt one short), in training and scoring alike; nothing said so. Now one warning line, the
+    same from `data` and `run`, also kept in data_report.json."""
+    recipe, results = str(write_recipe("kto", train={"max_length": 24})), tmp_path / "r"
+    assert main(["data", recipe]) == 0
+    said = [l for l in capsys.readouterr().err.splitlines() if "max_length" in l]
+    assert len(said) == 1 and re.fullmatch(
+        r"prefopt: warning: \S+feedback\.jsonl: (\d+) of \d+ distinct rows are longer than train\.max_length=24 tokens "
+        r"\(longest \d+\): their completions are cut to fit, in training and in scoring \(as few as [1-9]\d* of a "
+        r"completion's \d+ tokens kept\); raise train\.max_length or shorten those rows", said[0]), said
+    assert main(["run", recipe, "--results", str(results), "--set", "train.max_steps=1"]) == 0
+    assert [l for l in capsys.readouterr().err.splitlines() if "max_length" in l] == said
+    (report,) = results.glob("runs/tiny_kto/*/data_report.json")
+    assert json.loads(report.read_text())["data_warnings"] == [said[0].removeprefix("prefopt: warning: ")]
+    assert main(["data", recipe, "--set", "train.max_length=64"]) == 0  # the tiny rows fit whole in 64
+    assert "max_length" not in capsys.readouterr().err
 
 
 def test_data_checks_prompt_lengths_against_trls_default_max_length(write_recipe, tmp_path, capsys):
