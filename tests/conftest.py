@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import hypothesis
 import pytest
 
 from prefopt.testing import build_tiny_model, write_feedback
@@ -20,6 +21,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["PREFOPT_CACHE"] = tempfile.mkdtemp(prefix="prefopt-test-cache-")
 atexit.register(shutil.rmtree, os.environ["PREFOPT_CACHE"], True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Property tests assert properties, never timings: Hypothesis's default deadline (200 ms of wall time per
+# example) failed a verifier property that holds whenever the other xdist worker's processes left this one
+# waiting for a CPU ("Unreliable test timings", reproduced by pausing the process 300 ms at a time). Loaded
+# here, before the test modules build their settings, so every @given test inherits it.
+hypothesis.settings.register_profile("prefopt", deadline=None)
+hypothesis.settings.load_profile("prefopt")
 
 
 @pytest.fixture(scope="session")
