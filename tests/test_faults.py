@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -136,23 +135,19 @@ def test_half_written_checkpoint_is_ignored(tmp_path):
 
 
 LAUNCHERS = {  # the two ways a user starts several processes; each runs `prefopt run` unchanged
-    # --standalone: torchrun's own store binds port 0 and its workers share it, so no port is picked ahead.
-    # A port picked here and released lay free for the seconds torchrun takes to start, and anything else
-    # binding one then (the other xdist worker's Ray or gloo) failed the launch: EADDRINUSE, exit 1
+    # Neither gets a port picked here: both default to 29500 (two launches at once, as the suite's two workers
+    # make, would collide), and a port picked and released here lay free for the seconds a launcher takes to
+    # start, so anything binding or connecting from it meanwhile (the other worker's Ray or gloo) failed the
+    # launch: EADDRINUSE, exit 1. torchrun --standalone: its store binds port 0 and the workers share it;
+    # accelerate's port 0: it picks one itself just before binding (and picks another when one is taken).
     "torchrun": ["torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"],
-    # (accelerate checks the port it is given and, found taken, picks its own: the race is not its)
-    "accelerate": ["accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--main_process_port",
-                   "{port}", "-m"],
+    "accelerate": ["accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "0",
+                   "-m"],
 }
 
 
 def launcher_args(name) -> list[str]:
-    """The launcher's arguments, with a free port of its own where it takes one: both default to 29500, so two
-    launches at once (the suite runs on two workers) would fail to bind."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
-    return [a.replace("{port}", port) for a in LAUNCHERS[name]]
+    return LAUNCHERS[name]
 
 
 def launch(name, recipe, results, *extra):
