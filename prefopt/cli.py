@@ -182,6 +182,7 @@ def dispatch(ns) -> None:
             print(f"prefopt: tuned recipe {path} (trials in {Path(ns.results) / 'tuning'})")
     elif ns.command == "compare":
         from .compare import own_files, rebuild
+        from .results import finished_metrics
         from .results import path_kind
 
         results = Path(ns.results)
@@ -195,7 +196,7 @@ def dispatch(ns) -> None:
         for path in written:
             print(path)
         if not written:  # (stderr: stdout lists the files written, for scripts)
-            aside = len(list(results.glob("cache/replaced/*/*/metrics.json")))
+            aside = len(finished_metrics(results, "cache/replaced"))
             print(f"prefopt: no finished run in {results / 'runs'} (a run is finished once its metrics.json is "
                   "written); nothing to compare" +
                   (f"; removed the {len(old)} tables and plots of runs no longer there" if old else "") +

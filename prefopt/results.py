@@ -202,10 +202,11 @@ def run_dir(results: Path, name: str, seed: int, fingerprint: str, fold: int | N
     return Path(results) / "runs" / name / f"seed{seed}{fold_part}-{fingerprint}"
 
 
-def finished_metrics(results: Path) -> list[Path]:
-    """runs/<recipe>/<run>/metrics.json of every finished run under `results`, sorted. Not pathlib's glob: a
-    recipe folder that vanishes while it scans (a `prefopt run` of a new recipe probes runs/<name> by making
-    and removing it, check_results_dir) made Python 3.11's glob raise FileNotFoundError, and the rebuild with it."""
+def finished_metrics(results: Path, where: str = "runs") -> list[Path]:
+    """<where>/<recipe>/<run>/metrics.json of every finished run under `results` (cache/replaced: the runs a
+    --force set aside), sorted. Not pathlib's glob: a recipe folder that vanishes while it scans (a `prefopt
+    run` of a new recipe probes runs/<name> by making and removing it, check_results_dir) made Python 3.11's
+    glob raise FileNotFoundError, and the rebuild with it."""
     def folders(parent: Path) -> list[Path]:
         try:
             with os.scandir(parent) as entries:
@@ -213,7 +214,7 @@ def finished_metrics(results: Path) -> list[Path]:
         except (FileNotFoundError, NotADirectoryError):  # gone: it holds no finished run now
             return []
 
-    return sorted(run / "metrics.json" for recipe in folders(Path(results) / "runs") for run in folders(recipe)
+    return sorted(run / "metrics.json" for recipe in folders(Path(results) / where) for run in folders(recipe)
                   if (run / "metrics.json").is_file())
 
 
