@@ -141,16 +141,19 @@ def replaced(run: Path) -> Path:
 def set_aside(run: Path) -> None:
     """`--force`: move the finished run out of the way rather than delete it, so that an interrupted
     retraining loses nothing finished. A copy already set aside (an earlier forced attempt that did not
-    finish) is the finished one and stays; the unfinished run in its place is what goes."""
+    finish) is the finished one and stays; the unfinished run in its place is what goes. When the run in
+    place is finished too, it is the newer (its retraining ended, and the process was stopped before it
+    removed the copy): the copy goes and the run is set aside."""
     import shutil
 
     keep, finished = replaced(run), is_finished(run)
+    if not finished:
+        shutil.rmtree(run)
+        return
     # a finished run leaves only between rebuilds of the tables: a rebuild reading the runs (`prefopt compare`,
     # another run's) would otherwise count it finished, then find its records gone and tabulate it without them
-    with _between_rebuilds(run.parents[2]) if finished else contextlib.nullcontext():
-        if keep.exists() or not finished:
-            shutil.rmtree(run)
-            return
+    with _between_rebuilds(run.parents[2]):
+        shutil.rmtree(keep, ignore_errors=True)
         keep.parent.mkdir(parents=True, exist_ok=True)
         os.replace(run, keep)
 

@@ -314,6 +314,7 @@ def _already_finished(run: Path, recipe: Recipe, report, main: bool) -> Path:
     if _stored(run / "data_report.json").get("data_fingerprint"):  # runs from before it was recorded: trusted
         check_same_data(run, report(), recipe.source, finished=True)
     if main:
+        res.drop_replaced(run)  # a retraining stopped between its metrics.json and this cleanup left the copy
         print(f"prefopt: {run} is already finished (same resolved recipe); --force reruns it")
     return run
 

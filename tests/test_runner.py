@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import math
 
 import pandas as pd
@@ -854,3 +855,25 @@ def test_a_temporary_left_by_a_writer_killed_mid_write_goes_when_the_run_is_writ
     (run / "notes.txt").write_text("mine")
     assert main(["run", recipe, "--results", str(results)]) == 0
     assert not list(run.glob("*.tmp")) and (run / "notes.txt").read_text() == "mine"
+
+
+def test_a_retraining_stopped_before_it_dropped_the_old_copy_keeps_the_new_run(write_recipe, tmp_path, monkeypatch):
+    """A --force retraining that wrote its metrics.json and was stopped before removing the copy it set aside
+    left both finished: a later --force removed the new run and kept the old one, and a plain run left the
+    old copy in cache/replaced for good. The new one is what stands now, and the old copy goes."""
+    from prefopt import results as res
+
+    recipe, results = str(write_recipe("kto")), tmp_path / "r"
+    assert main(["run", recipe, "--results", str(results)]) == 0
+    run = only_run(results, "tiny_kto")
+    old = res.replaced(run)
+    old.parent.mkdir(parents=True)
+    shutil.copytree(run, old)  # as if a --force had set it aside and its retraining finished, killed before the drop
+    (old / "metrics.json").write_text('{"old": true}\n')
+    new = (run / "metrics.json").read_text()
+    res.set_aside(run)  # a second --force
+    assert (old / "metrics.json").read_text() == new and not run.exists()
+    shutil.copytree(old, run)
+    (old / "metrics.json").write_text('{"old": true}\n')
+    assert main(["run", recipe, "--results", str(results)]) == 0  # a plain run: finished, so skipped
+    assert not old.exists() and (run / "metrics.json").read_text() == new
