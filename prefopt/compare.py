@@ -19,7 +19,6 @@ import math
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -560,7 +559,7 @@ def rebuild(results: Path) -> list[Path]:
     with FileLock(str(results / COMPARE_LOCK)):
         for folder, under in ((results, ""), (results / "plots", "plots/")):  # a rebuild killed mid-write left
             clear_temporaries(folder, lambda target: bool(OWN.fullmatch(under + target)))  # them: ours alone now
-        began = time.time_ns()  # every run finished by now is read below; summary.md carries it (is_current)
+        began = _filesystem_now(results)  # every run finished by now is read below; summary.md carries it
         runs = load_runs(results)
         if runs.empty:
             for old in own_files(results):
@@ -612,6 +611,18 @@ def rebuild(results: Path) -> list[Path]:
         text("summary.md", markdown)
         os.utime(results / "summary.md", ns=(began, began))
     return written
+
+
+def _filesystem_now(results: Path) -> int:
+    """Now, as the filesystem stamps files (a new file's mtime), in ns. Not time.time_ns(): file times come
+    from the kernel's coarser clock, up to a tick behind it, so a run finishing just after the rebuild read
+    the runs could carry an mtime before a time_ns() stamp and be judged already in the tables."""
+    import tempfile
+
+    where = Path(results) / "cache"  # (ignored by git: a stamp file a SIGKILL left is no one's concern)
+    where.mkdir(exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=where, prefix=".stamp.", suffix=".tmp") as f:
+        return os.fstat(f.fileno()).st_mtime_ns
 
 
 def is_current(results: Path) -> bool:

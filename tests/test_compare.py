@@ -847,3 +847,22 @@ def test_a_recipe_folder_vanishing_while_the_runs_are_listed_does_not_stop_the_r
 
     monkeypatch.setattr(os, "scandir", racing)
     assert compare.rebuild(root) and "1 finished run" in (root / "summary.md").read_text()
+
+
+def test_the_tables_stamp_is_taken_on_the_clock_files_are_stamped_on(tmp_path, monkeypatch):
+    """summary.md carries the time the runs were read, and a run whose metrics.json is newer is not in the
+    tables yet (is_current). That time was time.time_ns(), while file times come from the kernel's coarser
+    clock, up to a tick behind: a run finishing just after the read could look older than the stamp, and
+    stay out of the tables. Modelled by a time_ns() running ahead of the files' clock."""
+    import time
+
+    root = tmp_path / "results"
+    add_run(root, fake_metrics("kto", 1, FP_A, 0.6))
+    real = time.time_ns
+    monkeypatch.setattr(time, "time_ns", lambda: real() + 3_600 * 10**9)
+    compare.rebuild(root)
+    assert compare.is_current(root)
+    add_run(root, fake_metrics("kto", 2, FP_A, 0.7))  # finished after the runs were read
+    assert not compare.is_current(root)
+    monkeypatch.undo()
+    assert not [p for p in root.rglob(".stamp.*")]
