@@ -281,6 +281,8 @@ def apply_sets(raw: dict, sets: list[str]) -> dict:
 
 def read_yaml(path: str) -> dict:
     p = Path(path)
+    if p.is_dir():
+        raise UserError(path, "recipe", "is a folder; pass a recipe file in it, such as recipes/kto_mixed.yaml")
     if not p.is_file():
         raise UserError(path, "recipe", "no such file; pass a recipe path such as recipes/kto_mixed.yaml")
     try:

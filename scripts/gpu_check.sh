@@ -27,6 +27,6 @@ if ((!dry)); then
         fi
         pip_install -e ".[gpu]"
     fi
-    "$python" -c 'import torch; assert torch.cuda.is_available(), "torch sees no CUDA device"; print("torch", torch.__version__, torch.cuda.get_device_name(0))'
+    "$python" -c 'import sys, torch; torch.cuda.is_available() or sys.exit("gpu_check: torch sees no CUDA device; run this on a machine with an NVIDIA GPU"); print("torch", torch.__version__, torch.cuda.get_device_name(0))'
 fi
 exec "$python" scripts/gpu_check.py "$@"

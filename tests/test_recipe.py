@@ -74,6 +74,9 @@ def test_missing_required_and_yaml_errors(tmp_path):
         load_recipe(write(tmp_path, ""))
     with pytest.raises(UserError, match="no such file"):
         load_recipe(str(tmp_path / "nope.yaml"))
+    (tmp_path / "recipes").mkdir()
+    with pytest.raises(UserError, match="is a folder; pass a recipe file in it"):  # was "no such file", of a folder
+        load_recipe(str(tmp_path / "recipes"))
 
 
 def test_set_overrides_and_bad_sets(tmp_path):
