@@ -6,6 +6,7 @@
 #   scripts/tune_all.sh                                  # every recipes/*.yaml, 4 trials, seeds 1,2,42
 #   scripts/tune_all.sh --trials 8 --seeds 42 recipes/dpo.yaml recipes/orpo.yaml
 #   scripts/tune_all.sh --results /tmp/res -- --set train.max_steps=2   # after `--`: to every tune and run
+#   (a --set reaches the runs through the tuned recipe, which holds it: `--set name=x` tunes x into x_tuned)
 #
 # Resumable: finished trials and runs are skipped, so rerun the same command after an interruption.
 # Cost on a 2-core CPU: trials x recipes trainings (each about a run's training time plus validation
@@ -14,7 +15,7 @@
 
 set -u
 here=$(dirname "$0")  # not a cd: the caller's relative paths stay relative to the caller
-usage() { sed -n '2,13s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,14s/^# \{0,1\}//p' "$0"; }
 
 python=${PYTHON:-python}
 trials=4
@@ -48,12 +49,16 @@ fi
 echo "=== tuning ${#recipes[@]} recipes, $trials trials each"
 "$python" -m prefopt tune "${recipes[@]}" --trials "$trials" --results "$results" ${extra[@]+"${extra[@]}"} || exit $?
 # each tuned recipe is results/tuned/<name>.yaml, the name as `prefopt tune` resolved it: with the --set
-# values after `--` (a `--set name=x` renames it), and a broken file said in one line, not a traceback
+# values after `--` (a `--set name=x` renames it), and a broken file said in one line, not a traceback.
+# The runs get the other options but not the --set values: the tuned recipe already holds them, and given
+# again a `--set name=x` renamed x_tuned back to x, so its runs joined the untuned x's in runs/x
 sets=()
+run_extra=()
 for ((k = 0; k < ${#extra[@]}; k++)); do
     case ${extra[k]} in
         --set) sets+=("${extra[k + 1]-}"); k=$((k + 1)) ;;
         --set=*) sets+=("${extra[k]#--set=}") ;;
+        *) run_extra+=("${extra[k]}") ;;
     esac
 done
 tuned=()
@@ -70,4 +75,4 @@ except UserError as e:
     tuned+=("$results/tuned/$name.yaml")
 done
 echo "=== training the tuned recipes, seeds $seeds"
-exec "$here/run_all.sh" --results "$results" "${tuned[@]}" -- --seeds "$seeds" ${extra[@]+"${extra[@]}"}
+exec "$here/run_all.sh" --results "$results" "${tuned[@]}" -- --seeds "$seeds" ${run_extra[@]+"${run_extra[@]}"}
