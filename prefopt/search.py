@@ -144,6 +144,10 @@ def _points(p: dict, n: int) -> list:
     if "values" in p:
         return list(p["values"])
     low, high = float(p["low"]), float(p["high"])
+    if isinstance(p["low"], int) and isinstance(p["high"], int) and "per" not in p:
+        # every whole number of the range already: more points add none (a grid asked for 10**12 trials built
+        # that many here)
+        n = min(n, p["high"] - p["low"] + 1)
     if n == 1:  # one point: the middle of the range, not its lower end
         xs = [math.sqrt(low * high) if p.get("log") else (low + high) / 2]
     else:
@@ -151,6 +155,19 @@ def _points(p: dict, n: int) -> list:
     if isinstance(p["low"], int) and isinstance(p["high"], int) and "per" not in p:
         return sorted({int(round(x)) for x in xs})
     return [float(f"{x:.4g}") for x in xs]
+
+
+def size(space: dict) -> float:
+    """How many distinct settings the space holds at most: the product of its value lists' lengths and its
+    whole-number ranges' widths; infinite with any other range (a multiple's products may coincide, so this
+    bounds the count from above)."""
+    def count(p):
+        if "values" in p:
+            return len(p["values"])
+        whole = isinstance(p["low"], int) and isinstance(p["high"], int) and "per" not in p
+        return p["high"] - p["low"] + 1 if whole else math.inf
+
+    return math.prod(count(p) for p in space.values())
 
 
 def _resolve(draw: dict, space: dict) -> dict:
@@ -173,20 +190,29 @@ def settings(space: dict, trials: int, *, seed: int, sampler: str = "random") ->
         if len(grid) <= trials:
             return grid
         return [grid[i] for i in np.unique(np.linspace(0, len(grid) - 1, trials).round().astype(int))]
-    out = []
+    # never drawing for more than the space holds: towards more (up to 100 draws a trial, each compared with
+    # every setting found) took 42 s to refuse --trials 20000 over two listed values
+    trials = int(min(trials, size(space)))
+    out, seen = [], set()
     for i in range(100 * trials):  # trial i's draw does not depend on the trial count; repeats are skipped
         rng = np.random.default_rng([int(seed), i])
-        out = _distinct(out + [_resolve({k: _draw(p, rng) for k, p in space.items()}, space)])
-        if len(out) == trials:
-            break
+        draw = _resolve({k: _draw(p, rng) for k, p in space.items()}, space)
+        if _key(draw) not in seen:
+            seen.add(_key(draw))
+            out.append(draw)
+            if len(out) == trials:
+                break
     return out
+
+
+def _key(point: dict) -> tuple:
+    return tuple(sorted(point.items()))
 
 
 def _distinct(points: list[dict]) -> list[dict]:
     seen, out = set(), []
     for p in points:
-        key = tuple(sorted(p.items()))
-        if key not in seen:
-            seen.add(key)
+        if _key(p) not in seen:
+            seen.add(_key(p))
             out.append(p)
     return out

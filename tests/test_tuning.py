@@ -46,6 +46,33 @@ def test_every_sampler_gives_exactly_the_trials_asked_for_and_no_repeats():
     assert search.settings(small, 8, seed=0, sampler="grid") == [{"beta": 0.1}, {"beta": 0.5}]
 
 
+def test_more_trials_than_the_space_holds_costs_no_more_than_the_space(monkeypatch):
+    # --trials 20000 over two listed values drew 2 million times (42 s) before the refusal; a grid over a
+    # whole-number range asked for 10**12 trials built 10**12 points (a MemoryError traceback)
+    import math
+
+    import numpy as np
+
+    two = {"beta": {"values": [0.1, 0.5]}}
+    steps = {"max_steps": {"low": 2, "high": 9}, **two}
+    assert search.size(two) == 2 and search.size(steps) == 16
+    assert search.size({"beta": {"low": 0.1, "high": 0.5}}) == math.inf
+    draws, real = [], np.random.default_rng
+
+    def counted(seed):
+        draws.append(seed)
+        assert len(draws) <= 100 * 16, "drew on past what the space holds"
+        return real(seed)
+
+    monkeypatch.setattr(np.random, "default_rng", counted)
+    assert sorted(s["beta"] for s in search.settings(two, 10**12, seed=0)) == [0.1, 0.5]
+    assert len(search.settings(steps, 10**12, seed=0)) == 16
+    grid = search.settings(steps, 10**12, seed=0, sampler="grid")
+    assert grid == [{"max_steps": n, "beta": b} for n in range(2, 10) for b in (0.1, 0.5)]
+    uneven = {"max_steps": {"low": 2, "high": 9}, "warmup_steps": {"low": 0, "high": 1}}  # the full grid, 16
+    assert len(search.settings(uneven, 10**12, seed=0, sampler="grid")) == 16
+
+
 def test_tune_refuses_what_would_be_unfair_or_leak(tmp_path):
     from prefopt.tuning import trial_recipes, tune_recipes
 
