@@ -15,8 +15,18 @@ from pathlib import Path
 from .errors import UserError
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad option is one line, as every other bad input: argparse printed its usage (five lines for `tune`)
+    above the error, and named the option as 'argument --engine'."""
+
+    def error(self, message):
+        known = re.match(r"argument (\S+?): (.*)", message, flags=re.S)
+        what = f"{known[1]}: {known[2]}" if known else message
+        self.exit(2, f"prefopt: error: {' '.join(what.split())} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="prefopt", description=__doc__.splitlines()[0])
+    p = _Parser(prog="prefopt", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train, evaluate and write results for a recipe")

@@ -329,3 +329,19 @@ def test_corners_combine_every_limit_and_resolve_multiples():
     corners = search.corners(methods()["simpo"].search)
     assert len(corners) == 8  # learning rate x beta x gamma's factor, each at both ends
     assert {(c["beta"], c["simpo_gamma"]) for c in corners} == {(1.0, 0.1), (1.0, 1.0), (10.0, 1.0), (10.0, 10.0)}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--engine", "bogus"], "--engine: invalid choice: 'bogus'"),
+    (["--trials", "x"], "--trials: invalid int value: 'x'"),
+    (["--max-concurrent", "1.5"], "--max-concurrent: invalid int value: '1.5'"),
+    (["--max-concurrent"], "--max-concurrent: expected one argument"),
+])
+def test_a_bad_option_of_tune_is_one_line(args, needle, tmp_path, capsys):
+    # argparse printed its five-line usage above the error: the one bad-input format is one line per problem
+    with pytest.raises(SystemExit) as e:
+        main(["tune", str(tmp_path / "r.yaml"), *args])
+    err = capsys.readouterr().err.splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith(f"prefopt: error: {needle}"), err
+    assert err[0].endswith("(see prefopt tune --help)")
+
