@@ -54,16 +54,13 @@ def scored_in(model) -> str:
 
 def _reference_keys(recipe: Recipe, model, prepared, args, backend: str | None = None) -> dict:
     """Cache entry names for the reference's scores and generations: everything they depend on."""
-    import torch
-    import transformers
-
     from . import refcache
     from .data.io import prompt_keys
 
     backend = backend or type(model).__module__.split(".")[0]
     common = dict(model=refcache.model_identity(recipe.model.name), backend=backend,
                   device=str(next(model.parameters()).device),
-                  batch_size=recipe.eval.batch_size, torch=torch.__version__, transformers=transformers.__version__)
+                  batch_size=recipe.eval.batch_size, **refcache.computed_by())
     rows = prepared.eval_rows
     from .metrics import REF_TOP_K
 

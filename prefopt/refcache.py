@@ -16,7 +16,15 @@ import io
 import json
 from pathlib import Path
 
-FORMAT = 1  # bump when what an entry holds, or how it is computed, changes
+FORMAT = 1  # bump when what an entry holds changes (how it is computed is in `computed_by`)
+
+# What computes an entry besides its inputs. The libraries: torch and transformers run the model, tokenizers
+# makes the token ids it scores and decodes the texts, peft turns the adapter off for pi_ref, unsloth (when
+# installed) patches the forward. prefopt's modules that tokenize, load, score and generate: an edit to them
+# would otherwise be served the entries its predecessor computed (token counts that no longer match, or texts
+# another padding would not give), unless whoever edited remembered FORMAT.
+LIBRARIES = ("torch", "transformers", "tokenizers", "peft", "unsloth")
+SCORING_CODE = ("prefopt.metrics", "prefopt.models", "prefopt.evaluation", "prefopt.refcache")
 
 
 def model_identity(name: str) -> dict:
@@ -63,6 +71,23 @@ def _hub_snapshot(name: str) -> Path | None:
         return Path(snapshot_download(name, local_files_only=True))
     except Exception:  # not a Hub id, or not in the cache: the bare name is all there is
         return None
+
+
+def computed_by() -> dict:
+    """The installed versions of LIBRARIES and a hash of the source of SCORING_CODE (see above)."""
+    import importlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    libraries = {}
+    for name in LIBRARIES:
+        try:
+            libraries[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    code = hashlib.sha256()
+    for module in SCORING_CODE:
+        code.update(Path(importlib.import_module(module).__file__).read_bytes())
+    return {"libraries": libraries, "code": code.hexdigest()[:16]}
 
 
 def key(kind: str, **parts) -> str:
