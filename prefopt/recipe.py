@@ -304,15 +304,15 @@ def load_recipe(path: str, sets: list[str] = ()) -> Recipe:
     raw = apply_sets(read_yaml(path), list(sets))
     errors: list[UserError] = []
     recipe = _build(Recipe, raw, "", path, errors)
-    from .methods import methods
+    if errors:  # no recipe to check values on: train.* is checked in the same pass, so a misspelt train
+        from .methods import methods  # key is reported beside a misspelt section key
 
-    # train.* is checked in the same pass, so a misspelt train key is reported beside a misspelt section key
-    spec = methods().get(raw.get("method")) if isinstance(raw.get("method"), str) else None
-    if spec is not None and isinstance(raw.get("train"), dict):
-        errors += train_errors(spec, raw["train"], path)
-    raise_all(errors)
+        spec = methods().get(raw.get("method")) if isinstance(raw.get("method"), str) else None
+        if spec is not None and isinstance(raw.get("train"), dict):
+            errors += train_errors(spec, raw["train"], path)
+        raise_all(errors)
     recipe.source = path
-    check_values(recipe)
+    check_values(recipe)  # train.* among every other value, all reported together
     return recipe
 
 
@@ -323,98 +323,127 @@ def check_values(r: Recipe) -> None:
 
     f = r.source
     spec = get_method(r.method, file=f)
+    errors: list[UserError] = []  # every value problem of every section in one go, as load_recipe's keys
+
+    def bad(field: str, message: str) -> None:
+        errors.append(UserError(f, field, message))
+
     if r.model.backend not in BACKENDS:
-        raise UserError(f, "model.backend", f"unknown backend '{r.model.backend}'; {did_you_mean(r.model.backend, BACKENDS)}")
+        bad("model.backend", f"unknown backend '{r.model.backend}'; {did_you_mean(r.model.backend, BACKENDS)}")
     dtypes = ("auto", "float32", "bfloat16", "float16")
     if r.model.dtype not in dtypes:
-        raise UserError(f, "model.dtype", f"unknown dtype '{r.model.dtype}'; {did_you_mean(r.model.dtype, dtypes)}")
+        bad("model.dtype", f"unknown dtype '{r.model.dtype}'; {did_you_mean(r.model.dtype, dtypes)}")
+    from .data import PAIRINGS, STRATEGIES
+
+    # named here too (prepare_data checks them again, with the method's form), so that they are reported
+    # beside the other sections' problems rather than after them are fixed
+    if r.data.strategy not in STRATEGIES:
+        bad("data.strategy", f"unknown strategy '{r.data.strategy}'; {did_you_mean(r.data.strategy, STRATEGIES)}")
+    if r.data.pairing not in PAIRINGS:
+        bad("data.pairing", f"unknown pairing '{r.data.pairing}'; {did_you_mean(r.data.pairing, PAIRINGS)}")
     if not 0 < r.data.eval_fraction < 1:
-        raise UserError(f, "data.eval_fraction", f"must be between 0 and 1 (exclusive), got {r.data.eval_fraction}; "
-                        "0.1 holds out a tenth of the prompts")
-    if not 0 <= r.data.validation_fraction < 1 or r.data.eval_fraction + r.data.validation_fraction >= 1:
-        raise UserError(f, "data.validation_fraction", f"must be from 0 (no validation split) to below "
-                        f"1 - eval_fraction, got {r.data.validation_fraction}; 0.1 keeps a tenth of the prompts apart")
+        bad("data.eval_fraction", f"must be between 0 and 1 (exclusive), got {r.data.eval_fraction}; "
+            "0.1 holds out a tenth of the prompts")
+    elif not 0 <= r.data.validation_fraction < 1 or r.data.eval_fraction + r.data.validation_fraction >= 1:
+        bad("data.validation_fraction", f"must be from 0 (no validation split) to below "
+            f"1 - eval_fraction, got {r.data.validation_fraction}; 0.1 keeps a tenth of the prompts apart")
     w = r.data.weights
     if isinstance(w, str) and w != "auto" or isinstance(w, dict) and (
             set(w) != {"desirable", "undesirable"} or not all(_type_ok(v, float) and v > 0 for v in w.values())):
-        raise UserError(f, "data.weights", "expected auto or {desirable: <positive number>, undesirable: "
-                        "<positive number>}")
-    raise_all(train_errors(spec, r.train, f))
+        bad("data.weights", "expected auto or {desirable: <positive number>, undesirable: "
+            "<positive number>}")
+    errors += train_errors(spec, r.train, f)
     lr = r.train.get("learning_rate", 1)
     # torch's optimizer refuses a negative (or NaN) rate only as training starts, and an infinite one trains
     # to NaN; a value of another type is train_errors' (or, its TRL source unread, the trainer's) to report
     if _type_ok(lr, float) and not 0 < lr < math.inf:
-        raise UserError(f, "train.learning_rate", f"must be above 0 and finite, got {lr}; 0 would "
-                        "train nothing and a negative rate climbs the loss")
+        bad("train.learning_rate", f"must be above 0 and finite, got {lr}; 0 would "
+            "train nothing and a negative rate climbs the loss")
     from .selection import HIGHER_IS_BETTER, SELECTIONS
 
     if r.eval.select not in SELECTIONS:
-        raise UserError(f, "eval.select", f"unknown value '{r.eval.select}'; {did_you_mean(r.eval.select, SELECTIONS)}")
+        bad("eval.select", f"unknown value '{r.eval.select}'; {did_you_mean(r.eval.select, SELECTIONS)}")
     if r.eval.select_metric not in HIGHER_IS_BETTER:
-        raise UserError(f, "eval.select_metric", f"unknown metric '{r.eval.select_metric}'; "
-                        f"{did_you_mean(r.eval.select_metric, HIGHER_IS_BETTER)}")
+        bad("eval.select_metric", f"unknown metric '{r.eval.select_metric}'; "
+            f"{did_you_mean(r.eval.select_metric, HIGHER_IS_BETTER)}")
     if r.eval.select == "best" and (r.data.validation_fraction == 0 or not r.model.lora.enabled):
-        raise UserError(f, "eval.select", "best needs a validation split and a LoRA adapter to keep: set "
-                        "data.validation_fraction above 0 and model.lora.enabled: true, or use eval.select: last")
+        bad("eval.select", "best needs a validation split and a LoRA adapter to keep: set "
+            "data.validation_fraction above 0 and model.lora.enabled: true, or use eval.select: last")
     for key in ("batch_size", "max_new_tokens"):  # 0 or less failed only after training, in evaluation
         if getattr(r.eval, key) < 1:
-            raise UserError(f, f"eval.{key}", f"must be 1 or more, got {getattr(r.eval, key)}")
+            bad(f"eval.{key}", f"must be 1 or more, got {getattr(r.eval, key)}")
     if r.eval.verifier not in (None, "auto"):
         from .verifiers import get_verifier
 
-        get_verifier(r.eval.verifier, f)
+        try:
+            get_verifier(r.eval.verifier, f)
+        except UserError as e:
+            errors.append(e)
     from .search import owned_by_the_run
 
     owned = owned_by_the_run(spec)  # what the run sets itself would be overwritten without a word
     for key, value in r.train.items():
         if spec.weight_fields and key in spec.weight_fields:
-            raise UserError(f, f"train.{key}", "per-label weights come from data.weights (auto: the KTO paper's "
-                            "rule); set data.weights: {desirable: x, undesirable: y} instead")
-        if key in owned:
-            raise UserError(f, f"train.{key}", f"{owned[key]} (the recipe's seed, the run's folder); remove the key")
-        if key in spec.fixed and value != spec.fixed[key]:
-            raise UserError(f, f"train.{key}", f"{r.method} needs {spec.fixed[key]!r} here; remove the key")
+            bad(f"train.{key}", "per-label weights come from data.weights (auto: the KTO paper's "
+                "rule); set data.weights: {desirable: x, undesirable: y} instead")
+        elif key in owned:
+            bad(f"train.{key}", f"{owned[key]} (the recipe's seed, the run's folder); remove the key")
+        elif key in spec.fixed and value != spec.fixed[key]:
+            bad(f"train.{key}", f"{r.method} needs {spec.fixed[key]!r} here; remove the key")
     bs = r.train.get("per_device_train_batch_size")
     if bs is not None and isinstance(bs, int) and bs < spec.min_batch_size:
-        raise UserError(f, "train.per_device_train_batch_size", f"must be at least {spec.min_batch_size} for "
-                        f"{r.method} ({spec.min_batch_reason}); set it to {spec.min_batch_size} or more")
+        bad("train.per_device_train_batch_size", f"must be at least {spec.min_batch_size} for "
+            f"{r.method} ({spec.min_batch_reason}); set it to {spec.min_batch_size} or more")
     if r.data.folds < 1 or r.data.folds > 100:
-        raise UserError(f, "data.folds", f"must be a whole number from 1 (one test split) to 100, got "
-                        f"{r.data.folds}; 5 folds score every prompt once, each by a model trained on 80%")
+        bad("data.folds", f"must be a whole number from 1 (one test split) to 100, got "
+            f"{r.data.folds}; 5 folds score every prompt once, each by a model trained on 80%")
     if r.tuned is not None:
         chosen = r.tuned.get("chosen") if isinstance(r.tuned, dict) else None
         if not isinstance(chosen, dict):
-            raise UserError(f, "tuned.chosen", "missing: the `tuned:` section is written by `prefopt tune` "
-                            "(results/tuned/<name>.yaml); remove it from a recipe you wrote yourself")
+            bad("tuned.chosen", "missing: the `tuned:` section is written by `prefopt tune` "
+                "(results/tuned/<name>.yaml); remove it from a recipe you wrote yourself")
         # the summary credits tuning with these values: the run must train with them
-        changed = sorted(k for k, v in chosen.items() if r.train.get(k) != v)
+        changed = sorted(k for k, v in chosen.items() if r.train.get(k) != v) if isinstance(chosen, dict) else []
         if changed:
-            raise UserError(f, f"train.{changed[0]}", f"is {r.train.get(changed[0])!r}, but `prefopt tune` chose "
-                            f"{chosen[changed[0]]!r} (tuned.chosen) and the summary reports the run as tuned "
-                            "with it; keep the chosen value, or change the untuned recipe and tune again")
+            bad(f"train.{changed[0]}", f"is {r.train.get(changed[0])!r}, but `prefopt tune` chose "
+                f"{chosen[changed[0]]!r} (tuned.chosen) and the summary reports the run as tuned "
+                "with it; keep the chosen value, or change the untuned recipe and tune again")
     if r.tuned and r.data.folds > 1:
-        raise UserError(f, "data.folds", "this recipe's settings were chosen by `prefopt tune` on validation "
-                        "prompts of one split; cross-fitting would score those prompts as test prompts. Keep "
-                        "data.folds: 1, or cross-fit the untuned recipe")
-    if r.data.fold is not None and not 0 <= r.data.fold < r.data.folds:
-        raise UserError(f, "data.fold", f"must be a fold number from 0 to {r.data.folds - 1} with data.folds: "
-                        f"{r.data.folds}, got {r.data.fold}; leave it out to run every fold")
+        bad("data.folds", "this recipe's settings were chosen by `prefopt tune` on validation "
+            "prompts of one split; cross-fitting would score those prompts as test prompts. Keep "
+            "data.folds: 1, or cross-fit the untuned recipe")
+    if r.data.fold is not None and 1 <= r.data.folds <= 100 and not 0 <= r.data.fold < r.data.folds:
+        bad("data.fold", f"must be a fold number from 0 to {r.data.folds - 1} with data.folds: "
+            f"{r.data.folds}, got {r.data.fold}; leave it out to run every fold")
     from .search import SAMPLERS, check as check_space
 
     if r.eval.split not in ("test", "validation"):
-        raise UserError(f, "eval.split", f"unknown split '{r.eval.split}'; {did_you_mean(r.eval.split, ('test', 'validation'))}")
+        bad("eval.split", f"unknown split '{r.eval.split}'; {did_you_mean(r.eval.split, ('test', 'validation'))}")
     if r.eval.split == "validation" and (r.data.validation_fraction == 0 or r.eval.select == "best"):
-        raise UserError(f, "eval.split", "validation scores the run on the validation split: it needs "
-                        "data.validation_fraction above 0 and eval.select: last (best would choose on the same rows)")
+        bad("eval.split", "validation scores the run on the validation split: it needs "
+            "data.validation_fraction above 0 and eval.select: last (best would choose on the same rows)")
     if r.tune.sampler not in SAMPLERS:
-        raise UserError(f, "tune.sampler", f"unknown sampler '{r.tune.sampler}'; {did_you_mean(r.tune.sampler, SAMPLERS)}")
+        bad("tune.sampler", f"unknown sampler '{r.tune.sampler}'; {did_you_mean(r.tune.sampler, SAMPLERS)}")
     if r.tune.metric not in HIGHER_IS_BETTER:
-        raise UserError(f, "tune.metric", f"unknown validation metric '{r.tune.metric}'; "
-                        f"{did_you_mean(r.tune.metric, HIGHER_IS_BETTER)}")
+        bad("tune.metric", f"unknown validation metric '{r.tune.metric}'; "
+            f"{did_you_mean(r.tune.metric, HIGHER_IS_BETTER)}")
     if r.tune.trials < 1:
-        raise UserError(f, "tune.trials", f"must be at least 1, got {r.tune.trials}")
+        bad("tune.trials", f"must be at least 1, got {r.tune.trials}")
     if r.tune.seed < 0:
-        raise UserError(f, "tune.seed", f"must be 0 or more, got {r.tune.seed}")
+        bad("tune.seed", f"must be 0 or more, got {r.tune.seed}")
+    if r.data.split_seed < 0:
+        bad("data.split_seed", "must be a non-negative integer")
+    if r.seed < 0:
+        bad("seed", f"must be a non-negative integer, got {r.seed}")
+    # the name is a folder under results/ (runs/<name>, tuning/<name>, tuned/<name>.yaml): one plain name
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", r.name) or ".." in r.name:
+        bad("name", f"must be a plain folder name (letters, digits, _ . + -, no / or ..), got "
+            f"{r.name!r}; it names the run's folder under results/")
+    for i, s in enumerate(r.seeds or []):
+        if s < 0:
+            bad(f"seeds[{i}]", "seeds must be non-negative integers")
+    raise_all(errors)
+    # last: a space's limits are checked as recipes of their own, so the recipe's own problems go first
     if r.tune.space:
         from .config_fields import field_names
         from .search import merge
@@ -425,17 +454,6 @@ def check_values(r: Recipe) -> None:
             space = merge({k: spec.search[k] for k in spec.search if k in pers}, given)
             check_space(space, field_names(spec.config), file=f, fixed=spec.fixed, owned=owned_by_the_run(spec))
             check_space_limits(r, space)
-    if r.data.split_seed < 0:
-        raise UserError(f, "data.split_seed", "must be a non-negative integer")
-    if r.seed < 0:
-        raise UserError(f, "seed", f"must be a non-negative integer, got {r.seed}")
-    # the name is a folder under results/ (runs/<name>, tuning/<name>, tuned/<name>.yaml): one plain name
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", r.name) or ".." in r.name:
-        raise UserError(f, "name", f"must be a plain folder name (letters, digits, _ . + -, no / or ..), got "
-                        f"{r.name!r}; it names the run's folder under results/")
-    for i, s in enumerate(r.seeds or []):
-        if s < 0:
-            raise UserError(f, f"seeds[{i}]", "seeds must be non-negative integers")
 
 
 def check_space_limits(r: Recipe, space: dict) -> None:
