@@ -31,10 +31,13 @@ def applies(system: str | None = None, libc: str | None = None) -> bool:
 
 def wanted(environ=None, **where) -> dict:
     """The settings to add before this process's allocator is worth using: none where they do not apply, where
-    the user set any of them (their choice stands), or with PREFOPT_MALLOC=system (glibc's own behaviour;
-    setting MALLOC_MMAP_MAX_ to its default is not that: any such setting freezes glibc's adaptive threshold)."""
+    the user tuned glibc's malloc themselves (any MALLOC_* variable, or glibc.malloc.* in GLIBC_TUNABLES: their
+    choice stands; MMAP_MAX_=0 on top of their own MALLOC_MMAP_THRESHOLD_ would silently undo it), or with
+    PREFOPT_MALLOC=system (glibc's own behaviour; setting MALLOC_MMAP_MAX_ to its default is not that: any such
+    setting freezes glibc's adaptive threshold)."""
     environ = os.environ if environ is None else environ
-    if not applies(**where) or environ.get("PREFOPT_MALLOC") == "system" or any(k in environ for k in SETTINGS):
+    own = any(k.startswith("MALLOC_") for k in environ) or "glibc.malloc." in environ.get("GLIBC_TUNABLES", "")
+    if not applies(**where) or environ.get("PREFOPT_MALLOC") == "system" or own:
         return {}
     return dict(SETTINGS)
 

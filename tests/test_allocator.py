@@ -10,7 +10,7 @@ import pytest
 
 from prefopt import allocator
 
-ENV = {k: v for k, v in os.environ.items() if k not in allocator.SETTINGS} | {"HF_HUB_OFFLINE": "1"}
+ENV = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | {"HF_HUB_OFFLINE": "1"}  # none of the user's own
 glibc_only = pytest.mark.skipif(not allocator.applies(), reason="glibc's settings: Linux with glibc only")
 
 
@@ -20,6 +20,16 @@ def test_settings_are_wanted_on_linux_glibc_only_and_never_over_the_users_own():
     assert allocator.wanted({}, system="linux", libc="musl") == {}
     assert allocator.wanted({"MALLOC_TRIM_THRESHOLD_": "0"}, system="linux", libc="glibc") == {}
     assert allocator.wanted({"PREFOPT_MALLOC": "system"}, system="linux", libc="glibc") == {}
+
+
+def test_any_malloc_setting_of_the_users_own_keeps_glibc_as_it_is():
+    """The README: "PREFOPT_MALLOC=system, or any MALLOC_* value of your own, keeps glibc as it is". Only
+    prefopt's own two variables counted: a user's MALLOC_MMAP_THRESHOLD_ got MALLOC_MMAP_MAX_=0 added on top,
+    turning mmap off altogether (found by the README review)."""
+    for own in ({"MALLOC_MMAP_THRESHOLD_": "65536"}, {"MALLOC_ARENA_MAX": "2"},
+                {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"}):
+        assert allocator.wanted(own, system="linux", libc="glibc") == {}, own
+    assert allocator.wanted({"GLIBC_TUNABLES": "glibc.pthread.rseq=0"}, system="linux", libc="glibc") == allocator.SETTINGS
 
 
 def test_reexec_replaces_the_process_once_with_the_same_command_line(monkeypatch):
