@@ -76,7 +76,7 @@ def repeats(rows: pd.DataFrame, file: str, row_numbers=None, *, paired: bool = T
         out["data_warnings"].append(
             f"{file}: {n} stated pair{'s have' if n != 1 else ' has'} one text as both chosen and rejected (first: row "
             f"{numbers[int(np.flatnonzero(same)[0])]}): read as rows, that completion is labelled both desirable and "
-            "undesirable for one prompt (KTO trains on it both ways), and no reward can rank it against itself, so "
+            "undesirable for one prompt, and no reward can rank it against itself, so "
             "such rows hold reward_auc toward chance; give each pair two different completions or remove it")
     return out
 

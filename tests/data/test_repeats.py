@@ -111,7 +111,7 @@ def test_a_stated_pair_of_one_text_is_a_contradiction_for_kto_and_a_dropped_pair
     assert r["contradictory_labels"] == 2
     assert r["data_warnings"] == [
         f"{path}: 2 stated pairs have one text as both chosen and rejected (first: row 5): read as rows, that "
-        "completion is labelled both desirable and undesirable for one prompt (KTO trains on it both ways), and no "
+        "completion is labelled both desirable and undesirable for one prompt, and no "
         "reward can rank it against itself, so such rows hold reward_auc toward chance; give each pair two different "
         "completions or remove it"]
     dpo = prepare(load_rows(str(path)), file=str(path), method="dpo", form="paired", strategy="natural",
