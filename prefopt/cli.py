@@ -192,8 +192,7 @@ def dispatch(ns) -> None:
             print(f"prefopt: tuned recipe {path} (trials in {Path(ns.results) / 'tuning'})")
     elif ns.command == "compare":
         from .compare import own_files, rebuild
-        from .results import finished_metrics
-        from .results import path_kind
+        from .results import finished_metrics, path_kind
 
         results = Path(ns.results)
         kind = path_kind(results)  # one stat: a `prefopt run --results` probing this folder makes and removes it

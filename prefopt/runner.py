@@ -189,6 +189,8 @@ def warn_cut_completions(prepared, max_length: int, model_dir) -> None:
     """Rows longer than max_length keep their prompt and lose the end of their completion, in training and in
     scoring alike (a prompt one token short of max_length leaves one completion token): said in one warning
     line, as the data report's other warnings, since a cut answer is trained and scored as if whole."""
+    import pandas as pd
+
     from .data.io import prompt_keys
     from .models import completion_token_counts
 
@@ -197,16 +199,14 @@ def warn_cut_completions(prepared, max_length: int, model_dir) -> None:
         for column in ("completion", "chosen", "rejected"):
             if rows is not None and column in rows:
                 pairs += zip(rows["prompt"], rows[column])
-    import pandas as pd
-
     unique = list(dict(zip(prompt_keys(pd.Series([[p, c] for p, c in pairs], dtype=object)), pairs)).values())
     counted = completion_token_counts(model_dir, unique) or []
     cut = [(start, total) for start, total in counted if total > max_length]
     if cut:
         kept, whole = min((max_length - s, t - s) for s, t in cut)
         prepared.report.setdefault("data_warnings", []).append(
-            f"{prepared.report['data_path']}: {len(cut)} of {len(counted)} distinct rows are longer than train.max_length={max_length} tokens (longest "
-            f"{max(t for _, t in cut)}): their completions are cut to fit, in training and in scoring (as few as "
+            f"{prepared.report['data_path']}: {len(cut)} of {len(counted)} distinct rows are longer than "
+            f"train.max_length={max_length} tokens (longest {max(t for _, t in cut)}): their completions are cut to fit, in training and in scoring (as few as "
             f"{kept} of a completion's {whole} tokens kept); raise train.max_length or shorten those rows")
 
 
