@@ -147,7 +147,15 @@ def _identity(section) -> dict:
         if f.metadata.get("fingerprint_omits_default") and value == f.default:
             continue
         out[f.name] = _identity(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
+        if f.name == "tuned":
+            out[f.name] = _tuned_identity(out[f.name])
     return out
+
+
+def _tuned_identity(tuned):
+    """`tuned:` as a run's identity sees it: test_split is a record for a check (the data section, which
+    is in the identity, already fixes the split), so tuned recipes written before it existed keep their runs."""
+    return {k: v for k, v in tuned.items() if k != "test_split"} if isinstance(tuned, dict) else tuned
 
 
 def identity_of(raw: dict, cls=None) -> dict:
@@ -167,6 +175,8 @@ def identity_of(raw: dict, cls=None) -> dict:
         if f is not None and f.metadata.get("fingerprint_omits_default") and value == f.default:
             continue
         out[key] = identity_of(value, hints[key]) if f is not None and dataclasses.is_dataclass(hints[key]) else value
+        if cls is Recipe and key == "tuned":
+            out[key] = _tuned_identity(value)
     return out
 
 
@@ -408,6 +418,10 @@ def check_values(r: Recipe) -> None:
             bad(f"train.{changed[0]}", f"is {r.train.get(changed[0])!r}, but `prefopt tune` chose "
                 f"{chosen[changed[0]]!r} (tuned.chosen) and the summary reports the run as tuned "
                 "with it; keep the chosen value, or change the untuned recipe and tune again")
+    split = r.tuned.get("test_split") if isinstance(r.tuned, dict) else None
+    if split is not None and not (isinstance(split, str) and re.fullmatch(r"[0-9a-f]{64}", split)):
+        bad("tuned.test_split", "must be the test split's fingerprint as `prefopt tune` wrote it (64 hex "
+            "digits); restore it from the tuned recipe, or remove the line to skip the check")
     if r.tuned and r.data.folds > 1:
         bad("data.folds", "this recipe's settings were chosen by `prefopt tune` on validation "
             "prompts of one split; cross-fitting would score those prompts as test prompts. Keep "

@@ -60,6 +60,7 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
     if epochs > 1:  # ordered methods get one materialized ordering per epoch and train one pass over them
         prepared = prepare(rows, epochs=epochs, **kwargs)
     check_selection(recipe, prepared)
+    check_tuned_split(recipe, prepared.report)
     if recipe.eval.split == "validation":
         return _on_validation(prepared), epochs
     # the verifier and the prompts it checks are settled (every value it reads checked) before any training
@@ -95,6 +96,18 @@ def check_data(recipe: Recipe):
     max_length = train_settings(recipe, spec).get("max_length", field_default(spec.config, "max_length"))
     check_prompt_lengths(recipe, prepared, max_length, local_model_dir(recipe.model.name))
     return prepared
+
+
+def check_tuned_split(recipe: Recipe, report: dict) -> None:
+    """A tuned recipe is scored on the test split its tuning held out: on another split (other data,
+    split_seed or eval_fraction), prompts its settings were chosen on could be test prompts."""
+    split = (recipe.tuned or {}).get("test_split")
+    if split is not None and report["eval_fingerprint"] != split:
+        d = recipe.data
+        raise UserError(recipe.source, "data", f"its test split ({d.path}, split_seed {d.split_seed}, eval_fraction "
+                        f"{d.eval_fraction}) is not the one `prefopt tune` held out when it chose these settings "
+                        "(tuned.test_split), so prompts they were chosen on may be test prompts here; keep the "
+                        "data section the tuning used, or tune again on this split")
 
 
 def check_unseen(recipe: Recipe, prepared, verify) -> None:
@@ -148,7 +161,7 @@ def _on_validation(prepared):
     prepared.eval_rows, prepared.eval_pairs = prepared.validation_rows, prepared.validation_pairs
     prepared.validation_rows = prepared.validation_pairs = prepared.verify = None
     note = pair_metrics_note(prepared.eval_rows, prepared.eval_pairs, "validation")
-    r.update(scored_split="validation", eval_rows=r["validation_rows"], eval_prompts=r["validation_prompts"],
+    r.update(scored_split="validation", test_fingerprint=r["eval_fingerprint"], eval_rows=r["validation_rows"], eval_prompts=r["validation_prompts"],
              eval_pairs=r["validation_pairs"], pair_metrics_note=note, eval_fingerprint=r["validation_fingerprint"],
              verifier=None,
              verifier_note="a validation-split run takes no generation test", verified_prompts=0,

@@ -93,8 +93,9 @@ def check_space_config(recipe: Recipe, space: dict, report: dict, epochs: int) -
                         "one of the ranges")
 
 
-def trial_recipes(recipe: Recipe, trials: int) -> tuple[list[dict], list[Recipe]]:
-    """(settings, trial recipe) of every trial, in trial order."""
+def trial_recipes(recipe: Recipe, trials: int) -> tuple[list[dict], list[Recipe], str]:
+    """(settings, trial recipe) of every trial, in trial order, and the fingerprint of the test split the
+    trials hold out (the tuned recipe keeps it: tuned.test_split)."""
     from .search import settings
 
     if recipe.data.folds > 1:
@@ -107,7 +108,10 @@ def trial_recipes(recipe: Recipe, trials: int) -> tuple[list[dict], list[Recipe]
     from .methods import get_method
     from .runner import check_validation_metric, prepare_data
 
-    prepared, epochs = prepare_data(recipe, get_method(recipe.method))
+    untuned = copy.deepcopy(recipe)
+    untuned.tuned = None  # a tuned recipe tuned again chooses afresh, on whatever split it now has
+    prepared, epochs = prepare_data(untuned, get_method(recipe.method))
+    test_split = prepared.report.get("test_fingerprint", prepared.report["eval_fingerprint"])
     # every trial would score NaN on a metric the validation split cannot compute: say so before the first
     check_validation_metric(recipe, prepared, recipe.tune.metric, "tune.metric")
     space = space_of(recipe)
@@ -131,7 +135,7 @@ def trial_recipes(recipe: Recipe, trials: int) -> tuple[list[dict], list[Recipe]
             raise UserError(recipe.source, "tune.space", f"trial {i} draws {values}, which a recipe may not set: "
                             f"{e.field}: {e.message}") from None
         out.append(r)
-    return chosen, out
+    return chosen, out, test_split
 
 
 def best_trial(values: list[float], metric: str) -> int | None:
@@ -167,17 +171,17 @@ def tune_recipes(recipes: list[Recipe], *, results: str = "results", trials: int
     for recipe in recipes:
         n = trials or recipe.tune.trials
         check_sets_not_searched(recipe, sets)
-        chosen, jobs = trial_recipes(recipe, n)
-        plans.append((recipe, chosen, jobs, results / TUNING / recipe.name))
+        chosen, jobs, test_split = trial_recipes(recipe, n)
+        plans.append((recipe, chosen, jobs, results / TUNING / recipe.name, test_split))
     from .results import check_results_dir
 
     # where the tables and the tuned recipes go must take them, said before the first trial and not after the last
-    for folder in [where for *_, where in plans] + [results / TUNED]:
+    for folder in [where for *_, where, _ in plans] + [results / TUNED]:
         check_results_dir(folder)
-    runs = run_jobs([(j, where) for _, _, jobs, where in plans for j in jobs], results=results, engine=engine,
+    runs = run_jobs([(j, where) for _, _, jobs, where, _ in plans for j in jobs], results=results, engine=engine,
                     address=address, storage=storage, max_concurrent=max_concurrent, force=force)
     written, at = [], 0
-    for recipe, chosen, jobs, where in plans:
+    for recipe, chosen, jobs, where, test_split in plans:
         mine, at = runs[at:at + len(jobs)], at + len(jobs)
         metrics = [json.loads((run / "metrics.json").read_text()) for run in mine]
         table = trials_table(chosen, metrics, recipe.tune.metric, [r.name for r in mine])
@@ -194,7 +198,7 @@ def tune_recipes(recipes: list[Recipe], *, results: str = "results", trials: int
         path = results / TUNED / f"{recipe.name}.yaml"
         write_atomic(path, tuned_yaml(recipe, chosen[best], trial=best, trials=len(jobs),
                                       value=float(table[f"validation_{recipe.tune.metric}"][best]), sets=sets,
-                                      results=results))
+                                      results=results, test_split=test_split))
         written.append(path)
     return written
 
@@ -211,15 +215,17 @@ def trials_table(chosen: list[dict], metrics: list[dict], metric: str, run_ids: 
 
 
 def tuned_yaml(recipe: Recipe, values: dict, *, trial: int, trials: int, value: float, sets=(),
-               results: str | Path = "results") -> str:
+               results: str | Path = "results", test_split: str | None = None) -> str:
     """The recipe as written (with any --set), the chosen train.* values in, named <name>_tuned, and a
-    `tuned:` record the runs carry into the summary. Its header names the folders under `results` (--results)."""
+    `tuned:` record the runs carry into the summary; `test_split` (the fingerprint of the test split the
+    trials held out) lets a run refuse another split. Its header names the folders under `results` (--results)."""
     raw = apply_sets(read_yaml(recipe.source), list(sets))
     raw["name"] = f"{recipe.name}_tuned"
     raw["train"] = {**(raw.get("train") or {}), **values}
     raw.pop("seeds", None)
     raw["tuned"] = {"recipe": recipe.name, "trials": trials, "trial": trial, "sampler": recipe.tune.sampler,
-                    "metric": f"validation {recipe.tune.metric}", "value": round(value, 6), "chosen": values}
+                    "metric": f"validation {recipe.tune.metric}", "value": round(value, 6),
+                    **({"test_split": test_split} if test_split else {}), "chosen": values}
     head = (f"# {recipe.name} with the settings `prefopt tune` chose: trial {trial} of {trials} ({recipe.tune.sampler}"
             f"), best validation {recipe.tune.metric} {value:.4f}; trials in {Path(results) / TUNING / recipe.name}/.\n"
             f"#\n#   python -m prefopt run {Path(results) / TUNED / recipe.name}.yaml --seeds 1,2,42   # scored on the test split\n")

@@ -142,7 +142,8 @@ def test_best_trial_ignores_nan_and_prefers_the_earliest():
     assert best_trial([float("nan")], "reward_auc") is None
 
 
-def test_tune_picks_the_best_validation_trial_and_never_scores_the_test_split(write_recipe, tmp_path, monkeypatch):
+def test_tune_picks_the_best_validation_trial_and_never_scores_the_test_split(write_recipe, tmp_path, monkeypatch,
+                                                                              capsys):
     import prefopt.metrics as metrics
     from prefopt.data import prepare
     from prefopt.data.io import load_rows
@@ -188,6 +189,26 @@ def test_tune_picks_the_best_validation_trial_and_never_scores_the_test_split(wr
     summary = (results / "summary.md").read_text()
     assert "**tiny_dpo_tuned** is tuned: 3 grid trials of tiny_dpo" in summary
 
+    # the tuned recipe names the test split its trials held out, and runs on no other: there, prompts the
+    # settings were chosen on could be test prompts
+    (run,) = (results / "runs" / "tiny_dpo_tuned").iterdir()
+    test_split = json.loads((run / "data_report.json").read_text())["eval_fingerprint"]
+    assert tuned["tuned"]["test_split"] == test_split
+    trial = next((results / "tuning" / "tiny_dpo" / "runs").glob("*/*/data_report.json"))
+    assert json.loads(trial.read_text())["test_fingerprint"] == test_split
+    capsys.readouterr()
+    for command in (["data"], ["run", "--results", str(tmp_path / "other")]):
+        assert main([command[0], str(tuned_path), "--set", "data.split_seed=7", *command[1:]]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and f"{tuned_path}: data: its test split" in err and "tune again" in err, err
+    assert not (tmp_path / "other" / "runs").exists()
+    # a record, not a setting: tuned recipes written before it existed keep their runs
+    old = yaml.safe_load(tuned_path.read_text())
+    del old["tuned"]["test_split"]
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(old))
+    assert load_recipe(str(tmp_path / "old.yaml")).fingerprint() == load_recipe(str(tuned_path)).fingerprint()
+    assert main(["data", str(tmp_path / "old.yaml"), "--set", "data.split_seed=7"]) == 0  # nothing to check against
+
 
 def test_trials_table_shows_the_chosen_metric_and_reward_auc_once():
     chosen = [{"learning_rate": 1e-4}, {"learning_rate": 3e-4}]
@@ -226,7 +247,8 @@ def test_a_tuning_metric_the_validation_split_cannot_compute_fails_before_any_tr
 
     rows = pd.DataFrame({"prompt": ["a", "b"], "completion": ["x", "y"], "label": [True, False]})
     monkeypatch.setattr(runner, "prepare_data", lambda recipe, spec, world_size=1: (
-        SimpleNamespace(validation_rows=rows, validation_pairs=rows.iloc[:0], report={}), 1))
+        SimpleNamespace(validation_rows=rows, validation_pairs=rows.iloc[:0],
+                        report={"eval_fingerprint": "0" * 64}), 1))
     path = tmp_path / "d.yaml"
     path.write_text(yaml.safe_dump({"name": "d", "method": "dpo", "data": {"path": "data/feedback.jsonl"},
                                     "tune": {"metric": "reward_margin"}}))
