@@ -161,7 +161,8 @@ def _on_validation(prepared):
     prepared.eval_rows, prepared.eval_pairs = prepared.validation_rows, prepared.validation_pairs
     prepared.validation_rows = prepared.validation_pairs = prepared.verify = None
     note = pair_metrics_note(prepared.eval_rows, prepared.eval_pairs, "validation")
-    r.update(scored_split="validation", test_fingerprint=r["eval_fingerprint"], eval_rows=r["validation_rows"], eval_prompts=r["validation_prompts"],
+    r.update(scored_split="validation", test_fingerprint=r["eval_fingerprint"],  # the split a tuned recipe keeps
+             eval_rows=r["validation_rows"], eval_prompts=r["validation_prompts"],
              eval_pairs=r["validation_pairs"], pair_metrics_note=note, eval_fingerprint=r["validation_fingerprint"],
              verifier=None,
              verifier_note="a validation-split run takes no generation test", verified_prompts=0,
