@@ -69,7 +69,8 @@ def make_callback(*, metric, rows, pairs, tok, batch_size, max_length, run: Path
             value = summarize(rows, scores, pairs)[metric]
             self.log.append({"step": int(step), metric: value})
             if main:
-                if best_row(self.log, metric)["step"] == step:
+                best = best_row(self.log, metric)  # None while no checkpoint has a value (a diverged model: NaN)
+                if best is not None and best["step"] == step:
                     model.save_pretrained(str(best_dir))  # the adapter only; written before the log names it
                 res.write_atomic(log_file, pd.DataFrame(self.log).to_csv(index=False))
             self.seconds += time.perf_counter() - start
@@ -79,8 +80,9 @@ def make_callback(*, metric, rows, pairs, tok, batch_size, max_length, run: Path
             from peft import set_peft_model_state_dict
             from safetensors.torch import load_file
 
-            best = best_row(self.log, metric)
             last = max(r["step"] for r in self.log)
+            # no checkpoint with a value: none was kept, so the last weights stay (selected_validation_value NaN)
+            best = best_row(self.log, metric) or next(r for r in self.log if r["step"] == last)
             if best["step"] != last:
                 set_peft_model_state_dict(model, load_file(str(best_dir / "adapter_model.safetensors")))
             return {"selected_step": int(best["step"]), "select_metric": metric,
