@@ -15,18 +15,37 @@ from pathlib import Path
 from .errors import UserError
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """A bad option is one line, as every other bad input: argparse printed its usage (five lines for `tune`)
-    above the error, and named the option as 'argument --engine'."""
+    above the error, and named the option as 'argument --engine'. The scripts in scripts/ use it too, with
+    their own file name as `prog` (`bench_eval.py`: "bench_eval: error: ..." as their other errors)."""
 
     def error(self, message):
         known = re.match(r"argument (\S+?): (.*)", message, flags=re.S)
         what = f"{known[1]}: {known[2]}" if known else message
-        self.exit(2, f"prefopt: error: {' '.join(what.split())} (see {self.prog} --help)\n")
+        name = self.prog.split()[0].removesuffix(".py")
+        self.exit(2, f"{name}: error: {' '.join(what.split())} (see {self.prog} --help)\n")
+
+
+def at_least(low: int):
+    """An argparse type: a whole number of at least `low`, refused while the options are parsed, before any
+    data is read or a model loaded (`--max-concurrent 0` was refused only after every trial's TRL config
+    was built, a script's `--prompts 0` ended in a traceback after loading the model)."""
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value}: must be at least {low}")
+        return value
+
+    return whole_number
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="prefopt", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="prefopt", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train, evaluate and write results for a recipe")
@@ -74,7 +93,7 @@ def _engine_options(p) -> None:
                    "ray when installed and there is more than one run")
     p.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS; none: Ray embedded here)")
     p.add_argument("--storage", help="with --address: a path every Ray node sees, for Ray's trial state")
-    p.add_argument("--max-concurrent", type=int, metavar="N", help="trials at once (default: one per GPU, "
+    p.add_argument("--max-concurrent", type=at_least(1), metavar="N", help="trials at once (default: one per GPU, "
                    "else one: a training uses every CPU core)")
 
 

@@ -358,6 +358,9 @@ def test_corners_combine_every_limit_and_resolve_multiples():
     (["--trials", "x"], "--trials: invalid int value: 'x'"),
     (["--max-concurrent", "1.5"], "--max-concurrent: invalid int value: '1.5'"),
     (["--max-concurrent"], "--max-concurrent: expected one argument"),
+    # refused only by the engine before, after every trial's TRL config was built (torch imported, 9 s)
+    (["--max-concurrent", "0"], "--max-concurrent: 0: must be at least 1"),
+    (["--max-concurrent", "-1"], "--max-concurrent: -1: must be at least 1"),
 ])
 def test_a_bad_option_of_tune_is_one_line(args, needle, tmp_path, capsys):
     # argparse printed its five-line usage above the error: the one bad-input format is one line per problem
