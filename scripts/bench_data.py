@@ -17,14 +17,15 @@ Measures only; the tests never assert timings.
 
 from __future__ import annotations
 
-import argparse
 import math
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from prefopt.cli import OneLineParser, at_least
 from prefopt.data import kto, prepare
 from prefopt.data.pairs import make_pairs
 from prefopt.data.split import PAIRS, group_codes, split_by_prompt, stream
@@ -150,11 +151,11 @@ def baseline(df: pd.DataFrame, repeats: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--prompts", type=int, default=100_000)
-    ap.add_argument("--per-prompt", type=int, default=10)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--baseline-repeats", type=int, default=1)
+    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
+    ap.add_argument("--prompts", type=at_least(1), default=100_000)
+    ap.add_argument("--per-prompt", type=at_least(1), default=10)
+    ap.add_argument("--repeats", type=at_least(1), default=3)
+    ap.add_argument("--baseline-repeats", type=at_least(1), default=1)
     args = ap.parse_args()
 
     df = build(args.prompts, args.per_prompt)

@@ -30,6 +30,8 @@ import pandas as pd
 from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from prefopt.cli import OneLineParser, at_least  # noqa: E402
 SIDES = {"float32": ["model.dtype=float32"], "auto": ["model.dtype=auto"],  # each side's `--set`: the shipped
          "bf16": ["model.dtype=auto", "train.bf16=true"]}  # recipes pin float32, so `auto` is asked for
 METRICS = ["reward_auc", "preference_accuracy", "kl", "desirable_nll", "verified_success"]
@@ -132,10 +134,10 @@ def report(name: str, runs: pd.DataFrame, against: str = "auto") -> list[str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
     p.add_argument("--recipes", nargs="+", default=["recipes/kto_mixed.yaml", "recipes/dpo.yaml", "recipes/orpo.yaml"])
     p.add_argument("--seeds", default="1,2,42")
-    p.add_argument("--steps", type=int, help="train.max_steps for both sides (default: each recipe's own)")
+    p.add_argument("--steps", type=at_least(1), help="train.max_steps for both sides (default: each recipe's own)")
     p.add_argument("--results", type=Path, default=ROOT / "results" / "bench_dtype")
     p.add_argument("--markdown", type=Path, help="also write the tables to this file")
     p.add_argument("--against", choices=["auto", "bf16"], default="auto",

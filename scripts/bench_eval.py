@@ -13,7 +13,6 @@ the same code path.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import sys
@@ -22,13 +21,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from prefopt.cli import OneLineParser, at_least  # noqa: E402
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
     ap.add_argument("recipe", nargs="?", default=str(ROOT / "recipes/dpo.yaml"))
-    ap.add_argument("--prompts", type=int, default=128, help="first N prompts of eval.prompts (default 128)")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--prompts", type=at_least(1), default=128, help="first N prompts of eval.prompts (default 128)")
+    ap.add_argument("--rounds", type=at_least(1), default=2)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override, as for run")
     args = ap.parse_args(argv)
     from prefopt.errors import UserError

@@ -13,7 +13,6 @@ run. Prints seconds per step, the scoring and generation phases, peak memory, an
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -27,6 +26,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from prefopt.allocator import SETTINGS as ALLOCATOR  # noqa: E402
+from prefopt.cli import OneLineParser, at_least  # noqa: E402
 
 SIDES = {"glibc": {"PREFOPT_MALLOC": "system"}, "prefopt heap": {}}
 PHASES = {"s/step": r"training \d+ steps: ([\d.]+) s/step", "scoring s": r"scoring .*: done \(([\d.]+) s\)",
@@ -65,10 +65,10 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
     ap.add_argument("recipe", nargs="?", default="recipes/orpo.yaml")
-    ap.add_argument("--steps", type=int, default=24)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--steps", type=at_least(1), default=24)
+    ap.add_argument("--rounds", type=at_least(1), default=2)
     ap.add_argument("--markdown", type=Path, help="also write the table here")
     args = ap.parse_args(argv)
     rows, outputs = [], {}

@@ -14,7 +14,6 @@ evaluate).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -27,6 +26,8 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from prefopt.cli import OneLineParser, at_least  # noqa: E402
 RECIPE = {"kto": "kto_mixed", "dpo": "dpo", "orpo": "orpo"}
 
 
@@ -114,11 +115,11 @@ def _compare(plain: dict, ours: dict) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
     p.add_argument("--model", default="tiny", help="tiny (random, built here) or smollm2")
-    p.add_argument("--steps", type=int, default=100)  # tiny: a loop of a few seconds
+    p.add_argument("--steps", type=at_least(1), default=100)  # tiny: a loop of a few seconds
     p.add_argument("--methods", default="kto,dpo,orpo")
-    p.add_argument("--repeats", type=int, default=3,
+    p.add_argument("--repeats", type=at_least(1), default=3,
                    help="rounds per method, alternating which runs first; ratios are medians (min and max shown)")
     ns = p.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"

@@ -18,7 +18,6 @@ large to carry to a machine without network access; its skeleton (about 3 MB) is
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -30,6 +29,8 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from prefopt.cli import OneLineParser, at_least  # noqa: E402
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
@@ -89,9 +90,9 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
     p.add_argument("--dry", action="store_true", help="CPU: tiny random model and data, 2 steps, transformers only")
-    p.add_argument("--steps", type=int, help="train.max_steps of every run (default 20; 2 with --dry)")
+    p.add_argument("--steps", type=at_least(1), help="train.max_steps of every run (default 20; 2 with --dry)")
     p.add_argument("--backends", default=None, help="comma-separated (default transformers,unsloth; "
                    "transformers with --dry)")
     p.add_argument("--recipes", nargs="+", type=Path, default=sorted((ROOT / "recipes").glob("*.yaml")))

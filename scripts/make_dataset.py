@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import argparse
 import collections
 import hashlib
 import json
@@ -27,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from prefopt.cli import OneLineParser, at_least
 from prefopt.verifiers import instructions
 
 # --- prompts --------------------------------------------------------------------------------------------
@@ -451,29 +451,36 @@ pilot runs (a family needs both labels to be useful here).
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("data/feedback.jsonl"))
     ap.add_argument("--readme", type=Path, default=None, help="default: README.md next to --out")
     ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--prompts", type=int, default=256)
-    ap.add_argument("--samples-per-prompt", type=int, default=6)
-    ap.add_argument("--max-new-tokens", type=int, default=80)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--prompts", type=at_least(1), default=256)
+    ap.add_argument("--samples-per-prompt", type=at_least(1), default=6)
+    ap.add_argument("--max-new-tokens", type=at_least(1), default=80)
+    ap.add_argument("--batch-size", type=at_least(1), default=64)
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--top-p", type=float, default=0.95)
-    ap.add_argument("--rows", type=int, default=1000)
-    ap.add_argument("--desirable", type=int, default=746)
-    ap.add_argument("--max-per-prompt", type=int, default=4)
+    ap.add_argument("--rows", type=at_least(1), default=1000)
+    ap.add_argument("--desirable", type=at_least(0), default=746)
+    ap.add_argument("--max-per-prompt", type=at_least(1), default=4)
     ap.add_argument("--pool-out", type=Path, default=None, help="also keep every sampled completion here")
     ap.add_argument("--from-pool", type=Path, default=None,
                     help="skip generation: relabel and select from a --pool-out file (and its .meta.json)")
     ap.add_argument("--stats-only", action="store_true", help="print pool statistics, write nothing else")
-    ap.add_argument("--test-prompts", type=int, default=None, metavar="N",
+    ap.add_argument("--test-prompts", type=at_least(1), default=None, metavar="N",
                     help="instead: write N constraint prompts (no completions, no model) for `eval.prompts`, "
                          "none asking a question that --exclude asks, to --out (and its .meta.json)")
     ap.add_argument("--exclude", type=Path, default=Path("data/feedback.jsonl"))
     args = ap.parse_args(argv)
+    # checked before the model is loaded: select_rows and generate refused these only after generation
+    if args.desirable > args.rows:
+        ap.error(f"--desirable: {args.desirable}: must be at most --rows ({args.rows})")
+    if not args.temperature > 0:
+        ap.error(f"--temperature: {args.temperature}: must be above 0 (completions are sampled)")
+    if not 0 < args.top_p <= 1:
+        ap.error(f"--top-p: {args.top_p}: must be above 0 and at most 1")
     if args.test_prompts is not None:
         rows, meta = make_test_set(args.test_prompts, args.seed, args.exclude)
         meta["command"] = f"--test-prompts {args.test_prompts} --seed {args.seed} --exclude {args.exclude} --out {args.out}"
@@ -517,8 +524,12 @@ def main(argv=None) -> int:
     if args.stats_only:
         return 0
 
-    rows = [output_row(r) for r in select_rows(pool, args.rows, args.desirable, seed=args.seed,
-                                               max_per_prompt=args.max_per_prompt)]
+    try:
+        chosen = select_rows(pool, args.rows, args.desirable, seed=args.seed, max_per_prompt=args.max_per_prompt)
+    except ValueError as e:  # a pool too small for the counts asked: the user's numbers, not a bug in the script
+        print(f"make_dataset: error: --rows {args.rows} --desirable {args.desirable}: {e}", file=sys.stderr)
+        return 2
+    rows = [output_row(r) for r in chosen]
     text = jsonl(rows)
     after = family_counts(rows)
     meta = {

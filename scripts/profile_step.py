@@ -12,7 +12,6 @@ most self CPU time (what to fix first). Run it on an otherwise idle machine.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -20,13 +19,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from prefopt.cli import OneLineParser, at_least  # noqa: E402
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
     ap.add_argument("recipe")
-    ap.add_argument("--warmup", type=int, default=2, help="steps before profiling (default 2)")
-    ap.add_argument("--steps", type=int, default=4, help="profiled steps (default 4)")
+    ap.add_argument("--warmup", type=at_least(0), default=2, help="steps before profiling (default 2)")
+    ap.add_argument("--steps", type=at_least(1), default=4, help="profiled steps (default 4)")
     ap.add_argument("--top", type=int, default=15, help="operators shown (default 15)")
     ap.add_argument("--trace", help="also write a Chrome trace (chrome://tracing, Perfetto) here")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

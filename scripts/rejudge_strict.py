@@ -13,7 +13,6 @@ so a rerun replaces this estimate. Only each run's records and metrics.json's ve
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -22,14 +21,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from prefopt.cli import OneLineParser, at_least  # noqa: E402
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
     ap.add_argument("source", type=Path, help="a results folder (runs/<recipe>/<run>/eval_generations.jsonl)")
     ap.add_argument("copy", type=Path, help="where to write the re-judged copy (must not exist)")
     ap.add_argument("--model", default="smollm2-135m-instruct", help="whose tokenizer generated the answers")
-    ap.add_argument("--max-new-tokens", type=int, default=48, help="the runs' eval.max_new_tokens")
+    ap.add_argument("--max-new-tokens", type=at_least(1), default=48, help="the runs' eval.max_new_tokens")
     args = ap.parse_args(argv)
 
     from transformers import AutoTokenizer

@@ -165,6 +165,17 @@ def test_from_pool_relabels_selects_and_writes_reproducibly(tmp_path):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp files left behind
 
 
+def test_a_pool_too_small_for_the_counts_is_one_line_exit_2(tmp_path, capsys):
+    # select_rows' ValueError ended the script in a traceback after the whole generation
+    out = tmp_path / "out" / "feedback.jsonl"
+    args = ["--out", str(out), "--from-pool", str(_pool_file(tmp_path, fake_pool(n_prompts=3))), "--rows", "100",
+            "--desirable", "75"]
+    assert md.main(args) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("make_dataset: error: --rows 100 --desirable 75: the pool has ") and err[-1].endswith(
+        "(sample more prompts or completions)") and not out.parent.exists()
+
+
 def test_shipped_generation_test_asks_nothing_the_data_asks(tmp_path):
     """data/verified_test.jsonl: 300+ constraint prompts, none sharing a prompt (or even its question) with
     data/feedback.jsonl, and exactly what its recorded command makes."""
