@@ -113,7 +113,10 @@ def main(argv=None) -> int:
         print("gpu_check: no CUDA device here; use --dry for the CPU check", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="prefopt-gpu-check-"))
-    results = args.results or work / "results"
+    # each run starts in the repository (the shipped recipes' data paths are relative to it), so the paths given
+    # here, the caller's, from the folder the command was started in, are made absolute first
+    results = args.results.resolve() if args.results else work / "results"
+    recipes = [p.resolve() for p in args.recipes]
     steps = args.steps or (2 if args.dry else 20)
     backends = (args.backends or ("transformers" if args.dry else "transformers,unsloth")).split(",")
     sets, random_weights = [], False
@@ -123,11 +126,12 @@ def main(argv=None) -> int:
         sets = [f"model.name={build_tiny_model(work / 'tiny-model')}", f"data.path={write_feedback(work / 'data.jsonl')}",
                 "eval.verifier=null", "train.max_length=64", "eval.batch_size=8", "data.eval_fraction=0.25"]
     elif args.model:
-        model, random_weights = materialize(args.model, work)
+        model, random_weights = materialize(str(Path(args.model).resolve()) if Path(args.model).exists() else args.model,
+                                            work)
         sets = [f"model.name={model}"]
 
     rows, failed = [], []
-    for recipe in args.recipes:
+    for recipe in recipes:
         for backend in backends:
             name, rc = run(recipe, backend, steps, results, sets)
             if rc == 0:

@@ -30,3 +30,15 @@ def test_a_failing_run_is_reported_and_exits_1(tmp_path):
                          capture_output=True, text=True, env=ENV, cwd=ROOT)
     assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
     assert "FAILED orpo / unsloth: exit 2" in out.stdout and "| orpo | transformers |" in out.stdout
+
+
+def test_paths_are_read_from_the_folder_the_check_is_started_in(tmp_path):
+    # the script changed to the repository first: a recipe named from elsewhere was not found (FAILED, exit 2)
+    # and --markdown, --results landed in the repository
+    (tmp_path / "mine.yaml").write_text((ROOT / "recipes" / "orpo.yaml").read_text())
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry", "--recipes", "mine.yaml",
+                          "--results", "r", "--markdown", "gpu.md"], capture_output=True, text=True, env=ENV,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "| mine | transformers |" in (tmp_path / "gpu.md").read_text()
+    assert list((tmp_path / "r" / "runs").iterdir()) == [tmp_path / "r" / "runs" / "mine_transformers"]
