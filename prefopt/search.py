@@ -175,6 +175,23 @@ def _resolve(draw: dict, space: dict) -> dict:
     return {k: float(f"{v * draw[space[k]['per']]:.4g}") if "per" in space[k] else v for k, v in draw.items()}
 
 
+def _grid(space: dict, trials: int) -> list[dict]:
+    """Every combination of each value list and of at least trials**(1/d) points per range (d ranges), distinct.
+    A whole-number range stops at its width, so that grid could hold fewer settings than asked of a space
+    holding more (2..4 beside a rate: 12 for 13 trials, refused): then the ranges that still take points get
+    more, in the shortfall's proportion, until it holds the trials (a grid that held them is never changed)."""
+    ranges = [k for k, p in space.items() if "values" not in p]
+    fixed_points = math.prod(len(p["values"]) for p in space.values() if "values" in p)
+    per_range = max(1, math.ceil((trials / fixed_points) ** (1 / len(ranges)) - 1e-9)) if ranges else 1
+    while True:
+        axes = [_points(p, per_range) for p in space.values()]
+        grid = _distinct([_resolve(dict(zip(space, combo)), space) for combo in itertools.product(*axes)])
+        growing = [p for p, axis in zip(space.values(), axes) if "values" not in p and len(set(axis)) == per_range]
+        if len(grid) >= trials or not growing or per_range >= trials:
+            return grid
+        per_range = min(trials, max(per_range + 1, math.ceil(per_range * (trials / len(grid)) ** (1 / len(growing)))))
+
+
 def settings(space: dict, trials: int, *, seed: int, sampler: str = "random") -> list[dict]:
     """The train.* settings of every trial, in trial order. random: `trials` independent draws (each from its
     own seeded stream, so trial i does not depend on how many trials there are); grid: the full grid with
@@ -182,11 +199,7 @@ def settings(space: dict, trials: int, *, seed: int, sampler: str = "random") ->
     give distinct settings only (a repeat would be the same run), so fewer than `trials` where the space
     has fewer; the caller decides what that means."""
     if sampler == "grid":
-        ranges = [k for k, p in space.items() if "values" not in p]
-        fixed_points = math.prod(len(p["values"]) for p in space.values() if "values" in p)
-        per_range = max(1, math.ceil((trials / fixed_points) ** (1 / len(ranges)) - 1e-9)) if ranges else 1
-        axes = [_points(p, per_range) for p in space.values()]
-        grid = _distinct([_resolve(dict(zip(space, combo)), space) for combo in itertools.product(*axes)])
+        grid = _grid(space, trials)
         if len(grid) <= trials:
             return grid
         return [grid[i] for i in np.unique(np.linspace(0, len(grid) - 1, trials).round().astype(int))]

@@ -46,6 +46,20 @@ def test_every_sampler_gives_exactly_the_trials_asked_for_and_no_repeats():
     assert search.settings(small, 8, seed=0, sampler="grid") == [{"beta": 0.1}, {"beta": 0.5}]
 
 
+def test_a_grid_gives_every_count_its_space_holds():
+    # a whole-number range stopped at its width while the others kept trials**(1/d) points: 12 settings for 13
+    # trials over 2..4 beside a rate (refused by tune though the space holds any count), 6 for 7 over 2..9 x 0..1
+    narrow = {"max_length": {"low": 2, "high": 4}, "learning_rate": {"low": 1e-5, "high": 1e-3, "log": True}}
+    steps = {"max_steps": {"low": 2, "high": 9}, "warmup_steps": {"low": 0, "high": 1}}  # 16 settings in all
+    for space, counts in ((narrow, range(1, 65)), (steps, range(1, 17))):
+        for trials in counts:
+            grid = search.settings(space, trials, seed=0, sampler="grid")
+            assert len(grid) == len({tuple(sorted(g.items())) for g in grid}) == trials, (space, trials)
+    # a count the first grid held keeps its settings
+    assert search.settings(narrow, 9, seed=0, sampler="grid") == [
+        {"max_length": n, "learning_rate": lr} for n in (2, 3, 4) for lr in (1e-5, 1e-4, 1e-3)]
+
+
 def test_more_trials_than_the_space_holds_costs_no_more_than_the_space(monkeypatch):
     # --trials 20000 over two listed values drew 2 million times (42 s) before the refusal; a grid over a
     # whole-number range asked for 10**12 trials built 10**12 points (a MemoryError traceback)
