@@ -10,6 +10,7 @@ read here. An interrupted run resumes with its log and its best adapter.
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 
 HIGHER_IS_BETTER = {"reward_auc": True, "preference_accuracy": True, "reward_margin": True,
@@ -42,7 +43,6 @@ def make_callback(*, metric, rows, pairs, tok, batch_size, max_length, run: Path
         def __init__(self):
             self.log = pd.read_csv(log_file).to_dict("records") if log_file.is_file() else []
             self.reference = None  # the reference's validation scores, computed by the first scoring
-            self.seconds = 0.0  # spent scoring (inside the training phase's wall time)
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             if state.global_step > 0 and state.global_step not in {r["step"] for r in self.log}:
@@ -67,13 +67,16 @@ def make_callback(*, metric, rows, pairs, tok, batch_size, max_length, run: Path
                                     cached=self.reference)
             self.reference = scores["reference"]
             value = summarize(rows, scores, pairs)[metric]
-            self.log.append({"step": int(step), metric: value})
+            row = {"step": int(step), metric: value}
+            self.log.append(row)
+            best = best_row(self.log, metric)  # None while no checkpoint has a value (a diverged model: NaN)
+            if main and best is not None and best["step"] == step:
+                model.save_pretrained(str(best_dir))  # the adapter only; written before the log names it
+            # each scoring's seconds are logged with it, so a resumed run counts its earlier attempts' scorings
+            # too, as train_seconds counts their steps (a sum kept in memory counted the last attempt's only)
+            row["seconds"] = time.perf_counter() - start
             if main:
-                best = best_row(self.log, metric)  # None while no checkpoint has a value (a diverged model: NaN)
-                if best is not None and best["step"] == step:
-                    model.save_pretrained(str(best_dir))  # the adapter only; written before the log names it
                 res.write_atomic(log_file, pd.DataFrame(self.log).to_csv(index=False))
-            self.seconds += time.perf_counter() - start
 
         def restore(self, model) -> dict:
             """Load the best checkpoint's adapter into `model`; what was chosen, for trained.json."""
@@ -85,8 +88,11 @@ def make_callback(*, metric, rows, pairs, tok, batch_size, max_length, run: Path
             best = best_row(self.log, metric) or next(r for r in self.log if r["step"] == last)
             if best["step"] != last:
                 set_peft_model_state_dict(model, load_file(str(best_dir / "adapter_model.safetensors")))
+            # seconds spent scoring checkpoints, every attempt's (inside train_seconds); NaN where a log written
+            # before the seconds were logged holds rows without them: unknown, not the last attempt's alone
+            seconds = math.fsum(float(r.get("seconds", math.nan)) for r in self.log)
             return {"selected_step": int(best["step"]), "select_metric": metric,
-                    "selected_validation_value": float(best[metric]), "validation_seconds": self.seconds}
+                    "selected_validation_value": float(best[metric]), "validation_seconds": seconds}
 
     return BestCheckpoint()
 

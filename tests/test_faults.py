@@ -100,6 +100,11 @@ def test_stopped_after_the_last_checkpoint_trains_no_step_more(select, write_rec
     for key in ("reward_auc", "reward_margin", "kl", "desirable_nll", "single_label_batches_trained"):
         assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), key
     assert a.get("selected_step") == b.get("selected_step")
+    if select == "best":  # both checkpoints were scored by the stopped attempt: its seconds still count (they
+        # were the last attempt's only, 0.0 here, while train_seconds counted every attempt's steps)
+        log = pd.read_csv(run / "validation_log.csv")
+        assert list(log["step"]) == [3, 6] and (log["seconds"] > 0).all()
+        assert b["validation_seconds"] == pytest.approx(log["seconds"].sum())
     assert pd.read_csv(clean / "batch_labels.csv").equals(pd.read_csv(run / "batch_labels.csv"))
     assert (clean / "eval_items.csv").read_text() == (run / "eval_items.csv").read_text()
     assert not (run / "checkpoints").exists()
