@@ -76,6 +76,11 @@ CASES = [
     ("generation-prompts-seen-in-training", {"eval": {"prompts": "{tmp}/d.jsonl", "verifier": "auto"}},
      jsonl([{"prompt": f"p{i}", "completion": c, "label": c == "a"} for i in range(20) for c in "ab"]), [],
      "eval.prompts", "prompts the data never asks"),
+    # a generation-test file's problems name eval.prompts, not data.path (which the message once sent people to)
+    ("generation-prompts-missing", {"eval": {"prompts": "{tmp}/nope.jsonl", "verifier": "auto"}}, None, [],
+     "eval.prompts", "check eval.prompts"),
+    ("generation-prompts-extension", {"eval": {"prompts": "{tmp}/d.txt", "verifier": "auto"}}, None, [],
+     "eval.prompts", "rename the file"),
     # --- data files
     ("data-missing", {"data": {"path": "{tmp}/nope.jsonl"}}, None, [], "data.path", "check data.path"),
     ("data-empty", {}, "", [], "data.path", "add rows"),

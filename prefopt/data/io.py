@@ -63,8 +63,8 @@ def load_prompts(path: str, *, field: str = "eval.prompts") -> pd.DataFrame:
     """Read a file of prompts to generate for (a `prompt` column plus whatever the verifier reads, e.g.
     `constraint`; no completions or labels): one row per distinct prompt, in file order."""
     file = str(path)
-    fmt = _pick_format(Path(file), "auto")
-    table, row_numbers = _READERS[fmt](Path(file))
+    fmt = _pick_format(Path(file), "auto", field=field)
+    table, row_numbers = _READERS[fmt](Path(file), field=field)
     if len(table) == 0 or "prompt" not in table.columns:
         found = _found_columns(table)
         raise UserError(file, field, f"needs a 'prompt' column (found: {found}); one prompt per row, with the "
@@ -162,12 +162,14 @@ def question(prompt) -> str:
 
 # --- format detection and readers -------------------------------------------------------------------------
 
-def _pick_format(path: Path, format: str) -> str:
+def _pick_format(path: Path, format: str, field: str = "data.path") -> str:
+    """`field`: the recipe key that named the file (data.path, or eval.prompts, which has no format key of its
+    own), for the messages: pointing a prompts file's reader at data.path sent people to the wrong key."""
     file = str(path)
     if format not in FORMATS:
         raise UserError(file, "data.format", f"unknown format '{format}'; {did_you_mean(format, FORMATS)}")
     if not path.exists():
-        raise UserError(file, "data.path", "no such file or directory; check data.path (relative paths are "
+        raise UserError(file, field, f"no such file or directory; check {field} (relative paths are "
                         "read from the directory you run prefopt in)")
     if format != "auto":
         return format
@@ -175,14 +177,15 @@ def _pick_format(path: Path, format: str) -> str:
         return "arrow"
     fmt = EXTENSIONS.get(path.suffix.lower())
     if fmt is None:
-        raise UserError(file, "data.path", f"cannot tell the format from the extension '{path.suffix}'; supported: "
-                        f"{', '.join(EXTENSIONS)} or a datasets.save_to_disk directory (or set data.format)")
+        fix = "or set data.format" if field == "data.path" else "rename the file to one of them"
+        raise UserError(file, field, f"cannot tell the format from the extension '{path.suffix}'; supported: "
+                        f"{', '.join(EXTENSIONS)} or a datasets.save_to_disk directory ({fix})")
     return fmt
 
 
-def _text(path: Path) -> str:
+def _text(path: Path, field: str) -> str:
     if path.is_dir():
-        raise UserError(str(path), "data.path", "is a directory; give a file, or data.format: arrow for a "
+        raise UserError(str(path), field, "is a directory; give a file, or data.format: arrow for a "
                         "datasets.save_to_disk directory")
     try:
         raw = path.read_bytes()
@@ -190,20 +193,21 @@ def _text(path: Path) -> str:
     except UnicodeDecodeError as e:
         # a byte offset alone left the reader to count bytes in an editor; the line is where they look
         line = e.object[:e.start].count(b"\n") + 1  # (e.object: the bytes after a BOM, e.start within them)
-        raise UserError(str(path), "data.path", f"is not UTF-8 text (line {line}, byte "
+        raise UserError(str(path), field, f"is not UTF-8 text (line {line}, byte "
                         f"{e.start + len(raw) - len(e.object)}: {e.object[e.start:e.start + 1]!r}); save it as "
                         "UTF-8 or check data.format") from None
     except OSError as e:
-        raise UserError(str(path), "data.path", f"cannot be read ({e.strerror}); check its permissions") from None
+        raise UserError(str(path), field, f"cannot be read ({e.strerror}); check its permissions") from None
     if not text.strip():
-        raise UserError(str(path), "data.path", "the file is empty; add rows of prompt, completion, label")
+        rows = "rows of prompt, completion, label" if field == "data.path" else "one prompt per row"
+        raise UserError(str(path), field, f"the file is empty; add {rows}")
     return text
 
 
-def _read_jsonl(path: Path):
+def _read_jsonl(path: Path, field: str = "data.path"):
     records, lines = [], []
     # split on "\n" only: str.splitlines() also breaks at U+2028, U+0085 and other characters JSON strings may hold
-    for n, line in enumerate(_text(path).split("\n"), start=1):
+    for n, line in enumerate(_text(path, field).split("\n"), start=1):
         if not line.strip():
             continue  # blank lines (a trailing newline, a gap) are harmless
         try:
@@ -219,29 +223,29 @@ def _read_jsonl(path: Path):
     return pd.DataFrame.from_records(records), lines
 
 
-def _read_json(path: Path):
+def _read_json(path: Path, field: str = "data.path"):
     try:
-        data = json.loads(_text(path))
+        data = json.loads(_text(path, field))
     except json.JSONDecodeError as e:
-        raise UserError(str(path), "data.path", f"is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
+        raise UserError(str(path), field, f"is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
                         "for one object per line use the .jsonl extension") from None
     if isinstance(data, list) and all(isinstance(r, dict) for r in data):
         return pd.DataFrame.from_records(data), None
     if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()) \
             and len({len(v) for v in data.values()}) == 1:
         return pd.DataFrame(data), None  # column form: {"prompt": [...], "completion": [...], ...}
-    raise UserError(str(path), "data.path", "expected a JSON list of row objects (or an object of equal-length "
+    raise UserError(str(path), field, "expected a JSON list of row objects (or an object of equal-length "
                     "column lists); got something else")
 
 
-def _read_csv(path: Path):
+def _read_csv(path: Path, field: str = "data.path"):
     import csv
     import io
 
     # The csv module rather than pandas: pandas quietly turns a row with extra fields into an index and
     # guesses types; here every cell stays text (labels like "yes", empty completions reach the checks
     # below as written) and a malformed row is an error with its number.
-    reader = csv.reader(io.StringIO(_text(path), newline=""), strict=True)
+    reader = csv.reader(io.StringIO(_text(path, field), newline=""), strict=True)
     try:
         records = list(reader)
     except csv.Error as e:
@@ -262,29 +266,29 @@ def _read_csv(path: Path):
     return pd.DataFrame([r for _, r in body], columns=header, dtype=str), [n for n, _ in body]
 
 
-def _read_parquet(path: Path):
+def _read_parquet(path: Path, field: str = "data.path"):
     try:
         table = pd.read_parquet(path)
     except Exception as e:  # pyarrow raises several types for a damaged file; all mean the same to a user
-        raise UserError(str(path), "data.path", f"is not a readable Parquet file ({_first_line(e)}); write it "
-                        "again (pandas DataFrame.to_parquet) or point data.path at another file") from None
+        raise UserError(str(path), field, f"is not a readable Parquet file ({_first_line(e)}); write it "
+                        f"again (pandas DataFrame.to_parquet) or point {field} at another file") from None
     return _plain_columns(table), None
 
 
-def _read_arrow(path: Path):
+def _read_arrow(path: Path, field: str = "data.path"):
     if not path.is_dir():
-        raise UserError(str(path), "data.path", "data.format arrow expects a datasets.save_to_disk directory")
+        raise UserError(str(path), field, "data.format arrow expects a datasets.save_to_disk directory")
     import datasets  # only here: JSONL/CSV/Parquet users need not have it, and it is slow to import
 
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as e:  # FileNotFoundError/ValueError/ArrowInvalid for a folder that is not a dataset
-        raise UserError(str(path), "data.path", f"is not a datasets.save_to_disk directory ({_first_line(e)}); "
-                        "point data.path at a data file or a folder written by Dataset.save_to_disk") from None
+        raise UserError(str(path), field, f"is not a datasets.save_to_disk directory ({_first_line(e)}); "
+                        f"point {field} at a data file or a folder written by Dataset.save_to_disk") from None
     if isinstance(ds, datasets.DatasetDict):
         splits = list(ds)
         if "train" not in splits and len(splits) != 1:
-            raise UserError(str(path), "data.path", f"holds several splits ({', '.join(splits)}) and none is "
+            raise UserError(str(path), field, f"holds several splits ({', '.join(splits)}) and none is "
                             "named train; save the split to use on its own")
         ds = ds["train" if "train" in splits else splits[0]]
     return pd.DataFrame.from_records(ds.to_list(), columns=ds.column_names), None
