@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from .console import closing_block, data_line, phase, say, warn_data
-from .data.io import question
+from .data.io import load_prompts, question, row_numbers_of
 from .evaluation import evaluate, precision_used
 from .errors import UserError
 from .methods import MethodSpec, get_method
@@ -67,13 +67,13 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
     from .verifiers import resolve
 
     source, verify = d.path, prepared.eval_rows.drop_duplicates("prompt_key")
+    numbers = row_numbers_of(verify.set_index("row_id"))  # the file's row numbers, for a message about one
     if recipe.eval.prompts and recipe.eval.verifier is not None:  # (verifier null: no generation test at all)
-        from .data.io import load_prompts
-
         source, verify = recipe.eval.prompts, load_prompts(recipe.eval.prompts)
+        numbers = row_numbers_of(verify)
         check_unseen(recipe, prepared, verify)
     verifier, note = resolve(recipe.eval.verifier, verify.columns, verify.to_dict("records"),
-                             recipe=recipe.source, data=source)
+                             recipe=recipe.source, data=source, row_numbers=numbers)
     if recipe.eval.prompts and recipe.eval.verifier is not None and verifier is None:
         raise UserError(recipe.eval.prompts, "eval.prompts", f"{note}; add the verifier's column to each prompt")
     prepared.verify = verify if verifier else None
@@ -116,10 +116,12 @@ def check_unseen(recipe: Recipe, prepared, verify) -> None:
     seen = set(map(question, prepared.train["prompt"]))
     if prepared.validation_rows is not None and len(prepared.validation_rows):
         seen |= set(map(question, prepared.validation_rows["prompt"]))
-    shared = [i for i, p in enumerate(verify["prompt"], 1) if question(p) in seen]
+    shared = [i for i, p in enumerate(verify["prompt"]) if question(p) in seen]
     if shared:
+        numbers = row_numbers_of(verify)
+        first = f"row {numbers[shared[0]]}" if numbers is not None else f"prompt {shared[0] + 1}"
         raise UserError(recipe.eval.prompts, "eval.prompts", f"{len(shared)} of its {len(verify)} prompts are asked "
-                        f"in the training or validation rows of {recipe.data.path} (first: prompt {shared[0]}); "
+                        f"in the training or validation rows of {recipe.data.path} (first: {first}); "
                         "the generation test needs prompts the data never asks: remove them")
 
 

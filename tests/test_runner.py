@@ -234,7 +234,7 @@ def test_verified_success_end_to_end_on_constrained_data(write_recipe, tmp_path)
 
 @pytest.mark.parametrize("case, needle", [
     ("named verifier, no column", "eval.verifier: verifier 'instructions' reads each row's 'constraint' column"),
-    ("bad constraint value", "constraint: held-out row"),
+    ("bad constraint value", "constraint: unknown constraint id 'lowercse'"),
 ])
 def test_verifier_problems_fail_before_anything_is_written(case, needle, write_recipe, tmp_path, capsys):
     from prefopt.testing import write_feedback
@@ -251,6 +251,36 @@ def test_verifier_problems_fail_before_anything_is_written(case, needle, write_r
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and err[0] == err[1] and needle in err[0]
     assert not results.exists()
+
+
+def test_a_bad_constraint_is_reported_at_its_row_of_the_file(write_recipe, tmp_path, capsys):
+    """A constraint the verifier cannot read names the file's row (a CSV's data row, counting repeats of a prompt
+    and rows of other splits), not its count among the held-out or distinct prompts: that count matched no row
+    a person could find. A CSV holds the constraint as text, which must be JSON (the message shows how)."""
+    import csv
+
+    from prefopt.testing import write_feedback
+
+    rows = [json.loads(line) for line in write_feedback(tmp_path / "f.jsonl").read_text().splitlines()]
+    data = tmp_path / "own.csv"
+    with data.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["prompt", "completion", "label", "constraint"])
+        out.writerows([r["prompt"][0]["content"], r["completion"][0]["content"], r["label"], "lowercase"] for r in rows)
+    prompts = tmp_path / "tests.csv"  # the generation test's own file: its first prompt twice, then a bad value
+    prompts.write_text('prompt,constraint\nnew one,"{""id"": ""no_commas""}"\nnew one,"{""id"": ""no_commas""}"\n'
+                       'new two,lowercase\n')
+    for file, extra in ((data, {"prompts": None}), (prompts, {"prompts": str(prompts)})):
+        recipe = write_recipe("kto", data={"path": str(data)}, eval={"verifier": "auto", **extra})
+        assert main(["data", str(recipe)]) == 2
+        err = capsys.readouterr().err.strip()
+        found = re.fullmatch(rf"prefopt: error: {re.escape(str(file))}: row (\d+): constraint: not a JSON constraint: "
+                             r"'lowercase'; write it as a JSON object like \{.*\} \(prompt '(.*)'\)", err)
+        assert found, err
+        with file.open(newline="") as f:
+            body = list(csv.reader(f))[1:]
+        assert body[int(found[1]) - 1][0][:40] == found[2]  # that row of the file asks the prompt quoted
+    assert found[1] == "3"
 
 
 def test_per_item_records_reproduce_the_run_metrics(write_recipe, tmp_path):

@@ -73,7 +73,10 @@ def load_prompts(path: str, *, field: str = "eval.prompts") -> pd.DataFrame:
     rows_of = np.asarray(row_numbers if row_numbers is not None else np.arange(1, len(table) + 1))
     kinds = _text_kinds(table["prompt"], "prompt", rows_of, file, completion=False)
     _same_form(kinds, "prompt", rows_of, file)
-    return table.loc[~prompt_keys(table["prompt"]).duplicated()].reset_index(drop=True)
+    first = ~prompt_keys(table["prompt"]).duplicated().to_numpy()
+    prompts = table.loc[first].reset_index(drop=True)
+    prompts.attrs[ROW_NUMBERS] = tuple(int(n) for n in rows_of[first])  # for messages about a prompt: row_numbers_of
+    return prompts
 
 
 def canonical_rows(table: pd.DataFrame, *, file: str, row_numbers=None) -> pd.DataFrame:

@@ -72,9 +72,11 @@ def get_verifier(name: str, file: str | None = None) -> Verifier:
     return VERIFIERS[name]
 
 
-def resolve(name: str | None, columns, rows, *, recipe: str | None, data: str) -> tuple[Verifier | None, str | None]:
+def resolve(name: str | None, columns, rows, *, recipe: str | None, data: str,
+            row_numbers=None) -> tuple[Verifier | None, str | None]:
     """(verifier to run, or None; a note saying why none runs). `rows` are the held-out rows (dicts): each
-    one's value is checked now, so a bad value fails before training, not after it."""
+    one's value is checked now, so a bad value fails before training, not after it. `row_numbers[i]`: the
+    number `data` gives rows[i] (a CSV's data row, a JSONL line), so a bad value's message points at it."""
     if name is None:
         return None, "eval.verifier is not set"
     if name == AUTO:
@@ -93,6 +95,9 @@ def resolve(name: str | None, columns, rows, *, recipe: str | None, data: str) -
         try:
             verifier.validate(row[verifier.column])
         except UserError as e:
-            raise UserError(data, verifier.column, f"held-out row {i + 1} ({str(row.get('prompt'))[:40]!r}): "
-                            f"{e.message}") from None
+            # the file's row number: a count among the held-out (or distinct) prompts matched no row the reader
+            # could look up
+            n = i + 1 if row_numbers is None else int(row_numbers[i])
+            raise UserError(data, f"row {n}: {verifier.column}", f"{e.message} (prompt "
+                            f"{str(row.get('prompt'))[:40]!r})") from None
     return verifier, None

@@ -270,7 +270,8 @@ def _parse(meta) -> tuple[str, dict]:
         try:
             meta = json.loads(meta)
         except ValueError:
-            raise UserError(None, "constraint", f"not a JSON constraint: {meta[:80]!r}") from None
+            raise UserError(None, "constraint", f"not a JSON constraint: {meta[:80]!r}; write it as a JSON object "
+                            'like {"id": "lowercase", "kwargs": {}}') from None
     if not isinstance(meta, dict) or "id" not in meta:
         raise UserError(None, "constraint", f"expected {{'id': <family>, 'kwargs': {{...}}}}, got {meta!r:.80}")
     family = meta["id"]
