@@ -101,12 +101,13 @@ def samples_markdown(gens: pd.DataFrame, fp: str, n: int = SAMPLES) -> str:
     recipe's (seed SAMPLE_SEED), each marked pass or fail."""
     seeds = gens.groupby("group")["seed"].agg(lambda s: SAMPLE_SEED if SAMPLE_SEED in set(s) else min(s))
     shown = gens[gens["seed"] == gens["group"].map(seeds)]
+    picked = pick_prompts(gens, n)  # fewer than n where the generation test has fewer prompts (a user's own file)
     lines = [f"# Sample answers, split `{fp}`", "",
-             f"{n} fixed test prompts spread over the constraint families; for each, the untrained reference's "
+             f"{len(picked)} fixed test prompts spread over the constraint families; for each, the untrained reference's "
              f"greedy answer and every recipe's (training seed {SAMPLE_SEED} where it exists), with the verifier's "
              "pass/fail. Generations are cut at the recipe's eval.max_new_tokens.", ""]
     mark = {True: "pass", False: "fail"}
-    for k, pid in enumerate(pick_prompts(gens, n), 1):
+    for k, pid in enumerate(picked, 1):
         rows = shown[shown["prompt_id"] == pid].sort_values("group")
         first = rows.iloc[0]
         lines += [f"## {k}. {first['family']}", "", _quote(_text(first.get("prompt", "(prompt not recorded)"))), ""]

@@ -47,4 +47,6 @@ def test_samples_spread_over_families_and_fixed():
     assert pick_prompts(g.sample(frac=1, random_state=0), 4) == picked  # row order does not matter
     text = samples_markdown(g, "fp", n=4)
     assert text.count("## ") == 4 and "**x** (seed 42, pass)" in text and "> q0" in text
-    assert "**untrained reference** (pass)" in text
+    assert "**untrained reference** (pass)" in text and "\n4 fixed test prompts" in text
+    few = samples_markdown(g, "fp", n=12)  # a generation test of 10 prompts: all 10 shown, and said so
+    assert few.count("## ") == 10 and "\n10 fixed test prompts" in few
