@@ -337,6 +337,7 @@ def _already_finished(run: Path, recipe: Recipe, report, main: bool) -> Path:
 
 def _write_run(recipe, spec, backend, args, prepared, run: Path, main: bool, force: bool, model_files) -> Path:
     world_size = world()[1]
+    fresh = main and not run.exists()  # this command creates the run folder: a refusal before training removes it
     if not force and _started(run):
         check_same_data(run, prepared.report, recipe.source, finished=False)
         check_resumes_on_same_model(run, model_files, recipe)
@@ -358,11 +359,26 @@ def _write_run(recipe, spec, backend, args, prepared, run: Path, main: bool, for
     try:
         return _train_and_evaluate(recipe, spec, backend, args, prepared, run, main)
     except Exception as e:  # out of memory is the user's setting to lower, not a crash
+        if fresh and (isinstance(e, UserError) or _is_oom(e)):
+            _drop_untrained(run)
         if _is_oom(e):
             raise UserError(recipe.source, "train.per_device_train_batch_size",
                             "out of memory; lower train.per_device_train_batch_size (raise gradient_accumulation_steps "
                             "to keep the effective batch), train.max_length or eval.batch_size") from None
         raise
+
+
+WRITTEN_FIRST = ("recipe.yaml", "data_report.json", "env.json")  # what _write_run writes before loading the model
+
+
+def _drop_untrained(run: Path) -> None:
+    """Remove a run folder that holds only what was written before the model loaded: bad input found then (a
+    model folder that does not load, prompts TRL finds too long) left a run that never trained, which every
+    later table skipped without a word. Anything more (a checkpoint, an adapter) is kept for the rerun."""
+    if run.is_dir() and all(p.name in WRITTEN_FIRST or (p.is_dir() and not any(p.iterdir())) for p in run.iterdir()):
+        shutil.rmtree(run, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            run.parent.rmdir()  # the recipe's folder, when this was its only run
 
 
 def check_resumes_in_same_precision(run: Path, precision: dict, file: str) -> None:

@@ -313,6 +313,20 @@ def test_per_item_records_reproduce_the_run_metrics(write_recipe, tmp_path):
     assert items["question_id"].nunique() == items["prompt_id"].nunique()  # the test data asks each question once
 
 
+def test_a_model_folder_that_does_not_load_leaves_no_run_folder(write_recipe, tiny_model, tmp_path, capsys):
+    """A model folder with a config.json but no tokenizer or weights passes the checks before anything is written
+    and fails to load after the run's recipe.yaml, data_report.json and env.json are: bad input writes nothing,
+    so the refused run's folder goes (it was left behind, never trained, and skipped by every table unsaid)."""
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    shutil.copy(tiny_model / "config.json", broken)
+    results = tmp_path / "results"
+    assert main(["run", str(write_recipe("kto", model={"name": str(broken)})), "--results", str(results)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ": model.name: could not load" in err[0], err
+    assert not list(results.glob("runs/*")), list(results.rglob("*"))
+
+
 def test_a_failed_evaluation_keeps_the_training_and_a_rerun_only_evaluates(write_recipe, tmp_path, monkeypatch):
     import trl
 
