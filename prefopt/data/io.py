@@ -258,14 +258,18 @@ def _read_csv(path: Path, field: str = "data.path"):
     # spreadsheet exports an emptied row); the rows after one keep their numbers
     header = records[0]
     body = [(n, r) for n, r in enumerate(records[1:], start=1) if any(c.strip() for c in r)]
-    twice = sorted({c for c in header if header.count(c) > 1})
-    if twice:
-        raise UserError(str(path), "columns", f"the header names {', '.join(map(repr, twice))} more than once; "
-                        "give every column its own name")
     for n, record in body:
         if len(record) != len(header):
             raise UserError(str(path), f"row {n}", f"is not readable as CSV: {len(record)} fields where the header "
                             f"has {len(header)}; quote fields that contain commas")
+    # likewise a column with no name and no value in any row: a spreadsheet exports its unused columns along
+    # (",," after every row), and two of them were refused as a header naming '' twice
+    keep = [i for i, c in enumerate(header) if c.strip() or any(r[i].strip() for _, r in body)]
+    header, body = [header[i] for i in keep], [(n, [r[i] for i in keep]) for n, r in body]
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:
+        raise UserError(str(path), "columns", f"the header names {', '.join(map(repr, twice))} more than once; "
+                        "give every column its own name")
     return pd.DataFrame([r for _, r in body], columns=header, dtype=str), [n for n, _ in body]
 
 

@@ -352,6 +352,18 @@ def test_csv_header_that_repeats_a_column(tmp_path):
         load_rows(str(path))
 
 
+def test_csv_unnamed_empty_columns_of_a_spreadsheet_export_are_dropped(tmp_path):
+    # a spreadsheet's export of three used columns and two unused ones (",," after every cell row) was refused:
+    # 'the header names '' more than once'
+    path = tmp_path / "d.csv"
+    path.write_text("prompt,completion,label,,\r\np,a,yes,,\r\np,b,no,,\r\n")
+    rows = load_rows(str(path))
+    assert rows["completion"].tolist() == ["a", "b"] and "" not in rows.columns
+    path.write_text("prompt,completion,label,,\np,a,yes,x,\np,b,no,,y\n")  # unnamed columns holding values
+    with pytest.raises(UserError, match=r"columns: the header names '' more than once"):
+        load_rows(str(path))
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 @pytest.mark.parametrize("column", ["prompt", "completion", "chosen", "rejected"])
 def test_missing_values_name_their_row(tmp_path, fmt, column):
