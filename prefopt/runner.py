@@ -44,7 +44,7 @@ def train_settings(recipe: Recipe, spec: MethodSpec) -> dict:
 
 def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
     """Load and shape the data exactly as the trainer will see it (pure; no torch)."""
-    from .data import prepare
+    from .data import generation_test_fingerprint, prepare
     from .data.io import load_rows
 
     d, t = recipe.data, train_settings(recipe, spec)
@@ -79,7 +79,9 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
     prepared.verify = verify if verifier else None
     prepared.report.update(verifier=verifier.name if verifier else None, verifier_note=note,
                            verified_prompts_from=source if verifier else None,
-                           verified_prompts=len(verify) if verifier else 0)
+                           verified_prompts=len(verify) if verifier else 0,
+                           generation_test_fingerprint=generation_test_fingerprint(
+                               verify, verifier.name, verifier.column) if verifier else None)
     return prepared, epochs
 
 
@@ -327,8 +329,16 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
 
 def _already_finished(run: Path, recipe: Recipe, report, main: bool) -> Path:
     """A finished run stands, unless its data changed since (`report`: a function giving this data's report)."""
-    if _stored(run / "data_report.json").get("data_fingerprint"):  # runs from before it was recorded: trusted
-        check_same_data(run, report(), recipe.source, finished=True)
+    stored = _stored(run / "data_report.json")
+    # runs from before a fingerprint was recorded are trusted on it; the generation test's prompts, from a
+    # file of their own (eval.prompts), are not in the data's
+    now = report() if stored.get("data_fingerprint") or stored.get("generation_test_fingerprint") else {}
+    if stored.get("data_fingerprint"):
+        check_same_data(run, now, recipe.source, finished=True)
+    if stored.get("generation_test_fingerprint") not in (None, now.get("generation_test_fingerprint")):
+        raise UserError(recipe.source, "eval.prompts", f"{run} finished with another generation test (the prompts "
+                        f"of {recipe.eval.prompts or recipe.data.path} or their verifier changed since); --force "
+                        "trains and scores it again with this one, or use another --results folder to keep both")
     if main:
         res.drop_replaced(run)  # a retraining stopped between its metrics.json and this cleanup left the copy
         print(f"prefopt: {run} is already finished (same resolved recipe); --force reruns it")

@@ -747,6 +747,40 @@ def test_a_run_stands_or_continues_only_on_the_data_and_processes_it_began_with(
     assert main(["run", recipe, "--results", results]) == 0 and (run / "metrics.json").is_file()  # as it began
 
 
+def test_a_finished_run_stands_only_on_the_generation_test_it_took(write_recipe, tmp_path, capsys):
+    # the generation test's own file is not in the data fingerprint: an edited one left the finished runs
+    # standing, and compare then dropped them from verified_success ("took another generation test")
+    from prefopt.testing import write_feedback, write_test_prompts
+
+    data = write_feedback(tmp_path / "constrained.jsonl", constraints=True)
+    prompts = write_test_prompts(tmp_path / "test_prompts.jsonl", prompts=4)
+    recipe = str(write_recipe("dpo", data={"path": str(data)}, train={"max_steps": 1},
+                              eval={"verifier": "auto", "max_new_tokens": 2, "prompts": str(prompts)}))
+    results = str(tmp_path / "r")
+    assert main(["run", recipe, "--results", results, "--no-compare"]) == 0
+    run = only_run(tmp_path / "r", "tiny_dpo")
+    before = json.loads((run / "data_report.json").read_text())["generation_test_fingerprint"]
+    assert main(["run", recipe, "--results", results, "--no-compare"]) == 0
+    assert "already finished" in capsys.readouterr().out
+    lines = prompts.read_text().splitlines()
+    edited = json.loads(lines[0])
+    edited["constraint"] = {"id": "lowercase", "kwargs": {}} if edited["constraint"]["id"] != "lowercase" \
+        else {"id": "no_commas", "kwargs": {}}
+    prompts.write_text("\n".join([json.dumps(edited)] + lines[1:]) + "\n")  # one prompt's constraint changed
+    assert main(["run", recipe, "--results", results, "--no-compare"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"prefopt: error: {recipe}: eval.prompts: {run} finished with another generation test")
+    assert len(err.splitlines()) == 1 and "--force" in err
+    assert main(["run", recipe, "--results", results, "--no-compare", "--force"]) == 0
+    assert json.loads((run / "data_report.json").read_text())["generation_test_fingerprint"] != before
+    # a run from before the fingerprint was recorded is trusted, as it is on its data
+    report = json.loads((run / "data_report.json").read_text())
+    (run / "data_report.json").write_text(json.dumps({**report, "generation_test_fingerprint": None}))
+    prompts.write_text("\n".join(lines) + "\n")
+    assert main(["run", recipe, "--results", results, "--no-compare"]) == 0
+    assert "already finished" in capsys.readouterr().out
+
+
 def test_a_generation_prompt_is_seen_whatever_its_form():
     """The same question as text in the data and as a user message (other case, spacing) in eval.prompts is
     still a prompt the run trained on."""

@@ -286,6 +286,17 @@ def _whole(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def generation_test_fingerprint(verify: pd.DataFrame, verifier: str, column: str) -> str:
+    """sha256 (hex) of the generation test: each prompt with the value its verifier reads, and the verifier.
+    From a file of its own (eval.prompts) it is not in content_fingerprint, so an edited test file would
+    otherwise leave a finished run standing on the prompts it was answered on."""
+    import hashlib
+    import json
+
+    text = json.dumps([verifier, verify[["prompt", column]].to_dict("records")], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def content_fingerprint(rows: pd.DataFrame, train: pd.DataFrame) -> str:
     """sha256 (hex) of every row's prompt, completion and label, and of the training rows in their training
     order: what a run trained and was scored on. The run id names the recipe, not the file's contents, so a
