@@ -19,6 +19,7 @@ keys that such a loader fills with None are ignored.
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import re
 import unicodedata
@@ -272,6 +273,9 @@ def _parse(meta) -> tuple[str, dict]:
         except ValueError:
             raise UserError(None, "constraint", f"not a JSON constraint: {meta[:80]!r}; write it as a JSON object "
                             'like {"id": "lowercase", "kwargs": {}}') from None
+    if meta is None or (isinstance(meta, float) and math.isnan(meta)):  # an empty cell: pandas reads it as NaN
+        raise UserError(None, "constraint", "missing; every prompt of the generation test needs one, a JSON object "
+                        'like {"id": "lowercase", "kwargs": {}}')
     if not isinstance(meta, dict) or "id" not in meta:
         raise UserError(None, "constraint", f"expected {{'id': <family>, 'kwargs': {{...}}}}, got {meta!r:.80}")
     family = meta["id"]

@@ -182,6 +182,8 @@ def test_numbers_stored_as_floats_still_work():
     ({"kwargs": {}}, "expected"),
     ({"id": "max_words", "kwargs": {}}, "needs kwargs"),
     ("not json", "not a JSON constraint"),
+    (float("nan"), "missing; every prompt"),  # an empty CSV cell (it said "got nan")
+    (None, "missing; every prompt"),
     # values checked up front (validate runs before training), not found wrong by the judge after it
     ({"id": "max_words", "kwargs": {"max_words": "forty"}}, "whole number"),
     ({"id": "bullet_points", "kwargs": {"n_bullets": 2.9}}, "whole number"),
