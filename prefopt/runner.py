@@ -150,8 +150,11 @@ def check_validation_metric(recipe: Recipe, prepared, metric: str, field: str) -
         # offer only the metrics this split can give: an empty split (a small file) gives none
         usable = [m for m, (_, lacks) in needs.items() if not lacks]
         other = f"choose a metric it allows ({', '.join(usable)}) or " if usable else ""
+        # (rows of one label are not "none" of rows of both labels: say what is there)
+        has = "every row is " + ("desirable" if True in labels else "undesirable") \
+            if metric == "reward_auc" and len(rows) else "it has none"
         raise UserError(recipe.source, field, f"{metric} needs {missing} in the validation "
-                        f"split ({len(rows)} rows), and it has none; {other}raise data.validation_fraction "
+                        f"split ({len(rows)} rows), and {has}; {other}raise data.validation_fraction "
                         "(or add prompts)")
 
 

@@ -704,8 +704,9 @@ def test_best_checkpoint_metric_must_exist_on_the_validation_split(write_recipe)
     assert "\n" not in str(e.value)
     check_selection(load_recipe(str(path), ["eval.select_metric=reward_auc"]), unpaired)  # both labels: fine
     one_label = SimpleNamespace(validation_rows=rows.assign(label=True), validation_pairs=None)
-    with pytest.raises(UserError, match="reward_auc needs rows of both labels"):
-        check_selection(load_recipe(str(path), ["eval.select_metric=reward_auc"]), one_label)
+    with pytest.raises(UserError, match=r"reward_auc needs rows of both labels .*\(3 rows\), and every row is "
+                                        "desirable;"):
+        check_selection(load_recipe(str(path), ["eval.select_metric=reward_auc"]), one_label)  # (not "it has none")
     check_selection(load_recipe(str(path), ["eval.select=last"]), unpaired)  # nothing is chosen: nothing checked
     empty = SimpleNamespace(validation_rows=rows.iloc[:0], validation_pairs=None)  # a fraction that rounds to 0
     with pytest.raises(UserError, match="kl needs rows in the validation split") as e:
