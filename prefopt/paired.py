@@ -7,7 +7,6 @@ records (made before prefopt kept them) are listed and left out. No torch.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -43,8 +42,9 @@ def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int
         if folds > 1:
             runs = runs.drop_duplicates("fold").sort_values("fold")  # (one run per fold: the same partition)
         parts = [_records(d) for d in runs["run_dir"]]
-        if any(p is None for p in parts):
-            missing.append(f"{group} seed {seed}")
+        damaged = [p for p in parts if isinstance(p, str)]
+        if any(p is None for p in parts) or damaged:
+            missing.append(f"{group} seed {seed}" + (f" ({damaged[0]})" if damaged else ""))
             continue
         items = pd.concat([i.assign(block=k) for k, (i, _) in enumerate(parts)], ignore_index=True)
         records.append((group, seed, items, [g for _, g in parts]))
@@ -80,7 +80,9 @@ def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int
     for group, seed, items, gens in records:
         same = bool(chosen) and pooled(gens) == chosen
         if chosen and not same:  # its other metrics stay; verified_success is compared without it
-            why = "took another generation test" if any(len(g) for g in gens) else "has no generation records"
+            why = ("took another generation test" if any(len(g) for g in gens) else
+                   "its eval_generations.jsonl cannot be read; rerun it with --force"
+                   if any(g.attrs.get("damaged") for g in gens) else "has no generation records")
             missing.append(f"{group} seed {seed} from verified_success only ({why})")
         gens = pd.concat(gens, ignore_index=True) if same else gens[0].iloc[:0]
         runs.setdefault(group, []).append(stats.Run(
@@ -101,16 +103,37 @@ def _cluster_key(frames) -> str:
     return "question_id" if frames and all("question_id" in f for f in frames) else "prompt_id"
 
 
-def _records(run_dir: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """(held-out rows, generations) of one run, sorted by id; None without per-item records."""
+ITEM_COLUMNS = ["row_id", "prompt_id", "label", "logp", "ref_logp", "tokens", "kl_sum"]
+
+
+def _records(run_dir: str) -> tuple[pd.DataFrame, pd.DataFrame] | str | None:
+    """(held-out rows, generations) of one run, sorted by id; None without per-item records; a sentence saying
+    why where eval_items.csv is there but cannot be used whole (cut short, emptied, edited by hand: the runner
+    writes it atomically, so only that lands here), so that the run is left out by name, not the comparison
+    stopped by a traceback or the run taken for one that scored other rows. Generations that cannot be read
+    leave only verified_success (an empty frame; load names it)."""
+    from .samples import read_generation_file
+
     items_file = Path(run_dir) / "eval_items.csv"
     if not items_file.is_file():
         return None
-    items = pd.read_csv(items_file).sort_values("row_id", ignore_index=True)
+    fix = "its eval_items.csv cannot be used ({}); rerun it with --force"
+    try:
+        items = pd.read_csv(items_file)
+    except (OSError, UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError) as e:
+        return fix.format(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    absent = [c for c in ITEM_COLUMNS if c not in items]
+    if absent:
+        return fix.format(f"no column {', '.join(absent)}")
+    if items[ITEM_COLUMNS].isna().any().any() or not pd.api.types.is_bool_dtype(items["label"]):
+        return fix.format("empty or unreadable cells: cut short or edited")
     gen_file = Path(run_dir) / "eval_generations.jsonl"
-    gens = pd.DataFrame([json.loads(line) for line in gen_file.read_text().splitlines()]) if gen_file.is_file() \
-        else pd.DataFrame(columns=["prompt_id", "policy_pass", "reference_pass"])
-    return items, gens.sort_values("prompt_id", ignore_index=True)
+    gens = read_generation_file(gen_file)
+    if gens is None or not {"prompt_id", "policy_pass", "reference_pass"} <= set(gens.columns):
+        damaged = gen_file.exists() if gens is None else len(gens) > 0  # (an empty file: no prompt to verify)
+        gens = pd.DataFrame(columns=["prompt_id", "policy_pass", "reference_pass"])
+        gens.attrs["damaged"] = damaged
+    return items.sort_values("row_id", ignore_index=True), gens.sort_values("prompt_id", ignore_index=True)
 
 
 def runs_for(metric: str, runs: dict[str, list[stats.Run]]) -> dict[str, list[stats.Run]]:

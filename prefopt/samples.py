@@ -20,9 +20,8 @@ def read_generations(split: pd.DataFrame) -> pd.DataFrame:
     """Every generation record of the split's runs, with the run's group and seed (empty when none)."""
     frames = []
     for row in split.itertuples():
-        file = Path(row.run_dir) / "eval_generations.jsonl"
-        if file.is_file():
-            g = pd.DataFrame([json.loads(line) for line in file.read_text(encoding="utf-8").splitlines()])
+        g = read_generation_file(Path(row.run_dir) / "eval_generations.jsonl")
+        if g is not None and "prompt_id" in g:
             frames.append(g.assign(group=row.group, seed=row.seed))
     if not frames:
         return pd.DataFrame()
@@ -35,6 +34,16 @@ def read_generations(split: pd.DataFrame) -> pd.DataFrame:
     out["family"] = out["constraint"].map(lambda c: c.get("id", "-") if isinstance(c, dict) else "-") \
         if "constraint" in out else "-"
     return out
+
+
+def read_generation_file(file: Path) -> pd.DataFrame | None:
+    """A run's eval_generations.jsonl; None where it is absent or cannot be read whole (cut short or edited:
+    the runner writes it atomically), which leaves the run out of the generation tables, not the rebuild
+    stopped by a traceback."""
+    try:
+        return pd.DataFrame([json.loads(line) for line in file.read_text(encoding="utf-8").splitlines()])
+    except (OSError, UnicodeDecodeError, ValueError):  # (json's JSONDecodeError is a ValueError)
+        return None
 
 
 def family_table(gens: pd.DataFrame) -> list[str]:

@@ -19,6 +19,7 @@ from scipy import stats
 
 from prefopt import compare
 from prefopt.results import write_atomic, write_json, write_yaml
+from prefopt.samples import read_generations
 
 FP_A, FP_B = "aaaa1111", "bbbb2222"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -866,3 +867,33 @@ def test_the_tables_stamp_is_taken_on_the_clock_files_are_stamped_on(tmp_path, m
     assert not compare.is_current(root)
     monkeypatch.undo()
     assert not [p for p in root.rglob(".stamp.*")]
+
+
+def test_damaged_per_item_records_leave_their_run_out_by_name_not_the_rebuild_stopped(tmp_path):
+    """A finished run whose eval_items.csv is emptied or cut short mid-line, or whose eval_generations.jsonl is
+    cut short (a copy interrupted, a hand edit), once stopped `prefopt compare` with a traceback after
+    comparison.csv and summary.csv were rewritten (EmptyDataError, JSONDecodeError), or was left out as having
+    'scored other held-out rows'. It is left out by name with what is wrong and the fix; the rest compare."""
+    root = tmp_path / "results"
+    for recipe, effect in (("a", 1.0), ("b", 0.0)):
+        for seed in (1, 2, 3):
+            run = add_run(root, fake_metrics(recipe, seed, FP_A, 0.6, method="dpo"))
+            add_items(run, effect, seed=seed)
+            if (recipe, seed) == ("a", 2):
+                (run / "eval_items.csv").write_text("")
+            if (recipe, seed) == ("a", 3):
+                text = (run / "eval_items.csv").read_text()  # cut inside a label: 'Tr'
+                (run / "eval_items.csv").write_text(text[:text.index(",True,", len(text) // 2) + 3])
+            if (recipe, seed) == ("b", 3):
+                text = (run / "eval_generations.jsonl").read_text()
+                (run / "eval_generations.jsonl").write_text(text[:len(text) // 2 + 3])
+    compare.rebuild(root)
+    text = (root / "summary.md").read_text()
+    assert "a seed 2 (its eval_items.csv cannot be used (" in text
+    assert "a seed 3 (its eval_items.csv cannot be used (empty or unreadable cells: cut short or edited); rerun it " \
+           "with --force)" in text
+    assert "b seed 3 from verified_success only (its eval_generations.jsonl cannot be read; rerun it with --force)" in text
+    assert "scored other held-out rows" not in text
+    assert "| a | " in text and "| b | " in text  # the intact seeds still compare
+    gens = read_generations(compare.with_groups(compare.load_runs(root)))  # samples.md's and the family table's
+    assert set(gens.loc[gens["group"] == "b", "seed"]) == {1, 2}
