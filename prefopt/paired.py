@@ -223,12 +223,34 @@ def tuned_pairs(split: pd.DataFrame, groups) -> list[tuple[str, str]]:
     return pairs
 
 
+def unpaired_tuned(split: pd.DataFrame, groups, pairs) -> list[str]:
+    """The tuned recipes of this split that tuned_pairs could not pair, each with why: their source recipe has
+    no run compared here (not run on this test, renamed since, its runs left out) or several configurations."""
+    if "tuned" not in split:
+        return []
+    paired = {t for t, _ in pairs}
+    out = []
+    for group, g in split.groupby("group", sort=True):
+        t = tuned_record(g)
+        if t is None or group not in groups or group in paired:
+            continue
+        plain = split[(split["recipe"] == t["recipe"]) & ~split["tuned"].map(lambda v: isinstance(v, dict))]
+        configs = plain["group"].nunique()
+        out.append(f"{group} ({t['recipe']} " + (f"ran here in {configs} configurations: which one was tuned "
+                                                  "is not known)" if configs > 1 else
+                                                  "has no run compared on this test)"))
+    return out
+
+
 def tuning_lines(split: pd.DataFrame, a: Analysis, alpha: float = 0.05) -> list[str]:
     """Did tuning move each recipe? Tuned minus untuned, paired by prompt, Holm over these pairs alone (the
-    question asked of them), per quality metric."""
+    question asked of them), per quality metric. A tuned recipe without its source here is named, not
+    silently missing from the table."""
     pairs = tuned_pairs(split, a.runs)
+    alone = unpaired_tuned(split, a.runs, pairs)
+    alone = [f"Not compared with the recipe it was tuned from: {', '.join(alone)}.", ""] if alone else []
     if not pairs:
-        return []
+        return alone
     found = {}
     for metric in MATRICES:
         if metric not in a.results:
@@ -260,7 +282,7 @@ def tuning_lines(split: pd.DataFrame, a: Analysis, alpha: float = 0.05) -> list[
             delta, lo, hi, _, p_holm, *_ = d[(tuned, plain)]
             cells += [_num(est[tuned][0]), _num(est[plain][0]), _ci(delta, lo, hi), stats.format_p(p_holm)]
         lines.append(f"| {tuned} | {plain} | " + " | ".join(cells) + " |")
-    return lines + [""]
+    return lines + ["", *alone]
 
 
 def seed_text(results: dict, seeds: list[int]) -> str:

@@ -549,6 +549,8 @@ def test_tuned_recipes_are_compared_with_the_recipe_they_were_tuned_from(tmp_pat
     table = section[1].split("\n\n", 1)[0]
     assert "| dpo_tuned | dpo |" in table and "| orpo_tuned | orpo |" in table and "ipo_tuned" not in table
     assert "**ipo_tuned** is tuned: 4 random trials of ipo" in text  # still marked as tuned
+    # and named where the pairs are, not silently missing from them
+    assert "Not compared with the recipe it was tuned from: ipo_tuned (ipo has no run compared on this test)." in text
 
 
 def test_tuned_against_untuned_compares_the_runs_the_pairwise_table_compares(tmp_path):
