@@ -418,7 +418,7 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
         lines += _pair_note(split)
         paired = _paired_section(split, analyses.get(fp))
         lines += paired
-        lines += family_table(read_generations(split))
+        lines += family_table(read_generations(spread_split))  # (a seed missing a fold: in no table)
         means = ("Means over runs (each fold's value; folds × seeds), without a t-interval: folds share most of "
                  "their training data, so their values are not independent (the paired bootstrap above gives "
                  "the intervals):" if folds > 1 else
@@ -581,8 +581,9 @@ def rebuild(results: Path) -> list[Path]:
         splits = {fp: grouped[grouped["test"] == fp] for fp in tests}
         analyses = {fp: analyze(split) for fp, split in splits.items() if has_records(split)}
         markdown = summary_markdown(summary, runs, analyses)
-        with_gens = {fp: g for fp, split in splits.items()
-                     if {"policy_text", "reference_text"} <= set((g := read_generations(split)).columns)}
+        with_gens = {fp: g for fp, split in splits.items()  # (complete pools, as every other table)
+                     if {"policy_text", "reference_text"}
+                     <= set((g := read_generations(complete_pools(split))).columns)}
         for fp, gens in with_gens.items():
             text("samples.md" if len(with_gens) == 1 else f"samples_{short_name(fp)}.md", samples_markdown(gens, short_name(fp)))
 

@@ -899,3 +899,25 @@ def test_damaged_per_item_records_leave_their_run_out_by_name_not_the_rebuild_st
     assert "| a | " in text and "| b | " in text  # the intact seeds still compare
     gens = read_generations(compare.with_groups(compare.load_runs(root)))  # samples.md's and the family table's
     assert set(gens.loc[gens["group"] == "b", "seed"]) == {1, 2}
+
+
+def test_a_cross_fitted_seed_missing_a_fold_is_left_out_of_the_generation_tables_too(tmp_path):
+    """Folds still running: the statistics and the means leave out a recipe's seed until all its folds finish,
+    and so must the per-family pass rates and samples.md. They read every run, so the unfinished recipes (two
+    here, each with 2 of 3 folds) outnumbered the finished one, their prompt set counted as the common
+    generation test, and the one recipe every table compared vanished from those two tables."""
+    root = tmp_path / "results"
+    for recipe, folds in (("whole", (0, 1, 2)), ("part1", (0, 1)), ("part2", (0, 2))):
+        for f in folds:
+            m = fake_metrics(recipe, 42, f"fold{f}", 0.6 + 0.05 * f, method="dpo")
+            m.update(run_id=f"seed42-fold{f}-{recipe}", fold=f, folds=3, partition="part")
+            run = add_run(root, m)
+            (run / "eval_generations.jsonl").write_text("".join(json.dumps(
+                {"prompt_id": f"p{i}", "prompt": f"q{i}", "constraint": {"id": "title"}, "policy_text": recipe,
+                 "reference_text": "b", "policy_pass": i % 2 == 0, "reference_pass": False}) + "\n" for i in range(4)))
+    compare.rebuild(root)
+    text = (root / "summary.md").read_text()
+    family = text.split("Verified pass rate per constraint family", 1)[1].split("\n\n", 2)[1]
+    assert "| whole | 0.500 |" in family and "part1" not in family and "part2" not in family
+    samples = (root / "samples.md").read_text()
+    assert "whole" in samples and "part1" not in samples and "part2" not in samples
