@@ -465,7 +465,9 @@ def verdict_block(runs: pd.DataFrame, tests: list, analyses: dict) -> list[str]:
         a = analyses.get(fp)
         said = verdict_lines(a) if a is not None and a.results else \
             ["- No paired verdict: " + ("its runs kept no per-item records (rerun them to get one); the seed-level "
-                                        "tests are in its section." if a is None else "not every fold has finished.")]
+                                        "tests are in its section." if a is None else "not every fold has finished."
+                                        if a.folds > 1 else "no run's per-item records could be used (its section "
+                                        "says why).")]
         lines += ([f"On the {name}:"] if len(tests) > 1 else []) + said + [""]
     head = "**Verdict** (from the Holm-adjusted paired tests; how they are made, and every number, below):"
     return [head, "", *lines] if lines else []

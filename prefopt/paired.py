@@ -349,6 +349,8 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
         if a.folds > 1 and missing:
             return [f"No recipe has all {a.folds} folds of a seed yet: no paired comparison. Waiting for: "
                     f"{', '.join(missing)}.", ""]
+        if missing:  # records there, none usable (damaged): say whose and why
+            return [f"No paired comparison: no run's per-item records could be used: {', '.join(missing)}.", ""]
         return ["No run on this split kept per-item records: no paired comparison (rerun to get one).", ""]
     seeds = sorted({len(rs) for rs in runs.values()})
     lines = ["**How the verdict is reached**: paired by prompt; intervals from a bootstrap over prompts and seeds, "

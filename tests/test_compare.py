@@ -921,3 +921,17 @@ def test_a_cross_fitted_seed_missing_a_fold_is_left_out_of_the_generation_tables
     assert "| whole | 0.500 |" in family and "part1" not in family and "part2" not in family
     samples = (root / "samples.md").read_text()
     assert "whole" in samples and "part1" not in samples and "part2" not in samples
+
+
+def test_a_split_whose_only_records_are_damaged_says_so_not_that_a_fold_is_missing(tmp_path):
+    """One test split, its one run's eval_items.csv emptied: no paired verdict, said as such (the verdict once
+    blamed unfinished folds on a split without folds, and the section claimed no run kept records)."""
+    root = tmp_path / "results"
+    run = add_run(root, fake_metrics("a", 1, FP_A, 0.6, method="dpo"))
+    add_items(run, 1.0, seed=1)
+    (run / "eval_items.csv").write_text("")
+    compare.rebuild(root)
+    text = (root / "summary.md").read_text()
+    assert "- No paired verdict: no run's per-item records could be used (its section says why)." in text
+    assert "fold" not in text.split("- **reward_auc**", 1)[0]
+    assert "No paired comparison: no run's per-item records could be used: a seed 1 (its eval_items.csv cannot" in text
