@@ -597,7 +597,7 @@ def rebuild(results: Path) -> list[Path]:
                    "reward_margin.png": curves_figure(runs, logs, MARGIN_COLUMN,
                                                       f"training reward margin ({MARGIN_COLUMN}) per run")}
         figures.update({f"heldout_{short_name(fp)}.png":
-                        metrics_figure(summary, fp, analyses[fp].results if fp in analyses else None)
+                        metrics_figure(summary, fp, *((a.results, seeds_used(a)) if (a := analyses.get(fp)) else ()))
                         for fp in tests})
         for fp, a in analyses.items():
             figures[f"forest_{short_name(fp)}.png"] = forest_figure(a.results, short_name(fp))
@@ -614,6 +614,13 @@ def rebuild(results: Path) -> list[Path]:
         text("summary.md", markdown)
         os.utime(results / "summary.md", ns=(began, began))
     return written
+
+
+def seeds_used(analysis) -> dict:
+    """metric -> recipe -> how many seeds the paired analysis compared on it (what its bars rest on)."""
+    from .paired import runs_for
+
+    return {m: {g: len(rs) for g, rs in runs_for(m, analysis.runs).items()} for m in analysis.results}
 
 
 def _filesystem_now(results: Path) -> int:

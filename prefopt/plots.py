@@ -123,8 +123,11 @@ def _tick(recipe: str, n, seeds, folds) -> str:
     return f"{recipe} ({int(n)})"
 
 
-def metrics_figure(summary: pd.DataFrame, fp: str, comparisons: dict | None = None):
-    """Bars of each held-out metric per recipe (reference in grey) with 95% CI whiskers, one split."""
+def metrics_figure(summary: pd.DataFrame, fp: str, comparisons: dict | None = None, seeds_used: dict | None = None):
+    """Bars of each held-out metric per recipe (reference in grey) with 95% CI whiskers, one split.
+    `seeds_used` (metric -> recipe -> seeds the paired analysis kept): a bar drawn from the paired bootstrap
+    counts those, not the summary's, which include seeds the analysis left out (records damaged or missing,
+    no generation records)."""
     s = summary[summary["test"] == fp]
     metrics = [m for m in QUALITY if f"{m}_mean" in s and s[f"{m}_mean"].notna().any()]
     fig, axes = _figure(len(metrics), width=4.6, height=3.4)
@@ -142,9 +145,11 @@ def metrics_figure(summary: pd.DataFrame, fp: str, comparisons: dict | None = No
         if shown.any():
             ax.errorbar(x[shown], value[shown], yerr=np.vstack([value - low, high - value])[:, shown],
                         fmt="none", ecolor="black", capsize=4)
-        n = s.get(f"{m}_n", blank).fillna(0)
-        ticks = [_tick(r, v, seeds, folds) for r, v, seeds, folds
-                 in zip(labels, n, s.get("n_seeds", blank), s.get("n_folds", blank))]
+        n, seeds = s.get(f"{m}_n", blank).fillna(0), s.get("n_seeds", blank)
+        if whiskers.startswith("bootstrap") and m in (seeds_used or {}):  # (cross-fitted: a seed's runs are its folds)
+            seeds = pd.Series([seeds_used[m].get(r, 0) for r in labels], index=s.index)
+            n = seeds * s.get("n_folds", blank).fillna(1)
+        ticks = [_tick(r, v, k, folds) for r, v, k, folds in zip(labels, n, seeds, s.get("n_folds", blank))]
         ax.set_xticks(x, ticks, rotation=30, ha="right", fontsize="small")
         ax.set_title(m + (" (headline)" if m == HEADLINE else "") + f"\n95% CI: {whiskers}", fontsize="medium")
         ax.grid(axis="y", alpha=0.3)

@@ -935,3 +935,29 @@ def test_a_split_whose_only_records_are_damaged_says_so_not_that_a_fold_is_missi
     assert "- No paired verdict: no run's per-item records could be used (its section says why)." in text
     assert "fold" not in text.split("- **reward_auc**", 1)[0]
     assert "No paired comparison: no run's per-item records could be used: a seed 1 (its eval_items.csv cannot" in text
+
+
+def test_heldout_bars_from_the_paired_analysis_count_the_seeds_it_kept(tmp_path, monkeypatch):
+    """A seed left out of the paired analysis (its eval_items.csv damaged; another without generation records):
+    the bar is the analysis's estimate over the seeds it kept, so its label says those, not the summary's
+    count of every finished run ('a (3)' under a value from two seeds)."""
+    from prefopt import plots
+
+    root = tmp_path / "results"
+    for recipe, effect in (("a", 1.0), ("b", 0.0)):
+        for seed in (1, 2, 3):
+            run = add_run(root, fake_metrics(recipe, seed, FP_A, 0.6, method="dpo"))
+            add_items(run, effect, seed=seed)
+            if (recipe, seed) == ("a", 2):
+                (run / "eval_items.csv").write_text("")
+            if (recipe, seed) == ("b", 3):
+                (run / "eval_generations.jsonl").unlink()
+    drawn = []
+    monkeypatch.setattr(plots, "png", lambda fig: drawn.append(fig) or PNG_MAGIC)
+    compare.rebuild(root)
+    heldout = next(f for f in drawn if f._suptitle and f._suptitle.get_text().startswith("held-out split"))
+    ticks = {ax.get_title().split("\n")[0].split(" ")[0]: [t.get_text() for t in ax.get_xticklabels()]
+             for ax in heldout.axes if ax.get_xticklabels()}
+    assert ticks["reward_auc"] == ["a (2)", "b (3)", "reference"]
+    assert ticks["verified_success"] == ["a (2)", "b (2)", "reference"]
+    assert ticks["preference_accuracy"] == ["a (3)", "b (3)", "reference"]  # means over every run: the summary's
