@@ -575,14 +575,16 @@ def rebuild(results: Path) -> list[Path]:
             write_atomic(results / name, content)
             written.append(results / name)
 
-        text("comparison.csv", comparison_table(runs).to_csv(index=False))
-        text("summary.csv", summary.to_csv(index=False))
         from .paired import analyze
 
         grouped = with_groups(runs)
         splits = {fp: grouped[grouped["test"] == fp] for fp in tests}
+        # the statistics take the minutes: an interrupt (Ctrl-C) or a failure in them leaves every table as the
+        # last rebuild wrote it, not new csv files beside an old summary.md
         analyses = {fp: analyze(split) for fp, split in splits.items() if has_records(split)}
         markdown = summary_markdown(summary, runs, analyses)
+        text("comparison.csv", comparison_table(runs).to_csv(index=False))
+        text("summary.csv", summary.to_csv(index=False))
         with_gens = {fp: g for fp, split in splits.items()  # (complete pools, as every other table)
                      if {"policy_text", "reference_text"}
                      <= set((g := read_generations(complete_pools(split))).columns)}

@@ -961,3 +961,27 @@ def test_heldout_bars_from_the_paired_analysis_count_the_seeds_it_kept(tmp_path,
     assert ticks["reward_auc"] == ["a (2)", "b (3)", "reference"]
     assert ticks["verified_success"] == ["a (2)", "b (2)", "reference"]
     assert ticks["preference_accuracy"] == ["a (3)", "b (3)", "reference"]  # means over every run: the summary's
+
+
+def test_a_rebuild_interrupted_in_its_statistics_leaves_every_table_as_it_was(tmp_path, monkeypatch):
+    """Ctrl-C in the minutes the paired statistics take once left comparison.csv and summary.csv rewritten
+    (without a run deleted since) beside the previous summary.md, which still had it."""
+    from prefopt import paired
+
+    root = tmp_path / "results"
+    for recipe, effect in (("a", 1.0), ("b", 0.0)):
+        for seed in (1, 2):
+            add_items(add_run(root, fake_metrics(recipe, seed, FP_A, 0.6, method="dpo")), effect, seed=seed)
+    compare.rebuild(root)
+    before = {name: (root / name).read_bytes() for name in ("comparison.csv", "summary.csv", "summary.md")}
+    import shutil
+
+    shutil.rmtree(next((root / "runs" / "b").glob("seed2-*")))
+
+    def interrupted(split):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(paired, "analyze", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        compare.rebuild(root)
+    assert {name: (root / name).read_bytes() for name in before} == before
