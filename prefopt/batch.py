@@ -13,6 +13,7 @@ cluster runs the trials; the results directory must then be on storage every nod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -188,7 +189,8 @@ def _on_ray(jobs, *, results: Path, address, storage, max_concurrent, force) -> 
                                   if storage else str(results.resolve() / "cache" / "ray"), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)))
     try:
-        grid = tuner.fit()
+        with _sigterm_as_sigint():
+            grid = tuner.fit()
     finally:
         if ours:  # a Ray this batch started (or joined) lives for the batch: its daemons hold memory and CPU
             import ray
@@ -206,6 +208,24 @@ def _on_ray(jobs, *, results: Path, address, storage, max_concurrent, force) -> 
             # Ray Tune takes Ctrl-C itself and returns; finished runs are kept, the next call resumes the rest
             raise KeyboardInterrupt
     return [Path(reports[i].metrics["run_dir"]) for i in range(n)]
+
+
+@contextlib.contextmanager
+def _sigterm_as_sigint():
+    """SIGTERM (`kill`, `timeout`, a scheduler's preemption) stops the trials as Ctrl-C does. Ray's own handler
+    in the driver aborted the process instead (exit 134, a C++ stack dump, a core file where cores are kept,
+    and no word on resuming); as SIGINT, Ray Tune stops its trials and the CLI says how to resume (exit 130)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # (signals are set only there)
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)  # None: Ray's, set in C
 
 
 def trial_windows(results: Path) -> list[tuple[float, float]]:

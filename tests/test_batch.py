@@ -166,3 +166,24 @@ def test_finished_runs_are_skipped_before_the_engine(write_recipe, tmp_path, mon
     assert [j.seed for j, _ in sent] == [2] and out == dirs
     sent.clear()
     assert batch.run_jobs([jobs[0], jobs[2]], results=tmp_path, engine="ray") == [dirs[0], dirs[2]] and not sent
+
+
+def test_sigterm_stops_a_ray_batch_as_ctrl_c_does(write_recipe, tmp_path):
+    """`kill` (or `timeout`, a scheduler's preemption) of a batch on Ray: Ray's handler in the driver aborted
+    it (exit 134, a C++ stack dump, a core file where cores are kept, not a word on resuming); now Ray Tune
+    stops the trials as on Ctrl-C, the CLI says how to resume and exits 130, and the run resumes."""
+    from tests.test_faults import complete_checkpoint
+
+    recipe = str(write_recipe("kto", train={"max_steps": 400, "save_steps": 2}))
+    results = tmp_path / "r"
+    proc = subprocess.Popen([sys.executable, "-m", "prefopt", "run", recipe, "--results", str(results), "--seeds",
+                             "1,2", "--engine", "ray"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None and not complete_checkpoint(results):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the batch ended before it was stopped"
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err[-2000:]
+    assert "prefopt: interrupted" in err and "SIGTERM received" not in err
+    assert not list(results.rglob("metrics.json"))  # stopped, not finished: the next call resumes it
