@@ -198,10 +198,15 @@ def _on_ray(jobs, *, results: Path, address, storage, max_concurrent, force) -> 
             ray.shutdown()
     # a trial Ctrl-C stopped before it reported comes back without its config
     reports = {r.config["job"]: r for r in grid if r.config}
+    # every trial's problems together, each once: the first trial's alone left the others' to be found only
+    # by fixing it and running the whole batch again
+    found = {}
+    for i in sorted(reports):  # (in job order)
+        if reports[i].metrics and "user_error" in reports[i].metrics:
+            found.update((tuple(x), UserError(*x)) for x in json.loads(reports[i].metrics["user_error"]))
+    raise_all(list(found.values()))
     for i in range(n):
         r = reports.get(i)
-        if r is not None and r.metrics and "user_error" in r.metrics:
-            raise_all([UserError(*x) for x in json.loads(r.metrics["user_error"])])
         if r is not None and r.error:
             raise r.error
         if r is None or not (r.metrics or {}).get("run_dir"):

@@ -187,3 +187,20 @@ def test_sigterm_stops_a_ray_batch_as_ctrl_c_does(write_recipe, tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "prefopt: interrupted" in err and "SIGTERM received" not in err
     assert not list(results.rglob("metrics.json"))  # stopped, not finished: the next call resumes it
+
+
+def test_every_trial_s_own_problem_comes_back_not_only_the_first(write_recipe, tmp_path, capsys, monkeypatch):
+    """Two jobs failing inside their trials for different reasons (found only there: a model directory
+    without a model, prompts longer than max_length): both are said, each once, and the exit status is 2."""
+    from prefopt.recipe import load_recipe
+
+    monkeypatch.setattr(batch, "check_jobs", lambda recipes: None)  # (it would find the max_length one first)
+    (tmp_path / "nomodel").mkdir()
+    (tmp_path / "nomodel" / "config.json").write_text("{}")
+    short = load_recipe(str(write_recipe("dpo", train={"max_length": 8})))
+    nomodel = load_recipe(str(write_recipe("kto", model={"name": str(tmp_path / "nomodel"), "backend": "transformers",
+                                                          "dtype": "float32", "lora": {"r": 4, "alpha": 8}})))
+    with pytest.raises(UserError) as e:
+        batch.run_jobs([short, nomodel], results=tmp_path / "r", engine="ray", max_concurrent=2)
+    said = str(e.value)
+    assert "train.max_length" in said and "model.name" in said, said
