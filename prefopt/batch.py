@@ -181,21 +181,39 @@ def _on_ray(jobs, *, results: Path, address, storage, max_concurrent, force) -> 
                      **{k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}})
 
     n = len(payload)
+    root = Path(storage).resolve() if storage else results.resolve() / "cache" / "ray"
+    name = f"prefopt-{int(time.time())}"
     tuner = tune.Tuner(
         tune.with_resources(trial, resources),
         param_space={"job": tune.grid_search(list(range(n)))},
         tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent or (None if resources.get("gpu") else 1)),
-        run_config=tune.RunConfig(name=f"prefopt-{int(time.time())}", storage_path=str(Path(storage).resolve())
-                                  if storage else str(results.resolve() / "cache" / "ray"), verbose=0,
+        run_config=tune.RunConfig(name=name, storage_path=str(root), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)))
+    finished = False
     try:
         with _sigterm_as_sigint():
             grid = tuner.fit()
+        runs = _run_dirs(grid, n)
+        finished = True
+        return runs
     finally:
         if ours:  # a Ray this batch started (or joined) lives for the batch: its daemons hold memory and CPU
             import ray
 
             ray.shutdown()
+        if not finished:
+            # a batch resumes from its run directories, never from Ray's experiment state (the Tuner.restore Ray
+            # suggests on Ctrl-C): a stopped or failed batch left a folder of it behind for nothing, one more per
+            # attempt. A finished batch's stays: its trials' times (trial_windows)
+            import shutil
+
+            shutil.rmtree(root / name, ignore_errors=True)
+            if not storage and root.is_dir() and not any(root.iterdir()):
+                root.rmdir()
+
+
+def _run_dirs(grid, n: int) -> list[Path]:
+    """Each job's run directory from Ray Tune's results, in job order; the trials' problems raised."""
     # a trial Ctrl-C stopped before it reported comes back without its config
     reports = {r.config["job"]: r for r in grid if r.config}
     # every trial's problems together, each once: the first trial's alone left the others' to be found only

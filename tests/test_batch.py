@@ -187,6 +187,7 @@ def test_sigterm_stops_a_ray_batch_as_ctrl_c_does(write_recipe, tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "prefopt: interrupted" in err and "SIGTERM received" not in err
     assert not list(results.rglob("metrics.json"))  # stopped, not finished: the next call resumes it
+    assert not (results / "cache" / "ray").exists()  # Ray's state of a stopped batch is never read again
 
 
 def test_every_trial_s_own_problem_comes_back_not_only_the_first(write_recipe, tmp_path, capsys, monkeypatch):
@@ -204,3 +205,4 @@ def test_every_trial_s_own_problem_comes_back_not_only_the_first(write_recipe, t
         batch.run_jobs([short, nomodel], results=tmp_path / "r", engine="ray", max_concurrent=2)
     said = str(e.value)
     assert "train.max_length" in said and "model.name" in said, said
+    assert not (tmp_path / "r" / "cache" / "ray").exists()  # nor is a failed batch's
