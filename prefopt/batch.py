@@ -256,8 +256,10 @@ def trial_windows(results: Path) -> list[tuple[float, float]]:
     really overlapped)."""
     import pandas as pd
 
+    # each batch is its own prefopt-<start time> folder, and a results folder keeps every finished one's
+    batches = sorted((Path(results) / "cache" / "ray").glob("prefopt-*"), key=lambda p: int(p.name.split("-")[1]))
     windows = []
-    for f in sorted((Path(results) / "cache" / "ray").glob("*/*/progress.csv")):
+    for f in sorted(batches[-1].glob("*/progress.csv")) if batches else []:
         log = pd.read_csv(f)
         if {"trial_started", "trial_ended"} <= set(log.columns):
             windows.append((float(log["trial_started"].iloc[-1]), float(log["trial_ended"].iloc[-1])))

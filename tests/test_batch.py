@@ -206,3 +206,15 @@ def test_every_trial_s_own_problem_comes_back_not_only_the_first(write_recipe, t
     said = str(e.value)
     assert "train.max_length" in said and "model.name" in said, said
     assert not (tmp_path / "r" / "cache" / "ray").exists()  # nor is a failed batch's
+
+
+def test_trial_windows_are_the_last_batch_s_only(tmp_path):
+    """A results folder keeps each finished Ray batch's folder; the windows read every batch's trials, so a
+    second batch's two trials came back as four windows."""
+    for start, trials in ((999, 3), (1000, 2)):
+        for t in range(trials):
+            (tmp_path / "cache" / "ray" / f"prefopt-{start}" / f"trial_{t}").mkdir(parents=True)
+            pd.DataFrame({"trial_started": [start + t], "trial_ended": [start + t + 5]}).to_csv(
+                tmp_path / "cache" / "ray" / f"prefopt-{start}" / f"trial_{t}" / "progress.csv", index=False)
+    assert batch.trial_windows(tmp_path) == [(1000.0, 1005.0), (1001.0, 1006.0)]
+    assert batch.trial_windows(tmp_path / "none") == []
