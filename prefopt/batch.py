@@ -88,16 +88,17 @@ def run_jobs(jobs: list, *, results: Path, engine: str = "auto", address: str | 
 
 
 def check_jobs(recipes: list) -> None:
-    """Every job's recipe and data checked here, as `prefopt data` checks them, before Ray starts. Inside the
-    trials an error common to all of them (data.folds above the prompts that hold both labels, a data file
-    gone) came back only after every trial had started and failed in turn (41 folds: five and a half
-    minutes), with Ray's worker tracebacks on stderr and cache/ray left behind. Each problem said once."""
-    from .runner import check_data
+    """Every job's recipe and data checked here, as `prefopt data` checks them, and its TRL config built,
+    before Ray starts. Inside the trials an error common to all of them (data.folds above the prompts that hold
+    both labels, a data file gone, a setting TRL refuses) came back only after every trial had started and
+    failed in turn (41 folds: five and a half minutes), with Ray's worker tracebacks on stderr and cache/ray
+    left behind. Each problem said once."""
+    from .runner import check_run
 
     found = {}
     for recipe in recipes:
         try:
-            check_data(recipe)
+            check_run(recipe)
         except UserError as e:
             found.update((str(x), x) for x in getattr(e, "errors", [e]))
     raise_all(list(found.values()))

@@ -88,16 +88,31 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
 def check_data(recipe: Recipe):
     """What `prefopt data` checks (the recipe's data shaped as the trainer will see it, prompts against
     max_length), without a model: the prepared data, or the UserError a run of this recipe would meet."""
+    return _checked_data(recipe)[0]
+
+
+def check_run(recipe: Recipe) -> None:
+    """check_data, and the TRL config a run of this recipe builds, built here (no model, nothing written):
+    for a batch on Ray, where a refused setting (warmup_steps: -1) came back only once every trial had
+    started and failed on it."""
+    spec = get_method(recipe.method, file=recipe.source)
+    prepared, epochs = _checked_data(recipe)
+    config_class = spec.config_class()
+    check_train_fields(recipe, config_class)
+    build_config(recipe, spec, config_class, prepared.report, epochs, Path(recipe.name))  # (output_dir: unused)
+
+
+def _checked_data(recipe: Recipe):
     from .config_fields import field_default
     from .models import local_model_dir
 
     spec = get_method(recipe.method, file=recipe.source)
-    prepared, _ = prepare_data(recipe, spec, world()[1])
+    prepared, epochs = prepare_data(recipe, spec, world()[1])
     # the TRL config's own default when the recipe sets none, as the run's built config will hold; the
     # tokenizer only when it is already on disk (an alias is converted by its first run)
     max_length = train_settings(recipe, spec).get("max_length", field_default(spec.config, "max_length"))
     check_prompt_lengths(recipe, prepared, max_length, local_model_dir(recipe.model.name))
-    return prepared
+    return prepared, epochs
 
 
 def check_tuned_split(recipe: Recipe, report: dict) -> None:

@@ -218,3 +218,15 @@ def test_trial_windows_are_the_last_batch_s_only(tmp_path):
                 tmp_path / "cache" / "ray" / f"prefopt-{start}" / f"trial_{t}" / "progress.csv", index=False)
     assert batch.trial_windows(tmp_path) == [(1000.0, 1005.0), (1001.0, 1006.0)]
     assert batch.trial_windows(tmp_path / "none") == []
+
+
+def test_a_setting_trl_refuses_is_said_once_before_ray_starts(write_recipe, tmp_path, capsys, monkeypatch):
+    """A train.* value TRL's config refuses (warmup_steps: -1) fails every trial alike: said before Ray
+    starts, as a data error is, not after each trial started and failed (30 s for two tiny trials)."""
+    monkeypatch.setattr(batch, "_on_ray", lambda *a, **kw: pytest.fail("Ray was started"))
+    results = tmp_path / "r"
+    assert main(["run", str(write_recipe("dpo")), "--results", str(results), "--seeds", "1,2", "--engine", "ray",
+                 "--set", "train.warmup_steps=-1"]) == 2
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and "train: DPOConfig rejected the settings" in said and "warmup_steps" in said
+    assert not any(p.is_file() for p in results.rglob("*"))
