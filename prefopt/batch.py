@@ -115,6 +115,7 @@ def _init_ray(address: str | None, max_concurrent: int | None) -> dict:
     os.environ.setdefault("RAY_worker_niceness", "0")
     if not ray.is_initialized():
         if address:
+            _reachable(address)
             try:
                 ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True)
             except (ConnectionError, RuntimeError, ValueError) as e:
@@ -132,6 +133,23 @@ def _init_ray(address: str | None, max_concurrent: int | None) -> dict:
         return {"cpu": max(1, int(min(r.get("CPU", 1) // r["GPU"] for r in gpu_nodes))), "gpu": 1}
     cpus = int(min(r.get("CPU", os.cpu_count() or 1) for r in nodes))
     return {"cpu": max(1, cpus // max(1, max_concurrent or 1))}
+
+
+def _reachable(address: str) -> None:
+    """A HOST:PORT no cluster answers at is said in one line: ray.init retried it for minutes (over two on
+    127.0.0.1:1), printing a C++ warning every few seconds, before the error below. Other forms (auto,
+    ray://...) are left to Ray."""
+    import re
+    import socket
+
+    found = re.fullmatch(r"\[?([^\[\]/]+?)\]?:(\d+)", address)
+    if not found:
+        return
+    try:
+        socket.create_connection((found[1], int(found[2])), timeout=10).close()
+    except OSError as e:
+        raise UserError("--address", address, f"no Ray cluster could be joined there ({e}); check the address "
+                        "(ray status prints it) or leave --address out to run Ray here") from None
 
 
 def _cuda_count() -> int:

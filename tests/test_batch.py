@@ -230,3 +230,16 @@ def test_a_setting_trl_refuses_is_said_once_before_ray_starts(write_recipe, tmp_
     said = capsys.readouterr().err
     assert said.count("\n") == 1 and "train: DPOConfig rejected the settings" in said and "warmup_steps" in said
     assert not any(p.is_file() for p in results.rglob("*"))
+
+
+def test_an_address_no_cluster_answers_at_is_one_line(write_recipe, tmp_path, capsys):
+    """ray.init retried a dead HOST:PORT for minutes, a C++ warning every few seconds, before failing."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        assert main(["run", str(write_recipe("dpo")), "--results", str(tmp_path / "r"), "--seeds", "1,2",
+                     "--address", f"127.0.0.1:{port}", "--storage", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--address: 127.0.0.1:{port}: no Ray cluster could be joined" in err, err
