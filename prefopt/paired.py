@@ -308,7 +308,12 @@ def seed_text(results: dict, seeds: list[int]) -> str:
 
 def verdict_lines(a: Analysis) -> list[str]:
     """The split's verdict on the quality metrics (summary.md opens with these), from the Holm-adjusted tests."""
-    return [f"- {stats.verdict(c)}" for m, c in a.results.items() if m in MATRICES]
+    lines = [f"- {stats.verdict(c)}" for m, c in a.results.items() if m in MATRICES]
+    if a.missing:  # a reader of the verdict alone would take it for every run's
+        one = len(a.missing) == 1
+        lines.append(f"- Without {len(a.missing)} left-out run{'' if one else 's'} (its section names "
+                     f"{'it' if one else 'them'} and says why).")
+    return lines
 
 
 def mcnemar_lines(a: Analysis) -> list[str]:
