@@ -311,8 +311,8 @@ def verdict_lines(a: Analysis) -> list[str]:
     lines = [f"- {stats.verdict(c)}" for m, c in a.results.items() if m in MATRICES]
     if a.missing:  # a reader of the verdict alone would take it for every run's
         one = len(a.missing) == 1
-        lines.append(f"- Without {len(a.missing)} left-out run{'' if one else 's'} (its section names "
-                     f"{'it' if one else 'them'} and says why).")
+        lines.append(f"- {len(a.missing)} run{' is' if one else 's are'} left out of these comparisons or of one "
+                     f"metric (its section names {'it' if one else 'them'} and says why).")
     return lines
 
 

@@ -423,7 +423,7 @@ def test_a_run_that_scored_other_rows_is_left_out_by_name_not_paired_row_against
            "held-out rows than the rest)." in text
     assert "| b | " in text  # its other seed still counts
     verdict = text[:text.index("\n#", text.index("**Verdict**"))]  # the block summary.md opens with says so too
-    assert "- Without 1 left-out run (its section names it and says why)." in verdict
+    assert "- 1 run is left out of these comparisons or of one metric (its section names it and says why)." in verdict
 
 
 def test_a_run_without_generation_records_leaves_only_verified_success_and_is_named(tmp_path):
