@@ -873,24 +873,36 @@ def test_the_tables_stamp_is_taken_on_the_clock_files_are_stamped_on(tmp_path, m
     assert not [p for p in root.rglob(".stamp.*")]
 
 
+def empty_items(run):
+    (run / "eval_items.csv").write_text("")
+
+
+def two_recipes_three_seeds(root, damage: dict) -> None:
+    """Recipes a (a real effect) and b (none) at seeds 1-3 on one split; damage[(recipe, seed)](run) spoils
+    that run's per-item records."""
+    for recipe, effect in (("a", 1.0), ("b", 0.0)):
+        for seed in (1, 2, 3):
+            run = add_run(root, fake_metrics(recipe, seed, FP_A, 0.6, method="dpo"))
+            add_items(run, effect, seed=seed)
+            if (recipe, seed) in damage:
+                damage[recipe, seed](run)
+
+
 def test_damaged_per_item_records_leave_their_run_out_by_name_not_the_rebuild_stopped(tmp_path):
     """A finished run whose eval_items.csv is emptied or cut short mid-line, or whose eval_generations.jsonl is
     cut short (a copy interrupted, a hand edit), once stopped `prefopt compare` with a traceback after
     comparison.csv and summary.csv were rewritten (EmptyDataError, JSONDecodeError), or was left out as having
     'scored other held-out rows'. It is left out by name with what is wrong and the fix; the rest compare."""
+    def cut_items(run):
+        text = (run / "eval_items.csv").read_text()  # cut inside a label: 'Tr'
+        (run / "eval_items.csv").write_text(text[:text.index(",True,", len(text) // 2) + 3])
+
+    def cut_generations(run):
+        text = (run / "eval_generations.jsonl").read_text()
+        (run / "eval_generations.jsonl").write_text(text[:len(text) // 2 + 3])
+
     root = tmp_path / "results"
-    for recipe, effect in (("a", 1.0), ("b", 0.0)):
-        for seed in (1, 2, 3):
-            run = add_run(root, fake_metrics(recipe, seed, FP_A, 0.6, method="dpo"))
-            add_items(run, effect, seed=seed)
-            if (recipe, seed) == ("a", 2):
-                (run / "eval_items.csv").write_text("")
-            if (recipe, seed) == ("a", 3):
-                text = (run / "eval_items.csv").read_text()  # cut inside a label: 'Tr'
-                (run / "eval_items.csv").write_text(text[:text.index(",True,", len(text) // 2) + 3])
-            if (recipe, seed) == ("b", 3):
-                text = (run / "eval_generations.jsonl").read_text()
-                (run / "eval_generations.jsonl").write_text(text[:len(text) // 2 + 3])
+    two_recipes_three_seeds(root, {("a", 2): empty_items, ("a", 3): cut_items, ("b", 3): cut_generations})
     compare.rebuild(root)
     text = (root / "summary.md").read_text()
     assert "a seed 2 (its eval_items.csv cannot be used (" in text
@@ -946,14 +958,8 @@ def test_heldout_bars_from_the_paired_analysis_count_the_seeds_it_kept(tmp_path,
     from prefopt import plots
 
     root = tmp_path / "results"
-    for recipe, effect in (("a", 1.0), ("b", 0.0)):
-        for seed in (1, 2, 3):
-            run = add_run(root, fake_metrics(recipe, seed, FP_A, 0.6, method="dpo"))
-            add_items(run, effect, seed=seed)
-            if (recipe, seed) == ("a", 2):
-                (run / "eval_items.csv").write_text("")
-            if (recipe, seed) == ("b", 3):
-                (run / "eval_generations.jsonl").unlink()
+    two_recipes_three_seeds(root, {("a", 2): empty_items,
+                                   ("b", 3): lambda run: (run / "eval_generations.jsonl").unlink()})
     drawn = []
     monkeypatch.setattr(plots, "png", lambda fig: drawn.append(fig) or PNG_MAGIC)
     compare.rebuild(root)
