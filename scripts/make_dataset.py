@@ -151,8 +151,9 @@ def make_prompts(n: int, seed: int, exclude: frozenset = frozenset()) -> list[di
     `exclude`: question texts (a task with its topic filled in) that may not be used."""
     rng = random.Random(f"prompts-{seed}")
     combos = [(task, topic) for task in TASKS for topic in TOPICS if task.format(t=topic) not in exclude]
-    if n > len(combos):
-        raise SystemExit(f"--prompts {n}: at most {len(combos)} distinct prompts can be made")
+    if n > len(combos):  # (the caller names its option: --prompts or --test-prompts)
+        raise ValueError(f"{n}: must be at most {len(combos)}, the distinct task x topic questions"
+                         + (" that the excluded file does not ask" if exclude else ""))
     chosen = rng.sample(combos, n)
     # Families in proportion to the weights (largest remainder), then shuffled over the prompts.
     total = sum(FAMILY_WEIGHTS.values())
@@ -374,6 +375,35 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def unwritable(path: Path) -> str | None:
+    """Why write_atomic cannot write `path` (None when it can), found before generation and before any file
+    is written: an OSError came after the minutes of generation, or after --out and its .meta.json were
+    written and before the README. Nothing is created here (write_atomic makes the missing folders)."""
+    if path.is_dir():
+        return "is a folder; give a file name"
+    folder = path.parent
+    while not folder.exists():  # (a path under a file does not exist either: its file is found above it)
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder; give a path in a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} is not writable; give a folder you can write to"
+    return None
+
+
+def outputs(args) -> list[tuple[str, Path]]:
+    """(option, path) of every file this command line writes."""
+    generates = args.test_prompts is None and args.from_pool is None
+    pool = [("--pool-out", args.pool_out), ("--pool-out", args.pool_out.with_suffix(".meta.json"))] \
+        if generates and args.pool_out else []
+    if args.test_prompts is not None:
+        return [("--out", args.out), ("--out", args.out.with_suffix(".meta.json"))]
+    if args.stats_only:
+        return pool
+    return [*pool, ("--out", args.out), ("--out", args.out.with_suffix(".meta.json")),
+            ("--readme", args.readme or args.out.with_name("README.md"))]
+
+
 def jsonl(rows: list[dict]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
@@ -481,8 +511,20 @@ def main(argv=None) -> int:
         ap.error(f"--temperature: {args.temperature}: must be above 0 (completions are sampled)")
     if not 0 < args.top_p <= 1:
         ap.error(f"--top-p: {args.top_p}: must be above 0 and at most 1")
+    for option, path in outputs(args):
+        if why := unwritable(path):
+            ap.error(f"{option}: {path}: {why}")
     if args.test_prompts is not None:
-        rows, meta = make_test_set(args.test_prompts, args.seed, args.exclude)
+        try:
+            rows, meta = make_test_set(args.test_prompts, args.seed, args.exclude)
+        except OSError as e:
+            ap.error(f"--exclude: {args.exclude}: cannot be read ({e.strerror}); give the training data file whose "
+                     "questions the test prompts must not ask")
+        except json.JSONDecodeError as e:
+            ap.error(f"--exclude: {args.exclude}: not a JSON-lines data file ({e.msg}); give the training data "
+                     "file whose questions the test prompts must not ask")
+        except ValueError as e:  # more prompts than the questions --exclude leaves
+            ap.error(f"--test-prompts: {e}")
         meta["command"] = f"--test-prompts {args.test_prompts} --seed {args.seed} --exclude {args.exclude} --out {args.out}"
         write_atomic(args.out, jsonl(rows))
         write_atomic(args.out.with_suffix(".meta.json"), json.dumps(meta, indent=2) + "\n")
@@ -492,11 +534,18 @@ def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     if args.from_pool:
-        pool = [json.loads(line) for line in args.from_pool.read_text(encoding="utf-8").splitlines() if line]
-        gen = json.loads(args.from_pool.with_suffix(".meta.json").read_text(encoding="utf-8"))
+        try:
+            pool = [json.loads(line) for line in args.from_pool.read_text(encoding="utf-8").splitlines() if line]
+            gen = json.loads(args.from_pool.with_suffix(".meta.json").read_text(encoding="utf-8"))
+        except OSError as e:
+            ap.error(f"--from-pool: {e.filename}: cannot be read ({e.strerror}); give a file that --pool-out wrote, "
+                     "with its .meta.json beside it")
         n_prompts = len({r["prompt_id"] for r in pool})
     else:
-        prompts = make_prompts(args.prompts, args.seed)
+        try:
+            prompts = make_prompts(args.prompts, args.seed)
+        except ValueError as e:  # before the model is loaded
+            ap.error(f"--prompts: {e}")
         n_prompts = len(prompts)
         pool, seconds = generate_pool(prompts, samples=args.samples_per_prompt, max_new_tokens=args.max_new_tokens,
                                       batch_size=args.batch_size, temperature=args.temperature, top_p=args.top_p,

@@ -118,8 +118,57 @@ def test_prompts_are_distinct_seeded_and_carry_their_constraint():
 
 
 def test_too_many_prompts_is_refused():
-    with pytest.raises(SystemExit, match="at most"):
+    with pytest.raises(ValueError, match="at most 960"):
         md.make_prompts(len(md.TASKS) * len(md.TOPICS) + 1, seed=0)
+
+
+def refused(args, capsys) -> str:
+    """The one line a bad command line ends in, with exit status 2."""
+    with pytest.raises(SystemExit) as e:
+        md.main([str(a) for a in args])
+    err = capsys.readouterr().err.splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith("make_dataset: error: "), (e.value.code, err)
+    return err[0]
+
+
+def test_too_many_prompts_is_one_line_exit_2_naming_the_option(tmp_path, capsys):
+    # make_prompts' SystemExit(message) exited with status 1, and for --test-prompts named --prompts
+    out = tmp_path / "out" / "f.jsonl"
+    assert "--prompts: 961: must be at most 960," in refused(["--prompts", 961, "--out", out], capsys)
+    line = refused(["--test-prompts", 961, "--exclude", ROOT / "data/feedback.jsonl", "--out", out], capsys)
+    assert line.startswith("make_dataset: error: --test-prompts: 961: must be at most ")
+    assert not out.parent.exists()
+
+
+def test_unreadable_input_files_are_one_line_exit_2(tmp_path, capsys):
+    # both were a FileNotFoundError traceback
+    out = tmp_path / "out" / "f.jsonl"
+    assert "--exclude: " in refused(["--test-prompts", 3, "--exclude", tmp_path / "no.jsonl", "--out", out], capsys)
+    (tmp_path / "bad.jsonl").write_text("{\n")
+    assert "not a JSON-lines data file" in refused(["--test-prompts", 3, "--exclude", tmp_path / "bad.jsonl",
+                                                    "--out", out], capsys)
+    assert "--from-pool: " in refused(["--from-pool", tmp_path / "no.jsonl", "--out", out], capsys)
+    pool = _pool_file(tmp_path, fake_pool())
+    pool.with_suffix(".meta.json").unlink()
+    assert "pool.meta.json: cannot be read" in refused(["--from-pool", pool, "--out", out], capsys)
+    assert not out.parent.exists()
+
+
+def test_an_output_path_that_cannot_be_written_is_refused_before_any_write(tmp_path, capsys):
+    # an OSError traceback; for --readme after --out and its .meta.json were written
+    pool = _pool_file(tmp_path, fake_pool())
+    (tmp_path / "afile").write_text("")
+    out = tmp_path / "out" / "f.jsonl"
+    common = ["--from-pool", pool, "--rows", 100, "--desirable", 75]
+    line = refused([*common, "--out", out, "--readme", tmp_path / "afile" / "README.md"], capsys)
+    assert line.startswith(f"make_dataset: error: --readme: {tmp_path / 'afile' / 'README.md'}: ") and "is a file" in line
+    assert "--out: " in refused([*common, "--out", tmp_path / "afile" / "sub" / "f.jsonl"], capsys)
+    (tmp_path / "folder.jsonl").mkdir()
+    assert "is a folder" in refused([*common, "--out", tmp_path / "folder.jsonl"], capsys)
+    assert "is a file" in refused(["--test-prompts", 3, "--exclude", ROOT / "data/feedback.jsonl",
+                                   "--out", tmp_path / "afile" / "t.jsonl"], capsys)
+    assert not out.parent.exists() and (tmp_path / "afile").read_text() == ""
+    assert not list((tmp_path / "folder.jsonl").iterdir())
 
 
 def test_family_counts():
