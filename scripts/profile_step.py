@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     ap.add_argument("recipe")
     ap.add_argument("--warmup", type=at_least(0), default=2, help="steps before profiling (default 2)")
     ap.add_argument("--steps", type=at_least(1), default=4, help="profiled steps (default 4)")
-    ap.add_argument("--top", type=int, default=15, help="operators shown (default 15)")
+    ap.add_argument("--top", type=at_least(1), default=15, help="operators shown (default 15)")
     ap.add_argument("--trace", help="also write a Chrome trace (chrome://tracing, Perfetto) here")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
