@@ -29,6 +29,7 @@ while (($#)); do
             if (($# < 2)); then echo "tune_all.sh: $1 needs a value" >&2; exit 2; fi
             declare "${1#--}=$2"
             shift ;;
+        --trials=* | --seeds=* | --results=*) declare "${1#--}" ;;  # the one-word form, as run_all.sh's --results=
         -h | --help) usage; exit 0 ;;
         --) shift; extra=("$@"); break ;;
         -*) echo "tune_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -45,6 +46,18 @@ if ((${#recipes[@]} == 0)); then
         exit 2
     fi
 fi
+
+# --seeds reaches only the runs, after every trial: a bad value was refused by each run once the tuning was
+# done. Checked here by prefopt's own reading of it (`prefopt run --seeds`), so both accept the same values
+"$python" -c '
+import sys
+from prefopt.cli import _seeds
+from prefopt.errors import UserError
+try:
+    _seeds(sys.argv[1])
+except UserError as e:
+    sys.exit(f"tune_all.sh: {e}")
+' "$seeds" || exit 2
 
 echo "=== tuning ${#recipes[@]} recipes, $trials trials each"
 "$python" -m prefopt tune "${recipes[@]}" --trials "$trials" --results "$results" ${extra[@]+"${extra[@]}"} || exit $?

@@ -100,3 +100,28 @@ def test_no_recipes_here_is_one_line(tmp_path):
     out = subprocess.run(["bash", str(ROOT / "scripts" / "tune_all.sh")], capture_output=True, text=True, env=env,
                          cwd=cwd)
     assert out.returncode == 2 and "no recipes/*.yaml" in out.stderr and not log.exists()
+
+
+def test_options_in_their_one_word_form(tmp_path):
+    """`--trials=1` was refused as 'unknown option', though run_all.sh takes `--results=DIR`."""
+    env, log, cwd = stand_in(tmp_path)
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "tune_all.sh"), "--trials=1", "--seeds=7", "--results=res",
+                          "mine.yaml"], capture_output=True, text=True, env=env, cwd=cwd)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert log.read_text().splitlines() == [f"{cwd}|-m prefopt tune mine.yaml --trials 1 --results res",
+                                            f"{cwd}|-m prefopt run res/tuned/mine.yaml --results res --no-compare "
+                                            "--seeds 7", f"{cwd}|-m prefopt compare res"]
+
+
+def test_bad_seeds_are_refused_before_any_trial(tmp_path):
+    """--seeds reaches only the runs: a bad value was refused by every run, after all the tuning."""
+    env, log, cwd = stand_in(tmp_path)
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "tune_all.sh"), "--seeds", "1,x", "mine.yaml"],
+                         capture_output=True, text=True, env=env, cwd=cwd)
+    assert out.returncode == 2 and out.stderr == "tune_all.sh: --seeds: 1,x: expected comma-separated integers, " \
+        "e.g. --seeds 1,2,3\n" and not log.exists()
+    for seeds, why in (("1,x", "expected comma-separated integers"), ("", "expected at least one seed")):
+        out = subprocess.run(["bash", str(ROOT / "scripts" / "tune_all.sh"), f"--seeds={seeds}", "mine.yaml"],
+                             capture_output=True, text=True, env=env, cwd=cwd)
+        assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
+        assert out.stderr.startswith("tune_all.sh: --seeds: ") and why in out.stderr and not log.exists()
