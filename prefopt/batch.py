@@ -75,14 +75,22 @@ def run_jobs(jobs: list, *, results: Path, engine: str = "auto", address: str | 
     by_dir = {d: run_one(recipe, results=Path(w)) for (recipe, w), d in zip(todo, unique) if d in finished}
     pending = [(job, d) for job, d in zip(todo, unique) if d not in finished]
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if not pending:
-        done = []
-    elif pick_engine(engine, len(pending), address) == "local":
-        done = [run_one(recipe, results=Path(w), force=force) for (recipe, w), _ in pending]
-    else:
-        check_jobs([recipe for (recipe, _), _ in pending])
-        done = _on_ray([job for job, _ in pending], results=Path(results), address=address, storage=storage,
-                       max_concurrent=max_concurrent, force=force)
+    try:
+        if not pending:
+            done = []
+        elif pick_engine(engine, len(pending), address) == "local":
+            # a batch stopped by SIGTERM says what finished, as on Ctrl-C (and as on Ray); Python's default ended
+            # it without a word (exit -15). Not under torchrun, whose launcher stops its ranks with SIGTERM
+            with _sigterm_as_interrupt() if len(pending) > 1 and not distributed else contextlib.nullcontext():
+                done = [run_one(recipe, results=Path(w), force=force) for (recipe, w), _ in pending]
+        else:
+            check_jobs([recipe for (recipe, _), _ in pending])
+            done = _on_ray([job for job, _ in pending], results=Path(results), address=address, storage=storage,
+                           max_concurrent=max_concurrent, force=force)
+    except KeyboardInterrupt:
+        if len(unique) == 1:  # one run: nothing else to count (the CLI says it resumes from its checkpoint)
+            raise
+        raise Interrupted(sum(res.is_finished(d) for d in unique), len(unique)) from None
     by_dir.update(zip([d for _, d in pending], done))
     return [by_dir[d] for d in where]
 
@@ -250,6 +258,36 @@ def _run_dirs(grid, n: int) -> list[Path]:
             # Ray Tune takes Ctrl-C itself and returns; finished runs are kept, the next call resumes the rest
             raise KeyboardInterrupt
     return [Path(reports[i].metrics["run_dir"]) for i in range(n)]
+
+
+class Interrupted(KeyboardInterrupt):
+    """A batch stopped part-way (Ctrl-C, SIGTERM): how many of its runs had finished, for the CLI to say. The
+    finished ones are kept and the same command skips them; an unfinished one has no metrics.json, so it never
+    passes for finished, and resumes from its last checkpoint."""
+
+    def __init__(self, finished: int, total: int):
+        self.finished, self.total = finished, total
+        super().__init__(f"{finished} of {total} runs finished")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt in this process, as Ctrl-C does. Raised here, not re-sent as SIGINT: a
+    job started in the background by a shell (`cmd &`) ignores SIGINT, and SIGTERM would then do nothing."""
+    import signal
+    import threading
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # (signals are set only there)
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 @contextlib.contextmanager

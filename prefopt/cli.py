@@ -274,7 +274,14 @@ def _main(argv) -> int:
         for line in str(e).splitlines():
             print(f"prefopt: error: {line}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        from .batch import Interrupted
+
+        if isinstance(e, Interrupted):  # a batch: what finished is kept, and the same command skips it
+            what = "trials" if ns.command == "tune" else "runs"
+            print(f"prefopt: interrupted; {e.finished} of {e.total} {what} finished (kept): the same command skips "
+                  f"the finished {what} and resumes the others from their last checkpoint", file=sys.stderr)
+            return 130
         again = {"tune": "; `prefopt tune` on the same recipes resumes the trials",
                  "run": "; `prefopt run` on the same recipe resumes from the last checkpoint",
                  "compare": "; `prefopt compare` again rebuilds the tables and plots"}.get(ns.command, "")

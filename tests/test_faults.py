@@ -71,6 +71,29 @@ def test_killed_mid_training_then_resume_matches_uninterrupted(sig, write_recipe
     assert a["single_label_batches_trained"] == b["single_label_batches_trained"]
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_local_batch_stopped_after_its_first_run_says_what_finished(sig, write_recipe, tmp_path):
+    """SIGTERM (`kill`, `timeout`, a scheduler) of `--seeds` on the local engine ended the process without a word
+    (exit -15), and Ctrl-C's line said nothing of the finished runs; both now say how many finished and that the
+    same command skips them, exit 130, no traceback, and the stopped run holds no metrics.json."""
+    recipe = str(write_recipe("kto", train={"max_steps": 40, "save_steps": 4}))
+    results = tmp_path / "r"
+    proc = subprocess.Popen([sys.executable, "-m", "prefopt", "run", recipe, "--results", str(results), "--seeds",
+                             "1,2", "--engine", "local"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None and not list(results.glob("runs/*/*/metrics.json")):
+        time.sleep(0.01)
+    assert proc.poll() is None, "the batch ended before it was stopped"
+    proc.send_signal(sig)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == ("prefopt: interrupted; 1 of 2 runs finished (kept): the same command "
+                                            "skips the finished runs and resumes the others from their last checkpoint")
+    assert "Traceback" not in err
+    assert [p.parent.name.split("-")[0] for p in results.glob("runs/*/*/metrics.json")] == ["seed1"]
+
+
 @pytest.mark.parametrize("select", ["last", "best"])
 def test_stopped_after_the_last_checkpoint_trains_no_step_more(select, write_recipe, tmp_path, monkeypatch):
     """Stopped between its final checkpoint and trained.json, a run loads that checkpoint and evaluates:
