@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -60,6 +61,9 @@ def run_jobs(jobs: list, *, results: Path, engine: str = "auto", address: str | 
 
     if max_concurrent is not None and max_concurrent < 1:
         raise UserError("--max-concurrent", str(max_concurrent), "must be at least 1")
+    if engine == "local" and (max_concurrent or 1) > 1:  # it ran one run at a time without a word
+        raise UserError("--max-concurrent", str(max_concurrent), "sets how many Ray trials run at once; --engine "
+                        "local runs one run at a time: leave --max-concurrent out, or use --engine ray")
     jobs = [j if isinstance(j, tuple) else (j, Path(results)) for j in jobs]
     # jobs that are the same run (same directory: a repeated seed, or the same settings twice) run once, so
     # two trials never train into one directory at the same time
@@ -79,6 +83,13 @@ def run_jobs(jobs: list, *, results: Path, engine: str = "auto", address: str | 
         if not pending:
             done = []
         elif pick_engine(engine, len(pending), address) == "local":
+            if (max_concurrent or 1) > 1 and len(pending) > 1:  # auto chose local: Ray missing, or torchrun
+                from .console import main_process
+
+                if main_process():
+                    print(f"prefopt: note: --max-concurrent {max_concurrent} is for the ray engine, not used here "
+                          f"(Ray is not installed, or this is torchrun/accelerate): the {len(pending)} runs run one "
+                          "at a time", file=sys.stderr, flush=True)
             # a batch stopped by SIGTERM says what finished, as on Ctrl-C (and as on Ray); Python's default ended
             # it without a word (exit -15). Not under torchrun, whose launcher stops its ranks with SIGTERM
             with _sigterm_as_interrupt() if len(pending) > 1 and not distributed else contextlib.nullcontext():

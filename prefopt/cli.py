@@ -93,8 +93,8 @@ def _engine_options(p) -> None:
                    "ray when installed and there is more than one run")
     p.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS; none: Ray embedded here)")
     p.add_argument("--storage", help="with --address: a path every Ray node sees, for Ray's trial state")
-    p.add_argument("--max-concurrent", type=at_least(1), metavar="N", help="trials at once (default: one per GPU, "
-                   "else one: a training uses every CPU core)")
+    p.add_argument("--max-concurrent", type=at_least(1), metavar="N", help="Ray trials at once (default: one per GPU, "
+                   "else one: a training uses every CPU core); --engine local runs one at a time")
 
 
 def _seeds(text: str | None) -> list[int] | None:

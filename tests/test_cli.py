@@ -318,3 +318,28 @@ def test_data_warns_of_repeated_rows_and_completions_labelled_both_ways_in_one_l
     assert (report["duplicate_rows"], report["contradictory_labels"], len(report["data_warnings"])) == (2, 1, 2)
     clean = run_without_torch(["data", str(write_recipe("kto"))])
     assert clean.returncode == 0 and clean.stderr == ""
+
+
+def test_max_concurrent_on_the_local_engine_is_refused_or_said(write_recipe, tmp_path, capsys, monkeypatch):
+    """`--engine local --max-concurrent 2` ran the runs one at a time without a word (exit 0); now refused in one
+    line, nothing run. With --engine auto choosing local (no Ray) the runs go on, with a note saying so."""
+    from prefopt import batch, runner
+    from prefopt.recipe import load_recipe
+
+    ran = []
+    monkeypatch.setattr(runner, "run_one", lambda recipe, *, results, force=False: ran.append(recipe.seed)
+                        or results / f"seed{recipe.seed}")
+    recipe = str(write_recipe("dpo", data={"validation_fraction": 0.25}, tune={"trials": 2}))
+    for command in ("run", "tune"):
+        argv = [command, recipe, "--results", str(tmp_path / "r"), "--engine", "local", "--max-concurrent", "2"]
+        assert main(argv + (["--seeds", "1,2"] if command == "run" else [])) == 2
+        err = capsys.readouterr().err
+        assert err == ("prefopt: error: --max-concurrent: 2: sets how many Ray trials run at once; --engine local "
+                       "runs one run at a time: leave --max-concurrent out, or use --engine ray\n"), err
+    assert ran == []
+    monkeypatch.setattr(batch, "ray_available", lambda: False)
+    assert batch.run_jobs([load_recipe(recipe).for_seed(s) for s in (1, 2)], results=tmp_path / "r",
+                          max_concurrent=2) == [tmp_path / "r" / "seed1", tmp_path / "r" / "seed2"]
+    assert "--max-concurrent 2 is for the ray engine, not used here" in capsys.readouterr().err and ran == [1, 2]
+    batch.run_jobs([load_recipe(recipe).for_seed(3)], results=tmp_path / "r", engine="local", max_concurrent=1)
+    assert capsys.readouterr().err == ""  # one at a time is what local does
