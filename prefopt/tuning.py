@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, raise_all
 from .recipe import Recipe, apply_sets, check_space_limits, parse_set, read_yaml
 
 TUNING, TUNED = "tuning", "tuned"
@@ -153,8 +153,6 @@ def tune_recipes(recipes: list[Recipe], *, results: str = "results", trials: int
     """Tune every recipe with the same trial count; returns the tuned recipe files written. force: train
     every trial again (a finished one waits in its cache/replaced/ until its retraining finishes, as with
     `prefopt run --force`)."""
-    import json
-
     from .batch import run_jobs
 
     results = Path(results)
@@ -178,29 +176,59 @@ def tune_recipes(recipes: list[Recipe], *, results: str = "results", trials: int
     # where the tables and the tuned recipes go must take them, said before the first trial and not after the last
     for folder in [where for *_, where, _ in plans] + [results / TUNED]:
         check_results_dir(folder)
-    runs = run_jobs([(j, where) for _, _, jobs, where, _ in plans for j in jobs], results=results, engine=engine,
-                    address=address, storage=storage, max_concurrent=max_concurrent, force=force)
-    written, at = [], 0
+    failure = None
+    try:
+        runs = run_jobs([(j, where) for _, _, jobs, where, _ in plans for j in jobs], results=results, engine=engine,
+                        address=address, storage=storage, max_concurrent=max_concurrent, force=force)
+    except (Exception, KeyboardInterrupt) as e:  # (a failed or interrupted trial: said below, after the writing)
+        failure, runs = e, None
+    # each recipe whose trials all finished gets its table and tuned recipe, whatever became of the others: one
+    # recipe's failed or interrupted trial left every recipe's finished tuning unwritten
+    from . import results as res
+
+    written, problems, at = [], [], 0
     for recipe, chosen, jobs, where, test_split in plans:
-        mine, at = runs[at:at + len(jobs)], at + len(jobs)
-        metrics = [json.loads((run / "metrics.json").read_text()) for run in mine]
-        table = trials_table(chosen, metrics, recipe.tune.metric, [r.name for r in mine])
-        from .results import write_atomic
+        mine = runs[at:at + len(jobs)] if runs else [res.run_dir(where, j.name, j.seed, j.fingerprint(), j.data.fold)
+                                                     for j in jobs]
+        at += len(jobs)
+        if runs is None and not all(res.is_finished(run) for run in mine):
+            continue
+        try:
+            written.append(write_tuning(recipe, chosen, mine, where, test_split, results=results, sets=sets))
+        except UserError as e:
+            problems.append(e)
+    if failure is None and not problems:
+        return written
+    import sys
 
-        write_atomic(where / "trials.csv", table.to_csv(index=False))
-        from .plots import png, tuning_figure
+    for path in written:  # (stdout is left to the success line: the command failed)
+        print(f"prefopt: tuned recipe {path} (its trials finished; the rest did not, below)", file=sys.stderr)
+    if failure is not None:
+        raise failure
+    raise_all(problems)
 
-        write_atomic(where / "tuning.png", png(tuning_figure(table, recipe.tune.metric, recipe.name)))
-        best = best_trial(table[f"validation_{recipe.tune.metric}"].tolist(), recipe.tune.metric)
-        if best is None:
-            raise UserError(recipe.source, "tune.metric", f"no trial recorded a validation {recipe.tune.metric}; "
-                            "pick another tune.metric")
-        path = results / TUNED / f"{recipe.name}.yaml"
-        write_atomic(path, tuned_yaml(recipe, chosen[best], trial=best, trials=len(jobs),
-                                      value=float(table[f"validation_{recipe.tune.metric}"][best]), sets=sets,
-                                      results=results, test_split=test_split))
-        written.append(path)
-    return written
+
+def write_tuning(recipe: Recipe, chosen: list[dict], runs: list[Path], where: Path, test_split: str | None, *,
+                 results: Path, sets=()) -> Path:
+    """The trials' table and plot, and the tuned recipe with the best trial's settings (its path returned)."""
+    import json
+
+    from .plots import png, tuning_figure
+    from .results import write_atomic
+
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in runs]
+    table = trials_table(chosen, metrics, recipe.tune.metric, [r.name for r in runs])
+    write_atomic(where / "trials.csv", table.to_csv(index=False))
+    write_atomic(where / "tuning.png", png(tuning_figure(table, recipe.tune.metric, recipe.name)))
+    best = best_trial(table[f"validation_{recipe.tune.metric}"].tolist(), recipe.tune.metric)
+    if best is None:
+        raise UserError(recipe.source, "tune.metric", f"no trial recorded a validation {recipe.tune.metric}; "
+                        "pick another tune.metric")
+    path = results / TUNED / f"{recipe.name}.yaml"
+    write_atomic(path, tuned_yaml(recipe, chosen[best], trial=best, trials=len(runs),
+                                  value=float(table[f"validation_{recipe.tune.metric}"][best]), sets=sets,
+                                  results=results, test_split=test_split))
+    return path
 
 
 def trials_table(chosen: list[dict], metrics: list[dict], metric: str, run_ids: list[str]):

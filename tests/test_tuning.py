@@ -384,3 +384,35 @@ def test_a_bad_option_of_tune_is_one_line(args, needle, tmp_path, capsys):
     assert e.value.code == 2 and len(err) == 1 and err[0].startswith(f"prefopt: error: {needle}"), err
     assert err[0].endswith("(see prefopt tune --help)")
 
+
+
+@pytest.mark.parametrize("failure, status", [(UserError("b.yaml", "train.max_length", "too short"), 2),
+                                             (KeyboardInterrupt(), 130)], ids=["fails", "interrupted"])
+def test_one_recipe_s_failed_tuning_keeps_the_finished_recipe_s_outputs(failure, status, write_recipe, tmp_path,
+                                                                        capsys, monkeypatch):
+    """`prefopt tune a.yaml b.yaml` where b's trial fails (or the command is stopped) after a's trials all
+    finished: a's trials.csv, plot and tuned recipe were not written, only the error said; now they are, the
+    written recipe is named on stderr, and the failure is still said with its exit status."""
+    import prefopt.batch as batch
+    from prefopt import results as res
+
+    def run_jobs(jobs, **kwargs):
+        for job, where in jobs:
+            if job.name == "a":  # a's trials finish; b's never do
+                run = res.run_dir(where, job.name, job.seed, job.fingerprint(), job.data.fold)
+                run.mkdir(parents=True)
+                (run / "metrics.json").write_text(json.dumps({"reward_auc": 0.5 + job.train["beta"] / 10,
+                                                              "train_seconds": 1.0}))
+        raise failure
+
+    monkeypatch.setattr(batch, "run_jobs", run_jobs)
+    a, b = (str(write_recipe("dpo", name=n, data={"validation_fraction": 0.25}, tune={"trials": 2})) for n in "ab")
+    results = tmp_path / "r"
+    assert main(["tune", a, b, "--results", str(results)]) == status
+    err = capsys.readouterr().err
+    assert f"prefopt: tuned recipe {results / 'tuned' / 'a.yaml'}" in err, err
+    assert err.strip().splitlines()[-1].startswith("prefopt: error: b.yaml" if status == 2 else "prefopt: interrupted")
+    tuning = results / "tuning"
+    assert len(pd.read_csv(tuning / "a" / "trials.csv")) == 2 and (tuning / "a" / "tuning.png").is_file()
+    assert sorted(p.name for p in (results / "tuned").iterdir()) == ["a.yaml"]
+    assert not (tuning / "b" / "trials.csv").exists()
