@@ -354,9 +354,16 @@ def check_values(r: Recipe) -> None:
     if not 0 < r.data.eval_fraction < 1:
         bad("data.eval_fraction", f"must be between 0 and 1 (exclusive), got {r.data.eval_fraction}; "
             "0.1 holds out a tenth of the prompts")
-    elif not 0 <= r.data.validation_fraction < 1 or r.data.eval_fraction + r.data.validation_fraction >= 1:
+    elif not 0 <= r.data.validation_fraction < 1:
         bad("data.validation_fraction", f"must be from 0 (no validation split) to below "
             f"1 - eval_fraction, got {r.data.validation_fraction}; 0.1 keeps a tenth of the prompts apart")
+    elif r.data.eval_fraction + r.data.validation_fraction >= 1:
+        # the two together, not validation_fraction alone: "got 0.1; 0.1 keeps a tenth apart" was the advice
+        # given for a default validation_fraction beside a raised eval_fraction (0.9)
+        left = 1 - r.data.eval_fraction
+        bad("data.validation_fraction", f"must be below 1 - eval_fraction ({left:.3g}), got "
+            f"{r.data.validation_fraction}: test and validation prompts together would leave none to train on; "
+            "lower data.eval_fraction or data.validation_fraction (0 for no validation split)")
     w = r.data.weights
     if isinstance(w, str) and w != "auto" or isinstance(w, dict) and (
             set(w) != {"desirable", "undesirable"} or not all(_type_ok(v, float) and v > 0 for v in w.values())):

@@ -52,6 +52,9 @@ def test_wrong_types_name_the_field(tmp_path, key, value, field):
     ({"train": {"desirable_weight": 2.0}}, "train.desirable_weight", "data.weights"),
     ({"train": {"train_sampling_strategy": "random"}}, "train.train_sampling_strategy", "'sequential'"),
     ({"data": {"validation_fraction": 0.95}}, "data.validation_fraction", "1 - eval_fraction"),
+    ({"data": {"validation_fraction": 1.5}}, "data.validation_fraction", "1 - eval_fraction"),
+    # a raised eval_fraction beside the default validation_fraction: the fix is one of the two, said as such
+    ({"data": {"eval_fraction": 0.9}}, "data.validation_fraction", "lower data.eval_fraction or"),
     ({"eval": {"select": "bset"}}, "eval.select", "did you mean 'best'?"),
     ({"eval": {"select_metric": "auc"}}, "eval.select_metric", "reward_auc"),
     ({"eval": {"select": "best"}, "data": {"validation_fraction": 0}}, "eval.select", "validation split"),
