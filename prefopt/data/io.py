@@ -196,9 +196,10 @@ def _text(path: Path, field: str) -> str:
     except UnicodeDecodeError as e:
         # a byte offset alone left the reader to count bytes in an editor; the line is where they look
         line = e.object[:e.start].count(b"\n") + 1  # (e.object: the bytes after a BOM, e.start within them)
+        # eval.prompts has no format key: its format comes from the extension alone
+        fix = "save it as UTF-8 or check data.format" if field == "data.path" else "save it as UTF-8"
         raise UserError(str(path), field, f"is not UTF-8 text (line {line}, byte "
-                        f"{e.start + len(raw) - len(e.object)}: {e.object[e.start:e.start + 1]!r}); save it as "
-                        "UTF-8 or check data.format") from None
+                        f"{e.start + len(raw) - len(e.object)}: {e.object[e.start:e.start + 1]!r}); {fix}") from None
     except OSError as e:
         raise UserError(str(path), field, f"cannot be read ({e.strerror}); check its permissions") from None
     if not text.strip():

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefopt.data.io import canonical_rows, load_rows, normalize_labels, prompt_keys
+from prefopt.data.io import canonical_rows, load_prompts, load_rows, normalize_labels, prompt_keys
 from prefopt.errors import UserError
 
 CHAT = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
@@ -159,6 +159,14 @@ def test_not_utf8_names_the_line_and_the_byte(tmp_path, bom):
     offset = len(bom) + len(good) + len(b'{"prompt": "caf')
     assert e.field == "data.path" and e.message.startswith(f"is not UTF-8 text (line 2, byte {offset}: b'\\xe9');")
     assert "\n" not in str(e)
+
+
+def test_not_utf8_prompts_file_names_no_data_format(tmp_path):
+    # eval.prompts has no format key; sending its reader to data.format pointed at the other file's setting
+    (tmp_path / "p.jsonl").write_bytes(b'{"prompt": "caf\xe9", "constraint": {"id": "lowercase"}}\n')
+    with pytest.raises(UserError) as e:
+        load_prompts(str(tmp_path / "p.jsonl"))
+    assert e.value.field == "eval.prompts" and "UTF-8" in e.value.message and "data.format" not in e.value.message
 
 
 def test_garbled_parquet_and_csv(tmp_path):
