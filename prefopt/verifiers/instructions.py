@@ -285,6 +285,13 @@ def _parse(meta) -> tuple[str, dict]:
     missing = [k for k in FAMILIES[family].kwargs if k not in kwargs]
     if missing:
         raise UserError(None, "constraint", f"constraint '{family}' needs kwargs {missing}, got {sorted(kwargs)}")
+    # a kwarg the family does not read would be ignored without a word: {"id": "max_words", "kwargs": {"max_words":
+    # 40, "min_words": 10}} checked the maximum alone, and the prompt asked for both (None: a loader's filler)
+    extra = sorted(k for k in kwargs if k not in FAMILIES[family].kwargs)
+    if extra:
+        takes = f"only {list(FAMILIES[family].kwargs)}" if FAMILIES[family].kwargs else "no kwargs"
+        raise UserError(None, "constraint", f"constraint '{family}' takes {takes}, got also {extra}; remove them "
+                        "(one constraint per prompt: the verifier checks nothing else)")
     for k in FAMILIES[family].kwargs:  # checked here, before training, not by the judge after it
         v, whole = kwargs[k], k in _COUNTS
         # a whole number, also when a loader stored it as a float (2.0: a column with gaps)

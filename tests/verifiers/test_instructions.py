@@ -181,6 +181,9 @@ def test_numbers_stored_as_floats_still_work():
     ({"id": "lowercse", "kwargs": {}}, "did you mean 'lowercase'"),
     ({"kwargs": {}}, "expected"),
     ({"id": "max_words", "kwargs": {}}, "needs kwargs"),
+    # a kwarg the family does not read was ignored: the prompt asked for more than was checked
+    ({"id": "max_words", "kwargs": {"max_words": 40, "min_words": 10}}, r"takes only \['max_words'\], got also"),
+    ({"id": "lowercase", "kwargs": {"keyword": "cat"}}, "takes no kwargs"),
     ("not json", "not a JSON constraint"),
     (float("nan"), "missing; every prompt"),  # an empty CSV cell (it said "got nan")
     (None, "missing; every prompt"),
