@@ -154,11 +154,26 @@ def with_test(runs: pd.DataFrame) -> pd.DataFrame:
     test = runs["eval_fingerprint"]
     runs["test"] = runs["partition"].fillna(test) if "partition" in runs else test
     if "data_path" in runs:  # the fingerprints hash prompts only: files sharing prompts are still two tests
-        paths = runs.groupby("test")["data_path"].transform("nunique")
-        shared = paths > 1
+        runs["_file"] = runs["data_path"].map(same_file, na_action="ignore")
+        shared = runs.groupby("test")["_file"].transform("nunique") > 1
+        # a file's part of the name: the first way a run wrote it (stable, whichever directory compares)
+        name = runs.groupby(["test", "_file"])["data_path"].transform(lambda p: min(map(str, p)))
+        name = name.fillna(runs["data_path"].astype(str))
+        runs = runs.drop(columns="_file")
         runs.loc[shared, "test"] = [f"{str(t)[:12]}-{hashlib.sha256(str(p).encode()).hexdigest()[:6]}"
-                                    for t, p in zip(runs.loc[shared, "test"], runs.loc[shared, "data_path"])]
+                                    for t, p in zip(runs.loc[shared, "test"], name[shared])]
     return runs
+
+
+def same_file(path) -> str:
+    """What identifies a run's data file across the ways runs name it (`data/x.jsonl`, `./data/x.jsonl`, its
+    absolute path: `--set data.path=...`): the resolved path where the file exists here, else the path as
+    written, tidied of `.` parts and doubled slashes only (`..` can pass through a link, so it stays)."""
+    text = str(path)
+    try:
+        return str(Path(text).resolve()) if Path(text).is_file() else str(Path(text))
+    except (OSError, ValueError):  # a name this filesystem cannot hold: the text alone
+        return text
 
 
 def short_name(test) -> str:
@@ -411,7 +426,7 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
         title = (f"## Cross-fitted test `{short_name(fp)}` ({folds} folds: every labeled prompt held out once)"
                  if folds > 1 else f"## Test split `{fp}` (held out)")
         lines += ["", title, "",
-                  f"Data: `{split.iloc[0].get('data_path', '?')}`" + (f", {sizes}" if sizes else "") +
+                  f"Data: {_data_names(split)}" + (f", {sizes}" if sizes else "") +
                   (f" over {folds} folds" if folds > 1 else "") +
                   f"; {len(split)} finished run{'s' * (len(split) != 1)}.", ""]
         lines += _autocast_scored(split)
@@ -452,6 +467,14 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
                       "; ".join(f"{g} seed {s} (folds {v} of {_folds(split)} finished)" for (g, s), v in have.items())
                       + "."]
     return "\n".join(lines) + "\n"
+
+
+def _data_names(split: pd.DataFrame) -> str:
+    """The test's data file as its first run names it, and the other names its runs gave the same file."""
+    names = list(dict.fromkeys(split["data_path"].dropna().astype(str))) if "data_path" in split else []
+    first = f"`{split.iloc[0].get('data_path', '?')}`"
+    others = [f"`{n}`" for n in names if f"`{n}`" != first]
+    return first + (f" (also named {', '.join(others)})" if others else "")
 
 
 def verdict_block(runs: pd.DataFrame, tests: list, analyses: dict) -> list[str]:

@@ -993,3 +993,35 @@ def test_a_rebuild_interrupted_in_its_statistics_leaves_every_table_as_it_was(tm
     with pytest.raises(KeyboardInterrupt):
         compare.rebuild(root)
     assert {name: (root / name).read_bytes() for name in before} == before
+
+
+def test_one_file_named_two_ways_is_one_test_and_another_file_stays_apart(tmp_path, monkeypatch):
+    """data_path is the text a run was given: `data/feedback.jsonl` in one run, `./data/...` or its absolute
+    path (`--set data.path=...`) in another once made two tests of one file, and its recipes were never
+    compared. Where the file exists they are one test; a different file sharing the prompts stays its own."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("feedback.jsonl", "other.jsonl"):
+        (tmp_path / "data").mkdir(exist_ok=True)
+        (tmp_path / "data" / name).write_text("{}\n")
+
+    def named(path):
+        def rename(run):
+            m = json.loads((run / "metrics.json").read_text())
+            write_json(run / "metrics.json", {**m, "data_path": path})
+        return rename
+
+    root = tmp_path / "results"
+    two_recipes_three_seeds(root, {("b", 1): named(str(tmp_path / "data" / "feedback.jsonl")),
+                                   ("b", 2): named("./data/feedback.jsonl"), ("b", 3): named("data//feedback.jsonl")})
+    compare.rebuild(root)
+    s = pd.read_csv(root / "summary.csv")
+    assert s.test.nunique() == 1 and sorted(s.recipe) == ["a", "b", "reference"]
+    assert s.loc[s.recipe == "b", "n_seeds"].item() == 3
+    text = (root / "summary.md").read_text()
+    assert "Pairwise reward_auc: row minus column" in text and "| a | " in text and "| b | " in text
+    assert "Data: `data/feedback.jsonl` (also named `" in text and "`./data/feedback.jsonl`" in text
+
+    runs = compare.load_runs(root)
+    other = runs[runs.recipe == "b"].assign(data_path="data/other.jsonl")
+    tests = compare.with_test(pd.concat([runs[runs.recipe == "a"], other]))
+    assert tests.groupby("recipe")["test"].nunique().tolist() == [1, 1] and tests["test"].nunique() == 2
