@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from .results import COMPARE_LOCK, clear_temporaries, finished_metrics, write_atomic
-from .samples import family_table, read_generations, samples_markdown
+from .samples import family_table, precision, read_generations, samples_markdown
 
 HEADLINE = "reward_auc"
 PAIR_METRICS = ("preference_accuracy", "reward_margin")  # measured on held-out pairs only
@@ -449,6 +449,7 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
                        "pair has r(chosen) > r(rejected) (ties are not wins). Its reward_auc 0.5, reward_margin 0 and "
                        f"kl 0 hold by definition{scored}." if pairs else
                        f"The reference's reward_auc 0.5 and kl 0 hold by definition (r ≡ 0){scored}."), ""]
+        lines += _mixed_reference(split, measured)
         lines += tuned_lines(split)
         if folds > 1:
             lines += spread_lines(spread_split, [r for r in s["recipe"] if r != REFERENCE])
@@ -467,6 +468,19 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
                       "; ".join(f"{g} seed {s} (folds {v} of {_folds(split)} finished)" for (g, s), v in have.items())
                       + "."]
     return "\n".join(lines) + "\n"
+
+
+def _mixed_reference(split: pd.DataFrame, measured: list[str]) -> list[str]:
+    """Where a test's runs ran in several precisions, the reference row's *_ref means average untrained models
+    that answered differently (bf16 autocast against float32): said, with each precision's own value."""
+    kinds = pd.Series([precision(r) for r in split.itertuples()], index=split.index)
+    measured = [m for m in measured if f"{m}_ref" in split]
+    if kinds.nunique() < 2 or not measured:
+        return []
+    own = "; ".join(f"{kind}: " + ", ".join(f"{m}_ref {_fmt(g[f'{m}_ref'].mean())}" for m in measured)
+                    + f" ({', '.join(sorted(g['group'].unique()))})" for kind, g in split.groupby(kinds, sort=True))
+    return [f"Its runs ran in {kinds.nunique()} precisions, in which the untrained model scores differently: the "
+            f"reference's {' and '.join(measured)} above average them. Each precision's own: {own}.", ""]
 
 
 def _data_names(split: pd.DataFrame) -> str:

@@ -22,7 +22,7 @@ def read_generations(split: pd.DataFrame) -> pd.DataFrame:
     for row in split.itertuples():
         g = read_generation_file(Path(row.run_dir) / "eval_generations.jsonl")
         if g is not None and "prompt_id" in g:
-            frames.append(g.assign(group=row.group, seed=row.seed))
+            frames.append(g.assign(group=row.group, seed=row.seed, precision=precision(row)))
     if not frames:
         return pd.DataFrame()
     out = pd.concat(frames, ignore_index=True)
@@ -34,6 +34,15 @@ def read_generations(split: pd.DataFrame) -> pd.DataFrame:
     out["family"] = out["constraint"].map(lambda c: c.get("id", "-") if isinstance(c, dict) else "-") \
         if "constraint" in out else "-"
     return out
+
+
+def precision(run) -> str | None:
+    """The precision a run generated in (the weights' dtype, and bf16 autocast where it trained under it): the
+    untrained model's greedy answers differ with it. None where the run did not record it."""
+    weights, autocast = getattr(run, "weights_dtype", None), getattr(run, "autocast_bf16", None)
+    if pd.isna(weights) and pd.isna(autocast):
+        return None
+    return (weights if isinstance(weights, str) else "?") + (" + bf16 autocast" if not pd.isna(autocast) and bool(autocast) else "")
 
 
 def read_generation_file(file: Path) -> pd.DataFrame | None:
@@ -53,9 +62,8 @@ def family_table(gens: pd.DataFrame) -> list[str]:
         return []
     rates = gens.groupby(["group", "family"])["policy_pass"].mean().unstack("family")
     overall = gens.groupby("group")["policy_pass"].mean()
-    first = gens[gens["group"] == gens["group"].iloc[0]]
-    first = first[first["seed"] == first["seed"].min()]  # the reference is the same model in every run
-    ref = first.groupby("family")["reference_pass"].mean()
+    refs = references(gens)
+    first = next(iter(refs.values()))
     prompts = first.groupby("family")["prompt_id"].nunique()
     families = list(prompts.sort_values(ascending=False).index)
     lines = ["Verified pass rate per constraint family (strict, per prompt; mean over seeds):", "",
@@ -63,16 +71,23 @@ def family_table(gens: pd.DataFrame) -> list[str]:
              "|---|---:|" + "---:|" * len(families)]
     for group in overall.sort_values(ascending=False).index:
         lines.append(f"| {group} | {overall[group]:.3f} | " + " | ".join(f"{rates.loc[group, f]:.3f}" for f in families) + " |")
-    lines.append(f"| untrained reference | {first['reference_pass'].mean():.3f} | "
-                 + " | ".join(f"{ref[f]:.3f}" for f in families) + " |")
+    for label, ref in refs.items():
+        rate = ref.groupby("family")["reference_pass"].mean()
+        lines.append(f"| untrained reference{label} | {ref['reference_pass'].mean():.3f} | "
+                     + " | ".join(f"{rate[f]:.3f}" for f in families) + " |")
     recorded = "policy_ended" in gens and gens["policy_ended"].notna().all()
     if recorded:  # where the token budget bites: a cut-off answer passes only a constraint it already settles
         for name, frame, column in (("recipes' answers", gens, "policy_ended"),
-                                    ("reference's", first, "reference_ended")):
+                                    *((f"reference's{label}", ref, "reference_ended") for label, ref in refs.items())):
             cut = ~frame[column].astype(bool)
             lines.append(f"| *cut off by the budget: {name}* | {cut.mean():.3f} | " + " | ".join(
                 f"{cut[frame['family'] == f].mean():.3f}" for f in families) + " |")
     lines += ["", f"({len(first)} prompts; in brackets, prompts per family.)"]
+    if len(refs) > 1:
+        ran = gens.drop_duplicates(["group", "precision"]).groupby("precision", sort=True)["group"].agg(", ".join)
+        lines += ["", f"These runs generated in {len(refs)} precisions, and the untrained model can answer "
+                  "differently in each: a reference row per precision, each from one of its runs; compare a "
+                  "recipe with its own precision's (" + "; ".join(f"{p}: {g}" for p, g in ran.items()) + ")."]
     if not recorded:
         lines += ["", "These answers were judged as given, cut off by `eval.max_new_tokens` or not: the runs predate "
                   "2026-12-01, when prefopt began to record which answers ended. A cut-off answer meets 'at most N "
@@ -80,6 +95,18 @@ def family_table(gens: pd.DataFrame) -> list[str]:
                   "object'; runs since pass a cut-off answer only where no continuation could undo the pass. "
                   "Rerun (`--force`) for strict verdicts; `scripts/rejudge_strict.py` estimates them meanwhile."]
     return lines + [""]
+
+
+def references(gens: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """label -> the untrained model's records: one run's (the first recipe's smallest seed; the reference is
+    the same model in every run), or one per precision where the runs generated in several, labelled by it."""
+    kinds = sorted(gens["precision"].dropna().unique()) if "precision" in gens else []
+    out = {}
+    for kind in kinds if len(kinds) > 1 else [None]:
+        runs = gens if kind is None else gens[gens["precision"] == kind]
+        first = runs[runs["group"] == runs["group"].iloc[0]]
+        out["" if kind is None else f" ({kind})"] = first[first["seed"] == first["seed"].min()]
+    return out
 
 
 def pick_prompts(gens: pd.DataFrame, n: int = SAMPLES) -> list[str]:

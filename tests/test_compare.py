@@ -1025,3 +1025,31 @@ def test_one_file_named_two_ways_is_one_test_and_another_file_stays_apart(tmp_pa
     other = runs[runs.recipe == "b"].assign(data_path="data/other.jsonl")
     tests = compare.with_test(pd.concat([runs[runs.recipe == "a"], other]))
     assert tests.groupby("recipe")["test"].nunique().tolist() == [1, 1] and tests["test"].nunique() == 2
+
+
+def test_runs_in_two_precisions_get_a_reference_each_not_one_picked_or_averaged_silently(tmp_path):
+    """Runs of one test made in float32 and under bf16 autocast (`autocast_bf16`, results/bf16/) generate with
+    untrained models that answer differently. The family table showed the first recipe's reference alone as
+    'untrained reference', and the means table's reference averaged both, unsaid."""
+    def constrained(run, bf16=False):
+        gens = pd.read_json(run / "eval_generations.jsonl", lines=True)
+        gens["constraint"] = [{"id": "words" if i % 2 else "json"} for i in range(len(gens))]
+        gens["reference_pass"] = bf16  # the autocast reference passes every prompt, float32's none
+        (run / "eval_generations.jsonl").write_text(gens.to_json(orient="records", lines=True))
+        m = json.loads((run / "metrics.json").read_text())
+        write_json(run / "metrics.json", {**m, "weights_dtype": "float32", "autocast_bf16": bf16,
+                                          "verified_success_ref": float(bf16)})
+
+    root = tmp_path / "results"
+    two_recipes_three_seeds(root, {(r, s): (lambda run, bf16=r == "b": constrained(run, bf16))
+                                   for r in "ab" for s in (1, 2, 3)})
+    compare.rebuild(root)
+    text = (root / "summary.md").read_text()
+    assert "| untrained reference (float32) | 0.000 | 0.000 | 0.000 |" in text
+    assert "| untrained reference (float32 + bf16 autocast) | 1.000 | 1.000 | 1.000 |" in text
+    assert "| untrained reference |" not in text.split("Verified pass rate per constraint family")[1].split("\n\n")[1]
+    assert "(float32: a; float32 + bf16 autocast: b)" in text
+    assert ("Its runs ran in 2 precisions, in which the untrained model scores differently: the reference's "
+            "desirable_nll and verified_success above average them.") in text
+    assert "float32: desirable_nll_ref 2, verified_success_ref 0 (a); float32 + bf16 autocast:" in text
+    assert "verified_success_ref 1 (b)." in text
