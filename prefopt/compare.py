@@ -156,7 +156,8 @@ def with_test(runs: pd.DataFrame) -> pd.DataFrame:
     if "data_path" in runs:  # the fingerprints hash prompts only: files sharing prompts are still two tests
         runs["_file"] = runs["data_path"].map(same_file, na_action="ignore")
         shared = runs.groupby("test")["_file"].transform("nunique") > 1
-        # a file's part of the name: the first way a run wrote it (stable, whichever directory compares)
+        # a file's part of the name: the least of the ways its runs wrote it (not its resolved path, which
+        # moves with the directory compare runs in)
         name = runs.groupby(["test", "_file"])["data_path"].transform(lambda p: min(map(str, p)))
         name = name.fillna(runs["data_path"].astype(str))
         runs = runs.drop(columns="_file")
