@@ -171,7 +171,7 @@ def dispatch(ns) -> None:
     elif ns.command == "data":
         from .data.report import format_report
         from .recipe import load_recipe
-        from .runner import check_data
+        from .preflight import check_data
 
         prepared = check_data(load_recipe(ns.recipe, ns.set))
         from .console import warn_data

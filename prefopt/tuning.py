@@ -106,7 +106,7 @@ def trial_recipes(recipe: Recipe, trials: int) -> tuple[list[dict], list[Recipe]
         raise UserError(recipe.source, "data.validation_fraction", "tuning scores trials on the validation split; "
                         "set it above 0 (0.1 keeps a tenth of the prompts apart)")
     from .methods import get_method
-    from .runner import check_validation_metric, prepare_data
+    from .preflight import check_validation_metric, prepare_data
 
     untuned = copy.deepcopy(recipe)
     untuned.tuned = None  # a tuned recipe tuned again chooses afresh, on whatever split it now has

@@ -40,7 +40,8 @@ def timed(cmd: list[str]) -> float:
 def bench(method: str, model: str, data: str, steps: int, work: Path, repeats: int = 1) -> dict:
     from prefopt.methods import get_method
     from prefopt.recipe import load_recipe
-    from prefopt.runner import config_kwargs, lora_kwargs, prepare_data
+    from prefopt.preflight import prepare_data
+    from prefopt.runner import config_kwargs, lora_kwargs
 
     raw = yaml.safe_load((ROOT / "recipes" / f"{RECIPE[method]}.yaml").read_text())
     raw["model"].update(name=model, backend="transformers", dtype="float32")

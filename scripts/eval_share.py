@@ -68,7 +68,7 @@ def train_tokens(run: Path, tok, steps: int) -> int:
     from prefopt.methods import get_method
     from prefopt.models import encode
     from prefopt.recipe import load_recipe
-    from prefopt.runner import prepare_data, train_settings
+    from prefopt.preflight import prepare_data, train_settings
 
     recipe = load_recipe(str(run / "recipe.yaml"))
     spec = get_method(recipe.method, file=recipe.source)

@@ -8,7 +8,7 @@ from prefopt.evaluation import _reference_keys
 from prefopt.methods import get_method
 from prefopt.models import load_model
 from prefopt.recipe import load_recipe
-from prefopt.runner import prepare_data
+from prefopt.preflight import prepare_data
 
 
 def test_the_reference_cache_is_keyed_by_the_backend_that_was_picked(write_recipe, tiny_model):

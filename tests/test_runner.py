@@ -592,7 +592,7 @@ def test_select_best_keeps_the_best_validation_checkpoint(write_recipe, tmp_path
     from prefopt.metrics import score_rows, summarize
     from prefopt.models import load_trained
     from prefopt.recipe import load_recipe
-    from prefopt.runner import prepare_data
+    from prefopt.preflight import prepare_data
 
     results = tmp_path / "results"
     path = write_recipe("dpo", train={"max_steps": 4, "save_steps": 1, "learning_rate": 5e-3},
@@ -692,7 +692,7 @@ def test_best_checkpoint_metric_must_exist_on_the_validation_split(write_recipe)
 
     from prefopt.errors import UserError
     from prefopt.recipe import load_recipe
-    from prefopt.runner import check_selection
+    from prefopt.preflight import check_selection
 
     rows = pd.DataFrame({"prompt": ["a", "b", "c"], "completion": ["x", "y", "z"], "label": [True, False, True]})
     unpaired = SimpleNamespace(validation_rows=rows, validation_pairs=rows.iloc[:0])
@@ -790,7 +790,7 @@ def test_a_generation_prompt_is_seen_whatever_its_form():
     import pandas as pd
 
     from prefopt.errors import UserError
-    from prefopt.runner import check_unseen
+    from prefopt.preflight import check_unseen
 
     recipe = SimpleNamespace(eval=SimpleNamespace(prompts="test.jsonl"), data=SimpleNamespace(path="d.jsonl"))
     prepared = SimpleNamespace(train=pd.DataFrame({"prompt": ["Write a  poem", "other"]}), validation_rows=None)
@@ -807,7 +807,7 @@ def test_held_out_prompts_longer_than_max_length_fail_before_anything_is_written
     """A held-out prompt that fills max_length would be scored as a completion of no tokens: refused, by `data`
     as by `run`, as a training prompt is."""
     from prefopt.data.io import load_rows
-    from prefopt.runner import prepare_data
+    from prefopt.preflight import prepare_data
     from prefopt.methods import get_method
     from prefopt.recipe import load_recipe
 

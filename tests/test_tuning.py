@@ -256,11 +256,11 @@ def test_a_tuning_metric_the_validation_split_cannot_compute_fails_before_any_tr
 
     import pandas as pd
 
-    from prefopt import runner
+    from prefopt import preflight
     from prefopt.tuning import trial_recipes
 
     rows = pd.DataFrame({"prompt": ["a", "b"], "completion": ["x", "y"], "label": [True, False]})
-    monkeypatch.setattr(runner, "prepare_data", lambda recipe, spec, world_size=1: (
+    monkeypatch.setattr(preflight, "prepare_data", lambda recipe, spec, world_size=1: (
         SimpleNamespace(validation_rows=rows, validation_pairs=rows.iloc[:0],
                         report={"eval_fingerprint": "0" * 64}), 1))
     path = tmp_path / "d.yaml"

@@ -43,7 +43,7 @@ def test_tokens_are_counted_from_the_runs_records(write_recipe, tiny_model, tmp_
 
     # training: 2 steps of 3 pairs, each pair two sequences, in the run's training order
     from prefopt.recipe import load_recipe
-    from prefopt.runner import check_data
+    from prefopt.preflight import check_data
 
     taken = check_data(load_recipe(str(run / "recipe.yaml"))).train.head(6)
     assert eval_share.train_tokens(run, tok, 2) == sum(len(encode(tok, r["prompt"], r[c], 64)[0])
