@@ -58,8 +58,9 @@ def _reference_keys(recipe: Recipe, model, prepared, args, backend: str | None =
     from .data.io import prompt_keys
 
     backend = backend or type(model).__module__.split(".")[0]
+    device = next(model.parameters()).device
     common = dict(model=refcache.model_identity(recipe.model.name), backend=backend,
-                  device=str(next(model.parameters()).device),
+                  device=str(device), hardware=refcache.hardware(device),
                   batch_size=recipe.eval.batch_size, **refcache.computed_by())
     rows = prepared.eval_rows
     from .metrics import REF_TOP_K

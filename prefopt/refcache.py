@@ -90,6 +90,20 @@ def computed_by() -> dict:
     return {"libraries": libraries, "code": code.hexdigest()[:16]}
 
 
+def hardware(device) -> dict:
+    """The chip an entry was computed on: float32 kernels round differently on another instruction set (an
+    AVX2 and an AVX-512 CPU agree to about 6 digits, README), and greedy texts can follow a rounding. The
+    model's folder and dates do not tell machines apart when an image carries the converted model and a
+    results folder on shared storage serves several kinds of node (Ray)."""
+    import torch
+
+    if getattr(device, "type", str(device).split(":")[0]) == "cuda":
+        return {"gpu": torch.cuda.get_device_name(device)}
+    from .results import cpu_model
+
+    return {"cpu": cpu_model(), "kernels": torch.backends.cpu.get_cpu_capability()}
+
+
 def key(kind: str, **parts) -> str:
     """`kind` (scores | generations) plus a hash of every input that determines the entry."""
     blob = json.dumps({"format": FORMAT, "kind": kind, **parts}, sort_keys=True, default=str)

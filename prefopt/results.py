@@ -252,12 +252,12 @@ def environment(seed: int, world_size: int, backend: str, precision: dict | None
 
     return {"seed": seed, "world_size": world_size, "backend": backend, "device": device,
             "precision": precision, "cpu_native_bf16": cpu_has_native_bf16(),
-            "cpu_model": _cpu_model(),
+            "cpu_model": cpu_model(),
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "platform": platform.platform(), "malloc": in_effect(), "libraries": libs}
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.lower().startswith("model name"):
