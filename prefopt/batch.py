@@ -64,6 +64,11 @@ def run_jobs(jobs: list, *, results: Path, engine: str = "auto", address: str | 
     if engine == "local" and (max_concurrent or 1) > 1:  # it ran one run at a time without a word
         raise UserError("--max-concurrent", str(max_concurrent), "sets how many Ray trials run at once; --engine "
                         "local runs one run at a time: leave --max-concurrent out, or use --engine ray")
+    for option, value, what in (("--address", address, "an existing Ray cluster"),
+                                ("--storage", storage, "Ray's trial state")):
+        if engine == "local" and value:  # the runs ran here, the cluster never asked, without a word
+            raise UserError(option, value, f"is for the ray engine ({what}); --engine local runs every run in this "
+                            f"process: leave {option} out, or use --engine ray")
     jobs = [j if isinstance(j, tuple) else (j, Path(results)) for j in jobs]
     # jobs that are the same run (same directory: a repeated seed, or the same settings twice) run once, so
     # two trials never train into one directory at the same time

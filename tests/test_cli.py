@@ -343,3 +343,22 @@ def test_max_concurrent_on_the_local_engine_is_refused_or_said(write_recipe, tmp
     assert "--max-concurrent 2 is for the ray engine, not used here" in capsys.readouterr().err and ran == [1, 2]
     batch.run_jobs([load_recipe(recipe).for_seed(3)], results=tmp_path / "r", engine="local", max_concurrent=1)
     assert capsys.readouterr().err == ""  # one at a time is what local does
+
+
+@pytest.mark.parametrize("option, value", [("--address", "127.0.0.1:6379"), ("--storage", "/shared/ray")])
+def test_ray_options_on_the_local_engine_are_refused(option, value, write_recipe, tmp_path, capsys, monkeypatch):
+    """`--engine local --address HOST:PORT` (or `--storage PATH`) ran every run here, the cluster never asked,
+    exit 0 without a word; refused in one line naming --engine ray, as --max-concurrent is, before any run."""
+    from prefopt import runner
+
+    ran = []
+    monkeypatch.setattr(runner, "run_one", lambda recipe, *, results, force=False: ran.append(recipe.seed)
+                        or results / f"seed{recipe.seed}")
+    recipe = str(write_recipe("dpo", data={"validation_fraction": 0.25}, tune={"trials": 2}))
+    for command in ("run", "tune"):
+        argv = [command, recipe, "--results", str(tmp_path / "r"), "--engine", "local", option, value]
+        assert main(argv + (["--seeds", "1,2"] if command == "run" else [])) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"prefopt: error: {option}: {value}: ") and "--engine ray" in err, err
+        assert len(err.splitlines()) == 1, err
+    assert ran == []
