@@ -95,9 +95,10 @@ def run_jobs(jobs: list, *, results: Path, engine: str = "auto", address: str | 
                     print(f"prefopt: note: --max-concurrent {max_concurrent} is for the ray engine, not used here "
                           f"(Ray is not installed, or this is torchrun/accelerate): the {len(pending)} runs run one "
                           "at a time", file=sys.stderr, flush=True)
-            # a batch stopped by SIGTERM says what finished, as on Ctrl-C (and as on Ray); Python's default ended
-            # it without a word (exit -15). Not under torchrun, whose launcher stops its ranks with SIGTERM
-            with _sigterm_as_interrupt() if len(pending) > 1 and not distributed else contextlib.nullcontext():
+            # SIGTERM (`timeout`, a scheduler's preemption) stops as Ctrl-C does: a batch says what finished, one
+            # run that it resumes (exit 130), as on Ray; Python's default ended it without a word (exit -15), one
+            # run or the last one a batch had left. Not under torchrun, whose launcher stops its ranks with SIGTERM
+            with _sigterm_as_interrupt() if not distributed else contextlib.nullcontext():
                 done = [run_one(recipe, results=Path(w), force=force) for (recipe, w), _ in pending]
         else:
             check_jobs([recipe for (recipe, _), _ in pending])
