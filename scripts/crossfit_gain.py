@@ -28,19 +28,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from prefopt import compare, paired, stats  # noqa: E402
+from prefopt.cli import OneLineParser  # noqa: E402
 
 
 def tests_of(runs: pd.DataFrame) -> tuple[str, str]:
     """(single-split test, cross-fitted test) on the same data file: the cross-fitted partition with the
-    most runs, and the single split of its data file with the most runs."""
+    most runs, and the single split of its data file with the most runs. ValueError when there is none."""
     folded = runs["folds"].fillna(1) > 1 if "folds" in runs else pd.Series(False, index=runs.index)
     if not folded.any():
-        raise SystemExit("crossfit_gain: no cross-fitted runs (data.folds > 1) in these results")
+        raise ValueError("no cross-fitted runs (data.folds > 1) in these results; run a recipe with --folds K")
     cross = runs[folded]["test"].value_counts().index[0]
     data = runs[runs["test"] == cross]["data_path"].iloc[0]
     single = runs[~folded & (runs["data_path"] == data)]
     if single.empty:
-        raise SystemExit(f"crossfit_gain: no single-split runs on {data} to compare with")
+        raise ValueError(f"no single-split runs on {data} to compare with; run a recipe on it without --folds")
     return single["test"].value_counts().index[0], cross
 
 
@@ -105,11 +106,21 @@ def markdown(table: pd.DataFrame, single: paired.Analysis, cross: paired.Analysi
     return "\n".join(lines) + "\n"
 
 
+def seed_list(text: str) -> list[int] | str:
+    """--seeds: comma-separated integers, or 'all' (a bad one was a ValueError traceback after loading the runs)."""
+    if text == "all":
+        return text
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: expected comma-separated integers or 'all', e.g. 1,2,42") from None
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="?", default=str(ROOT / "results"))
     ap.add_argument("--metric", default="reward_auc")
-    ap.add_argument("--seeds", default=None, help="single-split seeds, comma-separated, or 'all' "
+    ap.add_argument("--seeds", type=seed_list, default=None, help="single-split seeds, comma-separated, or 'all' "
                                                   "(default: the seeds of the cross-fitted runs)")
     ap.add_argument("--markdown", help="also write the table to this file")
     args = ap.parse_args(argv)
@@ -123,16 +134,22 @@ def main(argv=None) -> int:
               "folder `prefopt run --results` wrote", file=sys.stderr)
         return 2
     runs = compare.with_groups(runs)
-    single_fp, cross_fp = tests_of(runs)
+    try:  # (results that hold runs, but none this comparison can use: exit 1 through SystemExit, as a crash)
+        single_fp, cross_fp = tests_of(runs)
+    except ValueError as e:
+        print(f"crossfit_gain: {args.results}: {e}", file=sys.stderr)
+        return 2
     cross_split = runs[runs["test"] == cross_fp]
     cross_all = paired.analyze(cross_split)
     recipes = sorted(set(cross_all.runs) & set(runs[runs["test"] == single_fp]["group"]))
-    seeds = (None if args.seeds == "all" else [int(s) for s in args.seeds.split(",")] if args.seeds
+    seeds = (None if args.seeds == "all" else args.seeds if args.seeds
              else sorted(int(s) for s in compare.complete_pools(cross_split)["seed"].unique()))
     single = paired.analyze(restrict(runs[runs["test"] == single_fp], recipes, seeds))
     cross = paired.analyze(restrict(cross_split, recipes, None))
     if args.metric not in single.results or args.metric not in cross.results:
-        raise SystemExit(f"crossfit_gain: {args.metric} is not measured on both tests")
+        print(f"crossfit_gain: --metric: {args.metric}: not measured on both tests; give one both measure, e.g. "
+              "reward_auc", file=sys.stderr)
+        return 2
     text = markdown(gain_table(single, cross, args.metric), single, cross, args.metric, (single_fp, cross_fp),
                     "all" if seeds is None else ", ".join(map(str, seeds)))
     print(text, end="")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from prefopt.results import write_json, write_yaml
 
@@ -75,3 +76,30 @@ def test_a_folder_without_runs_is_one_line_exit_2(tmp_path, capsys):
         assert crossfit_gain.main([str(tmp_path / where)]) == 2
         err = capsys.readouterr().err.splitlines()
         assert len(err) == 1 and err[0].startswith(f"crossfit_gain: {tmp_path / where}") and said in err[0], err
+
+
+def test_results_it_cannot_compare_are_one_line_exit_2(tmp_path, capsys):
+    """No cross-fitted run, no single split beside it, a metric neither measures, seeds that are not numbers:
+    each ended through SystemExit (exit 1, as a crash) or a ValueError traceback; now one line, exit 2."""
+    single = [f"s{i:02d}" for i in range(12)]
+    alone = tmp_path / "alone"
+    for recipe in ("strong", "weak"):
+        add(alone, recipe, single, "single")
+    folded = tmp_path / "folded"
+    for recipe in ("strong", "weak"):
+        for f in (0, 1):
+            add(folded, recipe, single[6 * f:6 * f + 6], f"fold{f}", fold=f)
+    both = tmp_path / "both"
+    for recipe in ("strong", "weak"):
+        add(both, recipe, single, "single")
+        for f in (0, 1):
+            add(both, recipe, single[6 * f:6 * f + 6], f"fold{f}", fold=f)
+    for args, said in (([alone], "no cross-fitted runs"), ([folded], "no single-split runs on d.jsonl"),
+                       ([both, "--metric", "nope"], "--metric: nope: not measured on both tests"),
+                       ([both, "--seeds", "1,x"], "--seeds: 1,x:")):
+        try:
+            code = crossfit_gain.main([str(a) for a in args])
+        except SystemExit as stop:  # (an option refused while the options are parsed)
+            code = stop.code
+        err = capsys.readouterr().err.splitlines()
+        assert code == 2 and len(err) == 1 and err[0].startswith("crossfit_gain: ") and said in err[0], err
