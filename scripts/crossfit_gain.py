@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     ap.add_argument("results", nargs="?", default=str(ROOT / "results"))
     ap.add_argument("--metric", default="reward_auc")
     ap.add_argument("--seeds", type=seed_list, default=None, help="single-split seeds, comma-separated, or 'all' "
-                                                  "(default: the seeds of the cross-fitted runs)")
+                    "(default: the seeds of the cross-fitted runs)")
     ap.add_argument("--markdown", help="also write the table to this file")
     args = ap.parse_args(argv)
     if not Path(args.results).is_dir():

@@ -171,15 +171,43 @@ def make_prompts(n: int, seed: int, exclude: frozenset = frozenset()) -> list[di
     return prompts
 
 
+# what --from-pool reads of each pool row and of the generation settings in its .meta.json (--pool-out writes more)
+POOL_KEYS = ("prompt_id", "prompt", "completion", "constraint")
+GENERATION_KEYS = ("prompts_args", "samples_per_prompt", "max_new_tokens", "batch_size", "temperature", "top_p")
+
+
+class BadRows(Exception):
+    """Valid JSON that is not what this script reads: which line (or file) and what it lacks."""
+
+
+def missing(row, keys: tuple, where: str = "") -> None:
+    """BadRows unless `row` is a JSON object holding every key in `keys` (a KeyError or TypeError traceback
+    otherwise, for --from-pool after the pool was read)."""
+    if not isinstance(row, dict):
+        raise BadRows(f"{where}not a JSON object")
+    lacking = [k for k in keys if k not in row]
+    if lacking:
+        raise BadRows(f"{where}no {', '.join(json.dumps(k) for k in lacking)}")
+
+
+def rows_of(path: Path, keys: tuple) -> list[dict]:
+    """The rows of a JSON-lines file, each checked to hold `keys`; BadRows names the first line that does not."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            rows.append(json.loads(line))
+            missing(rows[-1], keys, f"line {number}: ")
+    return rows
+
+
 def questions_in(path: Path) -> frozenset:
     """The question texts (task with its topic) that the prompts of a data file use."""
     questions = [task.format(t=topic) for task in TASKS for topic in TOPICS]
     used = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            prompt = json.loads(line)["prompt"]
-            text = prompt[0]["content"] if isinstance(prompt, list) else prompt
-            used.update(q for q in questions if text.startswith(q + " "))
+    for row in rows_of(path, ("prompt",)):
+        prompt = row["prompt"]
+        text = prompt[0]["content"] if isinstance(prompt, list) else prompt
+        used.update(q for q in questions if text.startswith(q + " "))
     return frozenset(used)
 
 
@@ -523,6 +551,9 @@ def main(argv=None) -> int:
         except json.JSONDecodeError as e:
             ap.error(f"--exclude: {args.exclude}: not a JSON-lines data file ({e.msg}); give the training data "
                      "file whose questions the test prompts must not ask")
+        except BadRows as e:
+            ap.error(f"--exclude: {args.exclude}: {e}; give the training data file whose questions the test "
+                     "prompts must not ask")
         except ValueError as e:  # more prompts than the questions --exclude leaves
             ap.error(f"--test-prompts: {e}")
         meta["command"] = f"--test-prompts {args.test_prompts} --seed {args.seed} --exclude {args.exclude} --out {args.out}"
@@ -534,12 +565,20 @@ def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     if args.from_pool:
+        reading = args.from_pool
         try:
-            pool = [json.loads(line) for line in args.from_pool.read_text(encoding="utf-8").splitlines() if line]
-            gen = json.loads(args.from_pool.with_suffix(".meta.json").read_text(encoding="utf-8"))
+            pool = rows_of(reading, POOL_KEYS)
+            reading = args.from_pool.with_suffix(".meta.json")
+            gen = json.loads(reading.read_text(encoding="utf-8"))
+            missing(gen, GENERATION_KEYS)
         except OSError as e:
             ap.error(f"--from-pool: {e.filename}: cannot be read ({e.strerror}); give a file that --pool-out wrote, "
                      "with its .meta.json beside it")
+        except json.JSONDecodeError as e:
+            ap.error(f"--from-pool: {reading}: not a JSON-lines file ({e.msg}); give a file that --pool-out wrote, "
+                     "with its .meta.json beside it")
+        except BadRows as e:
+            ap.error(f"--from-pool: {reading}: {e}; give a file that --pool-out wrote, with its .meta.json beside it")
         n_prompts = len({r["prompt_id"] for r in pool})
     else:
         try:

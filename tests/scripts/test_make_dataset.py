@@ -243,3 +243,29 @@ def test_shipped_generation_test_asks_nothing_the_data_asks(tmp_path):
     meta = json.loads((root / "data/verified_test.meta.json").read_text())
     rows, again = md.make_test_set(meta["prompts"], meta["seed"], root / "data/feedback.jsonl")
     assert again["sha256"] == meta["sha256"] == hashlib.sha256((root / "data/verified_test.jsonl").read_bytes()).hexdigest()
+
+
+def test_input_rows_without_the_keys_read_are_one_line_exit_2(tmp_path, capsys):
+    # valid JSON of the wrong shape (no "prompt", a row that is not an object, a .meta.json without the
+    # generation settings) was a KeyError or TypeError traceback
+    out = tmp_path / "out" / "f.jsonl"
+    (tmp_path / "noprompt.jsonl").write_text('{"prompt": "What is x? Answer."}\n\n{"text": "hi"}\n')
+    line = refused(["--test-prompts", 3, "--exclude", tmp_path / "noprompt.jsonl", "--out", out], capsys)
+    assert line.startswith(f"make_dataset: error: --exclude: {tmp_path / 'noprompt.jsonl'}: line 3: no \"prompt\"")
+    (tmp_path / "list.jsonl").write_text("[1, 2]\n")
+    assert "line 1: not a JSON object" in refused(["--test-prompts", 3, "--exclude", tmp_path / "list.jsonl",
+                                                   "--out", out], capsys)
+    pool = fake_pool()
+    del pool[7]["prompt_id"]
+    line = refused(["--from-pool", _pool_file(tmp_path, pool), "--out", out], capsys)
+    assert line.startswith(f"make_dataset: error: --from-pool: {tmp_path / 'pool.jsonl'}: line 8: no \"prompt_id\"")
+    path = _pool_file(tmp_path, fake_pool())
+    path.write_text(path.read_text() + "{\n")
+    assert "not a JSON-lines file" in refused(["--from-pool", path, "--out", out], capsys)
+    path = _pool_file(tmp_path, fake_pool())
+    meta = json.loads(path.with_suffix(".meta.json").read_text())
+    del meta["prompts_args"]
+    path.with_suffix(".meta.json").write_text(json.dumps(meta))
+    line = refused(["--from-pool", path, "--out", out], capsys)
+    assert f"--from-pool: {path.with_suffix('.meta.json')}: no \"prompts_args\"" in line
+    assert not out.parent.exists()
