@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from .results import COMPARE_LOCK, clear_temporaries, finished_metrics, write_atomic
-from .samples import family_table, precision, read_generations, samples_markdown
+from .samples import UNRECORDED, family_table, precision, read_generations, samples_markdown
 
 HEADLINE = "reward_auc"
 PAIR_METRICS = ("preference_accuracy", "reward_margin")  # measured on held-out pairs only
@@ -188,7 +188,9 @@ def short_name(test) -> str:
 def with_groups(runs: pd.DataFrame) -> pd.DataFrame:
     """Adds `test` and `group`: the recipe name, plus its configuration id where one name covers several
     configurations on one test (an edited recipe), so seeds of different configurations are never averaged
-    together."""
+    together; plus the precision where one configuration's seeds ran in several (model.dtype auto on other
+    machines: one configuration id), which are kept apart the same way: the untrained model answers
+    differently in each, so each group has one reference, and its seeds' spread is not precision's."""
     runs = with_test(runs)
     for col in ("method", "strategy", "config"):
         if col not in runs:
@@ -196,6 +198,10 @@ def with_groups(runs: pd.DataFrame) -> pd.DataFrame:
     runs["config"] = runs["config"].fillna("?")
     n_configs = runs.groupby(["test", "recipe"])["config"].transform("nunique")
     runs["group"] = np.where(n_configs > 1, runs["recipe"] + " [" + runs["config"] + "]", runs["recipe"])
+    kind = pd.Series([precision(r) or UNRECORDED for r in runs.itertuples()], index=runs.index)
+    recorded = kind.where(kind != UNRECORDED)
+    n_kinds = recorded.groupby([runs["test"], runs["group"]]).transform("nunique")
+    runs["group"] = np.where(n_kinds > 1, runs["group"] + " [" + kind + "]", runs["group"])
     return runs
 
 

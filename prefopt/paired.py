@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import stats
+from .samples import precisions
 
 SEED = 0  # the bootstrap and permutation seed, printed with every table
 RESAMPLES = 2000
@@ -34,6 +35,8 @@ def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int
     A recipe and seed missing a fold is left out (its prompts would not match the others')."""
     records, missing = [], []
     folds = int(split["folds"].max()) if "folds" in split and split["folds"].notna().any() else 1
+    kinds = pd.Series(precisions(split), index=split.index, dtype=object)  # (with_groups: one per group)
+    kind = {}  # (group, seed) -> its precision, where the split's runs ran in several
     for (group, seed), runs in split.sort_values(["group", "seed"]).groupby(["group", "seed"], sort=False):
         if folds > 1 and runs["fold"].nunique() < folds:
             have = sorted(int(f) for f in runs["fold"].dropna().unique())
@@ -48,6 +51,7 @@ def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int
             continue
         items = pd.concat([i.assign(block=k) for k, (i, _) in enumerate(parts)], ignore_index=True)
         records.append((group, seed, items, [g for _, g in parts]))
+        kind[group, seed] = kinds[runs.index[0]]
     # the statistics pair runs row by row: every run must have scored the same rows (row id, prompt, label,
     # fold). A run that scored others (made from other data or another split) is left out, named, rather
     # than compared row against unrelated row
@@ -91,7 +95,7 @@ def load(split: pd.DataFrame) -> tuple[dict[str, list[stats.Run]], dict[str, int
             tokens=items["tokens"].to_numpy(float), kl_sum=items["kl_sum"].to_numpy(float),
             block=items["block"].to_numpy(int) if folds > 1 else None,  # the fold whose model scored the row
             gen_prompt=gens[gen_key].map(gen_index).to_numpy(int), policy_pass=gens["policy_pass"].to_numpy(bool),
-            reference_pass=gens["reference_pass"].to_numpy(bool), seed=int(seed)))
+            reference_pass=gens["reference_pass"].to_numpy(bool), seed=int(seed), precision=kind[group, seed]))
     counts = {m: len(gen_prompts) if m == "verified_success" else len(prompts) for m in SHOWN}
     raw = {"reward_auc": len({p for *_, items, _ in records for p in items["prompt_id"]}),
            "verified_success": len(set(chosen))}
@@ -396,8 +400,16 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
                 continue
             cells += [_ci(*c.estimates[group]), _ci(*c.vs_reference[group][:3]), stats.format_p(c.vs_reference[group][4])]
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
-    ref = " | ".join(f"{_ci(*c.reference)} | | " for c in results.values())
-    lines += [f"| untrained reference | {ref}|", ""]
+    kinds = sorted({k for c in results.values() for k in c.references or ()})
+    for kind in kinds or [None]:  # a row per precision the runs ran in, where several (each recipe's Δ is from its own)
+        ref = " | ".join(f"{_ci(*(c.reference if kind is None else c.references.get(kind, (math.nan,) * 3)))} | | "
+                         for c in results.values())
+        lines.append(f"| untrained reference{'' if kind is None else f' ({kind})'} | {ref}|")
+    lines.append("")
+    if kinds:
+        lines += [f"These runs ran in {len(kinds)} precisions, in which the untrained model answers and scores "
+                  "differently: a reference row per precision (from the first recipe's runs in it), and each "
+                  "recipe's Δ vs untrained is from its own precision's.", ""]
     lines += [f"{c.metric}'s Holm p is n/a: {c.vs_note}." for c in results.values() if c.vs_note]
     lines += [""] if any(c.vs_note for c in results.values()) else []
     lines += mcnemar_lines(a)

@@ -35,6 +35,9 @@ class Run:
     policy_pass: np.ndarray = field(default_factory=lambda: np.zeros(0))
     reference_pass: np.ndarray = field(default_factory=lambda: np.zeros(0))
     seed: int | None = None  # the training seed, for what is reported per seed (McNemar)
+    # the precision it ran in, where the comparison's runs ran in several (prefopt.samples.precisions): its
+    # untrained model's records are then those of that precision's reference, not another's
+    precision: str | None = None
 
 
 def prompt_draws(n_prompts: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:

@@ -19,10 +19,10 @@ SAMPLE_SEED = 42  # the training seed whose answers are shown (the smallest seed
 def read_generations(split: pd.DataFrame) -> pd.DataFrame:
     """Every generation record of the split's runs, with the run's group and seed (empty when none)."""
     frames = []
-    for row in split.itertuples():
+    for row, kind in zip(split.itertuples(), precisions(split)):
         g = read_generation_file(Path(row.run_dir) / "eval_generations.jsonl")
         if g is not None and "prompt_id" in g:
-            frames.append(g.assign(group=row.group, seed=row.seed, precision=precision(row)))
+            frames.append(g.assign(group=row.group, seed=row.seed, precision=kind))
     if not frames:
         return pd.DataFrame()
     out = pd.concat(frames, ignore_index=True)
@@ -33,6 +33,8 @@ def read_generations(split: pd.DataFrame) -> pd.DataFrame:
     # the constraint family (IFEval's instruction id); other verifiers' records form one family
     out["family"] = out["constraint"].map(lambda c: c.get("id", "-") if isinstance(c, dict) else "-") \
         if "constraint" in out else "-"
+    # the runs left out, for the tables to name (prefopt.paired names them too, in its own section)
+    out.attrs["other_test"] = [f"{g} seed {s}" for (g, s), ids in sorted(sets.items()) if ids != common]
     return out
 
 
@@ -43,6 +45,18 @@ def precision(run) -> str | None:
     if pd.isna(weights) and pd.isna(autocast):
         return None
     return (weights if isinstance(weights, str) else "?") + (" + bf16 autocast" if not pd.isna(autocast) and bool(autocast) else "")
+
+
+UNRECORDED = "precision not recorded"
+
+
+def precisions(runs: pd.DataFrame) -> list[str | None]:
+    """Each run's precision (`precision`) where the runs recorded several, UNRECORDED for a run that recorded
+    none; None for every run where they recorded one or none: one untrained model then stands for all."""
+    kinds = [precision(r) for r in runs.itertuples()]
+    if len({k for k in kinds if k is not None}) < 2:
+        return [None] * len(kinds)
+    return [k or UNRECORDED for k in kinds]
 
 
 def read_generation_file(file: Path) -> pd.DataFrame | None:
@@ -83,6 +97,9 @@ def family_table(gens: pd.DataFrame) -> list[str]:
             lines.append(f"| *cut off by the budget: {name}* | {cut.mean():.3f} | " + " | ".join(
                 f"{cut[frame['family'] == f].mean():.3f}" for f in families) + " |")
     lines += ["", f"({len(first)} prompts; in brackets, prompts per family.)"]
+    if gens.attrs.get("other_test"):
+        lines += ["", "Left out: " + ", ".join(gens.attrs["other_test"]) + " (took another generation test than "
+                  "the one most runs took, so their answers are to other prompts)."]
     if len(refs) > 1:
         ran = gens.drop_duplicates(["group", "precision"]).groupby("precision", sort=True)["group"].agg(", ".join)
         lines += ["", f"These runs generated in {len(refs)} precisions, and the untrained model can answer "
@@ -99,10 +116,11 @@ def family_table(gens: pd.DataFrame) -> list[str]:
 
 def references(gens: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """label -> the untrained model's records: one run's (the first recipe's smallest seed; the reference is
-    the same model in every run), or one per precision where the runs generated in several, labelled by it."""
+    the same model in every run), or one per precision where the runs generated in several (`precisions`),
+    labelled by it."""
     kinds = sorted(gens["precision"].dropna().unique()) if "precision" in gens else []
     out = {}
-    for kind in kinds if len(kinds) > 1 else [None]:
+    for kind in kinds or [None]:
         runs = gens if kind is None else gens[gens["precision"] == kind]
         first = runs[runs["group"] == runs["group"].iloc[0]]
         out["" if kind is None else f" ({kind})"] = first[first["seed"] == first["seed"].min()]
@@ -143,13 +161,19 @@ def samples_markdown(gens: pd.DataFrame, fp: str, n: int = SAMPLES) -> str:
              f"greedy answer and every recipe's (training seed {SAMPLE_SEED} where it exists), with the verifier's "
              "pass/fail. Generations are cut at the recipe's eval.max_new_tokens.", ""]
     mark = {True: "pass", False: "fail"}
+    kinds = "precision" in shown and shown["precision"].notna().any()
+    if kinds:  # (`precisions`: set only where the runs generated in several)
+        lines += ["These runs generated in several precisions, in which the untrained model can answer differently: "
+                  "its answer in each is shown, labelled by it.", ""]
     for k, pid in enumerate(picked, 1):
         rows = shown[shown["prompt_id"] == pid].sort_values("group")
         first = rows.iloc[0]
         lines += [f"## {k}. {first['family']}", "", _quote(_text(first.get("prompt", "(prompt not recorded)"))), ""]
         lines += [f"Constraint: `{json.dumps(first['constraint'], sort_keys=True)}`", ""] if "constraint" in first else []
-        lines += [f"**untrained reference** ({mark[bool(first['reference_pass'])]})", "",
-                  _quote(first["reference_text"]), ""]
+        for kind, ref in (rows.groupby("precision", sort=True) if kinds else [(None, rows)]):
+            ref = ref.iloc[0]  # the first recipe's in that precision (the same model in all of them)
+            lines += [f"**untrained reference{'' if kind is None else f' ({kind})'}** "
+                      f"({mark[bool(ref['reference_pass'])]})", "", _quote(ref["reference_text"]), ""]
         for r in rows.itertuples():
             lines += [f"**{r.group}** (seed {r.seed}, {mark[bool(r.policy_pass)]})", "", _quote(r.policy_text), ""]
     return "\n".join(lines) + "\n"

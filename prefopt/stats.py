@@ -89,6 +89,9 @@ class Comparison:
     vs_side: dict | None = None
     # why no recipe could be tested against the untrained model (p NaN for every one), where that is so
     vs_note: str | None = None
+    # precision -> (value, lo, hi) of the untrained model in each, where the runs ran in several (`reference` is
+    # then the first recipe's precision's, and each recipe's vs_reference is from its own precision's)
+    references: dict | None = None
 
 # reward_auc's test against the untrained model shuffles labels within prompts (auc_vs_chance)
 UNTESTABLE_AUC = ("not tested against the untrained model: no held-out prompt holds both labels (one rated "
@@ -103,8 +106,12 @@ def compare(recipes: dict[str, list[Run]], metric_name: str, n_prompts: int, *, 
     draws = prompt_draws(n_prompts, n_resamples, _stream(seed, "prompts"))
     samples = {name: recipe_samples(metric_name, runs, draws, _stream(seed, "seeds", name))
                for name, runs in recipes.items()}
-    first = next(iter(recipes.values()))  # the same model in every run
-    ref = recipe_samples(metric_name, first, draws, _stream(seed, "seeds", "untrained model"), reference=True)
+    first = next(iter(recipes.values()))
+    stand, own = reference_runs(recipes)
+    refs = {kind: recipe_samples(metric_name, runs, draws, _stream(seed, "seeds", "untrained model",
+                                                                   *([kind] if kind else [])), reference=True)
+            for kind, runs in stand.items()}
+    ref = refs[own[next(iter(recipes))]]
     estimates = {name: interval(s) for name, s in samples.items()}
     spread = seed_spread(metric_name, recipes, n_prompts, _stream(seed, "seed spread"))
 
@@ -129,7 +136,7 @@ def compare(recipes: dict[str, list[Run]], metric_name: str, n_prompts: int, *, 
         for name, (p, _) in tested.items():
             if p < alpha:
                 tested[name] = vs_reference_p(name, more, alpha / len(tested))
-    vs = {name: (*interval(s - ref), tested[name][0]) for name, s in samples.items()}
+    vs = {name: (*interval(s - refs[own[name]]), tested[name][0]) for name, s in samples.items()}
     side = {name: t[1] for name, t in tested.items() if not np.isnan(t[1])}
     vs_holm = holm([v[3] for v in vs.values()])
     vs = {name: (*v, h) for (name, v), h in zip(vs.items(), vs_holm)}
@@ -138,7 +145,21 @@ def compare(recipes: dict[str, list[Run]], metric_name: str, n_prompts: int, *, 
     pairwise = _pairwise(metric_name, recipes, samples, pairs, n_prompts, n_resamples, seed, alpha, spread)
     note = UNTESTABLE_AUC if metric_name == "reward_auc" and not within_prompt_testable(first[0]) else None
     return Comparison(metric_name, n_prompts, n_resamples, seed, estimates, interval(ref), vs, pairwise, spread,
-                      side or None, note)
+                      side or None, note, {kind: interval(r) for kind, r in sorted(refs.items())} if len(refs) > 1
+                      or None not in refs else None)
+
+
+def reference_runs(recipes: dict[str, list[Run]]) -> tuple[dict, dict]:
+    """(precision -> the runs whose reference records stand for the untrained model in it, recipe -> its
+    precision). The untrained model is the same in every run of one precision, so the first recipe's runs in
+    it stand for it; in another (bf16 autocast against float32) it answers differently, so each recipe is
+    measured from its own precision's (Run.precision; a recipe's first run's, as prefopt.compare.with_groups
+    gives a group one). With no precision recorded: one, the first recipe's runs."""
+    own = {name: runs[0].precision for name, runs in recipes.items()}
+    stand = {}
+    for name, kind in own.items():
+        stand.setdefault(kind, recipes[name])
+    return stand, own
 
 
 def _pairwise(metric_name: str, recipes: dict, samples: dict, pairs: list, n_prompts: int, n_resamples: int,

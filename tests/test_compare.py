@@ -1053,3 +1053,70 @@ def test_runs_in_two_precisions_get_a_reference_each_not_one_picked_or_averaged_
             "desirable_nll and verified_success above average them.") in text
     assert "float32: desirable_nll_ref 2, verified_success_ref 0 (a); float32 + bf16 autocast:" in text
     assert "verified_success_ref 1 (b)." in text
+
+
+def in_precision(run: Path, bf16: bool) -> None:
+    """Makes a run of two_recipes_three_seeds one with IFEval-like constraints generated in float32 or under
+    bf16 autocast, whose untrained model passes no prompt in float32 and every prompt under autocast."""
+    gens = pd.read_json(run / "eval_generations.jsonl", lines=True)
+    gens["constraint"] = [{"id": "words" if i % 2 else "json"} for i in range(len(gens))]
+    gens["prompt"], gens["policy_text"] = "a question", "an answer"
+    gens["reference_pass"], gens["reference_text"] = bf16, "bf16 answer" if bf16 else "float32 answer"
+    (run / "eval_generations.jsonl").write_text(gens.to_json(orient="records", lines=True))
+    m = json.loads((run / "metrics.json").read_text())
+    write_json(run / "metrics.json", {**m, "weights_dtype": "float32", "autocast_bf16": bf16,
+                                      "verified_success_ref": float(bf16)})
+
+
+def test_the_paired_table_and_samples_give_each_precision_its_reference_and_each_recipe_its_own_delta(tmp_path):
+    """Recipe a ran in float32 (its untrained model passes no prompt), b under bf16 autocast (passes every one).
+    The paired table's 'untrained reference' row was a's alone, unlabelled, and b's Δ vs untrained was taken
+    from a's reference too: b, which loses prompts its own untrained model passes, was called better than the
+    untrained model. samples.md showed a's reference answer alone, unlabelled."""
+    root = tmp_path / "results"
+    two_recipes_three_seeds(root, {(r, s): (lambda run, bf16=r == "b": in_precision(run, bf16))
+                                   for r in "ab" for s in (1, 2, 3)})
+    compare.rebuild(root)
+    text = (root / "summary.md").read_text()
+    paired = text.split("| recipe | reward_auc [95% CI]", 1)[1].split("\n\n", 1)[0]
+    assert "| untrained reference (float32) | 0.5 [0.5, 0.5] | |  | 0 [0, 0] |" in paired
+    assert "| untrained reference (float32 + bf16 autocast) | 0.5 [0.5, 0.5] | |  | 1 [1, 1] |" in paired
+    assert "| untrained reference |" not in paired
+    b = next(line for line in paired.splitlines() if line.startswith("| b | ")).split(" | ")
+    assert float(b[5].split()[0]) == pytest.approx(float(b[4].split()[0]) - 1)  # b's Δ: from its own reference
+    assert "better than the untrained model: a; worse than it: b." in text
+    assert "each recipe's Δ vs untrained is from its own precision's" in text
+    samples = (root / "samples.md").read_text()
+    assert "**untrained reference (float32)** (fail)\n\n> float32 answer" in samples
+    assert "**untrained reference (float32 + bf16 autocast)** (pass)\n\n> bf16 answer" in samples
+    assert "**untrained reference** (" not in samples
+
+
+def test_one_recipes_seeds_in_two_precisions_are_kept_apart_like_two_configurations(tmp_path):
+    """model.dtype auto on two machines: b's seed 3 ran under bf16 autocast, its seeds 1 and 2 in float32, all
+    with one configuration id. Their mean was one row 'b', over untrained models that answer differently."""
+    root = tmp_path / "results"
+    two_recipes_three_seeds(root, {(r, s): (lambda run, bf16=(r, s) == ("b", 3): in_precision(run, bf16))
+                                   for r in "ab" for s in (1, 2, 3)})
+    compare.rebuild(root)
+    summary = pd.read_csv(root / "summary.csv").dropna(subset=["n_seeds"])
+    assert dict(zip(summary["recipe"], summary["n_seeds"])) == {"a": 3, "b [float32]": 2, "b [float32 + bf16 autocast]": 1}
+    text = (root / "summary.md").read_text()
+    assert "| b [float32 + bf16 autocast] | " in text and "| b | " not in text
+    assert "(float32: a, b [float32]; float32 + bf16 autocast: b [float32 + bf16 autocast])" in text
+
+
+def test_the_family_table_names_the_runs_it_leaves_out_for_another_generation_test(tmp_path):
+    """read_generations keeps the runs on the generation test most runs took; b's seed 3 answered 10 prompts
+    of the 30 and dropped out of the per-family table without a word there."""
+    def smaller(run):
+        in_precision(run, False)
+        lines = (run / "eval_generations.jsonl").read_text().splitlines()[:10]
+        (run / "eval_generations.jsonl").write_text("\n".join(lines) + "\n")
+
+    root = tmp_path / "results"
+    two_recipes_three_seeds(root, {(r, s): smaller if (r, s) == ("b", 3) else (lambda run: in_precision(run, False))
+                                   for r in "ab" for s in (1, 2, 3)})
+    compare.rebuild(root)
+    family = (root / "summary.md").read_text().split("Verified pass rate per constraint family", 1)[1].split("\n\n")
+    assert any(part.startswith("Left out: b seed 3 (took another generation test") for part in family[:5])
