@@ -18,6 +18,7 @@ import pytest
 from scipy import stats
 
 from prefopt import compare
+from prefopt import summary as markdown
 from prefopt.results import write_atomic, write_json, write_yaml
 from prefopt.samples import read_generations
 
@@ -248,7 +249,7 @@ def test_pure_functions():
     runs = pd.DataFrame([fake_metrics("a", s, FP_A, 0.6 + s / 100) for s in (1, 2)] +
                         [fake_metrics("b", s, FP_A, 0.6 + s / 100) for s in (1, 2)])
     runs["config"], runs["run_dir"] = "c", "nowhere"
-    tests = compare.significance(compare.with_groups(runs))
+    tests = markdown.significance(compare.with_groups(runs))
     assert len(tests) == 1 and tests[0]["verdict"] == "not significant" and tests[0]["p"] == pytest.approx(1.0)
     assert len(compare.comparison_table(runs)) == 4
 
@@ -330,7 +331,7 @@ def test_missing_values_do_not_break_the_summary():
     runs.loc[0, "kl"] = None
     runs["config"], runs["run_dir"] = "c", "nowhere"
     summary = compare.summary_table(runs)
-    md = compare.summary_markdown(summary, runs)
+    md = markdown.summary_markdown(summary, runs)
     assert "nothing to test" in md and "reward_auc_mean" not in summary  # no run recorded it
     row = summary.iloc[0]
     assert row["kl_n"] == 1 and row["n_seeds"] == 2 and "(1 of 2 seeds, no CI)" in md
@@ -607,10 +608,10 @@ def test_runs_scored_under_bf16_autocast_are_flagged_beside_float32_scored_ones(
     old = {"autocast_bf16": True}  # before `scored_in`: scored under the autocast it trained in
     new = {"autocast_bf16": True, "scored_in": "float32"}
     plain = {"autocast_bf16": False}
-    note = compare._autocast_scored(pd.DataFrame([old, new, plain, old]))
+    note = markdown._autocast_scored(pd.DataFrame([old, new, plain, old]))
     assert note and note[0].startswith("2 of these runs were scored under bf16 autocast")
-    assert compare._autocast_scored(pd.DataFrame([new, plain])) == []
-    assert compare._autocast_scored(pd.DataFrame([{"recipe": "x"}])) == []
+    assert markdown._autocast_scored(pd.DataFrame([new, plain])) == []
+    assert markdown._autocast_scored(pd.DataFrame([{"recipe": "x"}])) == []
 
 
 def test_heldout_bars_use_the_paired_bootstrap_and_no_two_seed_t_interval():
