@@ -280,6 +280,13 @@ def _read_parquet(path: Path, field: str = "data.path"):
     except Exception as e:  # pyarrow raises several types for a damaged file; all mean the same to a user
         raise UserError(str(path), field, f"is not a readable Parquet file ({_first_line(e)}); write it "
                         f"again (pandas DataFrame.to_parquet) or point {field} at another file") from None
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_schema(path).metadata or {}
+    if b"huggingface" in metadata:  # written by datasets (Dataset.to_parquet, the Hub): its features ride along
+        import datasets
+
+        table = _decode_class_labels(table, datasets.Features.from_arrow_schema(pq.read_schema(path)), str(path))
     return _plain_columns(table), None
 
 
@@ -299,7 +306,31 @@ def _read_arrow(path: Path, field: str = "data.path"):
             raise UserError(str(path), field, f"holds several splits ({', '.join(splits)}) and none is "
                             "named train; save the split to use on its own")
         ds = ds["train" if "train" in splits else splits[0]]
-    return pd.DataFrame.from_records(ds.to_list(), columns=ds.column_names), None
+    table = pd.DataFrame.from_records(ds.to_list(), columns=ds.column_names)
+    return _decode_class_labels(table, ds.features, str(path)), None
+
+
+def _decode_class_labels(table: pd.DataFrame, features, file: str) -> pd.DataFrame:
+    """A `label` saved as a datasets ClassLabel holds class numbers, whose meaning is in its names: read as
+    0/1, names ['desirable', 'undesirable'] turned every label round without a word. The names are read
+    instead; names that are no label spelling leave which class is desirable unknown, so they are refused."""
+    import datasets
+
+    feature = features.get("label") if "label" in table.columns else None
+    if not isinstance(feature, datasets.ClassLabel):
+        return table
+    names = feature.names
+    unread = [n for n in names if _LABELS.get(n.strip().lower()) is None]
+    if unread:
+        raise UserError(file, "label", f"is a ClassLabel whose class names ({', '.join(map(repr, names))}) are not "
+                        f"labels, so which class is desirable is unknown; name the classes {ALLOWED_LABELS}, or "
+                        "save the label as bool")
+    # a number outside the classes (ClassLabel's -1, 'no label') stays as it is and is refused with its row
+    return table.assign(label=table["label"].map(lambda i: names[i] if _whole_in(i, len(names)) else i))
+
+
+def _whole_in(value, n: int) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value < n
 
 
 _READERS = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv, "parquet": _read_parquet,

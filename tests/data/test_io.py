@@ -409,3 +409,28 @@ def test_csv_float_labels_and_a_completion_with_no_assistant_message(tmp_path):
     rows = [{"prompt": CHAT, "completion": [{"role": "user", "content": "an answer"}], "label": True}]
     e = error(write_jsonl(tmp_path / "d.jsonl", rows))
     assert e.field == "row 1: completion" and "has no assistant message" in e.message
+
+
+@pytest.mark.parametrize("save", ["save_to_disk", "to_parquet"])
+def test_class_label_is_read_by_its_names_not_its_numbers(tmp_path, save):
+    import datasets
+
+    # class 0 is desirable here: read as the number 0, every label came out turned round
+    features = datasets.Features({"prompt": datasets.Value("string"), "completion": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["desirable", "undesirable"])})
+    ds = datasets.Dataset.from_dict({"prompt": ["p", "p", "q"], "completion": ["a", "b", "c"], "label": [0, 1, 0]},
+                                    features=features)
+    path = str(tmp_path / ("d" if save == "save_to_disk" else "d.parquet"))
+    getattr(ds, save)(path)
+    assert load_rows(path)["label"].tolist() == [True, False, True]
+
+
+def test_class_label_whose_names_are_not_labels_is_refused(tmp_path):
+    import datasets
+
+    features = datasets.Features({"prompt": datasets.Value("string"), "completion": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["good", "bad"])})
+    datasets.Dataset.from_dict({"prompt": ["p", "p"], "completion": ["a", "b"], "label": [0, 1]},
+                               features=features).save_to_disk(str(tmp_path / "d"))
+    e = error(tmp_path / "d")
+    assert e.field == "label" and "'good', 'bad'" in e.message and "ClassLabel" in e.message
