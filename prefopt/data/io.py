@@ -109,6 +109,8 @@ def canonical_rows(table: pd.DataFrame, *, file: str, row_numbers=None) -> pd.Da
             errors.append(e)
     raise_all(errors)
     _same_form(kinds["prompt"], "prompt", rows_of, file)
+    for name in shape[1:] if shape == PAIRED else ("completion",):
+        _not_after_prompt(table["prompt"], table[name], name, rows_of, file)
     if shape == PAIRED:
         both = np.concatenate([kinds["chosen"], kinds["rejected"]])
         _same_form(both, "chosen/rejected", np.concatenate([rows_of, rows_of]), file)
@@ -391,6 +393,23 @@ def _same_form(kinds: np.ndarray, name: str, rows_of, file: str) -> None:
         forms = {"s": "a plain string", "m": "a message list"}
         raise UserError(file, f"row {int(rows_of[i])}: {name}", f"is {forms[kinds[i]]} but row {int(rows_of[0])}'s "
                         f"is {forms[kinds[0]]}; use one form for the whole file")
+
+
+def _not_after_prompt(prompts: pd.Series, answers: pd.Series, name: str, rows_of, file: str) -> None:
+    """A completion of messages that opens with its prompt's messages (the Hub's chosen/rejected hold the
+    whole conversation) would be trained on with the question asked twice: the trainer puts the prompt
+    before it. TRL's trainers take prompt and completion as two parts of one conversation."""
+    def turns(messages):
+        return [(m["role"], m["content"]) for m in messages]
+
+    repeated = [i for i, (prompt, answer) in enumerate(zip(prompts, answers))
+                if not isinstance(prompt, str) and not isinstance(answer, str)
+                and turns(answer[:len(prompt)]) == turns(prompt)]
+    if repeated:
+        i = repeated[0]
+        raise UserError(file, f"row {int(rows_of[i])}: {name}", f"begins with the prompt's messages ({len(repeated)} "
+                        f"row(s) in all); give {name} the answer alone (the messages after the prompt), as the "
+                        "trainer puts the prompt before it")
 
 
 def _kind(value) -> str:

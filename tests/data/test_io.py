@@ -434,3 +434,19 @@ def test_class_label_whose_names_are_not_labels_is_refused(tmp_path):
                                features=features).save_to_disk(str(tmp_path / "d"))
     e = error(tmp_path / "d")
     assert e.field == "label" and "'good', 'bad'" in e.message and "ClassLabel" in e.message
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_chat_answer_that_repeats_the_prompt_is_refused(tmp_path, fmt):
+    # the Hub's chosen/rejected hold the whole conversation: with a prompt column as well, the trainer
+    # would see the question twice
+    user = [{"role": "user", "content": "hi"}]
+    rows = [{"prompt": user, "chosen": user + [{"role": "assistant", "content": "hello"}],
+             "rejected": [{"role": "assistant", "content": "go away"}]}]
+    path = tmp_path / f"d.{fmt}"
+    write_jsonl(path, rows) if fmt == "jsonl" else pd.DataFrame(rows).to_parquet(path)
+    e = error(path)
+    assert e.field == "row 1: chosen" and "prompt's messages" in e.message
+    rows[0]["chosen"] = rows[0]["chosen"][1:]  # the answer alone is read
+    write_jsonl(path, rows) if fmt == "jsonl" else pd.DataFrame(rows).to_parquet(path)
+    assert load_rows(str(path))["completion"].tolist() == [rows[0]["chosen"], rows[0]["rejected"]]
