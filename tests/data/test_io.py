@@ -450,3 +450,11 @@ def test_chat_answer_that_repeats_the_prompt_is_refused(tmp_path, fmt):
     rows[0]["chosen"] = rows[0]["chosen"][1:]  # the answer alone is read
     write_jsonl(path, rows) if fmt == "jsonl" else pd.DataFrame(rows).to_parquet(path)
     assert load_rows(str(path))["completion"].tolist() == [rows[0]["chosen"], rows[0]["rejected"]]
+
+
+def test_empty_save_to_disk_dataset_says_it_holds_no_rows(tmp_path):
+    import datasets
+
+    datasets.Dataset.from_dict({"prompt": [], "completion": [], "label": []}).save_to_disk(str(tmp_path / "d"))
+    e = error(tmp_path / "d")
+    assert e.field == "data.path" and "no rows" in e.message and "is not a" not in e.message
