@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..errors import UserError, did_you_mean
 from . import kto
-from .io import STATED_PAIR, canonical_rows, row_numbers_of
+from .io import READ_NOTES, STATED_PAIR, canonical_rows, row_numbers_of
 from .pairs import PAIRINGS, check_max_pairs, make_pairs, order_pairs
 from .repeats import repeats
 from .split import (EVAL_PAIRS, PAIRS, check_labels, fold_split, group_codes, label_counts, question_groups,
@@ -76,7 +76,7 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
                              max_pairs_per_prompt=max_pairs_per_prompt, method=method)
     if len(rows) == 0:
         raise UserError(file, "data.path", "the file holds no rows; add rows of prompt, completion, label")
-    numbers = row_numbers_of(rows)
+    numbers, notes = row_numbers_of(rows), list(rows.attrs.get(READ_NOTES, ()))
     if "prompt_key" not in rows.columns or not pd.api.types.is_bool_dtype(rows["label"]):
         rows, numbers = canonical_rows(rows, file=file), None  # a table built in memory: validate it like a file
     rows = rows.reset_index(drop=True)
@@ -116,6 +116,7 @@ def prepare(rows: pd.DataFrame, *, file: str, method: str, form: str, strategy: 
               "validation_fraction": validation_fraction, "validation_rows": len(valid),
               "validation_prompts": len(np.unique(codes[valid])), "validation_pairs": len(validation_pairs),
               "validation_fingerprint": valid_fingerprint}
+    report["data_warnings"][:0] = notes  # how the file was read (io.load_rows), before what is in it
     common = dict(file=file, strategy=strategy, seed=seed, batch_size=batch_size, epochs=epochs)
     if form == DESIRABLE:
         train, part = _desirable(rows, train_pos, train_labels, strategy=strategy, seed=seed, epochs=epochs,

@@ -23,6 +23,7 @@ EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "c
               ".pq": "parquet"}
 UNPAIRED = ("prompt", "completion", "label")
 ROW_NUMBERS = "row_numbers"  # DataFrame.attrs key: the file's number of each row (load_rows)
+READ_NOTES = "read_notes"  # DataFrame.attrs key: lines on how the file was read (load_rows), for data_warnings
 STATED_PAIR = "stated_pair"  # column of canonical rows from a paired file: the pair each row belongs to
 PAIRED = ("prompt", "chosen", "rejected")
 
@@ -46,6 +47,8 @@ def load_rows(path: str, format: str = "auto") -> pd.DataFrame:
     # column would enter the data fingerprint and the trainer's rows. A pair's two rows share its number.
     numbers = np.arange(1, len(table) + 1) if row_numbers is None else np.asarray(row_numbers)
     rows.attrs[ROW_NUMBERS] = tuple(int(n) for n in (numbers[rows[STATED_PAIR]] if STATED_PAIR in rows else numbers))
+    if table.attrs.get(READ_NOTES):  # e.g. a saved DatasetDict's splits not read: prepare warns of them
+        rows.attrs[READ_NOTES] = tuple(table.attrs[READ_NOTES])
     return rows
 
 
@@ -304,14 +307,31 @@ def _read_arrow(path: Path, field: str = "data.path"):
     except Exception as e:  # FileNotFoundError/ValueError/ArrowInvalid for a folder that is not a dataset
         raise UserError(str(path), field, f"is not a datasets.save_to_disk directory ({_first_line(e)}); "
                         f"point {field} at a data file or a folder written by Dataset.save_to_disk") from None
+    note = None
     if isinstance(ds, datasets.DatasetDict):
         splits = list(ds)
         if "train" not in splits and len(splits) != 1:
             raise UserError(str(path), field, f"holds several splits ({', '.join(splits)}) and none is "
                             "named train; save the split to use on its own")
-        ds = ds["train" if "train" in splits else splits[0]]
+        read = "train" if "train" in splits else splits[0]
+        ds, note = ds[read], _unread_splits(str(path), splits, read)
     table = pd.DataFrame.from_records(ds.to_list(), columns=ds.column_names)
-    return _decode_class_labels(table, ds.features, str(path)), None
+    table = _decode_class_labels(table, ds.features, str(path))
+    if note:
+        table.attrs[READ_NOTES] = (note,)
+    return table, None
+
+
+def _unread_splits(file: str, splits: list, read: str) -> str | None:
+    """The warning line for a saved DatasetDict whose splits other than `read` are not read, or None.
+    Said, not refused: a user who saved train and test may expect test to be held out, but prefopt makes its
+    own held-out split from the split it reads, and the rest would go unused unseen."""
+    others = [s for s in splits if s != read]
+    if not others:
+        return None
+    return (f"{file}: a DatasetDict of splits {', '.join(splits)}: only {read} is read, not {', '.join(others)} "
+            f"(prefopt makes the held-out split from {read}); to use another split, save it alone "
+            f"(datasets.load_from_disk('{file}')['{others[0]}'].save_to_disk(DIR)) and point data.path at DIR")
 
 
 def _decode_class_labels(table: pd.DataFrame, features, file: str) -> pd.DataFrame:

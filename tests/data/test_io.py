@@ -458,3 +458,33 @@ def test_empty_save_to_disk_dataset_says_it_holds_no_rows(tmp_path):
     datasets.Dataset.from_dict({"prompt": [], "completion": [], "label": []}).save_to_disk(str(tmp_path / "d"))
     e = error(tmp_path / "d")
     assert e.field == "data.path" and "no rows" in e.message and "is not a" not in e.message
+
+
+def test_a_saved_dataset_dict_says_which_split_is_read_and_which_are_not(tmp_path):
+    """A DatasetDict of train and test was read from train alone without a word: the test split went unused
+    unseen. Now one data warning names the folder, the split read, the splits not read and how to use one."""
+    import datasets
+
+    from prefopt.data import prepare
+
+    def split(tag):
+        return datasets.Dataset.from_list([{"prompt": f"{tag}{i}", "completion": f"c{j}", "label": bool(j)}
+                                           for i in range(10) for j in range(2)])
+
+    def warnings(path):
+        rows = load_rows(str(path))
+        assert set(rows["prompt"]) == {f"p{i}" for i in range(10)}  # the train split's rows, and only those
+        return prepare(rows, file=str(path), method="kto", form="unpaired", strategy="mixed", eval_fraction=0.2,
+                       seed=0).report["data_warnings"]
+
+    both = tmp_path / "both"
+    datasets.DatasetDict({"train": split("p"), "test": split("t"), "extra": split("x")}).save_to_disk(str(both))
+    (line,) = warnings(both)
+    assert line.startswith(f"{both}: a DatasetDict of splits train, test, extra: only train is read, not test, extra")
+    assert f"datasets.load_from_disk('{both}')['test'].save_to_disk(DIR)) and point data.path at DIR" in line
+    assert "\n" not in line
+    # one split, train or not, or a Dataset: nothing goes unread, nothing to say
+    for name, saved in (("train", datasets.DatasetDict({"train": split("p")})),
+                        ("only", datasets.DatasetDict({"test": split("p")})), ("plain", split("p"))):
+        saved.save_to_disk(str(tmp_path / name))
+        assert warnings(tmp_path / name) == [], name
