@@ -141,11 +141,12 @@ def with_test(runs: pd.DataFrame) -> pd.DataFrame:
 
 def same_file(path) -> str:
     """What identifies a run's data file across the ways runs name it (`data/x.jsonl`, `./data/x.jsonl`, its
-    absolute path: `--set data.path=...`): the resolved path where the file exists here, else the path as
-    written, tidied of `.` parts and doubled slashes only (`..` can pass through a link, so it stays)."""
+    absolute path: `--set data.path=...`): the resolved path where the file exists here (or the folder: a
+    datasets.save_to_disk directory), else the path as written, tidied of `.` parts and doubled slashes only
+    (`..` can pass through a link, so it stays)."""
     text = str(path)
     try:
-        return str(Path(text).resolve()) if Path(text).is_file() else str(Path(text))
+        return str(Path(text).resolve()) if Path(text).exists() else str(Path(text))
     except (OSError, ValueError):  # a name this filesystem cannot hold: the text alone
         return text
 

@@ -1121,3 +1121,14 @@ def test_the_family_table_names_the_runs_it_leaves_out_for_another_generation_te
     compare.rebuild(root)
     family = (root / "summary.md").read_text().split("Verified pass rate per constraint family", 1)[1].split("\n\n")
     assert any(part.startswith("Left out: b seed 3 (took another generation test") for part in family[:5])
+
+
+def test_a_save_to_disk_folder_named_two_ways_is_one_test(tmp_path, monkeypatch):
+    """data.path may be a datasets.save_to_disk folder, not a file: named `data/ds` by one run and by its
+    absolute path by another, it was still two tests (only a file was resolved), its recipes never compared."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "ds").mkdir(parents=True)
+    runs = pd.DataFrame([fake_metrics(r, 1, FP_A, 0.6) for r in ("a", "b")] + [fake_metrics("c", 1, FP_A, 0.6)])
+    runs["data_path"] = ["data/ds", str(tmp_path / "data" / "ds"), "data/other"]  # (other: a second file)
+    tests = compare.with_test(runs)
+    assert tests.loc[0, "test"] == tests.loc[1, "test"] != tests.loc[2, "test"]
