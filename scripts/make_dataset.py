@@ -551,6 +551,8 @@ def main(argv=None) -> int:
         except json.JSONDecodeError as e:
             ap.error(f"--exclude: {args.exclude}: not a JSON-lines data file ({e.msg}); give the training data "
                      "file whose questions the test prompts must not ask")
+        except UnicodeDecodeError as e:  # (a ValueError: below, it was said of --test-prompts)
+            ap.error(f"--exclude: {args.exclude}: is not UTF-8 text (byte {e.start}); save it as UTF-8")
         except BadRows as e:
             ap.error(f"--exclude: {args.exclude}: {e}; give the training data file whose questions the test "
                      "prompts must not ask")
@@ -577,6 +579,9 @@ def main(argv=None) -> int:
         except json.JSONDecodeError as e:
             ap.error(f"--from-pool: {reading}: not a JSON-lines file ({e.msg}); give a file that --pool-out wrote, "
                      "with its .meta.json beside it")
+        except UnicodeDecodeError as e:
+            ap.error(f"--from-pool: {reading}: is not UTF-8 text (byte {e.start}); give a file that --pool-out "
+                     "wrote (UTF-8), with its .meta.json beside it")
         except BadRows as e:
             ap.error(f"--from-pool: {reading}: {e}; give a file that --pool-out wrote, with its .meta.json beside it")
         n_prompts = len({r["prompt_id"] for r in pool})

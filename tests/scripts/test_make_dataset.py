@@ -269,3 +269,20 @@ def test_input_rows_without_the_keys_read_are_one_line_exit_2(tmp_path, capsys):
     line = refused(["--from-pool", path, "--out", out], capsys)
     assert f"--from-pool: {path.with_suffix('.meta.json')}: no \"prompts_args\"" in line
     assert not out.parent.exists()
+
+
+def test_input_files_that_are_not_utf8_are_one_line_exit_2_naming_the_option(tmp_path, capsys):
+    # --exclude's UnicodeDecodeError (a ValueError) was said of --test-prompts, with no fix; --from-pool's, or
+    # its .meta.json's, was a traceback
+    out = tmp_path / "out" / "f.jsonl"
+    (tmp_path / "latin1.jsonl").write_bytes('{"prompt": "caf\u00e9"}\n'.encode("latin-1"))
+    line = refused(["--test-prompts", 3, "--exclude", tmp_path / "latin1.jsonl", "--out", out], capsys)
+    assert line.startswith(f"make_dataset: error: --exclude: {tmp_path / 'latin1.jsonl'}: is not UTF-8") and "save it as UTF-8" in line
+    path = _pool_file(tmp_path, fake_pool())
+    path.write_bytes(path.read_bytes() + b"\xff\n")
+    assert f"--from-pool: {path}: is not UTF-8" in refused(["--from-pool", path, "--out", out], capsys)
+    path = _pool_file(tmp_path, fake_pool())
+    path.with_suffix(".meta.json").write_bytes(b"\xff{}")
+    assert f"--from-pool: {path.with_suffix('.meta.json')}: is not UTF-8" in refused(["--from-pool", path, "--out", out],
+                                                                                     capsys)
+    assert not out.parent.exists()
