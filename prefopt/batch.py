@@ -59,16 +59,7 @@ def run_jobs(jobs: list, *, results: Path, engine: str = "auto", address: str | 
 
     from . import results as res
 
-    if max_concurrent is not None and max_concurrent < 1:
-        raise UserError("--max-concurrent", str(max_concurrent), "must be at least 1")
-    if engine == "local" and (max_concurrent or 1) > 1:  # it ran one run at a time without a word
-        raise UserError("--max-concurrent", str(max_concurrent), "sets how many Ray trials run at once; --engine "
-                        "local runs one run at a time: leave --max-concurrent out, or use --engine ray")
-    for option, value, what in (("--address", address, "an existing Ray cluster"),
-                                ("--storage", storage, "Ray's trial state")):
-        if engine == "local" and value:  # the runs ran here, the cluster never asked, without a word
-            raise UserError(option, value, f"is for the ray engine ({what}); --engine local runs every run in this "
-                            f"process: leave {option} out, or use --engine ray")
+    check_options(engine, address, storage, max_concurrent)
     jobs = [j if isinstance(j, tuple) else (j, Path(results)) for j in jobs]
     # jobs that are the same run (same directory: a repeated seed, or the same settings twice) run once, so
     # two trials never train into one directory at the same time
@@ -110,6 +101,21 @@ def run_jobs(jobs: list, *, results: Path, engine: str = "auto", address: str | 
         raise Interrupted(sum(res.is_finished(d) for d in unique), len(unique)) from None
     by_dir.update(zip([d for _, d in pending], done))
     return [by_dir[d] for d in where]
+
+
+def check_options(engine: str, address: str | None, storage: str | None, max_concurrent: int | None) -> None:
+    """The engine options that contradict each other, refused before any run (prefopt.tuning calls this too:
+    an error after the runs' start is one it writes the finished tunings for)."""
+    if max_concurrent is not None and max_concurrent < 1:
+        raise UserError("--max-concurrent", str(max_concurrent), "must be at least 1")
+    if engine == "local" and (max_concurrent or 1) > 1:  # it ran one run at a time without a word
+        raise UserError("--max-concurrent", str(max_concurrent), "sets how many Ray trials run at once; --engine "
+                        "local runs one run at a time: leave --max-concurrent out, or use --engine ray")
+    for option, value, what in (("--address", address, "an existing Ray cluster"),
+                                ("--storage", storage, "Ray's trial state")):
+        if engine == "local" and value:  # the runs ran here, the cluster never asked, without a word
+            raise UserError(option, value, f"is for the ray engine ({what}); --engine local runs every run in this "
+                            f"process: leave {option} out, or use --engine ray")
 
 
 def check_jobs(recipes: list) -> None:

@@ -153,8 +153,9 @@ def tune_recipes(recipes: list[Recipe], *, results: str = "results", trials: int
     """Tune every recipe with the same trial count; returns the tuned recipe files written. force: train
     every trial again (a finished one waits in its cache/replaced/ until its retraining finishes, as with
     `prefopt run --force`)."""
-    from .batch import run_jobs
+    from .batch import check_options, run_jobs
 
+    check_options(engine, address, storage, max_concurrent)  # bad input: one line, before anything is written
     results = Path(results)
     names = [r.name for r in recipes]
     for r in recipes:

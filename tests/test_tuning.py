@@ -416,3 +416,36 @@ def test_one_recipe_s_failed_tuning_keeps_the_finished_recipe_s_outputs(failure,
     assert len(pd.read_csv(tuning / "a" / "trials.csv")) == 2 and (tuning / "a" / "tuning.png").is_file()
     assert sorted(p.name for p in (results / "tuned").iterdir()) == ["a.yaml"]
     assert not (tuning / "b" / "trials.csv").exists()
+
+
+def test_a_bad_engine_option_is_one_line_and_writes_nothing_though_trials_finished(write_recipe, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """`prefopt tune a.yaml --engine local --max-concurrent 2` after a's trials all finished: the option is
+    refused before any trial, yet the tuning outputs were written again and named on stderr, 'the rest did not,
+    below', before the error: bad input is one line and writes nothing."""
+    import prefopt.batch as batch
+    from prefopt import results as res
+
+    real = batch.run_jobs
+
+    def finish(jobs, **kwargs):
+        runs = []
+        for job, where in jobs:
+            runs.append(res.run_dir(where, job.name, job.seed, job.fingerprint(), job.data.fold))
+            runs[-1].mkdir(parents=True)
+            (runs[-1] / "metrics.json").write_text(json.dumps({"reward_auc": 0.5 + job.train["beta"] / 10,
+                                                               "train_seconds": 1.0}))
+        return runs
+
+    monkeypatch.setattr(batch, "run_jobs", finish)
+    a = str(write_recipe("dpo", name="a", data={"validation_fraction": 0.25}, tune={"trials": 2}))
+    results = tmp_path / "r"
+    assert main(["tune", a, "--results", str(results)]) == 0
+    capsys.readouterr()
+    tuned = results / "tuned" / "a.yaml"
+    tuned.unlink()
+    monkeypatch.setattr(batch, "run_jobs", real)
+    assert main(["tune", a, "--results", str(results), "--engine", "local", "--max-concurrent", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("prefopt: error: --max-concurrent"), err
+    assert not tuned.exists()
