@@ -39,7 +39,9 @@ def tests_of(runs: pd.DataFrame) -> tuple[str, str]:
         raise ValueError("no cross-fitted runs (data.folds > 1) in these results; run a recipe with --folds K")
     cross = runs[folded]["test"].value_counts().index[0]
     data = runs[runs["test"] == cross]["data_path"].iloc[0]
-    single = runs[~folded & (runs["data_path"] == data)]
+    # one file however the runs named it (data/x, ./data/x, its absolute path), as prefopt compare takes it
+    files = runs["data_path"].map(compare.same_file, na_action="ignore")
+    single = runs[~folded & (files == compare.same_file(data))]
     if single.empty:
         raise ValueError(f"no single-split runs on {data} to compare with; run a recipe on it without --folds")
     return single["test"].value_counts().index[0], cross

@@ -102,3 +102,14 @@ def test_results_it_cannot_compare_are_one_line_exit_2(tmp_path, capsys):
             code = stop.code
         err = capsys.readouterr().err.splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith("crossfit_gain: ") and said in err[0], err
+
+
+def test_single_split_runs_naming_the_file_another_way_are_found(tmp_path, monkeypatch):
+    """prefopt compare takes `data/d.jsonl` and `./data/d.jsonl` (or its absolute path) for one file; tests_of
+    matched the text, and said there were no single-split runs on it to compare with."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "d.jsonl").write_text("{}\n")
+    runs = pd.DataFrame({"folds": [2, 2, 1], "test": ["cross", "cross", "single"],
+                         "data_path": ["data/d.jsonl", "data/d.jsonl", str(tmp_path / "data" / "d.jsonl")]})
+    assert crossfit_gain.tests_of(runs) == ("single", "cross")
