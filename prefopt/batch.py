@@ -98,7 +98,7 @@ def run_jobs(jobs: list, *, results: Path, engine: str = "auto", address: str | 
     except KeyboardInterrupt:
         if len(unique) == 1:  # one run: nothing else to count (the CLI says it resumes from its checkpoint)
             raise
-        raise Interrupted(sum(res.is_finished(d) for d in unique), len(unique)) from None
+        raise Interrupted(sum(res.is_finished(d) for d in unique), len(unique), force) from None
     by_dir.update(zip([d for _, d in pending], done))
     return [by_dir[d] for d in where]
 
@@ -288,8 +288,9 @@ class Interrupted(KeyboardInterrupt):
     finished ones are kept and the same command skips them; an unfinished one has no metrics.json, so it never
     passes for finished, and resumes from its last checkpoint."""
 
-    def __init__(self, finished: int, total: int):
-        self.finished, self.total = finished, total
+    def __init__(self, finished: int, total: int, force: bool = False):
+        # with --force the same command trains every run again, the finished ones too
+        self.finished, self.total, self.force = finished, total, force
         super().__init__(f"{finished} of {total} runs finished")
 
 

@@ -279,8 +279,10 @@ def _main(argv) -> int:
 
         if isinstance(e, Interrupted):  # a batch: what finished is kept, and the same command skips it
             what = "trials" if ns.command == "tune" else "runs"
-            print(f"prefopt: interrupted; {e.finished} of {e.total} {what} finished (kept): the same command skips "
-                  f"the finished {what} and resumes the others from their last checkpoint", file=sys.stderr)
+            again = (f"the same command without --force skips the finished {what} (with it, it trains them all "
+                     "again)" if getattr(e, "force", False) else f"the same command skips the finished {what}")
+            print(f"prefopt: interrupted; {e.finished} of {e.total} {what} finished (kept): {again} and resumes the "
+                  "others from their last checkpoint", file=sys.stderr)
             return 130
         again = {"tune": "; `prefopt tune` on the same recipes resumes the trials",
                  "run": "; `prefopt run` on the same recipe resumes from the last checkpoint",

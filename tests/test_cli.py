@@ -201,6 +201,23 @@ def test_interrupted_tune_names_the_command_that_resumes(write_recipe, tmp_path,
     assert "`prefopt tune` on the same recipes resumes" in capsys.readouterr().err
 
 
+def test_an_interrupted_forced_batch_does_not_say_the_same_command_skips_the_finished(write_recipe, tmp_path,
+                                                                                       capsys, monkeypatch):
+    # with --force the same command trains every run again: "skips the finished runs" was untrue there
+    from prefopt import runner
+    from prefopt.batch import Interrupted
+
+    def interrupted(*args, force=False, **kwargs):
+        raise Interrupted(1, 3, force)
+
+    monkeypatch.setattr(runner, "run_recipe", interrupted)
+    recipe = str(write_recipe("kto"))
+    assert main(["run", recipe, "--seeds", "1,2,3", "--results", str(tmp_path), "--force"]) == 130
+    assert "the same command without --force skips the finished runs" in capsys.readouterr().err
+    assert main(["run", recipe, "--seeds", "1,2,3", "--results", str(tmp_path)]) == 130
+    assert "1 of 3 runs finished (kept): the same command skips the finished runs" in capsys.readouterr().err
+
+
 def test_interrupted_compare_names_the_command_that_rebuilds(tmp_path, capsys, monkeypatch):
     from prefopt import compare
 
