@@ -303,7 +303,8 @@ def _read_arrow(path: Path, field: str = "data.path"):
     try:
         ds = datasets.load_from_disk(str(path))
     except IndexError:  # datasets writes an empty Dataset with no data file, then fails to load it
-        raise UserError(str(path), field, "the dataset holds no rows; add rows of prompt, completion, label") from None
+        rows = "prompt, completion, label" if field == "data.path" else "prompt and the column its verifier reads (e.g. constraint)"
+        raise UserError(str(path), field, f"the dataset holds no rows; add rows of {rows}") from None
     except Exception as e:  # FileNotFoundError/ValueError/ArrowInvalid for a folder that is not a dataset
         raise UserError(str(path), field, f"is not a datasets.save_to_disk directory ({_first_line(e)}); "
                         f"point {field} at a data file or a folder written by Dataset.save_to_disk") from None

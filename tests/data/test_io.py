@@ -458,6 +458,12 @@ def test_empty_save_to_disk_dataset_says_it_holds_no_rows(tmp_path):
     datasets.Dataset.from_dict({"prompt": [], "completion": [], "label": []}).save_to_disk(str(tmp_path / "d"))
     e = error(tmp_path / "d")
     assert e.field == "data.path" and "no rows" in e.message and "is not a" not in e.message
+    assert "completion, label" in e.message
+    datasets.Dataset.from_dict({"prompt": [], "constraint": []}).save_to_disk(str(tmp_path / "p"))
+    with pytest.raises(UserError) as raised:  # a generation test's prompts carry no completion or label
+        load_prompts(tmp_path / "p")
+    assert raised.value.field == "eval.prompts" and "no rows" in raised.value.message
+    assert "label" not in raised.value.message and "constraint" in raised.value.message
 
 
 def test_a_saved_dataset_dict_says_which_split_is_read_and_which_are_not(tmp_path):
