@@ -190,24 +190,35 @@ def missing(row, keys: tuple, where: str = "") -> None:
         raise BadRows(f"{where}no {', '.join(json.dumps(k) for k in lacking)}")
 
 
-def rows_of(path: Path, keys: tuple) -> list[dict]:
-    """The rows of a JSON-lines file, each checked to hold `keys`; BadRows names the first line that does not."""
+def rows_of(path: Path, keys: tuple, check=None) -> list[dict]:
+    """The rows of a JSON-lines file, each checked to hold `keys` (and by `check`: a row -> what is wrong with
+    it, or None); BadRows names the first line that does not."""
     rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
             rows.append(json.loads(line))
             missing(rows[-1], keys, f"line {number}: ")
+            wrong = check(rows[-1]) if check else None
+            if wrong:
+                raise BadRows(f"line {number}: {wrong}")
     return rows
+
+
+def prompt_texts(prompt) -> list[str] | None:
+    """A prompt's texts: itself, or every message's content (a system message may come before the question);
+    None when it is neither a string nor a list of messages with a "content" string."""
+    texts = [m.get("content") if isinstance(m, dict) else None for m in prompt] if isinstance(prompt, list) \
+        else [prompt]
+    return texts if texts and all(isinstance(t, str) for t in texts) else None
 
 
 def questions_in(path: Path) -> frozenset:
     """The question texts (task with its topic) that the prompts of a data file use."""
     questions = [task.format(t=topic) for task in TASKS for topic in TOPICS]
     used = set()
-    for row in rows_of(path, ("prompt",)):
-        prompt = row["prompt"]
-        text = prompt[0]["content"] if isinstance(prompt, list) else prompt
-        used.update(q for q in questions if text.startswith(q + " "))
+    shape = "prompt: expected a string or a list of messages, each with a \"content\" string"
+    for row in rows_of(path, ("prompt",), lambda row: None if prompt_texts(row["prompt"]) else shape):
+        used.update(q for q in questions for t in prompt_texts(row["prompt"]) if t.startswith(q + " "))
     return frozenset(used)
 
 

@@ -271,6 +271,20 @@ def test_input_rows_without_the_keys_read_are_one_line_exit_2(tmp_path, capsys):
     assert not out.parent.exists()
 
 
+def test_exclude_reads_every_message_of_a_chat_prompt_and_refuses_other_shapes(tmp_path, capsys):
+    # a chat prompt was read by its first message's "content" alone: a system message first hid the question
+    # (the test set could then ask it), and a message without "content" was a KeyError traceback
+    question = md.TASKS[0].format(t=next(iter(md.TOPICS)))
+    (tmp_path / "chat.jsonl").write_text(json.dumps({"prompt": [{"role": "system", "content": "Be brief."},
+                                                                {"role": "user", "content": question + " Answer."}]}) + "\n")
+    assert md.questions_in(tmp_path / "chat.jsonl") == {question}
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "x"}\n{"prompt": [{"role": "user"}]}\n')
+    out = tmp_path / "out" / "f.jsonl"
+    line = refused(["--test-prompts", 3, "--exclude", tmp_path / "bad.jsonl", "--out", out], capsys)
+    assert line.startswith(f"make_dataset: error: --exclude: {tmp_path / 'bad.jsonl'}: line 2: prompt: expected"), line
+    assert not out.parent.exists()
+
+
 def test_input_files_that_are_not_utf8_are_one_line_exit_2_naming_the_option(tmp_path, capsys):
     # --exclude's UnicodeDecodeError (a ValueError) was said of --test-prompts, with no fix; --from-pool's, or
     # its .meta.json's, was a traceback
