@@ -1,5 +1,6 @@
 """results/summary.md as text: the verdict, each test's tables, the paired analyses' sections and the notes
-a reader needs beside them, from the tables `prefopt.compare` builds (pure: no file is read or written here).
+a reader needs beside them, from the tables `prefopt.compare` builds. Nothing is written here; the per-family
+table reads the runs' generation records (prefopt.samples), and `compare.rebuild` writes the text.
 """
 
 from __future__ import annotations
