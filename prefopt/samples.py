@@ -114,15 +114,25 @@ def family_table(gens: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
+def reference_groups(groups, kinds) -> dict:
+    """precision -> the group whose runs stand for the untrained model in it, from each run's group and
+    precision (`precisions`; None throughout where one stands for all): the first by name. Every run of one
+    precision holds the same untrained model, so any would do; one rule keeps the family table, samples.md
+    and the paired table (prefopt.stats.reference_runs) on the same runs. Ordered by precision."""
+    first = {}
+    for group, kind in zip(groups, kinds):
+        kind = None if pd.isna(kind) else kind
+        first[kind] = min(first.get(kind, group), group)
+    return dict(sorted(first.items(), key=lambda item: item[0] or ""))
+
+
 def references(gens: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """label -> the untrained model's records: one run's (the first recipe's smallest seed; the reference is
-    the same model in every run), or one per precision where the runs generated in several (`precisions`),
-    labelled by it."""
-    kinds = sorted(gens["precision"].dropna().unique()) if "precision" in gens else []
+    """label -> the untrained model's records: one run's (`reference_groups`' group, its smallest seed), or
+    one per precision where the runs generated in several (`precisions`), labelled by it."""
+    kinds = gens["precision"] if "precision" in gens else [None] * len(gens)
     out = {}
-    for kind in kinds or [None]:
-        runs = gens if kind is None else gens[gens["precision"] == kind]
-        first = runs[runs["group"] == runs["group"].iloc[0]]
+    for kind, group in reference_groups(gens["group"], kinds).items():
+        first = gens[(gens["group"] == group) & (True if kind is None else gens["precision"] == kind)]
         out["" if kind is None else f" ({kind})"] = first[first["seed"] == first["seed"].min()]
     return out
 
@@ -162,6 +172,7 @@ def samples_markdown(gens: pd.DataFrame, fp: str, n: int = SAMPLES) -> str:
              "pass/fail. Generations are cut at the recipe's eval.max_new_tokens.", ""]
     mark = {True: "pass", False: "fail"}
     kinds = "precision" in shown and shown["precision"].notna().any()
+    stand = reference_groups(shown["group"], shown["precision"] if kinds else [None] * len(shown))
     if kinds:  # (`precisions`: set only where the runs generated in several)
         lines += ["These runs generated in several precisions, in which the untrained model can answer differently: "
                   "its answer in each is shown, labelled by it.", ""]
@@ -170,8 +181,8 @@ def samples_markdown(gens: pd.DataFrame, fp: str, n: int = SAMPLES) -> str:
         first = rows.iloc[0]
         lines += [f"## {k}. {first['family']}", "", _quote(_text(first.get("prompt", "(prompt not recorded)"))), ""]
         lines += [f"Constraint: `{json.dumps(first['constraint'], sort_keys=True)}`", ""] if "constraint" in first else []
-        for kind, ref in (rows.groupby("precision", sort=True) if kinds else [(None, rows)]):
-            ref = ref.iloc[0]  # the first recipe's in that precision (the same model in all of them)
+        for kind, group in stand.items():
+            ref = rows[(rows["group"] == group) & (True if kind is None else rows["precision"] == kind)].iloc[0]
             lines += [f"**untrained reference{'' if kind is None else f' ({kind})'}** "
                       f"({mark[bool(ref['reference_pass'])]})", "", _quote(ref["reference_text"]), ""]
         for r in rows.itertuples():

@@ -46,6 +46,7 @@ from .permutation import (APART_LEVEL, CHUNK, RETEST, SPREAD_LEVEL, SeedSpread, 
                           seed_spread, within_prompt_testable)
 from .resample import (METRICS, REFERENCE_FIXED, Run, as_reference, interval, metric,  # noqa: F401
                        prompt_draws, rank_auc, recipe_samples, weighted_auc)
+from .samples import reference_groups
 
 
 def _stream(seed: int, *key) -> np.random.Generator:
@@ -151,15 +152,13 @@ def compare(recipes: dict[str, list[Run]], metric_name: str, n_prompts: int, *, 
 
 def reference_runs(recipes: dict[str, list[Run]]) -> tuple[dict, dict]:
     """(precision -> the runs whose reference records stand for the untrained model in it, recipe -> its
-    precision). The untrained model is the same in every run of one precision, so the first recipe's runs in
-    it stand for it; in another (bf16 autocast against float32) it answers differently, so each recipe is
-    measured from its own precision's (Run.precision; a recipe's first run's, as prefopt.compare.with_groups
-    gives a group one). With no precision recorded: one, the first recipe's runs."""
+    precision). The untrained model is the same in every run of one precision, so one recipe's runs in it
+    stand for it (prefopt.samples.reference_groups: the first by name, as in the family table and samples.md);
+    in another (bf16 autocast against float32) it answers differently, so each recipe is measured from its own
+    precision's (Run.precision; a recipe's first run's, as prefopt.compare.with_groups gives a group one). With
+    no precision recorded: one."""
     own = {name: runs[0].precision for name, runs in recipes.items()}
-    stand = {}
-    for name, kind in own.items():
-        stand.setdefault(kind, recipes[name])
-    return stand, own
+    return {kind: recipes[name] for kind, name in reference_groups(own, own.values()).items()}, own
 
 
 def _pairwise(metric_name: str, recipes: dict, samples: dict, pairs: list, n_prompts: int, n_resamples: int,

@@ -1,8 +1,11 @@
 """Per-family pass rates and the side-by-side samples, from generation records."""
 
+from types import SimpleNamespace
+
 import pandas as pd
 
-from prefopt.samples import family_table, pick_prompts, samples_markdown
+from prefopt.samples import family_table, pick_prompts, reference_groups, samples_markdown
+from prefopt.stats import reference_runs
 
 
 def gens():
@@ -50,3 +53,21 @@ def test_samples_spread_over_families_and_fixed():
     assert "**untrained reference** (pass)" in text and "\n4 fixed test prompts" in text
     few = samples_markdown(g, "fp", n=12)  # a generation test of 10 prompts: all 10 shown, and said so
     assert few.count("## ") == 10 and "\n10 fixed test prompts" in few
+
+
+def test_the_family_table_samples_and_paired_table_take_the_reference_from_one_recipe():
+    """Which recipe's runs stand for the untrained model was chosen three ways: the family table the first in
+    record order, samples.md the first by name, the paired table the first of its recipes. Every run of one
+    precision holds the same model, so they agree on real runs; here y (listed first) holds other reference
+    records than x, and all three take x, the first by name, in each precision."""
+    g = gens()
+    g = pd.concat([g[g["group"] == "y"], g[g["group"] == "x"]], ignore_index=True)
+    g.loc[g["group"] == "y", ["reference_text", "reference_pass"]] = ["y's reference", False]
+    assert reference_groups(g["group"], [None] * len(g)) == {None: "x"}
+    assert reference_groups(["b2", "a2", "b1", "a1"], ["bf16", "fp32", "bf16", "fp32"]) == {"bf16": "b1", "fp32": "a1"}
+    ref = next(line for line in family_table(g) if line.startswith("| untrained reference |"))
+    assert ref == "| untrained reference | 0.500 | 0.500 | 0.667 | 0.000 |"  # x's: even prompts pass
+    text = samples_markdown(g, "fp", n=1)
+    assert "**untrained reference** (pass)" in text and "y's reference" not in text
+    runs = {name: [SimpleNamespace(precision=None)] for name in ("y", "x")}
+    assert reference_runs(runs)[0] == {None: runs["x"]}
