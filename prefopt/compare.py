@@ -342,7 +342,8 @@ def rebuild(results: Path) -> list[Path]:
                    "reward_margin.png": curves_figure(runs, logs, MARGIN_COLUMN,
                                                       f"training reward margin ({MARGIN_COLUMN}) per run")}
         figures.update({f"heldout_{short_name(fp)}.png":
-                        metrics_figure(summary, fp, *((a.results, seeds_used(a)) if (a := analyses.get(fp)) else ()))
+                        metrics_figure(summary, fp, *((a.results, seeds_used(a)) if (a := analyses.get(fp)) else (None, None)),
+                                       split=splits[fp])
                         for fp in tests})
         for fp, a in analyses.items():
             figures[f"forest_{short_name(fp)}.png"] = forest_figure(a.results, short_name(fp))

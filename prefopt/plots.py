@@ -14,7 +14,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from .compare import HEADLINE, QUALITY, REFERENCE, short_name, with_groups
+from .compare import HEADLINE, QUALITY, REFERENCE, complete_pools, reference_values, short_name, with_groups
+from .samples import precisions
 from .stats import format_p
 
 
@@ -93,8 +94,10 @@ def heldout_bars(s: pd.DataFrame, metric: str, comparison=None) -> tuple[np.ndar
     for a rate. Cross-fitted runs get none there: folds share most of their training data, so a t-interval
     over them would claim a precision they do not have (summary_table leaves it blank for the same reason)."""
     names = list(s["recipe"])
-    if comparison is not None and all(n in comparison.estimates or n == REFERENCE for n in names):
-        rows = [comparison.reference if n == REFERENCE else comparison.estimates[n] for n in names]
+    kinds = s["precision"] if "precision" in s else [None] * len(s)  # (with_precisions: reference rows only)
+    refs = [_paired_reference(comparison, k) if n == REFERENCE else None for n, k in zip(names, kinds)]
+    if comparison is not None and all(n in comparison.estimates or r is not None for n, r in zip(names, refs)):
+        rows = [r if n == REFERENCE else comparison.estimates[n] for n, r in zip(names, refs)]
         value, low, high = (np.array([r[i] for r in rows], dtype=float) for i in range(3))
         return value, low, high, "bootstrap over prompts and seeds"
     value = s[f"{metric}_mean"].to_numpy(dtype=float)
@@ -107,6 +110,32 @@ def heldout_bars(s: pd.DataFrame, metric: str, comparison=None) -> tuple[np.ndar
     if _n_folds(s) > 1:
         return value, low, high, "none (folds of one split are not independent)"
     return value, low, high, "t over seeds, 3+ seeds"
+
+
+def _paired_reference(comparison, kind) -> tuple | None:
+    """The paired analysis' untrained model: in one precision (a reference bar of with_precisions), or the
+    one that stands for all; None where it has none for that precision."""
+    if comparison is None:
+        return None
+    if not isinstance(kind, str):
+        return comparison.reference
+    return (comparison.references or {}).get(kind)
+
+
+def with_precisions(s: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
+    """One split's summary rows with the reference row made one per precision, labelled in `precision`, where
+    its runs ran in several (`precisions`): the untrained model scores differently in each (bf16 autocast
+    against float32), so one bar would stand for the first recipe's precision, or average them, unsaid. Its
+    *_ref means are each precision's own runs' (summary.md gives them beside the means table)."""
+    split = complete_pools(split)  # (the runs summary_table averaged)
+    kinds = pd.Series(precisions(split), index=split.index, dtype=object)
+    if kinds.isna().all() or not (s["recipe"] == REFERENCE).any():
+        return s
+    ref = s[s["recipe"] == REFERENCE].iloc[0]
+    measured = [m for m in QUALITY if pd.notna(ref.get(f"{m}_mean"))]
+    rows = [{**ref, "precision": kind, **{f"{m}_mean": v for m, v in reference_values(runs, measured).items()}}
+            for kind, runs in split.groupby(kinds, sort=True)]
+    return pd.concat([s[s["recipe"] != REFERENCE], pd.DataFrame(rows)], ignore_index=True)
 
 
 def _n_folds(s: pd.DataFrame) -> int:
@@ -123,12 +152,15 @@ def _tick(recipe: str, n, seeds, folds) -> str:
     return f"{recipe} ({int(n)})"
 
 
-def metrics_figure(summary: pd.DataFrame, fp: str, comparisons: dict | None = None, seeds_used: dict | None = None):
+def metrics_figure(summary: pd.DataFrame, fp: str, comparisons: dict | None = None, seeds_used: dict | None = None,
+                   split: pd.DataFrame | None = None):
     """Bars of each held-out metric per recipe (reference in grey) with 95% CI whiskers, one split.
     `seeds_used` (metric -> recipe -> seeds the paired analysis kept): a bar drawn from the paired bootstrap
     counts those, not the summary's, which include seeds the analysis left out (records damaged or missing,
-    no generation records)."""
+    no generation records). `split` (the test's runs, with_groups): a reference bar per precision where they
+    ran in several (with_precisions)."""
     s = summary[summary["test"] == fp]
+    s = s if split is None else with_precisions(s, split)
     metrics = [m for m in QUALITY if f"{m}_mean" in s and s[f"{m}_mean"].notna().any()]
     fig, axes = _figure(len(metrics), width=4.6, height=3.4)
     labels = list(s["recipe"])
@@ -149,7 +181,8 @@ def metrics_figure(summary: pd.DataFrame, fp: str, comparisons: dict | None = No
         if whiskers.startswith("bootstrap") and m in (seeds_used or {}):  # (cross-fitted: a seed's runs are its folds)
             seeds = pd.Series([seeds_used[m].get(r, 0) for r in labels], index=s.index)
             n = seeds * s.get("n_folds", blank).fillna(1)
-        ticks = [_tick(r, v, k, folds) for r, v, k, folds in zip(labels, n, seeds, s.get("n_folds", blank))]
+        ticks = [_tick(r, v, k, folds) + (f" ({kind})" if isinstance(kind, str) else "")
+                 for r, v, k, folds, kind in zip(labels, n, seeds, s.get("n_folds", blank), s.get("precision", blank))]
         ax.set_xticks(x, ticks, rotation=30, ha="right", fontsize="small")
         ax.set_title(m + (" (headline)" if m == HEADLINE else "") + f"\n95% CI: {whiskers}", fontsize="medium")
         ax.grid(axis="y", alpha=0.3)

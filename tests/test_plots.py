@@ -5,7 +5,7 @@ import pytest
 from matplotlib.colors import to_hex
 
 from prefopt.compare import REFERENCE
-from prefopt.plots import forest_figure, metrics_figure, pairwise_figure
+from prefopt.plots import forest_figure, metrics_figure, pairwise_figure, png
 from prefopt.stats import Comparison
 
 
@@ -123,3 +123,41 @@ def test_no_recipe_is_drawn_in_the_reference_grey(n):
     colours = [b.get_facecolor()[:3] for b in bars[:n]]
     assert all(len({round(c, 2) for c in rgb}) > 1 for rgb in colours), "a recipe is grey"
     assert len(set(colours)) == n
+
+
+def _two_precisions() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Recipe a ran in float32 (its untrained model passes no prompt), b under bf16 autocast (every prompt):
+    the summary, the runs and the paired comparisons as prefopt.compare gives them."""
+    split = pd.DataFrame({"group": ["a"] * 3 + ["b"] * 3, "seed": [1, 2, 3] * 2, "test": "bfae55777815",
+                          "weights_dtype": "float32", "autocast_bf16": [False] * 3 + [True] * 3,
+                          "verified_success_ref": [0.0] * 3 + [1.0] * 3})
+    summary = pd.DataFrame({"recipe": ["a", "b", REFERENCE], "test": "bfae55777815",
+                            "reward_auc_mean": [0.6, 0.55, 0.5], "verified_success_mean": [0.3, 0.8, 0.5]})
+    c = _comparison("verified_success", ["a", "b"])
+    c.reference, c.references = (0.0, 0.0, 0.0), {"float32": (0.0, 0.0, 0.0), "float32 + bf16 autocast": (1.0, 1.0, 1.0)}
+    return summary, split, {"verified_success": c}
+
+
+def test_runs_in_two_precisions_get_a_labelled_reference_bar_each():
+    """The held-out bars drew one unlabelled 'reference' where the runs ran in float32 and under bf16 autocast:
+    the paired analysis' first recipe's precision's (float32: 0), or the summary's mean of both (0.5), beside
+    a bf16 recipe whose own untrained model passes every prompt."""
+    summary, split, comparisons = _two_precisions()
+    fig = metrics_figure(summary, "bfae55777815", comparisons, split=split)
+    for ax, heights in zip(fig.axes[:2], ([0.6, 0.55, 0.5, 0.5], [0.56, 0.56, 0.0, 1.0])):  # reward_auc; verified_success, paired
+        assert [t.get_text() for t in ax.get_xticklabels()][2:] == [
+            f"{REFERENCE} (float32)", f"{REFERENCE} (float32 + bf16 autocast)"]
+        assert [round(b.get_height(), 3) for b in ax.patches] == heights
+        assert [to_hex(b.get_facecolor()) for b in ax.patches[2:]] == [to_hex("0.65")] * 2
+    # without the paired analysis: each precision's own runs' verified_success_ref, not their mean
+    bars = metrics_figure(summary, "bfae55777815", split=split).axes[1].patches
+    assert [b.get_height() for b in bars[2:]] == [0.0, 1.0]
+
+
+def test_runs_in_one_precision_keep_one_unlabelled_reference_bar():
+    summary, split, comparisons = _two_precisions()
+    split["autocast_bf16"] = False
+    fig = metrics_figure(summary, "bfae55777815", comparisons, split=split)
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()][2:] == [REFERENCE]
+    assert [b.get_height() for b in fig.axes[1].patches][2:] == [0.0]  # the paired analysis' one reference
+    assert png(fig) == png(metrics_figure(summary, "bfae55777815", comparisons))
