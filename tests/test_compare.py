@@ -1093,6 +1093,24 @@ def test_the_paired_table_and_samples_give_each_precision_its_reference_and_each
     assert "**untrained reference** (" not in samples
 
 
+def test_the_heldout_plot_of_runs_in_two_precisions_gets_a_reference_bar_each(tmp_path, monkeypatch):
+    """The tables gave each precision its reference; the held-out bars drew one, unlabelled: the paired
+    analysis' first recipe's (float32: verified_success 0) beside b, whose own untrained model passes all."""
+    from prefopt import plots
+
+    drawn = {}
+    figure = plots.metrics_figure
+    monkeypatch.setattr(plots, "metrics_figure", lambda *a, **k: drawn.setdefault("fig", figure(*a, **k)))
+    root = tmp_path / "results"
+    two_recipes_three_seeds(root, {(r, s): (lambda run, bf16=r == "b": in_precision(run, bf16))
+                                   for r in "ab" for s in (1, 2, 3)})
+    compare.rebuild(root)
+    ax = next(ax for ax in drawn["fig"].axes if ax.get_title().startswith("verified_success"))
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks[-2:] == ["reference (float32)", "reference (float32 + bf16 autocast)"]
+    assert [b.get_height() for b in ax.patches][-2:] == [0.0, 1.0]
+
+
 def test_one_recipes_seeds_in_two_precisions_are_kept_apart_like_two_configurations(tmp_path):
     """model.dtype auto on two machines: b's seed 3 ran under bf16 autocast, its seeds 1 and 2 in float32, all
     with one configuration id. Their mean was one row 'b', over untrained models that answer differently."""
