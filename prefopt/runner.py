@@ -23,6 +23,7 @@ from .methods import MethodSpec, get_method
 from .preflight import (TRL_DEFAULT_EPOCHS, check_prompt_lengths, checked_data, prepare_data,
                         train_settings, world)
 from .recipe import Recipe, check_train_fields
+from . import resume
 from . import results as res
 
 
@@ -130,12 +131,12 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
 
 def _already_finished(run: Path, recipe: Recipe, report, main: bool) -> Path:
     """A finished run stands, unless its data changed since (`report`: a function giving this data's report)."""
-    stored = _stored(run / "data_report.json")
+    stored = resume.stored(run / "data_report.json")
     # runs from before a fingerprint was recorded are trusted on it; the generation test's prompts, from a
     # file of their own (eval.prompts), are not in the data's
     now = report() if stored.get("data_fingerprint") or stored.get("generation_test_fingerprint") else {}
     if stored.get("data_fingerprint"):
-        check_same_data(run, now, recipe.source, finished=True)
+        resume.check_same_data(run, now, recipe.source, finished=True)
     if stored.get("generation_test_fingerprint") not in (None, now.get("generation_test_fingerprint")):
         raise UserError(recipe.source, "eval.prompts", f"{run} finished with another generation test (the prompts "
                         f"of {recipe.eval.prompts or recipe.data.path} or their verifier changed since); --force "
@@ -149,11 +150,11 @@ def _already_finished(run: Path, recipe: Recipe, report, main: bool) -> Path:
 def _write_run(recipe, spec, backend, args, prepared, run: Path, main: bool, force: bool, model_files) -> Path:
     world_size = world()[1]
     fresh = main and not run.exists()  # this command creates the run folder: a refusal before training removes it
-    if not force and _started(run):
-        check_same_data(run, prepared.report, recipe.source, finished=False)
-        check_resumes_on_same_model(run, model_files, recipe)
-        check_resumes_in_same_precision(run, precision_used(recipe, args), recipe.source)
-        check_resumes_on_same_processes(run, world_size, backend, recipe.source)
+    if not force and resume.started(run):
+        resume.check_same_data(run, prepared.report, recipe.source, finished=False)
+        resume.check_resumes_on_same_model(run, model_files, recipe)
+        resume.check_resumes_in_same_precision(run, precision_used(recipe, args), recipe.source)
+        resume.check_resumes_on_same_processes(run, world_size, backend, recipe.source)
     if main:
         if force and run.exists():
             res.set_aside(run)  # kept until the new training finishes (results/cache/replaced)
@@ -162,8 +163,8 @@ def _write_run(recipe, spec, backend, args, prepared, run: Path, main: bool, for
         res.write_json(run / "data_report.json", prepared.report)
         env = res.environment(recipe.seed, world_size, backend, precision_used(recipe, args))
         env["model_files"] = model_files
-        if not force and _started(run):  # a resumed run: what its earlier attempts trained under stays on record
-            before = _stored(run / "env.json")
+        if not force and resume.started(run):  # a resumed run: what its earlier attempts trained under stays on record
+            before = resume.stored(run / "env.json")
             env["earlier_attempts"] = before.pop("earlier_attempts", []) + ([before] if before else [])
         res.write_json(run / "env.json", env)
 
@@ -190,91 +191,6 @@ def _drop_untrained(run: Path) -> None:
         shutil.rmtree(run, ignore_errors=True)
         with contextlib.suppress(OSError):
             run.parent.rmdir()  # the recipe's folder, when this was its only run
-
-
-def check_resumes_in_same_precision(run: Path, precision: dict, file: str) -> None:
-    """A run that trained part-way (a complete checkpoint, or training done and evaluation left) continues
-    only in the precision it began in. `dtype: auto` resolves per machine and thread count (bf16 autocast on
-    one CPU, float32 on another) while the run id stays the same, so without this a run moved between machines
-    would train its steps in two precisions, and env.json, rewritten at the start, would name only the second.
-    The fix named is deleting that one run: --force would also retrain every finished seed or fold of a batch."""
-    before = _stored(run / "env.json").get("precision") or {}
-    again = f"or delete {run} to train it again from the start here"
-    if not all(k in before for k in ("weights", "autocast_bf16")):
-        raise UserError(str(run / "env.json"), "precision", "the run trained part-way but its env.json does not "
-                        f"say in which precision, so it cannot continue in the same one; {again}")
-    if any(before[k] != precision.get(k) for k in ("weights", "autocast_bf16")):
-        def said(p):
-            return f"{p.get('weights')} weights" + (" under bf16 autocast" if p.get("autocast_bf16") else "")
-        raise UserError(file, "model.dtype", f"{run} began with {said(before)} and would continue here with "
-                        f"{said(precision)}; finish it where model.dtype resolves as it did there (that machine, "
-                        f"the same thread count), {again}")
-
-
-def _started(run: Path) -> bool:
-    """Trained part-way: a complete checkpoint, or training done and evaluation left."""
-    return (run / "trained.json").exists() or any(
-        _whole_json(p) for p in (run / "checkpoints").glob("checkpoint-*/trainer_state.json"))
-
-
-def _stored(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def check_same_data(run: Path, report: dict, file: str, *, finished: bool) -> None:
-    """A run folder stands (finished) or continues (started) only on the data it began with: the run id
-    names the resolved recipe, not data.path's contents, so an edited data file (or another process count,
-    which reorders the training rows) would otherwise be skipped as done or trained on in two versions."""
-    before = _stored(run / "data_report.json").get("data_fingerprint")
-    if before is None or before == report["data_fingerprint"]:
-        return
-    what = "finished" if finished else "began"
-    raise UserError(file, "data.path", f"{run} {what} on other data (its rows, or their training order under "
-                    f"another process count, changed since); --force trains it again on this data, or use "
-                    f"another --results folder to keep both")
-
-
-def check_resumes_on_same_processes(run: Path, world_size: int, backend: str, file: str) -> None:
-    """A run continues with the process count and backend it began with: its checkpoint's data position and
-    env.json (rewritten at the start) would otherwise describe two trainings as one."""
-    env = _stored(run / "env.json")
-    for field, now in (("world_size", world_size), ("backend", backend)):
-        if env.get(field) not in (None, now):
-            raise UserError(file, "model.backend" if field == "backend" else "processes",
-                            f"{run} began with {field} {env[field]} and would continue with {now}; finish it as it "
-                            f"began, or delete {run} to train it again from the start")
-
-
-def check_resumes_on_same_model(run: Path, files: list | None, recipe: Recipe) -> None:
-    """A run continues only on the model files it began with: the run id names model.name, not what is in that
-    folder, so a model replaced there (rebuilt, reconverted, another revision) would get the rest of the
-    steps, or the evaluation, of an adapter trained on the first one. Files are compared by name, size and
-    content (refcache.model_files); a run begun before they were recorded is trusted."""
-    before = _stored(run / "env.json").get("model_files")
-    if before is None or files is None or before == files:
-        return
-    was, now = ({f[0]: list(f) for f in x} for x in (before, files))
-    changed = sorted(n for n in was.keys() | now.keys() if was.get(n) != now.get(n))
-    raise UserError(recipe.source, "model.name", f"{run} began with other files in {recipe.model.name} "
-                    f"({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''} changed since), and would "
-                    f"continue on these; put the model it began with back, or delete {run} to train it again "
-                    "from the start")
-
-
-def _whole_json(path: Path) -> bool:
-    """Whether the file parses: transformers writes trainer_state.json last, so a checkpoint without a whole
-    one was cut off mid-save and will not be resumed from (last_complete_checkpoint)."""
-    import json
-
-    try:
-        json.loads(path.read_text())
-        return True
-    except (OSError, ValueError):
-        return False
 
 
 def config_kwargs(recipe: Recipe, spec: MethodSpec, report: dict, epochs: int, run: Path) -> dict:
@@ -418,17 +334,17 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
     selector = _best_checkpoint(recipe, prepared, tok, args, run, main) if recipe.eval.select == "best" else None
     if selector is not None:
         trainer.add_callback(selector)
-    last = last_complete_checkpoint(Path(args.output_dir)) if main else None
+    last = resume.last_complete_checkpoint(Path(args.output_dir)) if main else None
     last = broadcast(last)
     # what each micro-batch really trained on, on every process, earlier attempts' batches included
     audit = LabelAudit(trainer, Path(args.output_dir), last)
     if last and main:
         print(f"prefopt: resuming {run} from {last}")
     start = time.perf_counter()
-    earlier = _seconds_before(last) if last else 0.0
+    earlier = resume.seconds_before(last) if last else 0.0
     if main:
-        trainer.add_callback(_clock(Path(args.output_dir), start, earlier))
-    if last and 0 < args.max_steps <= _step(last):
+        trainer.add_callback(resume.clock_callback(Path(args.output_dir), start, earlier))
+    if last and 0 < args.max_steps <= resume.step_of(last):
         # stopped after its last checkpoint, before trained.json: the training is done, and resuming would
         # train a step past max_steps (the trainer's loop checks the budget only after a step)
         from transformers import TrainerState
@@ -462,7 +378,7 @@ def _train_and_evaluate(recipe, spec, backend, args, prepared, run: Path, main: 
         trainer.save_model(str(run / "adapter"))
         trained = dict(
             **chosen, steps=trainer.state.global_step, processes=trainer.accelerator.num_processes,
-            resumed_from_step=_step(last) if last else None, train_seconds=train_seconds,
+            resumed_from_step=resume.step_of(last) if last else None, train_seconds=train_seconds,
             train_tokens_per_second=_tokens_seen(trainer, args) / train_seconds if train_seconds else math.nan,
             single_label_batches_trained=sum(1 for b in batches if min(b[2], b[3]) == 0) if batches else None)
         res.write_json(run / "trained.json", trained)  # from here on a rerun evaluates instead of training
@@ -541,7 +457,7 @@ class LabelAudit:
         rank = int(os.environ.get("RANK", 0))
         file = folder / f"labels-rank{rank}.json"
         stored = json.loads(file.read_text()) if resumed_from and file.is_file() else {}
-        self.seen = [tuple(b) for b in stored.get(str(_step(resumed_from)), [])] if resumed_from else []
+        self.seen = [tuple(b) for b in stored.get(str(resume.step_of(resumed_from)), [])] if resumed_from else []
         step = trainer.training_step
 
         def counted(model, inputs, *args, **kwargs):
@@ -562,10 +478,6 @@ class LabelAudit:
         trainer.add_callback(Keep())
 
 
-def _step(checkpoint: str) -> int:
-    return int(Path(checkpoint).name.split("-")[-1])
-
-
 def _row_fingerprints(inputs: dict) -> str:
     """crc32 of each row's unpadded input_ids, space-separated ('' when the batch has no input_ids)."""
     import zlib
@@ -575,44 +487,6 @@ def _row_fingerprints(inputs: dict) -> str:
         return ""
     rows = (ids[i][mask[i].bool()] if mask is not None else ids[i] for i in range(len(ids)))
     return " ".join(f"{zlib.crc32(r.cpu().numpy().tobytes()):08x}" for r in rows)
-
-
-CLOCK = "clock.json"  # in the checkpoints folder: {step: training seconds up to that checkpoint, all attempts}
-
-
-def _clock(folder: Path, start: float, earlier: float):
-    """A TrainerCallback recording, before each checkpoint is written, the training seconds up to it
-    (earlier attempts' included), so that a resumed run reports what all its steps took, not only its last
-    attempt. Written first: a checkpoint complete enough to resume from always has its entry."""
-    from transformers import TrainerCallback
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if control.should_save:  # set by the trainer's own flow callback, which runs first
-                seen = json.loads((folder / CLOCK).read_text()) if (folder / CLOCK).is_file() else {}
-                res.write_json(folder / CLOCK, {**seen, str(state.global_step): earlier + time.perf_counter() - start})
-
-    return Clock()
-
-
-def _seconds_before(checkpoint: str) -> float:
-    """Training seconds up to `checkpoint` from the clock; NaN where it was not recorded (a run begun before
-    the clock existed): the cost table then says unknown rather than count the last attempt as the whole."""
-    clock = Path(checkpoint).parent / CLOCK
-    seconds = json.loads(clock.read_text()).get(Path(checkpoint).name.split("-")[-1]) if clock.is_file() else None
-    return math.nan if seconds is None else float(seconds)
-
-
-def last_complete_checkpoint(folder: Path) -> str | None:
-    """Newest checkpoint whose trainer_state.json (the last file transformers writes) parses; newer,
-    half-written ones (a kill during a save) are removed so resuming never reads them."""
-    steps = sorted((int(p.name.split("-")[-1]), p) for p in folder.glob("checkpoint-*")
-                   if p.name.split("-")[-1].isdigit()) if folder.is_dir() else []
-    for _, path in reversed(steps):
-        if _whole_json(path / "trainer_state.json"):
-            return str(path)
-        shutil.rmtree(path, ignore_errors=True)
-    return None
 
 
 def broadcast(value):

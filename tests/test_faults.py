@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from prefopt.cli import main
-from prefopt.runner import last_complete_checkpoint
+from prefopt.resume import last_complete_checkpoint
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
@@ -156,7 +156,7 @@ def complete_checkpoint(results) -> bool:
 
 
 def test_half_written_checkpoint_is_ignored(tmp_path):
-    from prefopt.runner import last_complete_checkpoint
+    from prefopt.resume import last_complete_checkpoint
 
     (tmp_path / "checkpoint-4").mkdir()
     (tmp_path / "checkpoint-4" / "trainer_state.json").write_text("{}")
