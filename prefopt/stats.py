@@ -60,7 +60,15 @@ def format_p(p: float, decimals: int = 3) -> str:
     whatever `decimals` asks (two would print 0.004 as "0.00", read as an exact zero), else `decimals`."""
     if math.isnan(p):
         return "n/a"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}" if p < 0.01 else f"{p:.{decimals}f}"
+    if p < 0.01:
+        return "< 0.001" if p < 0.001 else f"{p:.3f}"
+    text = f"{p:.{decimals}f}"
+    # a p below 0.05 rounded up to "0.05" would read as undecided beside a verdict that decided it: one
+    # more decimal each time until it prints below (0.048 in the heatmap's two decimals: "0.048")
+    while p < 0.05 <= float(text):
+        decimals += 1
+        text = f"{p:.{decimals}f}"
+    return text
 
 
 def holm(p: list[float]) -> list[float]:

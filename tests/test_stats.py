@@ -366,6 +366,15 @@ def test_p_values_print_as_a_bound_or_with_enough_decimals_not_to_read_as_zero(p
     assert stats.format_p(p, decimals) == text
 
 
+@pytest.mark.parametrize("p, decimals, text", [(0.048, 2, "0.048"), (0.0451, 2, "0.045"), (0.0499, 2, "0.0499"),
+                                               (0.0496, 3, "0.0496"), (0.0449, 2, "0.04"), (0.0504, 2, "0.05"),
+                                               (0.049, 3, "0.049")])
+def test_a_p_value_below_005_never_prints_as_005(p, decimals, text):
+    """The pairwise heatmap prints two decimals: a decided pair's Holm p of 0.048 (shipped bf16 results)
+    printed "0.05", read as not decided beside a verdict that says it is."""
+    assert stats.format_p(p, decimals) == text
+
+
 def _comparison(estimates, pairwise, metric="reward_auc"):
     return stats.Comparison(metric=metric, prompts=40, n_resamples=100, seed=0,
                             estimates={n: (v, v - 0.1, v + 0.1) for n, v in estimates.items()},
