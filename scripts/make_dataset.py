@@ -190,6 +190,20 @@ def missing(row, keys: tuple, where: str = "") -> None:
         raise BadRows(f"{where}no {', '.join(json.dumps(k) for k in lacking)}")
 
 
+def unreadable(e: Exception) -> str | None:
+    """What is wrong with an input file that raised `e` while read (the option, the file and the fix are the
+    caller's to name), or None for an error that is not about reading it."""
+    if isinstance(e, OSError):
+        return f"cannot be read ({e.strerror})"
+    if isinstance(e, json.JSONDecodeError):
+        return f"not a JSON-lines file ({e.msg})"
+    if isinstance(e, UnicodeDecodeError):  # (a ValueError, like the too-many-prompts one: checked before it)
+        return f"is not UTF-8 text (byte {e.start}); save it as UTF-8"
+    if isinstance(e, BadRows):
+        return str(e)
+    return None
+
+
 def rows_of(path: Path, keys: tuple, check=None) -> list[dict]:
     """The rows of a JSON-lines file, each checked to hold `keys` (and by `check`: a row -> what is wrong with
     it, or None); BadRows names the first line that does not."""
@@ -556,19 +570,12 @@ def main(argv=None) -> int:
     if args.test_prompts is not None:
         try:
             rows, meta = make_test_set(args.test_prompts, args.seed, args.exclude)
-        except OSError as e:
-            ap.error(f"--exclude: {args.exclude}: cannot be read ({e.strerror}); give the training data file whose "
-                     "questions the test prompts must not ask")
-        except json.JSONDecodeError as e:
-            ap.error(f"--exclude: {args.exclude}: not a JSON-lines data file ({e.msg}); give the training data "
-                     "file whose questions the test prompts must not ask")
-        except UnicodeDecodeError as e:  # (a ValueError: below, it was said of --test-prompts)
-            ap.error(f"--exclude: {args.exclude}: is not UTF-8 text (byte {e.start}); save it as UTF-8")
-        except BadRows as e:
-            ap.error(f"--exclude: {args.exclude}: {e}; give the training data file whose questions the test "
+        except (OSError, ValueError, BadRows) as e:
+            why = unreadable(e)
+            if why is None:  # more prompts than the questions --exclude leaves
+                ap.error(f"--test-prompts: {e}")
+            ap.error(f"--exclude: {args.exclude}: {why}; give the training data file whose questions the test "
                      "prompts must not ask")
-        except ValueError as e:  # more prompts than the questions --exclude leaves
-            ap.error(f"--test-prompts: {e}")
         meta["command"] = f"--test-prompts {args.test_prompts} --seed {args.seed} --exclude {args.exclude} --out {args.out}"
         write_atomic(args.out, jsonl(rows))
         write_atomic(args.out.with_suffix(".meta.json"), json.dumps(meta, indent=2) + "\n")
@@ -584,17 +591,9 @@ def main(argv=None) -> int:
             reading = args.from_pool.with_suffix(".meta.json")
             gen = json.loads(reading.read_text(encoding="utf-8"))
             missing(gen, GENERATION_KEYS)
-        except OSError as e:
-            ap.error(f"--from-pool: {e.filename}: cannot be read ({e.strerror}); give a file that --pool-out wrote, "
-                     "with its .meta.json beside it")
-        except json.JSONDecodeError as e:
-            ap.error(f"--from-pool: {reading}: not a JSON-lines file ({e.msg}); give a file that --pool-out wrote, "
-                     "with its .meta.json beside it")
-        except UnicodeDecodeError as e:
-            ap.error(f"--from-pool: {reading}: is not UTF-8 text (byte {e.start}); give a file that --pool-out "
-                     "wrote (UTF-8), with its .meta.json beside it")
-        except BadRows as e:
-            ap.error(f"--from-pool: {reading}: {e}; give a file that --pool-out wrote, with its .meta.json beside it")
+        except (OSError, ValueError, BadRows) as e:
+            ap.error(f"--from-pool: {reading}: {unreadable(e) or e}; give a file that --pool-out wrote, with its "
+                     ".meta.json beside it")
         n_prompts = len({r["prompt_id"] for r in pool})
     else:
         try:

@@ -145,7 +145,7 @@ def test_unreadable_input_files_are_one_line_exit_2(tmp_path, capsys):
     out = tmp_path / "out" / "f.jsonl"
     assert "--exclude: " in refused(["--test-prompts", 3, "--exclude", tmp_path / "no.jsonl", "--out", out], capsys)
     (tmp_path / "bad.jsonl").write_text("{\n")
-    assert "not a JSON-lines data file" in refused(["--test-prompts", 3, "--exclude", tmp_path / "bad.jsonl",
+    assert "not a JSON-lines file" in refused(["--test-prompts", 3, "--exclude", tmp_path / "bad.jsonl",
                                                     "--out", out], capsys)
     assert "--from-pool: " in refused(["--from-pool", tmp_path / "no.jsonl", "--out", out], capsys)
     pool = _pool_file(tmp_path, fake_pool())
