@@ -97,7 +97,7 @@ def _engine_options(p) -> None:
                    "else one: a training uses every CPU core); --engine local runs one at a time")
 
 
-def _seeds(text: str | None) -> list[int] | None:
+def parse_seeds(text: str | None) -> list[int] | None:
     if text is None:
         return None
     try:
@@ -184,7 +184,7 @@ def dispatch(ns) -> None:
 
         quiet_libraries(ns.verbose)
         recipe = load_recipe(ns.recipe, ns.set + ([f"data.folds={ns.folds}"] if ns.folds is not None else []))
-        seeds = _seeds(ns.seeds)
+        seeds = parse_seeds(ns.seeds)
         from .results import check_results_dir
         from .runner import run_recipe
 

@@ -51,10 +51,10 @@ fi
 # done. Checked here by prefopt's own reading of it (`prefopt run --seeds`), so both accept the same values
 "$python" -c '
 import sys
-from prefopt.cli import _seeds
+from prefopt.cli import parse_seeds
 from prefopt.errors import UserError
 try:
-    _seeds(sys.argv[1])
+    parse_seeds(sys.argv[1])
 except UserError as e:
     sys.exit(f"tune_all.sh: {e}")
 ' "$seeds" || exit 2
