@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import stats
-from .samples import precisions
+from .samples import precision, precisions
 
 SEED = 0  # the bootstrap and permutation seed, printed with every table
 RESAMPLES = 2000
@@ -221,10 +221,22 @@ def tuned_pairs(split: pd.DataFrame, groups) -> list[tuple[str, str]]:
         t = tuned_record(g)
         if t is None or group not in groups:
             continue
-        plain = split[(split["recipe"] == t["recipe"]) & ~split["tuned"].map(lambda v: isinstance(v, dict))]
-        if plain["group"].nunique() == 1 and plain["group"].iloc[0] in groups:
-            pairs.append((group, plain["group"].iloc[0]))
+        plain = _source_groups(split, g, t)
+        if len(plain) == 1 and plain[0] in groups:
+            pairs.append((group, plain[0]))
     return pairs
+
+
+def _source_groups(split: pd.DataFrame, tuned: pd.DataFrame, t: dict) -> list[str]:
+    """The groups of the untuned recipe a tuned group was tuned from, in the tuned runs' precision where one
+    configuration ran in several (with_groups keeps them apart): a precision is not another configuration,
+    and a tuned bf16 recipe is measured against the untuned one in bf16."""
+    plain = split[(split["recipe"] == t["recipe"]) & ~split["tuned"].map(lambda v: isinstance(v, dict))]
+    kinds = {precision(r) for r in tuned.itertuples()}
+    if plain["config"].nunique() == 1 and len(kinds) == 1:
+        same = plain[[precision(r) in kinds for r in plain.itertuples()]]
+        plain = same if len(same) else plain
+    return sorted(plain["group"].unique())
 
 
 def unpaired_tuned(split: pd.DataFrame, groups, pairs) -> list[str]:
@@ -238,8 +250,7 @@ def unpaired_tuned(split: pd.DataFrame, groups, pairs) -> list[str]:
         t = tuned_record(g)
         if t is None or group not in groups or group in paired:
             continue
-        plain = split[(split["recipe"] == t["recipe"]) & ~split["tuned"].map(lambda v: isinstance(v, dict))]
-        configs = plain["group"].nunique()
+        configs = len(_source_groups(split, g, t))
         out.append(f"{group} ({t['recipe']} " + (f"ran here in {configs} configurations: which one was tuned "
                                                   "is not known)" if configs > 1 else
                                                   "has no run compared on this test)"))

@@ -556,6 +556,27 @@ def test_tuned_recipes_are_compared_with_the_recipe_they_were_tuned_from(tmp_pat
     assert "Not compared with the recipe it was tuned from: ipo_tuned (ipo has no run compared on this test)." in text
 
 
+def test_a_tuned_recipe_is_compared_with_its_source_in_its_own_precision(tmp_path):
+    """dpo's seeds ran in float32 and under bf16 autocast (one configuration, two groups); dpo_tuned under bf16
+    autocast. It was 'not compared: dpo ran here in 2 configurations', though a precision is not a
+    configuration and one of the two is in dpo_tuned's own precision."""
+    root = tmp_path / "results"
+    tuned = {"recipe": "dpo", "trials": 4, "sampler": "random", "trial": 1, "metric": "validation reward_auc",
+             "value": 0.7, "chosen": {"learning_rate": 5e-4}}
+    plan = [("dpo", s, s > 2, None) for s in (1, 2, 3, 4)] + [("dpo_tuned", s, True, tuned) for s in (3, 4)]
+    for k, (recipe, seed, bf16, source) in enumerate(plan):
+        m = fake_metrics(recipe, seed, FP_A, 0.6, method="dpo")
+        m.update(weights_dtype="float32", autocast_bf16=bf16)
+        if source:
+            m["tuned"] = source
+        add_items(add_run(root, m), 1.5 if source else 0.0, seed=k)
+    compare.rebuild(root)
+    text = (root / "summary.md").read_text()
+    assert "Not compared with the recipe it was tuned from" not in text
+    table = text.split("Tuned against untuned", 1)[1].split("\n\n|", 1)[1].split("\n\n", 1)[0]
+    assert "| dpo_tuned | dpo [float32 + bf16 autocast] |" in table, table
+
+
 def test_tuned_against_untuned_compares_the_runs_the_pairwise_table_compares(tmp_path):
     """A tuned recipe with a seed that kept no generation records: verified_success compares its other seed,
     as the pairwise table does. The tuning section used every seed, got NaN and printed 'worse: dpo_tuned
