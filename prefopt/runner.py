@@ -8,6 +8,7 @@ under torchrun / accelerate only the main process writes.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import math
 import os
@@ -100,7 +101,7 @@ def run_one(recipe: Recipe, *, results: Path, force: bool = False) -> Path:
     backend = pick_backend(recipe.model.backend, file=recipe.source)
     model_dir = resolve_model(recipe.model.name, file=recipe.source)  # a bad name fails before anything is written
     if backend == "unsloth":
-        import unsloth  # noqa: F401  -- patches transformers/trl, so it must be imported before them
+        importlib.import_module("unsloth")  # patches transformers/trl, so it must be imported before them
 
     config_class = spec.config_class()
     check_train_fields(recipe, config_class)
