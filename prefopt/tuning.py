@@ -171,15 +171,18 @@ def tune_recipes(recipes: list[Recipe], *, results: str = "results", trials: int
         n = trials or recipe.tune.trials
         check_sets_not_searched(recipe, sets)
         chosen, jobs, test_split = trial_recipes(recipe, n)
-        plans.append((recipe, chosen, jobs, results / TUNING / recipe.name, test_split))
+        # the tuned recipe is the file as the trials trained it, read now: read after the last trial (hours
+        # later), an edit made meanwhile went into it, credited with settings tuned on the recipe before it
+        raw = apply_sets(read_yaml(recipe.source), list(sets))
+        plans.append((recipe, chosen, jobs, results / TUNING / recipe.name, test_split, raw))
     from .results import check_results_dir
 
     # where the tables and the tuned recipes go must take them, said before the first trial and not after the last
-    for folder in [where for *_, where, _ in plans] + [results / TUNED]:
+    for folder in [where for *_, where, _, _ in plans] + [results / TUNED]:
         check_results_dir(folder)
     failure = None
     try:
-        runs = run_jobs([(j, where) for _, _, jobs, where, _ in plans for j in jobs], results=results, engine=engine,
+        runs = run_jobs([(j, where) for _, _, jobs, where, _, _ in plans for j in jobs], results=results, engine=engine,
                         address=address, storage=storage, max_concurrent=max_concurrent, force=force)
     except (Exception, KeyboardInterrupt) as e:  # (a failed or interrupted trial: said below, after the writing)
         failure, runs = e, None
@@ -188,14 +191,14 @@ def tune_recipes(recipes: list[Recipe], *, results: str = "results", trials: int
     from . import results as res
 
     written, problems, at = [], [], 0
-    for recipe, chosen, jobs, where, test_split in plans:
+    for recipe, chosen, jobs, where, test_split, raw in plans:
         mine = runs[at:at + len(jobs)] if runs else [res.run_dir(where, j.name, j.seed, j.fingerprint(), j.data.fold)
                                                      for j in jobs]
         at += len(jobs)
         if runs is None and not all(res.is_finished(run) for run in mine):
             continue
         try:
-            written.append(write_tuning(recipe, chosen, mine, where, test_split, results=results, sets=sets))
+            written.append(write_tuning(recipe, chosen, mine, where, test_split, results=results, raw=raw))
         except UserError as e:
             problems.append(e)
     if failure is None and not problems:
@@ -210,8 +213,9 @@ def tune_recipes(recipes: list[Recipe], *, results: str = "results", trials: int
 
 
 def write_tuning(recipe: Recipe, chosen: list[dict], runs: list[Path], where: Path, test_split: str | None, *,
-                 results: Path, sets=()) -> Path:
-    """The trials' table and plot, and the tuned recipe with the best trial's settings (its path returned)."""
+                 results: Path, raw: dict) -> Path:
+    """The trials' table and plot, and the tuned recipe with the best trial's settings (its path returned);
+    raw: the recipe file as the trials were planned from it, with any --set."""
     import json
 
     from .plots import png, tuning_figure
@@ -227,7 +231,7 @@ def write_tuning(recipe: Recipe, chosen: list[dict], runs: list[Path], where: Pa
                         "pick another tune.metric")
     path = results / TUNED / f"{recipe.name}.yaml"
     write_atomic(path, tuned_yaml(recipe, chosen[best], trial=best, trials=len(runs),
-                                  value=float(table[f"validation_{recipe.tune.metric}"][best]), sets=sets,
+                                  value=float(table[f"validation_{recipe.tune.metric}"][best]), raw=raw,
                                   results=results, test_split=test_split))
     return path
 
@@ -244,11 +248,12 @@ def trials_table(chosen: list[dict], metrics: list[dict], metric: str, run_ids: 
 
 
 def tuned_yaml(recipe: Recipe, values: dict, *, trial: int, trials: int, value: float, sets=(),
-               results: str | Path = "results", test_split: str | None = None) -> str:
+               results: str | Path = "results", test_split: str | None = None, raw: dict | None = None) -> str:
     """The recipe as written (with any --set), the chosen train.* values in, named <name>_tuned, and a
     `tuned:` record the runs carry into the summary; `test_split` (the fingerprint of the test split the
-    trials held out) lets a run refuse another split. Its header names the folders under `results` (--results)."""
-    raw = apply_sets(read_yaml(recipe.source), list(sets))
+    trials held out) lets a run refuse another split. Its header names the folders under `results` (--results).
+    raw: the recipe file as read when the trials were planned (else it is read now, with `sets`)."""
+    raw = copy.deepcopy(raw) if raw is not None else apply_sets(read_yaml(recipe.source), list(sets))
     raw["name"] = f"{recipe.name}_tuned"
     raw["train"] = {**(raw.get("train") or {}), **values}
     raw.pop("seeds", None)

@@ -449,3 +449,31 @@ def test_a_bad_engine_option_is_one_line_and_writes_nothing_though_trials_finish
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("prefopt: error: --max-concurrent"), err
     assert not tuned.exists()
+
+
+def test_the_tuned_recipe_is_the_file_the_trials_trained_not_one_edited_during_them(write_recipe, tmp_path,
+                                                                                     monkeypatch):
+    """The tuned recipe was built from the recipe file read again after the last trial: an edit made while
+    the trials trained (hours on a CPU) went into it, credited with settings chosen on the recipe before it."""
+    import prefopt.batch as batch
+    from prefopt import results as res
+
+    recipe = write_recipe("dpo", name="a", data={"validation_fraction": 0.25}, tune={"trials": 2})
+
+    def finish(jobs, **kwargs):
+        runs = []
+        for job, where in jobs:
+            runs.append(res.run_dir(where, job.name, job.seed, job.fingerprint(), job.data.fold))
+            runs[-1].mkdir(parents=True)
+            (runs[-1] / "metrics.json").write_text(json.dumps({"reward_auc": 0.5 + job.train["beta"] / 10,
+                                                               "train_seconds": 1.0}))
+        edited = yaml.safe_load(recipe.read_text())  # the user's next experiment, begun meanwhile
+        edited["train"]["max_steps"] = 300
+        recipe.write_text(yaml.safe_dump(edited))
+        return runs
+
+    monkeypatch.setattr(batch, "run_jobs", finish)
+    results = tmp_path / "r"
+    assert main(["tune", str(recipe), "--results", str(results), "--set", "train.max_length=48"]) == 0
+    tuned = yaml.safe_load((results / "tuned" / "a.yaml").read_text())
+    assert tuned["train"]["max_steps"] == 3 and tuned["train"]["max_length"] == 48  # as trained, --set kept
