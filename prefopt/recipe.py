@@ -433,6 +433,9 @@ def check_values(r: Recipe) -> None:
         bad("data.folds", "this recipe's settings were chosen by `prefopt tune` on validation "
             "prompts of one split; cross-fitting would score those prompts as test prompts. Keep "
             "data.folds: 1, or cross-fit the untuned recipe")
+    if r.tuned and r.eval.split == "validation":
+        bad("eval.split", "this recipe's settings were chosen by `prefopt tune` on the validation split; scored "
+            "there, it would score the prompts they were chosen on. Remove eval.split (the test split)")
     if r.data.fold is not None and 1 <= r.data.folds <= 100 and not 0 <= r.data.fold < r.data.folds:
         bad("data.fold", f"must be a fold number from 0 to {r.data.folds - 1} with data.folds: "
             f"{r.data.folds}, got {r.data.fold}; leave it out to run every fold")

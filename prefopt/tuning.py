@@ -257,6 +257,8 @@ def tuned_yaml(recipe: Recipe, values: dict, *, trial: int, trials: int, value: 
     raw["name"] = f"{recipe.name}_tuned"
     raw["train"] = {**(raw.get("train") or {}), **values}
     raw.pop("seeds", None)
+    if isinstance(raw.get("eval"), dict):  # scored on the test split: a recipe's eval.split: validation would score
+        raw["eval"].pop("split", None)    # the settings on the prompts they were chosen on (the winner's own number)
     raw["tuned"] = {"recipe": recipe.name, "trials": trials, "trial": trial, "sampler": recipe.tune.sampler,
                     "metric": f"validation {recipe.tune.metric}", "value": round(value, 6),
                     **({"test_split": test_split} if test_split else {}), "chosen": values}

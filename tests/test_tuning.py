@@ -477,3 +477,37 @@ def test_the_tuned_recipe_is_the_file_the_trials_trained_not_one_edited_during_t
     assert main(["tune", str(recipe), "--results", str(results), "--set", "train.max_length=48"]) == 0
     tuned = yaml.safe_load((results / "tuned" / "a.yaml").read_text())
     assert tuned["train"]["max_steps"] == 3 and tuned["train"]["max_length"] == 48  # as trained, --set kept
+
+
+def test_a_tuned_recipe_is_scored_on_the_test_split_never_on_the_validation_prompts_it_was_chosen_on(
+        write_recipe, tmp_path, monkeypatch, capsys):
+    """A recipe with eval.split: validation was tuned into one with eval.split: validation: `prefopt run` then
+    scored the tuned settings on the prompts they were chosen on (the winning trial's own number, 0.570 for
+    0.570) and the summary, which keeps validation-split runs out, never showed them."""
+    import prefopt.batch as batch
+    from prefopt import results as res
+
+    def finish(jobs, **kwargs):
+        runs = []
+        for job, where in jobs:
+            runs.append(res.run_dir(where, job.name, job.seed, job.fingerprint(), job.data.fold))
+            runs[-1].mkdir(parents=True)
+            (runs[-1] / "metrics.json").write_text(json.dumps({"reward_auc": 0.5 + job.train["beta"] / 10,
+                                                               "train_seconds": 1.0}))
+        return runs
+
+    monkeypatch.setattr(batch, "run_jobs", finish)
+    recipe = write_recipe("dpo", name="a", data={"validation_fraction": 0.25}, tune={"trials": 2},
+                          eval={"batch_size": 8, "split": "validation"})
+    results = tmp_path / "r"
+    assert main(["tune", str(recipe), "--results", str(results)]) == 0
+    tuned = results / "tuned" / "a.yaml"
+    assert load_recipe(str(tuned)).eval.split == "test"
+    edited = yaml.safe_load(tuned.read_text())
+    edited["eval"]["split"] = "validation"
+    (tmp_path / "edited.yaml").write_text(yaml.safe_dump(edited))
+    capsys.readouterr()
+    assert main(["data", str(tmp_path / "edited.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "edited.yaml: eval.split: this recipe's settings were chosen" in err[0], err
+    assert "Remove eval.split" in err[0]
