@@ -107,7 +107,7 @@ class Recipe:
     eval: EvalSection = field(default_factory=EvalSection)
     # how `prefopt tune` searches; it changes no run, so it is not part of a run's identity
     tune: TuneSection = field(default_factory=TuneSection, metadata={"not_identity": True})
-    # set by `prefopt tune` in the recipe it writes: {recipe, trials, metric, sampler, value, chosen}
+    # set by `prefopt tune` in the recipe it writes: {recipe, trials, trial, sampler, seed, metric, value, chosen}
     tuned: typing.Optional[dict] = field(default=None, metadata=LATER)
     source: str = field(default="", metadata={"internal": True})  # the recipe file, for messages
 
@@ -154,8 +154,9 @@ def _identity(section) -> dict:
 
 def _tuned_identity(tuned):
     """`tuned:` as a run's identity sees it: test_split is a record for a check (the data section, which
-    is in the identity, already fixes the split), so tuned recipes written before it existed keep their runs."""
-    return {k: v for k, v in tuned.items() if k != "test_split"} if isinstance(tuned, dict) else tuned
+    is in the identity, already fixes the split) and seed a record of how the trials were drawn (the chosen
+    values are in the identity), so tuned recipes written before either existed keep their runs."""
+    return {k: v for k, v in tuned.items() if k not in ("test_split", "seed")} if isinstance(tuned, dict) else tuned
 
 
 def identity_of(raw: dict, cls=None) -> dict:

@@ -259,8 +259,10 @@ def tuned_yaml(recipe: Recipe, values: dict, *, trial: int, trials: int, value: 
     raw.pop("seeds", None)
     if isinstance(raw.get("eval"), dict):  # scored on the test split: a recipe's eval.split: validation would score
         raw["eval"].pop("split", None)    # the settings on the prompts they were chosen on (the winner's own number)
+    # tune.seed drew the trials' settings: with the sampler and the trial count, what reproduces them (a recipe
+    # leaving it at its default held it nowhere)
     raw["tuned"] = {"recipe": recipe.name, "trials": trials, "trial": trial, "sampler": recipe.tune.sampler,
-                    "metric": f"validation {recipe.tune.metric}", "value": round(value, 6),
+                    "seed": recipe.tune.seed, "metric": f"validation {recipe.tune.metric}", "value": round(value, 6),
                     **({"test_split": test_split} if test_split else {}), "chosen": values}
     head = (f"# {recipe.name} with the settings `prefopt tune` chose: trial {trial} of {trials} ({recipe.tune.sampler}"
             f"), best validation {recipe.tune.metric} {value:.4f}; trials in {Path(results) / TUNING / recipe.name}/.\n"

@@ -511,3 +511,32 @@ def test_a_tuned_recipe_is_scored_on_the_test_split_never_on_the_validation_prom
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "edited.yaml: eval.split: this recipe's settings were chosen" in err[0], err
     assert "Remove eval.split" in err[0]
+
+
+def test_the_tuned_recipe_records_the_seed_that_drew_its_trials(write_recipe, tmp_path, monkeypatch):
+    """tuned: recorded the metric, trial count, sampler and winning value, but not tune.seed, which drew the
+    trials' settings; a recipe leaving it at its default held it nowhere. A record: runs keep their identity."""
+    import prefopt.batch as batch
+    from prefopt import results as res
+
+    def finish(jobs, **kwargs):
+        runs = []
+        for job, where in jobs:
+            runs.append(res.run_dir(where, job.name, job.seed, job.fingerprint(), job.data.fold))
+            runs[-1].mkdir(parents=True)
+            (runs[-1] / "metrics.json").write_text(json.dumps({"reward_auc": 0.5 + job.train["beta"] / 10,
+                                                               "train_seconds": 1.0}))
+        return runs
+
+    monkeypatch.setattr(batch, "run_jobs", finish)
+    recipe = str(write_recipe("dpo", name="a", data={"validation_fraction": 0.25}, tune={"trials": 2}))
+    results = tmp_path / "r"
+    for sets, seed in (([], 0), (["--set", "tune.seed=5"], 5)):
+        assert main(["tune", recipe, "--results", str(results), *sets]) == 0
+        tuned = yaml.safe_load((results / "tuned" / "a.yaml").read_text())["tuned"]
+        assert tuned["seed"] == seed and tuned["metric"] == "validation reward_auc" and tuned["trials"] == 2
+    written = results / "tuned" / "a.yaml"
+    old = yaml.safe_load(written.read_text())
+    del old["tuned"]["seed"]  # as tuned recipes written before it (results/tuned/*.yaml)
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(old))
+    assert load_recipe(str(tmp_path / "old.yaml")).fingerprint() == load_recipe(str(written)).fingerprint()
