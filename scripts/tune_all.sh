@@ -59,21 +59,28 @@ except UserError as e:
     sys.exit(f"tune_all.sh: {e}")
 ' "$seeds" || exit 2
 
-echo "=== tuning ${#recipes[@]} recipes, $trials trials each"
-"$python" -m prefopt tune "${recipes[@]}" --trials "$trials" --results "$results" ${extra[@]+"${extra[@]}"} || exit $?
-# each tuned recipe is results/tuned/<name>.yaml, the name as `prefopt tune` resolved it: with the --set
-# values after `--` (a `--set name=x` renames it), and a broken file said in one line, not a traceback.
-# The runs get the other options but not the --set values: the tuned recipe already holds them, and given
-# again a `--set name=x` renamed x_tuned back to x, so its runs joined the untuned x's in runs/x
+# The runs get the options after `--` but not the --set values: the tuned recipe already holds them, and given
+# again a `--set name=x` renamed x_tuned back to x, so its runs joined the untuned x's in runs/x.
+# --trials and --results are this script's own: after `--`, `prefopt tune` took them (8 trials under a banner
+# saying 4; tuned recipes written where the runs did not look for them) and every run then refused them or
+# missed its recipe, after all the tuning; refused here, before it
 sets=()
 run_extra=()
 for ((k = 0; k < ${#extra[@]}; k++)); do
     case ${extra[k]} in
         --set) sets+=("${extra[k + 1]-}"); k=$((k + 1)) ;;
         --set=*) sets+=("${extra[k]#--set=}") ;;
+        --trials | --trials=* | --results | --results=*)
+            echo "tune_all.sh: ${extra[k]%%=*} after -- is tune_all.sh's own option: give it before -- (see --help)" >&2
+            exit 2 ;;
         *) run_extra+=("${extra[k]}") ;;
     esac
 done
+
+echo "=== tuning ${#recipes[@]} recipes, $trials trials each"
+"$python" -m prefopt tune "${recipes[@]}" --trials "$trials" --results "$results" ${extra[@]+"${extra[@]}"} || exit $?
+# each tuned recipe is results/tuned/<name>.yaml, the name as `prefopt tune` resolved it: with the --set
+# values after `--` (a `--set name=x` renames it), and a broken file said in one line, not a traceback
 tuned=()
 for recipe in "${recipes[@]}"; do
     name=$("$python" -c '

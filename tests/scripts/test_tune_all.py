@@ -125,3 +125,16 @@ def test_bad_seeds_are_refused_before_any_trial(tmp_path):
                              capture_output=True, text=True, env=env, cwd=cwd)
         assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
         assert out.stderr.startswith("tune_all.sh: --seeds: ") and why in out.stderr and not log.exists()
+
+
+def test_the_script_s_own_options_after_the_double_dash_are_refused_before_any_trial(tmp_path):
+    """`-- --trials 8` reached `prefopt tune` (8 trials under a banner saying 4) and then every run, which
+    refused it after all the tuning; `-- --results other` wrote the tuned recipes where the runs did not look."""
+    env, log, cwd = stand_in(tmp_path)
+    for extra in (["--trials", "8"], ["--trials=8"], ["--engine", "local", "--results", "other"], ["--results=o"]):
+        out = subprocess.run(["bash", str(ROOT / "scripts" / "tune_all.sh"), "mine.yaml", "--", *extra],
+                             capture_output=True, text=True, env=env, cwd=cwd)
+        option = next(x for x in extra if x.startswith(("--trials", "--results"))).split("=")[0]
+        assert out.returncode == 2 and out.stderr == (f"tune_all.sh: {option} after -- is tune_all.sh's own option: "
+                                                      "give it before -- (see --help)\n"), out.stderr
+        assert not log.exists()
