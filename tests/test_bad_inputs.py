@@ -90,6 +90,9 @@ CASES = [
     ("data-wrong-extension", {"data": {"path": "{tmp}/d.txt"}}, None, [], "data.path", "supported"),
     ("data-missing-columns", {}, jsonl([{"prompt": "p", "answer": "a", "label": True}]), [], "columns",
      "needed prompt, completion, label"),
+    # both layouts' columns: neither may be picked silently (the paired texts were once ignored unsaid)
+    ("data-both-layouts", {}, jsonl([{**r, "chosen": "a", "rejected": "b"} for r in ROWS]), [], "columns",
+     "drop or rename one layout's columns"),
     ("data-bad-label", {}, jsonl(ROWS[:2] + [{"prompt": "p3", "completion": "x", "label": "maybe"}]), [], "row 3: label",
      "allowed"),
     ("data-one-label", {}, jsonl([{**r, "label": True} for r in ROWS]), [], "label", "both"),
@@ -152,6 +155,25 @@ def test_bad_input(case, write_recipe, tmp_path, capsys, monkeypatch):
     assert f": {field}: " in f": {where}" or where.startswith(f"{field}: "), err
     assert fix in where, err
     assert not results.exists(), "a bad input must not create anything under results/"
+
+
+@pytest.mark.parametrize("method", ["kto", "dpo"])
+def test_both_layouts_refused_alike_by_data_and_run(method, write_recipe, tmp_path, capsys):
+    """`prefopt data` and `prefopt run` read the file the same way, so they refuse it with the same line."""
+    data = tmp_path / "both.jsonl"
+    data.write_text(jsonl([{**r, "chosen": "a", "rejected": "b"} for r in ROWS]))
+    recipe = str(write_recipe(method))
+    lines = []
+    for command in (["data", recipe], ["run", recipe, "--results", str(tmp_path / "results")]):
+        code = main([*command, "--set", f"data.path={data}"])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        lines.append(err.strip())
+    assert lines[0] == lines[1], lines
+    assert lines[0] == (f"prefopt: error: {data}: columns: holds both layouts: prompt, completion, label (one "
+                        "row per completion) and prompt, chosen, rejected (one row per pair); drop or rename one "
+                        "layout's columns (completion and label, or chosen and rejected)"), lines[0]
+    assert not (tmp_path / "results").exists()
 
 
 def test_the_table_covers_at_least_forty_bad_inputs():

@@ -91,6 +91,11 @@ def canonical_rows(table: pd.DataFrame, *, file: str, row_numbers=None) -> pd.Da
     rows_of = np.arange(1, len(table) + 1) if row_numbers is None else np.asarray(row_numbers)
     table = table.reset_index(drop=True)
     columns = set(map(str, table.columns))
+    if set(UNPAIRED) <= columns and set(PAIRED) <= columns:
+        # read either way, the other layout's texts would be ignored and nobody told which was used
+        raise UserError(file, "columns", "holds both layouts: prompt, completion, label (one row per completion) "
+                        "and prompt, chosen, rejected (one row per pair); drop or rename one layout's columns "
+                        "(completion and label, or chosen and rejected)")
     if set(UNPAIRED) <= columns:
         shape = UNPAIRED
     elif set(PAIRED) <= columns:
