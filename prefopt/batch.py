@@ -79,13 +79,12 @@ def run_jobs(jobs: list, *, results: Path, engine: str = "auto", address: str | 
         if not pending:
             done = []
         elif pick_engine(engine, len(pending), address) == "local":
-            if (max_concurrent or 1) > 1 and len(pending) > 1:  # auto chose local: Ray missing, or torchrun
+            note = _unused_on_local(len(pending), storage, max_concurrent, distributed)
+            if note:
                 from .console import main_process
 
                 if main_process():
-                    print(f"prefopt: note: --max-concurrent {max_concurrent} is for the ray engine, not used here "
-                          f"(Ray is not installed, or this is torchrun/accelerate): the {len(pending)} runs run one "
-                          "at a time", file=sys.stderr, flush=True)
+                    print(f"prefopt: note: {note}", file=sys.stderr, flush=True)
             # SIGTERM (`timeout`, a scheduler's preemption) stops as Ctrl-C does: a batch says what finished, one
             # run that it resumes (exit 130), as on Ray; Python's default ended it without a word (exit -15), one
             # run or the last one a batch had left. Not under torchrun, whose launcher stops its ranks with SIGTERM
@@ -101,6 +100,23 @@ def run_jobs(jobs: list, *, results: Path, engine: str = "auto", address: str | 
         raise Interrupted(sum(res.is_finished(d) for d in unique), len(unique), force) from None
     by_dir.update(zip([d for _, d in pending], done))
     return [by_dir[d] for d in where]
+
+
+def _unused_on_local(n_runs: int, storage: str | None, max_concurrent: int | None, distributed: bool) -> str | None:
+    """What --engine auto, having chosen local, leaves unused, and why, in one line (None: nothing). A note, not
+    the refusal --engine local gets: auto's choice turns on how many runs are left and on this machine, so one
+    command line must still work when a batch resumes with one run to go. --address never gets here (auto with
+    a cluster address is Ray, or refused); --max-concurrent is moot for one run, on Ray too."""
+    unused = [f"--storage {storage}"] if storage else []
+    if (max_concurrent or 1) > 1 and n_runs > 1:
+        unused.append(f"--max-concurrent {max_concurrent}")
+    if not unused:
+        return None
+    why = ("this is torchrun/accelerate" if distributed else "Ray is not installed" if not ray_available() else
+           "one run to do: --engine auto starts Ray for several")
+    runs = f"the {n_runs} runs run one at a time" if n_runs > 1 else "the run runs"
+    return (f"{' and '.join(unused)} {'is' if len(unused) == 1 else 'are'} for the ray engine, not used here "
+            f"({why}): {runs} in this process{', nothing is written under --storage' if storage else ''}")
 
 
 def check_options(engine: str, address: str | None, storage: str | None, max_concurrent: int | None) -> None:

@@ -362,6 +362,31 @@ def test_max_concurrent_on_the_local_engine_is_refused_or_said(write_recipe, tmp
     assert capsys.readouterr().err == ""  # one at a time is what local does
 
 
+@pytest.mark.parametrize("ray, seeds, why", [(False, (1, 2), "Ray is not installed"),
+                                             (True, (1,), "one run to do: --engine auto starts Ray for several")])
+def test_storage_left_unused_by_auto_is_said(ray, seeds, why, write_recipe, tmp_path, capsys, monkeypatch):
+    """--engine auto choosing local (Ray missing, one run to do, torchrun) dropped --storage without a word, where
+    --engine local refuses it; now said in one note, with --max-concurrent's when both are unused. Only cases
+    that resolve to local (Ray's workers would import the real run_one)."""
+    from prefopt import batch, runner
+    from prefopt.recipe import load_recipe
+
+    ran = []
+    monkeypatch.setattr(runner, "run_one", lambda recipe, *, results, force=False: ran.append(recipe.seed)
+                        or results / f"seed{recipe.seed}")
+    monkeypatch.setattr(batch, "ray_available", lambda: ray)
+    monkeypatch.setattr(batch, "_on_ray", lambda *a, **k: pytest.fail("auto must choose local here"))
+    recipe = load_recipe(str(write_recipe("dpo")))
+    assert batch.pick_engine("auto", len(seeds)) == "local"
+    batch.run_jobs([recipe.for_seed(s) for s in seeds], results=tmp_path / "r", storage="/shared/ray",
+                   max_concurrent=2)
+    runs = "the 2 runs run one at a time" if len(seeds) > 1 else "the run runs"
+    both = "--storage /shared/ray and --max-concurrent 2 are" if len(seeds) > 1 else "--storage /shared/ray is"
+    assert capsys.readouterr().err == (f"prefopt: note: {both} for the ray engine, not used here ({why}): {runs} in "
+                                       "this process, nothing is written under --storage\n")
+    assert ran == list(seeds)
+
+
 @pytest.mark.parametrize("option, value", [("--address", "127.0.0.1:6379"), ("--storage", "/shared/ray")])
 def test_ray_options_on_the_local_engine_are_refused(option, value, write_recipe, tmp_path, capsys, monkeypatch):
     """`--engine local --address HOST:PORT` (or `--storage PATH`) ran every run here, the cluster never asked,
