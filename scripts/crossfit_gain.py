@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from prefopt import compare, paired, stats  # noqa: E402
 from prefopt.cli import OneLineParser  # noqa: E402
+from prefopt.errors import did_you_mean  # noqa: E402
 
 
 def tests_of(runs: pd.DataFrame) -> tuple[str, str]:
@@ -118,10 +119,20 @@ def seed_list(text: str) -> list[int] | str:
         raise argparse.ArgumentTypeError(f"{text}: expected comma-separated integers or 'all', e.g. 1,2,42") from None
 
 
+def metric_name(text: str) -> str:
+    """--metric: one prefopt compare compares (paired.SHOWN), refused while the options are parsed: a misspelt
+    name was refused only after every run's records were read and analysed. Whether these runs measured it is
+    known only then (main)."""
+    if text not in paired.SHOWN:
+        raise argparse.ArgumentTypeError(f"unknown metric '{text}'; {did_you_mean(text, paired.SHOWN)}")
+    return text
+
+
 def main(argv=None) -> int:
     ap = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="?", default=str(ROOT / "results"))
-    ap.add_argument("--metric", default="reward_auc")
+    ap.add_argument("--metric", type=metric_name, default="reward_auc",
+                    help=f"one of {', '.join(paired.SHOWN)} (default: reward_auc)")
     ap.add_argument("--seeds", type=seed_list, default=None, help="single-split seeds, comma-separated, or 'all' "
                     "(default: the seeds of the cross-fitted runs)")
     ap.add_argument("--markdown", help="also write the table to this file")

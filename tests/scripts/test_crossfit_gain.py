@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from prefopt.results import write_json, write_yaml
 
@@ -94,7 +95,8 @@ def test_results_it_cannot_compare_are_one_line_exit_2(tmp_path, capsys):
         for f in (0, 1):
             add(both, recipe, single[6 * f:6 * f + 6], f"fold{f}", fold=f)
     for args, said in (([alone], "no cross-fitted runs"), ([folded], "no single-split runs on d.jsonl"),
-                       ([both, "--metric", "nope"], "--metric: nope: not measured on both tests"),
+                       ([both, "--metric", "verified_success"], "--metric: verified_success: not measured on both "
+                        "tests"),  # (a known metric these runs did not measure: said once the runs are read)
                        ([both, "--seeds", "1,x"], "--seeds: 1,x:")):
         try:
             code = crossfit_gain.main([str(a) for a in args])
@@ -102,6 +104,18 @@ def test_results_it_cannot_compare_are_one_line_exit_2(tmp_path, capsys):
             code = stop.code
         err = capsys.readouterr().err.splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith("crossfit_gain: ") and said in err[0], err
+
+
+def test_an_unknown_metric_is_refused_before_any_run_is_read(tmp_path, capsys, monkeypatch):
+    """A misspelt --metric was refused only after every run's records were read and analysed (minutes on the
+    shipped results); now while the options are parsed, one line with the choices, as prefopt says of names."""
+    monkeypatch.setattr(crossfit_gain.compare, "load_runs", lambda *a: pytest.fail("runs read for a bad --metric"))
+    with pytest.raises(SystemExit) as stop:
+        crossfit_gain.main([str(tmp_path), "--metric", "reward_acu"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == ("crossfit_gain: error: --metric: unknown metric 'reward_acu'; did you mean "
+                                       "'reward_auc'? choices: desirable_nll, kl, reward_auc, verified_success (see "
+                                       "crossfit_gain.py --help)\n")
 
 
 def test_single_split_runs_naming_the_file_another_way_are_found(tmp_path, monkeypatch):
