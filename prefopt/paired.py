@@ -350,6 +350,18 @@ def mcnemar_lines(a: Analysis) -> list[str]:
     return lines + [""]
 
 
+def unvalued_lines(results: dict) -> list[str]:
+    """Per metric whose bootstrap drew resamples without a value (stats.Comparison.unvalued): how many of them
+    its intervals leave out, or an interval over fewer draws reads as one over all. Nothing where none were."""
+    why = {"reward_auc": "drew prompts of one label only, which have no AUC",
+           "desirable_nll": "drew no desirable row"}
+    said = [f"{c.metric}: up to {c.unvalued} of {c.n_resamples} resamples have no value ("
+            f"{why.get(c.metric, 'the statistic is undefined on them')}) and are left out of its intervals, which "
+            "are over the resamples that have one; more held-out prompts, or prompts holding both labels, leave "
+            "fewer out." for c in results.values() if c.unvalued]
+    return [*said, ""] if said else []
+
+
 def merged_text(n_prompts: dict) -> str:
     merged = n_prompts.get("merged") or {}
     if not merged:
@@ -423,6 +435,7 @@ def section(split: pd.DataFrame, analysis: Analysis | None = None) -> list[str]:
                   "recipe's Δ vs untrained is from its own precision's.", ""]
     lines += [f"{c.metric}'s Holm p is n/a: {c.vs_note}." for c in results.values() if c.vs_note]
     lines += [""] if any(c.vs_note for c in results.values()) else []
+    lines += unvalued_lines(results)
     lines += mcnemar_lines(a)
     lines += tuning_lines(split, a)
     for metric in MATRICES:

@@ -142,10 +142,17 @@ def as_reference(run: Run) -> Run:
 
 
 def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """(value on the data, percentile interval over the resamples)."""
+    """(value on the data, percentile interval over the resamples that have a value: `unvalued` counts the
+    others, for the reader)."""
     boot = samples[1:][~np.isnan(samples[1:])]
     if not len(boot):
         return float(samples[0]), np.nan, np.nan
     lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
     return float(samples[0]), float(lo), float(hi)
 
+
+def unvalued(samples: np.ndarray) -> int:
+    """Resamples without a value though the data has one, which `interval` leaves out: an AUC on a draw of
+    prompts of one label only, a desirable_nll on a draw without a desirable row (one rated completion per
+    prompt, few held-out prompts). A value NaN on the data itself is said elsewhere (n/a), not here."""
+    return 0 if np.isnan(samples[0]) else int(np.isnan(samples[1:]).sum())

@@ -44,14 +44,14 @@ import numpy as np
 from .permutation import (APART_LEVEL, CHUNK, RETEST, SPREAD_LEVEL, SeedSpread,
                           auc_vs_chance, auc_vs_chance_p, mcnemar, mcnemar_p, permutation_p,
                           seed_spread, within_prompt_testable)
-from .resample import (METRICS, REFERENCE_FIXED, Run, as_reference, interval, metric,
+from .resample import (METRICS, REFERENCE_FIXED, Run, as_reference, interval, metric, unvalued,
                        prompt_draws, rank_auc, recipe_samples, weighted_auc)
 from .samples import reference_groups
 
 # the public face, the parts' names included: pyflakes counts a name listed here as used (it ignores noqa)
 __all__ = ["APART_LEVEL", "CHUNK", "RETEST", "SPREAD_LEVEL", "SeedSpread", "auc_vs_chance", "auc_vs_chance_p",
            "mcnemar", "mcnemar_p", "permutation_p", "seed_spread", "within_prompt_testable", "METRICS",
-           "REFERENCE_FIXED", "Run", "as_reference", "interval", "metric", "prompt_draws", "rank_auc",
+           "REFERENCE_FIXED", "Run", "as_reference", "interval", "metric", "unvalued", "prompt_draws", "rank_auc",
            "recipe_samples", "weighted_auc", "format_p", "holm", "Comparison", "UNTESTABLE_AUC", "compare",
            "reference_runs", "differences", "verdict"]
 
@@ -108,6 +108,9 @@ class Comparison:
     # precision -> (value, lo, hi) of the untrained model in each, where the runs ran in several (`reference` is
     # then the first recipe's precision's, and each recipe's vs_reference is from its own precision's)
     references: dict | None = None
+    # the most resamples any of its intervals left out, having no value on them (resample.unvalued): each
+    # interval is then over the draws that have one, and the summary says how many did not
+    unvalued: int = 0
 
 # reward_auc's test against the untrained model shuffles labels within prompts (auc_vs_chance)
 UNTESTABLE_AUC = ("not tested against the untrained model: no held-out prompt holds both labels (one rated "
@@ -160,9 +163,11 @@ def compare(recipes: dict[str, list[Run]], metric_name: str, n_prompts: int, *, 
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     pairwise = _pairwise(metric_name, recipes, samples, pairs, n_prompts, n_resamples, seed, alpha, spread)
     note = UNTESTABLE_AUC if metric_name == "reward_auc" and not within_prompt_testable(first[0]) else None
+    shown = [*samples.values(), *refs.values(), *(s - refs[own[n]] for n, s in samples.items()),
+             *(samples[a] - samples[b] for a, b in pairs)]
     return Comparison(metric_name, n_prompts, n_resamples, seed, estimates, interval(ref), vs, pairwise, spread,
                       side or None, note, {kind: interval(r) for kind, r in sorted(refs.items())} if len(refs) > 1
-                      or None not in refs else None)
+                      or None not in refs else None, max(map(unvalued, shown)))
 
 
 def reference_runs(recipes: dict[str, list[Run]]) -> tuple[dict, dict]:

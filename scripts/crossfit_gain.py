@@ -106,6 +106,10 @@ def markdown(table: pd.DataFrame, single: paired.Analysis, cross: paired.Analysi
                   f"Decided: {counts.get('both', 0)} on both, {counts.get('cross-fitted only', 0)} only when "
                   f"cross-fitted, {counts.get('single split only', 0)} only on the single split, "
                   f"{counts.get('neither', 0)} on neither (tied)."]
+    # resamples the intervals left out, said as summary.md says it (nothing where none were)
+    notes = [f"{side}: {line}" for side, a in (("Single split", single), ("Cross-fitted", cross))
+             for line in paired.unvalued_lines({metric: a.results[metric]}) if line]
+    lines += ["", *notes] if notes else []
     return "\n".join(lines) + "\n"
 
 

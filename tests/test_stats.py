@@ -553,3 +553,30 @@ def test_a_recipe_left_untested_against_the_untrained_model_is_named_not_called_
     c.vs_reference["B"] = (*c.vs_reference["B"][:3], float("nan"), float("nan"))
     text = stats.verdict(c)
     assert text.endswith("no tested recipe is distinguishable from the untrained model; not tested against it: B.")
+
+
+def test_resamples_without_a_value_are_counted_and_said_not_dropped_unsaid():
+    """One rated completion per prompt on few held-out prompts: a draw of desirable prompts only has no AUC (and
+    one without a desirable row no desirable_nll). The intervals left such resamples out without a word; now the
+    comparison counts them and the summary says how many. Prompts holding both labels never lose one: no note."""
+    from prefopt import paired
+
+    rng = np.random.default_rng(0)
+    label = np.arange(8) % 4 != 3  # 6 desirable, 2 undesirable prompts
+    runs = {k: [stats.Run(prompt=np.arange(8), label=label, logp=rng.normal(size=8) + e * label,
+                          ref_logp=np.zeros(8), tokens=np.ones(8), kl_sum=np.zeros(8))] for k, e in (("a", 2.), ("b", 0.))}
+    draws = stats.prompt_draws(8, 2000, stats._stream(0, "prompts"))
+    one_label = int((draws[1:, label].sum(1) == 0).sum() + (draws[1:, ~label].sum(1) == 0).sum())
+    auc = stats.compare(runs, "reward_auc", 8, n_resamples=2000, seed=0)
+    assert auc.unvalued == one_label > 0  # (about 10% of the draws here)
+    nll = stats.compare(runs, "desirable_nll", 8, n_resamples=2000, seed=0)
+    assert nll.unvalued == int((draws[1:, label].sum(1) == 0).sum())
+    kl = stats.compare(runs, "kl", 8, n_resamples=2000, seed=0)
+    assert kl.unvalued == 0
+    lines = paired.unvalued_lines({"reward_auc": auc, "kl": kl})
+    assert lines == [f"reward_auc: up to {one_label} of 2000 resamples have no value (drew prompts of one label only, "
+                     "which have no AUC) and are left out of its intervals, which are over the resamples that have "
+                     "one; more held-out prompts, or prompts holding both labels, leave fewer out.", ""]
+    both = {k: synthetic(np.random.default_rng(1), prompts=10, effect=e) for k, e in (("a", 1.0), ("b", 0.0))}
+    assert paired.unvalued_lines({m: stats.compare(both, m, 10, n_resamples=300, seed=0)
+                                  for m in ("reward_auc", "desirable_nll")}) == []
