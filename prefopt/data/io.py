@@ -259,7 +259,9 @@ def _read_csv(path: Path, field: str = "data.path"):
     # The csv module rather than pandas: pandas quietly turns a row with extra fields into an index and
     # guesses types; here every cell stays text (labels like "yes", empty completions reach the checks
     # below as written) and a malformed row is an error with its number.
-    reader = csv.reader(io.StringIO(_text(path, field), newline=""), strict=True)
+    text = _text(path, field)
+    _comma_separated(text, path, field)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         records = list(reader)
     except csv.Error as e:
@@ -282,6 +284,21 @@ def _read_csv(path: Path, field: str = "data.path"):
         raise UserError(str(path), "columns", f"the header names {', '.join(map(repr, twice))} more than once; "
                         "give every column its own name")
     return pd.DataFrame([r for _, r in body], columns=header, dtype=str), [n for n, _ in body]
+
+
+def _comma_separated(text: str, path: Path, field: str) -> None:
+    """A header that names the needed columns between semicolons or tabs (a spreadsheet's export in a locale
+    whose list separator is ';', a TSV named .csv) read as one column: the message asked to rename the columns
+    it listed, or to check the quoting of a row with a quoted line break, neither of which is the fix."""
+    header = text.split("\n", 1)[0].rstrip("\r")
+    if "," in header:
+        return
+    for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+        names = {c.strip().strip('"') for c in header.split(sep)}
+        if set(UNPAIRED) <= names or set(PAIRED) <= names:
+            raise UserError(str(path), field, f"the columns are separated by {name}, not commas; save the file "
+                            "as comma-separated CSV (a spreadsheet's 'CSV (comma delimited)'; pandas: "
+                            "DataFrame.to_csv(path, index=False))")
 
 
 def _read_parquet(path: Path, field: str = "data.path"):

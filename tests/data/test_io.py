@@ -494,3 +494,14 @@ def test_a_saved_dataset_dict_says_which_split_is_read_and_which_are_not(tmp_pat
                         ("only", datasets.DatasetDict({"test": split("p")})), ("plain", split("p"))):
         saved.save_to_disk(str(tmp_path / name))
         assert warnings(tmp_path / name) == [], name
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_csv_separated_by_semicolons_or_tabs_says_so(tmp_path, sep):
+    # read as one column named 'prompt;completion;label', it was told to rename the columns it listed; with a
+    # quoted line break in a cell, to check the quoting of row 2; the fix is the separator
+    path = tmp_path / "d.csv"
+    for body in ("p;a;yes\np;b;no\n", '"p\n";a;yes\n"p\n";b;no\n'):
+        path.write_text(f"prompt{sep}completion{sep}label\n" + body.replace(";", sep))
+        e = error(path)
+        assert e.field == "data.path" and "not commas" in e.message and "to_csv" in e.message
