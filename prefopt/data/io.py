@@ -248,6 +248,12 @@ def _read_json(path: Path, field: str = "data.path"):
     if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()) \
             and len({len(v) for v in data.values()}) == 1:
         return pd.DataFrame(data), None  # column form: {"prompt": [...], "completion": [...], ...}
+    if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
+        # what a plain DataFrame.to_json(path) writes (orient='columns': each column keyed by row index): named,
+        # with the orient to write instead, where 'got something else' left the writer guessing
+        raise UserError(str(path), field, "holds columns keyed by row index, as pandas' DataFrame.to_json writes "
+                        "by default; write it as rows: DataFrame.to_json(path, orient='records') (or, to a .jsonl "
+                        "file, orient='records', lines=True)")
     raise UserError(str(path), field, "expected a JSON list of row objects (or an object of equal-length "
                     "column lists); got something else")
 

@@ -188,6 +188,13 @@ def test_bad_json_document(tmp_path):
     assert "list of row objects" in error(tmp_path / "d.json").message
 
 
+def test_json_of_pandas_default_orient_names_the_orient_to_write(tmp_path):
+    # DataFrame.to_json(path) writes {"prompt": {"0": ...}, ...}: it got 'got something else'
+    pd.DataFrame({"prompt": ["p", "p"], "completion": ["a", "b"], "label": [1, 0]}).to_json(tmp_path / "d.json")
+    e = error(tmp_path / "d.json")
+    assert e.field == "data.path" and "orient='records'" in e.message
+
+
 def test_arrow_directory_that_is_not_a_dataset(tmp_path):
     (tmp_path / "folder").mkdir()
     e = error(tmp_path / "folder")
