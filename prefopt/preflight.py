@@ -188,15 +188,23 @@ def check_prompt_lengths(recipe: Recipe, prepared, max_length: int | None, model
     counted = prompt_token_counts(model_dir, every)  # one tokenizer load for all of them
     if counted is None:
         return
-    at = 0
+    # every split in one line, with the longest prompt of all: told of one split at a time and of no prompt, a
+    # user raised max_length to the bound given and met the next split's, still not knowing which to shorten
+    at, over, longest, where = 0, [], 0, None
     for kind, unique in splits:
         counts, at = counted[at:at + len(unique)], at + len(unique)
-        longest = max(counts)
-        if longest >= max_length:
-            n = sum(c >= max_length for c in counts)
-            raise UserError(recipe.source, "train.max_length", f"{n} of {len(counts)} {kind} prompts are at least "
-                            f"max_length={max_length} tokens (longest {longest}), leaving no room for a completion; "
-                            f"raise train.max_length above {longest} or shorten those prompts")
+        if max(counts) >= max_length:
+            over.append(f"{sum(c >= max_length for c in counts)} of {len(counts)} {kind}")
+        for prompt, count in zip(unique.values(), counts):
+            if count > longest:
+                said = prompt if isinstance(prompt, str) else " ".join(m["content"] for m in prompt)
+                longest, where = count, " ".join(said.split())
+    if over:
+        # the prompt's opening, not a row number: the split's tables are renumbered (and paired) by now
+        shown = repr(where if len(where) <= 50 else where[:47] + "...")
+        raise UserError(recipe.source, "train.max_length", f"{', '.join(over)} prompts are at least "
+                        f"max_length={max_length} tokens (longest {longest}: {shown}), leaving no room for a completion; "
+                        f"raise train.max_length above {longest} or shorten those prompts")
     warn_cut_completions(prepared, max_length, model_dir)
 
 

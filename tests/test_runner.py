@@ -519,7 +519,8 @@ def test_prompts_longer_than_max_length_fail_before_anything_is_written(write_re
         assert main(["data", str(recipe)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 2 and err[0] == err[1], err
-        assert ": train.max_length: " in err[0] and "training prompts are at least max_length=8 tokens" in err[0]
+        assert ": train.max_length: " in err[0] and " training, " in err[0], err
+        assert " prompts are at least max_length=8 tokens" in err[0], err
         assert not results.exists()
 
 
@@ -825,6 +826,31 @@ def test_held_out_prompts_longer_than_max_length_fail_before_anything_is_written
     assert len(err) == 2 and err[0] == err[1], err
     assert ": train.max_length: " in err[0] and "test prompts are at least max_length=48" in err[0], err
     assert not results.exists()
+
+
+def test_long_prompts_of_every_split_are_said_in_one_line_with_a_bound_that_suffices(write_recipe, tmp_path,
+                                                                                     capsys):
+    # the training split's prompts were reported alone, with their longest as the bound: raised to it, the
+    # recipe met the test split's longer prompts next, and no message said which prompt was long
+    from prefopt.data.io import load_rows
+    from prefopt.preflight import prepare_data
+    from prefopt.methods import get_method
+    from prefopt.recipe import load_recipe
+
+    recipe = write_recipe("kto", train={"max_length": 48})
+    held = set(prepare_data(load_recipe(str(recipe), []), get_method("kto"))[0].eval_rows["prompt_key"])
+    rows = load_rows(load_recipe(str(recipe), []).data.path)
+    trained = rows.loc[~rows["prompt_key"].isin(held), "prompt_key"].iloc[0]
+    cats = rows["prompt_key"].map(lambda k: 80 if k in held else 40 if k == trained else 0)
+    rows["prompt"] = [[{"role": "user", "content": p[0]["content"] + " Cat" * n}] for p, n in zip(rows["prompt"], cats)]
+    data = tmp_path / "long.jsonl"
+    rows.drop(columns="prompt_key").to_json(data, orient="records", lines=True)
+    assert main(["data", str(recipe), "--set", f"data.path={data}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "training, " in err[0] and " test prompts are at least" in err[0], err
+    assert ": 'question " in err[0], err  # the longest prompt's opening, as written
+    bound = int(re.search(r"raise train.max_length above (\d+)", err[0]).group(1))
+    assert main(["data", str(recipe), "--set", f"data.path={data}", "--set", f"train.max_length={bound + 1}"]) == 0
 
 
 def test_completions_cut_by_max_length_are_said_by_data_and_run_alike(write_recipe, tmp_path, capsys):
