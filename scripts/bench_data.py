@@ -151,7 +151,7 @@ def baseline(df: pd.DataFrame, repeats: int) -> dict:
 
 
 def main() -> None:
-    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     ap.add_argument("--prompts", type=at_least(1), default=100_000)
     ap.add_argument("--per-prompt", type=at_least(1), default=10)
     ap.add_argument("--repeats", type=at_least(1), default=3)

@@ -134,7 +134,7 @@ def report(name: str, runs: pd.DataFrame, against: str = "auto") -> list[str]:
 
 
 def main(argv=None) -> int:
-    p = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
+    p = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     p.add_argument("--recipes", nargs="+", default=["recipes/kto_mixed.yaml", "recipes/dpo.yaml", "recipes/orpo.yaml"])
     p.add_argument("--seeds", default="1,2,42")
     p.add_argument("--steps", type=at_least(1), help="train.max_steps for both sides (default: each recipe's own)")

@@ -25,7 +25,7 @@ from prefopt.cli import OneLineParser, at_least  # noqa: E402
 
 
 def main(argv=None) -> int:
-    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     ap.add_argument("recipe", nargs="?", default=str(ROOT / "recipes/dpo.yaml"))
     ap.add_argument("--prompts", type=at_least(1), default=128, help="first N prompts of eval.prompts (default 128)")
     ap.add_argument("--rounds", type=at_least(1), default=2)

@@ -65,7 +65,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def main(argv=None) -> int:
-    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     ap.add_argument("recipe", nargs="?", default="recipes/orpo.yaml")
     ap.add_argument("--steps", type=at_least(1), default=24)
     ap.add_argument("--rounds", type=at_least(1), default=2)

@@ -116,7 +116,7 @@ def _compare(plain: dict, ours: dict) -> dict:
 
 
 def main() -> None:
-    p = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
+    p = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="tiny", help="tiny (random, built here) or smollm2")
     p.add_argument("--steps", type=at_least(1), default=100)  # tiny: a loop of a few seconds
     p.add_argument("--methods", default="kto,dpo,orpo")

@@ -71,7 +71,7 @@ def side(engine: str, args, extra) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("recipe")
     ap.add_argument("--seeds", default="1,2")
     ap.add_argument("--results", default="results/bench_ray")

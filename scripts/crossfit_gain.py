@@ -133,7 +133,7 @@ def metric_name(text: str) -> str:
 
 
 def main(argv=None) -> int:
-    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     ap.add_argument("results", nargs="?", default=str(ROOT / "results"))
     ap.add_argument("--metric", type=metric_name, default="reward_auc",
                     help=f"one of {', '.join(paired.SHOWN)} (default: reward_auc)")

@@ -90,7 +90,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    p = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
+    p = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     p.add_argument("--dry", action="store_true", help="CPU: tiny random model and data, 2 steps, transformers only")
     p.add_argument("--steps", type=at_least(1), help="train.max_steps of every run (default 20; 2 with --dry)")
     p.add_argument("--backends", default=None, help="comma-separated (default transformers,unsloth; "

@@ -1,7 +1,8 @@
 """The minimal plain-TRL training that prefopt is measured against (scripts/bench_overhead.py).
 
-No prefopt code: transformers loads the model, PEFT makes the LoRA config, TRL trains on rows given in
-the exact order prefopt would use. Writes the per-step log and the training wall time as JSON.
+No prefopt code in the training (only prefopt's allocator settings, as `prefopt run` starts with, and its
+option parser): transformers loads the model, PEFT makes the LoRA config, TRL trains on rows given in the
+exact order prefopt would use. Writes the per-step log and the training wall time as JSON.
 
     python scripts/plain_trl.py SPEC.json OUT.json
 SPEC: {"trainer": "trl:KTOTrainer", "config": "trl:KTOConfig", "model": DIR, "rows": JSONL,
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
 import time
 
 
@@ -46,6 +46,15 @@ if __name__ == "__main__":
 
     # the baseline gets prefopt's allocator settings too: the overhead compared is prefopt's own code
     reexec_with_heap_allocator()
-    result = train_plain(json.loads(open(sys.argv[1]).read()))
-    with open(sys.argv[2], "w") as f:
+    from pathlib import Path
+
+    from prefopt.cli import OneLineParser
+
+    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
+    ap.add_argument("spec", help='a JSON file: {"trainer": "trl:KTOTrainer", "config": "trl:KTOConfig", '
+                    '"model": DIR, "rows": JSONL, "args": {config kwargs}, "lora": {LoraConfig kwargs} or null}')
+    ap.add_argument("out", help="where the per-step log and training seconds are written (JSON)")
+    ns = ap.parse_args()
+    result = train_plain(json.loads(open(ns.spec).read()))
+    with open(ns.out, "w") as f:
         json.dump(result, f)

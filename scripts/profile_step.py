@@ -23,7 +23,7 @@ from prefopt.cli import OneLineParser, at_least  # noqa: E402
 
 
 def main(argv=None) -> int:
-    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     ap.add_argument("recipe")
     ap.add_argument("--warmup", type=at_least(0), default=2, help="steps before profiling (default 2)")
     ap.add_argument("--steps", type=at_least(1), default=4, help="profiled steps (default 4)")

@@ -68,7 +68,7 @@ def rejudge_run(run: Path, write: bool) -> Counter:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", type=Path, help="a results folder (runs/<recipe>/<run>/eval_generations.jsonl)")
     ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if any verdict is stale")
     args = ap.parse_args(argv)

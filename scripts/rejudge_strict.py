@@ -25,7 +25,7 @@ from prefopt.cli import OneLineParser, at_least  # noqa: E402
 
 
 def main(argv=None) -> int:
-    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     ap.add_argument("source", type=Path, help="a results folder (runs/<recipe>/<run>/eval_generations.jsonl)")
     ap.add_argument("copy", type=Path, help="where to write the re-judged copy (must not exist)")
     ap.add_argument("--model", default="smollm2-135m-instruct", help="whose tokenizer generated the answers")
