@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train, evaluate and write results for a recipe")
-    run.add_argument("recipe")
+    run.add_argument("recipe", help="a recipe file, e.g. recipes/kto_mixed.yaml or results/tuned/dpo.yaml")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a recipe field, e.g. --set train.max_steps=20 (repeatable)")
     run.add_argument("--results", default="results", help="results directory (default: results)")
@@ -64,26 +64,30 @@ def _parser() -> argparse.ArgumentParser:
                      "deprecation warnings (quieted by default)")
 
     tune = sub.add_parser("tune", help="the same number of trials per recipe over its search space, scored on the "
-                          "validation split; writes results/tuned/<recipe>.yaml")
-    tune.add_argument("recipe", nargs="+")
+                          "validation split; writes <--results>/tuned/<name>.yaml (default results/)")
+    tune.add_argument("recipe", nargs="+", help="recipe files, each tuned with the same number of trials")
     tune.add_argument("--trials", type=int, metavar="N", help="trials per recipe (default: the recipe's tune.trials)")
     tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override a field of every recipe, e.g. --set train.max_steps=20 (repeatable)")
     tune.add_argument("--results", default="results", help="results directory (default: results)")
     tune.add_argument("--force", action="store_true", help="train every trial again, finished ones too (as run "
                       "--force: for data changed since they trained)")
-    tune.add_argument("--verbose", action="store_true")
+    tune.add_argument("--verbose", action="store_true", help="show the libraries' own progress bars, notices and "
+                      "deprecation warnings (quieted by default)")
     _engine_options(tune)
 
     data = sub.add_parser("data", help="prepare the data only and print its report (no model is loaded)")
-    data.add_argument("recipe")
-    data.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    data.add_argument("recipe", help="a recipe file, e.g. recipes/kto_mixed.yaml")
+    data.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a recipe field, as for run (repeatable)")
     data.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    sub.add_parser("list", help="registered methods, data strategies, verifiers and model aliases")
+    sub.add_parser("list", help="registered methods, data strategies, pairings, verifiers, model aliases and "
+                   "backends, and the recipes in ./recipes")
 
     cmp_ = sub.add_parser("compare", help="rebuild comparison tables and plots from finished runs")
-    cmp_.add_argument("results", nargs="?", default="results")
+    cmp_.add_argument("results", nargs="?", default="results", help="the folder `prefopt run --results` wrote "
+                      "(default: results)")
     return p
 
 

@@ -404,3 +404,19 @@ def test_ray_options_on_the_local_engine_are_refused(option, value, write_recipe
         assert err.startswith(f"prefopt: error: {option}: {value}: ") and "--engine ray" in err, err
         assert len(err.splitlines()) == 1, err
     assert ran == []
+
+
+def test_help_says_what_each_command_does_and_every_option():
+    # `list` was said to show "methods, data strategies, verifiers and model aliases" (it also lists pairings,
+    # backends and the shipped recipes); `tune` to write results/tuned/ whatever --results said; and
+    # `data --set`, `tune --verbose` had no help at all
+    from prefopt.cli import _parser
+
+    sub = next(a for a in _parser()._actions if a.dest == "command")
+    helps = {c.dest: c.help for c in sub._choices_actions}
+    for section in ("methods", "data strategies", "pairings", "verifiers", "model aliases", "backends", "recipes"):
+        assert section in helps["list"], section
+    assert "--results" in helps["tune"]
+    for name, parser in sub.choices.items():
+        for action in parser._actions:
+            assert action.help, f"prefopt {name} {'/'.join(action.option_strings) or action.dest}: no help"
