@@ -56,3 +56,32 @@ def test_committed_results_come_from_the_shipped_recipes():
         else:
             want = f"seed{row.seed}-{recipes[row.recipe].for_seed(int(row.seed)).fingerprint()}"
         assert row.run_id == want, f"{row.recipe} seed {row.seed}: results are from another version of the recipe"
+
+
+def _comment_block(text: str, key: str) -> str:
+    """The comment on a recipe's `key:` line and on the comment-only lines that continue it."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split("#")[0].strip() == f"{key}:")
+    block = [lines[start].partition("#")[2]]
+    for line in lines[start + 1:]:
+        if not line.strip().startswith("#") or not line.startswith(" "):
+            break
+        block.append(line.strip().lstrip("#"))
+    return " ".join(" ".join(block).split())
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_train_comment_names_the_config_and_what_a_recipe_may_not_set(path):
+    """`train: # any field of trl.KTOConfig` was said of a section that refuses seed and output_dir (the run
+    sets them), KTO's per-label weights (data.weights) and its train_sampling_strategy (fixed): the comment
+    names the method's TRL config class and every key the run refuses there."""
+    from prefopt.search import owned_by_the_run
+
+    spec = get_method(load_recipe(str(path)).method)
+    comment = _comment_block(path.read_text(), "train")
+    assert spec.config.replace(":", ".") in comment, comment
+    assert "any field" not in comment, comment
+    for key in owned_by_the_run(spec):
+        assert ("data.weights" if key in (spec.weight_fields or ()) else key) in comment, (key, comment)
+    for key in spec.fixed:
+        assert key in comment, (key, comment)
