@@ -85,3 +85,57 @@ def test_train_comment_names_the_config_and_what_a_recipe_may_not_set(path):
         assert ("data.weights" if key in (spec.weight_fields or ()) else key) in comment, (key, comment)
     for key in spec.fixed:
         assert key in comment, (key, comment)
+
+
+TUNED = sorted((ROOT / "results" / "tuned").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES + TUNED, ids=lambda p: p.parent.name + "/" + p.stem)
+def test_header_commands_parse_and_their_sets_resolve(path):
+    """Every `python -m prefopt ...` line a shipped or tuned recipe's header shows parses, and its recipe
+    loads with its --set values (what `prefopt data` checks before any model), so a copied example runs."""
+    import shlex
+
+    from prefopt.cli import _parser, parse_seeds
+
+    commands = [shlex.split(line.lstrip("#").split("  #")[0])[3:] for line in path.read_text().splitlines()
+                if line.startswith("#") and "python -m prefopt " in line]
+    assert commands, "the header shows how to run the recipe"
+    for args in commands:
+        ns = _parser().parse_args(args)
+        assert (ROOT / ns.recipe).resolve() == path, f"{args}: names another recipe"
+        load_recipe(str(path), ns.set + ([f"data.folds={ns.folds}"] if getattr(ns, "folds", None) else []))
+        parse_seeds(getattr(ns, "seeds", None))
+
+
+@pytest.mark.parametrize("path", TUNED, ids=lambda p: p.stem)
+def test_tuned_header_matches_its_trials(path):
+    """The header of results/tuned/<name>.yaml (trial, count, sampler, best value, where the trials are) says
+    what its `tuned:` record and results/tuning/<name>/trials.csv hold."""
+    import re
+
+    import pandas as pd
+
+    recipe = load_recipe(str(path))
+    t = recipe.tuned
+    m = re.search(r"trial (\d+) of (\d+) \((\w+)\), best (\w+ \w+) ([\d.]+); trials in (\S+)/\.",
+                  path.read_text().splitlines()[0])
+    assert m, "header"
+    assert (int(m[1]), int(m[2]), m[3], m[4]) == (t["trial"], t["trials"], t["sampler"], t["metric"])
+    trials = pd.read_csv(ROOT / m[6] / "trials.csv")
+    assert len(trials) == t["trials"] and m[6] == f"results/tuning/{t['recipe']}"
+    best = trials.loc[trials["validation_reward_auc"].idxmax()]
+    assert int(best.trial) == t["trial"] and float(m[5]) == pytest.approx(best.validation_reward_auc, abs=5e-5)
+    for key, value in t["chosen"].items():
+        assert best[key] == pytest.approx(value) and recipe.train[key] == value
+
+
+def test_every_recipe_and_seed_is_scored_on_the_same_test_rows():
+    """The recipes' `eval_fraction: # the same rows for every recipe on this file` and `split_seed: # ...and
+    for every training seed`: one test split for every shipped recipe and seed, the one tuning recorded."""
+    from prefopt.preflight import check_data
+
+    splits = {(p.stem, seed): check_data(load_recipe(str(p), [f"seed={seed}"])).report["eval_fingerprint"]
+              for p in RECIPES for seed in (42, 3)}
+    assert len(set(splits.values())) == 1, splits
+    assert {load_recipe(str(p)).tuned["test_split"] for p in TUNED} <= set(splits.values())
