@@ -94,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
 def _engine_options(p) -> None:
     p.add_argument("--engine", default="auto", choices=("auto", "local", "ray"),
                    help="how a batch of runs is run: ray (Ray Tune trials), local (one by one in this process); auto: "
-                   "ray when installed and there is more than one run")
+                   "ray with --address (or $RAY_ADDRESS), or when installed and more than one run is left to train "
+                   "(finished ones are skipped); local under torchrun/accelerate")
     p.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS; none: Ray embedded here)")
     p.add_argument("--storage", help="with --address: a path every Ray node sees, for Ray's trial state")
     p.add_argument("--max-concurrent", type=at_least(1), metavar="N", help="Ray trials at once (default: one per GPU, "

@@ -417,6 +417,10 @@ def test_help_says_what_each_command_does_and_every_option():
     for section in ("methods", "data strategies", "pairings", "verifiers", "model aliases", "backends", "recipes"):
         assert section in helps["list"], section
     assert "--results" in helps["tune"]
+    # --engine auto was said to pick Ray only for more than one run: an --address (or $RAY_ADDRESS) picks it for
+    # one, and under torchrun it is always local (prefopt.batch.pick_engine)
+    engine = next(a.help for a in sub.choices["run"]._actions if a.dest == "engine")
+    assert "$RAY_ADDRESS" in engine and "torchrun" in engine and "left" in engine
     for name, parser in sub.choices.items():
         for action in parser._actions:
             assert action.help, f"prefopt {name} {'/'.join(action.option_strings) or action.dest}: no help"
