@@ -386,6 +386,19 @@ def test_a_bad_option_of_tune_is_one_line(args, needle, tmp_path, capsys):
 
 
 
+def finish_trials(jobs) -> list:
+    """Stands in for batch.run_jobs: each trial finished, its validation reward_auc rising with its beta."""
+    from prefopt import results as res
+
+    runs = []
+    for job, where in jobs:
+        runs.append(res.run_dir(where, job.name, job.seed, job.fingerprint(), job.data.fold))
+        runs[-1].mkdir(parents=True)
+        (runs[-1] / "metrics.json").write_text(json.dumps({"reward_auc": 0.5 + job.train["beta"] / 10,
+                                                           "train_seconds": 1.0}))
+    return runs
+
+
 @pytest.mark.parametrize("failure, status", [(UserError("b.yaml", "train.max_length", "too short"), 2),
                                              (KeyboardInterrupt(), 130)], ids=["fails", "interrupted"])
 def test_one_recipe_s_failed_tuning_keeps_the_finished_recipe_s_outputs(failure, status, write_recipe, tmp_path,
@@ -394,15 +407,9 @@ def test_one_recipe_s_failed_tuning_keeps_the_finished_recipe_s_outputs(failure,
     finished: a's trials.csv, plot and tuned recipe were not written, only the error said; now they are, the
     written recipe is named on stderr, and the failure is still said with its exit status."""
     import prefopt.batch as batch
-    from prefopt import results as res
 
     def run_jobs(jobs, **kwargs):
-        for job, where in jobs:
-            if job.name == "a":  # a's trials finish; b's never do
-                run = res.run_dir(where, job.name, job.seed, job.fingerprint(), job.data.fold)
-                run.mkdir(parents=True)
-                (run / "metrics.json").write_text(json.dumps({"reward_auc": 0.5 + job.train["beta"] / 10,
-                                                              "train_seconds": 1.0}))
+        finish_trials([(job, where) for job, where in jobs if job.name == "a"])  # a's trials finish; b's never do
         raise failure
 
     monkeypatch.setattr(batch, "run_jobs", run_jobs)
@@ -424,18 +431,11 @@ def test_a_bad_engine_option_is_one_line_and_writes_nothing_though_trials_finish
     refused before any trial, yet the tuning outputs were written again and named on stderr, 'the rest did not,
     below', before the error: bad input is one line and writes nothing."""
     import prefopt.batch as batch
-    from prefopt import results as res
 
     real = batch.run_jobs
 
     def finish(jobs, **kwargs):
-        runs = []
-        for job, where in jobs:
-            runs.append(res.run_dir(where, job.name, job.seed, job.fingerprint(), job.data.fold))
-            runs[-1].mkdir(parents=True)
-            (runs[-1] / "metrics.json").write_text(json.dumps({"reward_auc": 0.5 + job.train["beta"] / 10,
-                                                               "train_seconds": 1.0}))
-        return runs
+        return finish_trials(jobs)
 
     monkeypatch.setattr(batch, "run_jobs", finish)
     a = str(write_recipe("dpo", name="a", data={"validation_fraction": 0.25}, tune={"trials": 2}))
@@ -456,17 +456,11 @@ def test_the_tuned_recipe_is_the_file_the_trials_trained_not_one_edited_during_t
     """The tuned recipe was built from the recipe file read again after the last trial: an edit made while
     the trials trained (hours on a CPU) went into it, credited with settings chosen on the recipe before it."""
     import prefopt.batch as batch
-    from prefopt import results as res
 
     recipe = write_recipe("dpo", name="a", data={"validation_fraction": 0.25}, tune={"trials": 2})
 
     def finish(jobs, **kwargs):
-        runs = []
-        for job, where in jobs:
-            runs.append(res.run_dir(where, job.name, job.seed, job.fingerprint(), job.data.fold))
-            runs[-1].mkdir(parents=True)
-            (runs[-1] / "metrics.json").write_text(json.dumps({"reward_auc": 0.5 + job.train["beta"] / 10,
-                                                               "train_seconds": 1.0}))
+        runs = finish_trials(jobs)
         edited = yaml.safe_load(recipe.read_text())  # the user's next experiment, begun meanwhile
         edited["train"]["max_steps"] = 300
         recipe.write_text(yaml.safe_dump(edited))
@@ -485,16 +479,9 @@ def test_a_tuned_recipe_is_scored_on_the_test_split_never_on_the_validation_prom
     scored the tuned settings on the prompts they were chosen on (the winning trial's own number, 0.570 for
     0.570) and the summary, which keeps validation-split runs out, never showed them."""
     import prefopt.batch as batch
-    from prefopt import results as res
 
     def finish(jobs, **kwargs):
-        runs = []
-        for job, where in jobs:
-            runs.append(res.run_dir(where, job.name, job.seed, job.fingerprint(), job.data.fold))
-            runs[-1].mkdir(parents=True)
-            (runs[-1] / "metrics.json").write_text(json.dumps({"reward_auc": 0.5 + job.train["beta"] / 10,
-                                                               "train_seconds": 1.0}))
-        return runs
+        return finish_trials(jobs)
 
     monkeypatch.setattr(batch, "run_jobs", finish)
     recipe = write_recipe("dpo", name="a", data={"validation_fraction": 0.25}, tune={"trials": 2},
@@ -517,16 +504,9 @@ def test_the_tuned_recipe_records_the_seed_that_drew_its_trials(write_recipe, tm
     """tuned: recorded the metric, trial count, sampler and winning value, but not tune.seed, which drew the
     trials' settings; a recipe leaving it at its default held it nowhere. A record: runs keep their identity."""
     import prefopt.batch as batch
-    from prefopt import results as res
 
     def finish(jobs, **kwargs):
-        runs = []
-        for job, where in jobs:
-            runs.append(res.run_dir(where, job.name, job.seed, job.fingerprint(), job.data.fold))
-            runs[-1].mkdir(parents=True)
-            (runs[-1] / "metrics.json").write_text(json.dumps({"reward_auc": 0.5 + job.train["beta"] / 10,
-                                                               "train_seconds": 1.0}))
-        return runs
+        return finish_trials(jobs)
 
     monkeypatch.setattr(batch, "run_jobs", finish)
     recipe = str(write_recipe("dpo", name="a", data={"validation_fraction": 0.25}, tune={"trials": 2}))
