@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, did_you_mean
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -42,6 +42,46 @@ def at_least(low: int):
         return value
 
     return whole_number
+
+
+def readable_file(hint: str, base: Path | None = None):
+    """An argparse type: the path of a file that can be read, refused while the options are parsed, before
+    anything is written or a model loaded (a missing recipe ended in a traceback, in a child's error under
+    the script's own, or, in bench_ray.py, after the previous results were deleted). `hint` says what to give;
+    a relative path is read from `base` when given (a script whose runs start in the repository)."""
+
+    def readable(text: str) -> str:
+        try:
+            with open(Path(base or ".") / text, "rb"):
+                pass
+        except FileNotFoundError:
+            raise argparse.ArgumentTypeError(f"{text}: no such file; give {hint}") from None
+        except OSError as e:
+            raise argparse.ArgumentTypeError(f"{text}: cannot be read ({e.strerror}); give {hint}") from None
+        return text
+
+    return readable
+
+
+def names_from(choices):
+    """An argparse type: comma-separated names, each one of `choices`; the text is kept as given. An unknown
+    one was found only after the first names' runs (bench_overhead.py --methods: a KeyError traceback)."""
+
+    def names(text: str) -> str:
+        for name in text.split(","):
+            if name not in choices:
+                raise argparse.ArgumentTypeError(f"unknown name '{name}' in {text!r}; {did_you_mean(name, choices)}")
+        return text
+
+    return names
+
+
+def seed_list(text: str) -> list[int]:
+    """An argparse type: comma-separated seeds, as `prefopt run --seeds` reads them (parse_seeds)."""
+    try:
+        return parse_seeds(text)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e.message}") from None
 
 
 def _parser() -> argparse.ArgumentParser:

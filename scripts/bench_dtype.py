@@ -31,7 +31,7 @@ from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from prefopt.cli import OneLineParser, at_least  # noqa: E402
+from prefopt.cli import OneLineParser, at_least, readable_file, seed_list  # noqa: E402
 SIDES = {"float32": ["model.dtype=float32"], "auto": ["model.dtype=auto"],  # each side's `--set`: the shipped
          "bf16": ["model.dtype=auto", "train.bf16=true"]}  # recipes pin float32, so `auto` is asked for
 METRICS = ["reward_auc", "preference_accuracy", "kl", "desirable_nll", "verified_success"]
@@ -135,17 +135,23 @@ def report(name: str, runs: pd.DataFrame, against: str = "auto") -> list[str]:
 
 def main(argv=None) -> int:
     p = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
-    p.add_argument("--recipes", nargs="+", default=["recipes/kto_mixed.yaml", "recipes/dpo.yaml", "recipes/orpo.yaml"])
-    p.add_argument("--seeds", default="1,2,42")
+    p.add_argument("--recipes", nargs="+", type=readable_file("a recipe file, e.g. recipes/orpo.yaml"),
+                   default=["recipes/kto_mixed.yaml", "recipes/dpo.yaml", "recipes/orpo.yaml"],
+                   help="recipes compared, each on both sides (default: recipes/kto_mixed.yaml recipes/dpo.yaml "
+                   "recipes/orpo.yaml)")
+    p.add_argument("--seeds", type=seed_list, default=[1, 2, 42],
+                   help="comma-separated seeds, one run per side each (default: 1,2,42)")
     p.add_argument("--steps", type=at_least(1), help="train.max_steps for both sides (default: each recipe's own)")
-    p.add_argument("--results", type=Path, default=ROOT / "results" / "bench_dtype")
-    p.add_argument("--markdown", type=Path, help="also write the tables to this file")
+    p.add_argument("--results", type=Path, default=ROOT / "results" / "bench_dtype",
+                   help="where the runs are written and found again (default: results/bench_dtype)")
+    p.add_argument("--markdown", type=Path, help="also write the tables to this file (default: print only)")
     p.add_argument("--against", choices=["auto", "bf16"], default="auto",
                    help="the other side: the recipe's model.dtype auto (default), or bf16 autocast forced on")
-    p.add_argument("--report-only", action="store_true", help="tabulate the finished runs, train nothing")
-    p.add_argument("extra", nargs="*", help="after --: more `prefopt run` arguments for every run")
+    p.add_argument("--report-only", action="store_true", help="tabulate the finished runs, train nothing "
+                   "(default: off)")
+    p.add_argument("extra", nargs="*", help="after --: more `prefopt run` arguments for every run (default: none)")
     args = p.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     try:
         for recipe in [] if args.report_only else args.recipes:
             for seed in seeds:  # alternate sides seed by seed, so a slow spell of the host hits both alike

@@ -26,7 +26,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from prefopt.allocator import SETTINGS as ALLOCATOR  # noqa: E402
-from prefopt.cli import OneLineParser, at_least  # noqa: E402
+from prefopt.cli import OneLineParser, at_least, readable_file  # noqa: E402
 
 SIDES = {"glibc": {"PREFOPT_MALLOC": "system"}, "prefopt heap": {}}
 PHASES = {"s/step": r"training \d+ steps: ([\d.]+) s/step", "scoring s": r"scoring .*: done \(([\d.]+) s\)",
@@ -66,10 +66,14 @@ def markdown(table: pd.DataFrame) -> str:
 
 def main(argv=None) -> int:
     ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
-    ap.add_argument("recipe", nargs="?", default="recipes/orpo.yaml")
-    ap.add_argument("--steps", type=at_least(1), default=24)
-    ap.add_argument("--rounds", type=at_least(1), default=2)
-    ap.add_argument("--markdown", type=Path, help="also write the table here")
+    ap.add_argument("recipe", nargs="?", default="recipes/orpo.yaml",
+                    type=readable_file("a recipe file, e.g. recipes/orpo.yaml", base=ROOT),
+                    help="the recipe every run trains; a relative path is read from the repository "
+                    "(default: recipes/orpo.yaml)")
+    ap.add_argument("--steps", type=at_least(1), default=24, help="train.max_steps of every run (default 24)")
+    ap.add_argument("--rounds", type=at_least(1), default=2,
+                    help="measured runs per allocator, alternating which goes first (default 2)")
+    ap.add_argument("--markdown", type=Path, help="also write the table here (default: print only)")
     args = ap.parse_args(argv)
     rows, outputs = [], {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,7 +27,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from prefopt.cli import OneLineParser, at_least  # noqa: E402
+from prefopt.cli import OneLineParser, at_least, names_from  # noqa: E402
 RECIPE = {"kto": "kto_mixed", "dpo": "dpo", "orpo": "orpo"}
 
 
@@ -117,11 +117,16 @@ def _compare(plain: dict, ours: dict) -> dict:
 
 def main() -> None:
     p = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="tiny", help="tiny (random, built here) or smollm2")
-    p.add_argument("--steps", type=at_least(1), default=100)  # tiny: a loop of a few seconds
-    p.add_argument("--methods", default="kto,dpo,orpo")
+    # any other --model benchmarked SmolLM2 without a word: it is refused now
+    p.add_argument("--model", default="tiny", choices=("tiny", "smollm2"),
+                   help="tiny (random, built here) or smollm2 (default: tiny)")
+    p.add_argument("--steps", type=at_least(1), default=100,  # tiny: a loop of a few seconds
+                   help="train.max_steps of every run (default 100)")
+    p.add_argument("--methods", type=names_from(RECIPE), default="kto,dpo,orpo",
+                   help="comma-separated methods, each timed on its shipped recipe (default: kto,dpo,orpo)")
     p.add_argument("--repeats", type=at_least(1), default=3,
-                   help="rounds per method, alternating which runs first; ratios are medians (min and max shown)")
+                   help="rounds per method, alternating which runs first; ratios are medians (min and max shown) "
+                   "(default 3)")
     ns = p.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,6 @@ workers; sampled every 0.2 s), and whether the two sides' metrics agree. Run it 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -21,6 +20,11 @@ import time
 from pathlib import Path
 
 import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from prefopt.cli import OneLineParser, readable_file, seed_list  # noqa: E402
 
 KEYS = ("reward_auc", "preference_accuracy", "reward_margin", "kl", "desirable_nll")
 
@@ -54,7 +58,8 @@ def ray_rss(before: set[int]) -> int:
 def side(engine: str, args, extra) -> dict:
     results = Path(args.results) / engine
     shutil.rmtree(results, ignore_errors=True)
-    cmd = [sys.executable, "-m", "prefopt", "run", args.recipe, "--seeds", args.seeds, "--engine", engine,
+    seeds = ",".join(map(str, args.seeds))
+    cmd = [sys.executable, "-m", "prefopt", "run", args.recipe, "--seeds", seeds, "--engine", engine,
            "--results", str(results), *extra]
     before = {p.pid for p in psutil.process_iter()}
     start = time.perf_counter()
@@ -71,14 +76,18 @@ def side(engine: str, args, extra) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("recipe")
-    ap.add_argument("--seeds", default="1,2")
-    ap.add_argument("--results", default="results/bench_ray")
-    ap.add_argument("--set", action="append", default=[])
+    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
+    ap.add_argument("recipe", type=readable_file("a recipe file, e.g. recipes/orpo.yaml"),
+                    help="the recipe both sides run, e.g. recipes/orpo.yaml")
+    ap.add_argument("--seeds", type=seed_list, default=[1, 2],
+                    help="comma-separated seeds, one trial each on both sides (default: 1,2)")
+    ap.add_argument("--results", default="results/bench_ray", help="where the sides write, in <results>/local and "
+                    "<results>/ray, each deleted first (default: results/bench_ray)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="recipe override for both sides, as for `prefopt run` (repeatable; default: none)")
     args = ap.parse_args()
     extra = [a for s in args.set for a in ("--set", s)]
-    n = len(args.seeds.split(","))
+    n = len(args.seeds)
     local, ray = side("local", args, extra), side("ray", args, extra)
     print(f"{n} trials of {args.recipe} ({', '.join(args.set) or 'as shipped'})")
     print("| engine | wall s | s per trial | peak memory MB (process tree, + Ray's daemons) |")

@@ -121,9 +121,9 @@ def markdown(rows: list[dict], results: Path) -> str:
 def main(argv=None) -> int:
     from prefopt.cli import OneLineParser
 
-    ap = OneLineParser(prog="eval_share", description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     ap.add_argument("--results", default="results", help="a results folder (default: results, from the repository root)")
-    ap.add_argument("--markdown", help="also write the table to this file")
+    ap.add_argument("--markdown", help="also write the table to this file (default: print only)")
     args = ap.parse_args(argv)
     results = Path(args.results)
     if not (results / "runs").is_dir():

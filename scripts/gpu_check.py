@@ -30,7 +30,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from prefopt.cli import OneLineParser, at_least  # noqa: E402
+from prefopt.cli import OneLineParser, at_least, names_from, readable_file  # noqa: E402
+from prefopt.models import BACKENDS  # noqa: E402
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
@@ -91,16 +92,19 @@ def table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     p = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
-    p.add_argument("--dry", action="store_true", help="CPU: tiny random model and data, 2 steps, transformers only")
+    p.add_argument("--dry", action="store_true", help="CPU: tiny random model and data, 2 steps, transformers only "
+                   "(default: off, a CUDA device is needed)")
     p.add_argument("--steps", type=at_least(1), help="train.max_steps of every run (default 20; 2 with --dry)")
-    p.add_argument("--backends", default=None, help="comma-separated (default transformers,unsloth; "
+    p.add_argument("--backends", type=names_from(BACKENDS), default=None, help="comma-separated (default transformers,unsloth; "
                    "transformers with --dry)")
-    p.add_argument("--recipes", nargs="+", type=Path, default=sorted((ROOT / "recipes").glob("*.yaml")))
+    p.add_argument("--recipes", nargs="+", type=readable_file("a recipe file, e.g. recipes/orpo.yaml"),
+                   default=sorted((ROOT / "recipes").glob("*.yaml")),
+                   help="recipes run on every backend (default: every recipe in recipes/)")
     p.add_argument("--model", help="alias or model folder for every run (default: each recipe's own)")
     p.add_argument("--results", type=Path, help="results folder (default: a new temporary folder)")
-    p.add_argument("--markdown", type=Path, help="also write the table to this file")
+    p.add_argument("--markdown", type=Path, help="also write the table to this file (default: print only)")
     p.add_argument("--export-skeleton", type=Path, metavar="DIR", help="write --model's config and tokenizer "
-                   "to DIR and exit")
+                   "to DIR and exit (default: off)")
     args = p.parse_args(argv)
     if args.export_skeleton:
         export_skeleton(args.model or "smollm2-135m-instruct", args.export_skeleton)
@@ -116,7 +120,7 @@ def main(argv=None) -> int:
     # each run starts in the repository (the shipped recipes' data paths are relative to it), so the paths given
     # here, the caller's, from the folder the command was started in, are made absolute first
     results = args.results.resolve() if args.results else work / "results"
-    recipes = [p.resolve() for p in args.recipes]
+    recipes = [Path(p).resolve() for p in args.recipes]
     steps = args.steps or (2 if args.dry else 20)
     backends = (args.backends or ("transformers" if args.dry else "transformers,unsloth")).split(",")
     sets, random_weights = [], False

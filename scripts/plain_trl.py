@@ -48,13 +48,17 @@ if __name__ == "__main__":
     reexec_with_heap_allocator()
     from pathlib import Path
 
-    from prefopt.cli import OneLineParser
+    from prefopt.cli import OneLineParser, readable_file
 
     ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
-    ap.add_argument("spec", help='a JSON file: {"trainer": "trl:KTOTrainer", "config": "trl:KTOConfig", '
+    ap.add_argument("spec", type=readable_file("the JSON file scripts/bench_overhead.py writes"), help='a JSON file: {"trainer": "trl:KTOTrainer", "config": "trl:KTOConfig", '
                     '"model": DIR, "rows": JSONL, "args": {config kwargs}, "lora": {LoraConfig kwargs} or null}')
     ap.add_argument("out", help="where the per-step log and training seconds are written (JSON)")
     ns = ap.parse_args()
-    result = train_plain(json.loads(open(ns.spec).read()))
+    try:
+        spec = json.loads(Path(ns.spec).read_text(encoding="utf-8"))
+    except ValueError as e:  # checked before the model is loaded, as a bad option is
+        ap.error(f"spec: {ns.spec}: not JSON ({e}); give the JSON file scripts/bench_overhead.py writes")
+    result = train_plain(spec)
     with open(ns.out, "w") as f:
         json.dump(result, f)

@@ -19,17 +19,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from prefopt.cli import OneLineParser, at_least  # noqa: E402
+from prefopt.cli import OneLineParser, at_least, readable_file  # noqa: E402
 
 
 def main(argv=None) -> int:
     ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
-    ap.add_argument("recipe")
+    ap.add_argument("recipe", type=readable_file("a recipe file, e.g. recipes/orpo.yaml"),
+                    help="the recipe trained, e.g. recipes/orpo.yaml")
     ap.add_argument("--warmup", type=at_least(0), default=2, help="steps before profiling (default 2)")
     ap.add_argument("--steps", type=at_least(1), default=4, help="profiled steps (default 4)")
     ap.add_argument("--top", type=at_least(1), default=15, help="operators shown (default 15)")
-    ap.add_argument("--trace", help="also write a Chrome trace (chrome://tracing, Perfetto) here")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--trace", help="also write a Chrome trace (chrome://tracing, Perfetto) here "
+                    "(default: none)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="recipe override, as for run (repeatable; default: none)")
     args = ap.parse_args(argv)
 
     import torch

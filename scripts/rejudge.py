@@ -14,7 +14,6 @@ in one line, exit status 2, before any run is rewritten.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import Counter
@@ -23,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from prefopt.cli import OneLineParser  # noqa: E402
 from prefopt.results import write_json, write_jsonl  # noqa: E402
 from prefopt.verifiers import SIDES, VERIFIERS, get_verifier, judge  # noqa: E402
 
@@ -68,9 +68,10 @@ def rejudge_run(run: Path, write: bool) -> Counter:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     ap.add_argument("results", type=Path, help="a results folder (runs/<recipe>/<run>/eval_generations.jsonl)")
-    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if any verdict is stale")
+    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if any verdict is stale "
+                    "(default: off, the stale runs are rewritten)")
     args = ap.parse_args(argv)
     if not (args.results / "runs").is_dir():  # a mistyped folder judged nothing and --check passed
         print(f"rejudge: {args.results} has no runs/ folder; give a results folder (runs/<recipe>/<run>/)",

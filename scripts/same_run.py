@@ -11,13 +11,17 @@ are not the same run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from prefopt.cli import OneLineParser  # noqa: E402
 
 MACHINE = {"eval_seconds", "train_seconds", "train_tokens_per_second", "peak_memory_mb", "reference_cached"}
 SCORES = ("logp", "ref_logp", "kl_sum")
@@ -62,10 +66,10 @@ def compare(a: Path, b: Path) -> list[str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("a", type=Path)
-    ap.add_argument("b", type=Path)
-    ap.add_argument("--markdown", type=Path, help="also write the lines to this file")
+    ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
+    ap.add_argument("a", type=Path, help="a finished run's folder (runs/<recipe>/<run>), the reference (A)")
+    ap.add_argument("b", type=Path, help="the other run's folder, of the same recipe, seed and split (B)")
+    ap.add_argument("--markdown", type=Path, help="also write the lines to this file (default: print only)")
     args = ap.parse_args(argv)
     for run in (args.a, args.b):
         if not (run / "metrics.json").is_file():

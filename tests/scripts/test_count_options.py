@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
     ("bench_overhead", ["--repeats", "0"], "--repeats: 0: must be at least 1"),
     ("bench_dtype", ["--steps", "-1"], "--steps: -1: must be at least 1"),
     ("gpu_check", ["--steps", "0"], "--steps: 0: must be at least 1"),
-    ("profile_step", ["r.yaml", "--warmup", "-1"], "--warmup: -1: must be at least 0"),
+    ("profile_step", [str(ROOT / "recipes" / "orpo.yaml"), "--warmup", "-1"], "--warmup: -1: must be at least 0"),
     ("rejudge_strict", ["a", "b", "--max-new-tokens", "0"], "--max-new-tokens: 0: must be at least 1"),
 ])
 def test_a_count_below_its_least_is_one_line_exit_2(script, args, needle, tmp_path):

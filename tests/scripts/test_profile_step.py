@@ -25,7 +25,7 @@ def test_profile_step_prints_the_profiled_steps_and_top_operators(write_recipe, 
 def test_top_below_one_is_refused_before_training(tmp_path):
     # --top 0 printed an empty operator table and a negative --top every operator, each after the training
     for top in ("0", "-3"):
-        out = subprocess.run([sys.executable, str(ROOT / "scripts" / "profile_step.py"), str(tmp_path / "none.yaml"),
+        out = subprocess.run([sys.executable, str(ROOT / "scripts" / "profile_step.py"), str(ROOT / "recipes" / "orpo.yaml"),
                               "--top", top], capture_output=True, text=True, cwd=tmp_path)
         assert out.returncode == 2 and out.stderr.splitlines() == [
             f"profile_step: error: --top: {top}: must be at least 1 (see profile_step.py --help)"]
