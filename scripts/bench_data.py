@@ -152,10 +152,13 @@ def baseline(df: pd.DataFrame, repeats: int) -> dict:
 
 def main() -> None:
     ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
-    ap.add_argument("--prompts", type=at_least(1), default=100_000)
-    ap.add_argument("--per-prompt", type=at_least(1), default=10)
-    ap.add_argument("--repeats", type=at_least(1), default=3)
-    ap.add_argument("--baseline-repeats", type=at_least(1), default=1)
+    ap.add_argument("--prompts", type=at_least(1), default=100_000,
+                    help="prompts of the in-memory rows (default 100000)")
+    ap.add_argument("--per-prompt", type=at_least(1), default=10, help="completions per prompt (default 10)")
+    ap.add_argument("--repeats", type=at_least(1), default=3,
+                    help="timings of prefopt.data, the best one shown (default 3)")
+    ap.add_argument("--baseline-repeats", type=at_least(1), default=1,
+                    help="timings of the pure-Python baseline, the best one shown (default 1)")
     args = ap.parse_args()
 
     df = build(args.prompts, args.per_prompt)

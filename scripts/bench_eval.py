@@ -26,10 +26,13 @@ from prefopt.cli import OneLineParser, at_least  # noqa: E402
 
 def main(argv=None) -> int:
     ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
-    ap.add_argument("recipe", nargs="?", default=str(ROOT / "recipes/dpo.yaml"))
+    ap.add_argument("recipe", nargs="?", default=str(ROOT / "recipes/dpo.yaml"),
+                    help="the recipe whose model and generation test are used (default: recipes/dpo.yaml)")
     ap.add_argument("--prompts", type=at_least(1), default=128, help="first N prompts of eval.prompts (default 128)")
-    ap.add_argument("--rounds", type=at_least(1), default=2)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override, as for run")
+    ap.add_argument("--rounds", type=at_least(1), default=2,
+                    help="rounds, each generating in both modes (default 2)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="recipe override, as for run (repeatable; default: none)")
     args = ap.parse_args(argv)
     from prefopt.errors import UserError
     from prefopt.recipe import load_recipe

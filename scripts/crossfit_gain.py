@@ -134,12 +134,13 @@ def metric_name(text: str) -> str:
 
 def main(argv=None) -> int:
     ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
-    ap.add_argument("results", nargs="?", default=str(ROOT / "results"))
+    ap.add_argument("results", nargs="?", default=str(ROOT / "results"),
+                    help="a results folder holding cross-fitted and single-split runs (default: results)")
     ap.add_argument("--metric", type=metric_name, default="reward_auc",
                     help=f"one of {', '.join(paired.SHOWN)} (default: reward_auc)")
     ap.add_argument("--seeds", type=seed_list, default=None, help="single-split seeds, comma-separated, or 'all' "
                     "(default: the seeds of the cross-fitted runs)")
-    ap.add_argument("--markdown", help="also write the table to this file")
+    ap.add_argument("--markdown", help="also write the table to this file (default: print only)")
     args = ap.parse_args(argv)
     if not Path(args.results).is_dir():
         print(f"crossfit_gain: {args.results}: no such folder; give a results folder (runs/<recipe>/<run>/)",

@@ -535,27 +535,39 @@ pilot runs (a family needs both labels to be useful here).
 
 def main(argv=None) -> int:
     ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("data/feedback.jsonl"))
-    ap.add_argument("--readme", type=Path, default=None, help="default: README.md next to --out")
-    ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--prompts", type=at_least(1), default=256)
-    ap.add_argument("--samples-per-prompt", type=at_least(1), default=6)
-    ap.add_argument("--max-new-tokens", type=at_least(1), default=80)
-    ap.add_argument("--batch-size", type=at_least(1), default=64)
-    ap.add_argument("--temperature", type=float, default=0.8)
-    ap.add_argument("--top-p", type=float, default=0.95)
-    ap.add_argument("--rows", type=at_least(1), default=1000)
-    ap.add_argument("--desirable", type=at_least(0), default=746)
-    ap.add_argument("--max-per-prompt", type=at_least(1), default=4)
-    ap.add_argument("--pool-out", type=Path, default=None, help="also keep every sampled completion here")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the prompts, the sampling and the selection (default 0)")
+    ap.add_argument("--out", type=Path, default=Path("data/feedback.jsonl"),
+                    help="the dataset written, with its .meta.json beside it (default: data/feedback.jsonl)")
+    ap.add_argument("--readme", type=Path, default=None, help="the data README written (default: README.md next to "
+                    "--out)")
+    ap.add_argument("--model", default="smollm2-135m-instruct",
+                    help="alias or model folder that samples the completions (default: smollm2-135m-instruct)")
+    ap.add_argument("--prompts", type=at_least(1), default=256, help="prompts built and sampled (default 256)")
+    ap.add_argument("--samples-per-prompt", type=at_least(1), default=6,
+                    help="completions sampled per prompt (default 6)")
+    ap.add_argument("--max-new-tokens", type=at_least(1), default=80,
+                    help="token budget of each sampled completion (default 80)")
+    ap.add_argument("--batch-size", type=at_least(1), default=64, help="prompts per generation batch (default 64)")
+    ap.add_argument("--temperature", type=float, default=0.8, help="sampling temperature, above 0 (default 0.8)")
+    ap.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top-p, in (0, 1] (default 0.95)")
+    ap.add_argument("--rows", type=at_least(1), default=1000, help="rows selected into --out (default 1000)")
+    ap.add_argument("--desirable", type=at_least(0), default=746,
+                    help="desirable rows among --rows, at most --rows (default 746)")
+    ap.add_argument("--max-per-prompt", type=at_least(1), default=4,
+                    help="rows selected per prompt at most (default 4)")
+    ap.add_argument("--pool-out", type=Path, default=None,
+                    help="also keep every sampled completion here (default: not kept)")
     ap.add_argument("--from-pool", type=Path, default=None,
-                    help="skip generation: relabel and select from a --pool-out file (and its .meta.json)")
-    ap.add_argument("--stats-only", action="store_true", help="print pool statistics, write nothing else")
+                    help="skip generation: relabel and select from a --pool-out file (and its .meta.json) "
+                    "(default: generate)")
+    ap.add_argument("--stats-only", action="store_true", help="print pool statistics, write nothing else "
+                    "(default: off)")
     ap.add_argument("--test-prompts", type=at_least(1), default=None, metavar="N",
                     help="instead: write N constraint prompts (no completions, no model) for `eval.prompts`, "
-                         "none asking a question that --exclude asks, to --out (and its .meta.json)")
-    ap.add_argument("--exclude", type=Path, default=Path("data/feedback.jsonl"))
+                         "none asking a question that --exclude asks, to --out (and its .meta.json) (default: off)")
+    ap.add_argument("--exclude", type=Path, default=Path("data/feedback.jsonl"),
+                    help="with --test-prompts: the training data, whose questions the test prompts must not ask "
+                    "(default: data/feedback.jsonl)")
     args = ap.parse_args(argv)
     # checked before the model is loaded: select_rows and generate refused these only after generation
     if args.desirable > args.rows:
