@@ -47,11 +47,14 @@ def test_bench_dtype_against_forced_bf16(write_recipe, tmp_path):
 
 def test_a_run_that_fails_stops_the_bench_in_one_line(tmp_path):
     # prefopt run's own error line, then a CalledProcessError traceback (exit 1) before
-    missing = tmp_path / "nope.yaml"
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_dtype.py"), "--recipes", str(missing),
+    # (a recipe that is there but fails in the run: a missing one is refused before any run, test_script_cli)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmethod: kto\nbogus: 1\n")
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_dtype.py"), "--recipes", str(bad),
                           "--seeds", "1", "--results", str(tmp_path / "bench")], capture_output=True, text=True,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=ROOT)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.splitlines() == [
-        f"prefopt: error: {missing}: recipe: no such file; pass a recipe path such as recipes/kto_mixed.yaml",
+        f"prefopt: error: {bad}: bogus: unknown key; choices: data, eval, method, model, name, seed, seeds, train, "
+        "tune, tuned",
         "bench_dtype: stopped: the run above failed (exit 2); finished runs are kept and skipped by the same command"]
