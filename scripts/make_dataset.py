@@ -339,6 +339,17 @@ def select_rows(pool: list[dict], n_rows: int = 1000, n_desirable: int = 746, se
         taken[k] += 1
         need[lab] -= 1
 
+    def round_robin(lab: bool) -> None:
+        """One `lab` row at a time for each prompt already chosen, under max_per_prompt, until none is needed
+        or none can give one."""
+        progress = True
+        while need[lab] and progress:
+            progress = False
+            for k in keys:
+                if need[lab] and taken[k] and taken[k] < max_per_prompt and groups[k][lab]:
+                    take(k, lab)
+                    progress = True
+
     # 1. pairs from prompts with both labels
     for k in keys:
         if need[True] and need[False] and groups[k][True] and groups[k][False]:
@@ -347,13 +358,7 @@ def select_rows(pool: list[dict], n_rows: int = 1000, n_desirable: int = 746, se
     # The scarcer label is placed first, so it gets the chosen prompts' remaining room.
     for lab in sorted((True, False), key=lambda lab: have[lab] - need[lab]):
         # 2. round-robin over prompts already chosen, up to max_per_prompt
-        progress = True
-        while need[lab] and progress:
-            progress = False
-            for k in keys:
-                if need[lab] and taken[k] and taken[k] < max_per_prompt and groups[k][lab]:
-                    take(k, lab)
-                    progress = True
+        round_robin(lab)
         # 3. new prompts: two rows at a time, then single rows
         for size in (2, 1):
             for k in keys:
@@ -361,13 +366,7 @@ def select_rows(pool: list[dict], n_rows: int = 1000, n_desirable: int = 746, se
                     for _ in range(size):
                         take(k, lab)
             # a new prompt with two rows can take more, round-robin, like step 2
-            progress = True
-            while need[lab] and progress:
-                progress = False
-                for k in keys:
-                    if need[lab] and taken[k] and taken[k] < max_per_prompt and groups[k][lab]:
-                        take(k, lab)
-                        progress = True
+            round_robin(lab)
         # 4. anything left, ignoring the per-prompt cap
         for k in keys:
             while need[lab] and groups[k][lab]:
