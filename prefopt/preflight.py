@@ -38,7 +38,7 @@ def prepare_data(recipe: Recipe, spec: MethodSpec, world_size: int = 1):
     from .data.io import load_rows
 
     d, t = recipe.data, train_settings(recipe, spec)
-    rows = load_rows(d.path, d.format)
+    rows = load_rows(d.path, d.format, d.split)
     weights = d.weights if d.weights == "auto" else (d.weights["desirable"], d.weights["undesirable"])
     kwargs = dict(file=d.path, method=recipe.method, form=spec.form, strategy=d.strategy,
                   eval_fraction=d.eval_fraction, validation_fraction=d.validation_fraction,

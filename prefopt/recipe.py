@@ -51,6 +51,8 @@ class ModelSection:
 class DataSection:
     path: str = "data/feedback.jsonl"
     format: str = "auto"  # auto | jsonl | json | csv | parquet | arrow
+    # the split of a datasets.save_to_disk DatasetDict to read (null: train, or its only split)
+    split: typing.Optional[str] = field(default=None, metadata=LATER)
     strategy: str = "natural"  # unpaired: file_order | natural | balanced | mixed; paired: natural | file_order
     eval_fraction: float = 0.1  # the test split: only the reported metrics are computed on it
     validation_fraction: float = 0.1  # the validation split, from the other prompts: choices are made on it

@@ -176,5 +176,36 @@ def test_both_layouts_refused_alike_by_data_and_run(method, write_recipe, tmp_pa
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize("sets, field, words", [
+    ([], "data.path", "holds several splits (train_prefs, test_prefs) and none is named train; set data.split to "
+     "the one to read (e.g. --set data.split=train_prefs)"),
+    (["data.split=train_pref"], "data.split", "unknown split 'train_pref'; did you mean 'train_prefs'? choices: "
+     "test_prefs, train_prefs"),
+    (["data.splt=train_prefs"], "data.splt", "unknown key; did you mean 'split'?"),
+])
+def test_a_dataset_dict_split_refused_alike_by_data_and_run(sets, field, words, write_recipe, tmp_path, capsys):
+    """A saved DatasetDict of train_prefs/test_prefs (the Hub's preference sets): with no split named, or one it
+    lacks, `prefopt data` and `prefopt run` give the same one line, naming the splits and data.split."""
+    import datasets
+
+    pairs = [{"prompt": f"p{i}", "chosen": "a", "rejected": "b"} for i in range(20)]
+    data = tmp_path / "prefs"
+    datasets.DatasetDict({"train_prefs": datasets.Dataset.from_list(pairs),
+                          "test_prefs": datasets.Dataset.from_list(pairs)}).save_to_disk(str(data))
+    capsys.readouterr()  # (datasets' progress bar)
+    recipe = str(write_recipe("dpo"))
+    sets = [a for s in [f"data.path={data}", *sets] for a in ("--set", s)]
+    lines = []
+    for command in (["data", recipe], ["run", recipe, "--results", str(tmp_path / "results")]):
+        code = main([*command, *sets])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        lines.append(err.strip())
+    assert lines[0] == lines[1], lines
+    assert f"{field}: {words}" in lines[0], lines[0]
+    assert not (tmp_path / "results").exists()
+    assert main(["data", recipe, *sets[:2], "--set", "data.split=train_prefs"]) == 0  # named: read
+
+
 def test_the_table_covers_at_least_forty_bad_inputs():
     assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)

@@ -5,7 +5,7 @@ import yaml
 
 from prefopt.errors import UserError
 from prefopt.errors import UserErrors
-from prefopt.recipe import apply_sets, check_train_fields, load_recipe, parse_set
+from prefopt.recipe import apply_sets, check_train_fields, identity_of, load_recipe, parse_set
 
 
 def write(tmp_path, data, name="r.yaml"):
@@ -131,6 +131,13 @@ def test_fields_added_later_leave_the_fingerprint_alone_at_their_default(tmp_pat
     assert load_recipe(write(tmp_path, {**base, "eval": {"select": "best"}})).fingerprint() != plain
     assert load_recipe(write(tmp_path, {**base, "seed": 7})).fingerprint() != plain
     assert load_recipe(write(tmp_path, {**base, "data": {"folds": 1}})).fingerprint() == plain
+    # data.split (a saved DatasetDict's split) came later too: unset, as every shipped run, it is no part of it
+    assert load_recipe(write(tmp_path, {**base, "data": {"split": None}})).fingerprint() == plain
+    assert load_recipe(write(tmp_path, {**base, "data": {"split": "train"}})).fingerprint() != plain
+    written = load_recipe(write(tmp_path, base)).to_dict()
+    assert written["data"]["split"] is None  # recipe.yaml now holds it; runs written before did not
+    assert identity_of(written) == identity_of({**written, "data": {k: v for k, v in written["data"].items()
+                                                                     if k != "split"}})
     five = load_recipe(write(tmp_path, {**base, "data": {"folds": 5}}))
     assert five.fingerprint() != plain and five.folds() == [0, 1, 2, 3, 4]
     assert len({five.for_fold(f).fingerprint() for f in range(5)}) == 5  # one run directory per fold

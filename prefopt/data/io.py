@@ -35,11 +35,15 @@ _LABELS = {True: True, False: False, "true": True, "false": False, "yes": True, 
 ALLOWED_LABELS = "true/false, 1/0, yes/no or desirable/undesirable (any case)"
 
 
-def load_rows(path: str, format: str = "auto") -> pd.DataFrame:
-    """Read `path` and return canonical unpaired rows (see the module docstring)."""
+def load_rows(path: str, format: str = "auto", split: str | None = None) -> pd.DataFrame:
+    """Read `path` and return canonical unpaired rows (see the module docstring); `split` names the split of
+    a saved DatasetDict to read (data.split)."""
     file = str(path)
     fmt = _pick_format(Path(file), format)
-    table, row_numbers = _READERS[fmt](Path(file))
+    if split is not None and fmt != "arrow":  # said, not ignored: the rows read would not be the ones named
+        raise UserError(file, "data.split", f"names a split of a datasets DatasetDict, but data.path is a {fmt} "
+                        "file, which has none; remove data.split")
+    table, row_numbers = _read_arrow(Path(file), split=split) if fmt == "arrow" else _READERS[fmt](Path(file))
     if len(table) == 0:
         raise UserError(file, "data.path", "the file holds no rows; add rows of prompt, completion, label")
     rows = canonical_rows(table, file=file, row_numbers=row_numbers)
@@ -323,7 +327,7 @@ def _read_parquet(path: Path, field: str = "data.path"):
     return _plain_columns(table), None
 
 
-def _read_arrow(path: Path, field: str = "data.path"):
+def _read_arrow(path: Path, field: str = "data.path", split: str | None = None):
     if not path.is_dir():
         raise UserError(str(path), field, "data.format arrow expects a datasets.save_to_disk directory")
     import datasets  # only here: JSONL/CSV/Parquet users need not have it, and it is slow to import
@@ -338,12 +342,10 @@ def _read_arrow(path: Path, field: str = "data.path"):
                         f"point {field} at a data file or a folder written by Dataset.save_to_disk") from None
     note = None
     if isinstance(ds, datasets.DatasetDict):
-        splits = list(ds)
-        if "train" not in splits and len(splits) != 1:
-            raise UserError(str(path), field, f"holds several splits ({', '.join(splits)}) and none is "
-                            "named train; save the split to use on its own")
-        read = "train" if "train" in splits else splits[0]
-        ds, note = ds[read], _unread_splits(str(path), splits, read)
+        ds, note = _pick_split(ds, str(path), field, split)
+    elif split is not None:
+        raise UserError(str(path), "data.split", f"names a split ('{split}'), but {path} holds one Dataset, "
+                        "not a DatasetDict of splits; remove data.split")
     table = pd.DataFrame.from_records(ds.to_list(), columns=ds.column_names)
     table = _decode_class_labels(table, ds.features, str(path))
     if note:
@@ -351,16 +353,30 @@ def _read_arrow(path: Path, field: str = "data.path"):
     return table, None
 
 
-def _unread_splits(file: str, splits: list, read: str) -> str | None:
+def _pick_split(ds, file: str, field: str, split: str | None):
+    """The split of a saved DatasetDict to read, and the warning line for the ones not read (or None):
+    `split` (data.split), else train, else the only one; several and none of them train is refused, as
+    picking one would be a guess."""
+    splits = list(ds)
+    if split is not None and split not in splits:
+        raise UserError(file, "data.split", f"unknown split '{split}'; {did_you_mean(split, splits)}")
+    if split is None and "train" not in splits and len(splits) != 1:
+        raise UserError(file, field, f"holds several splits ({', '.join(splits)}) and none is named train; set "
+                        f"data.split to the one to read (e.g. --set data.split={splits[0]})")
+    read = split if split is not None else "train" if "train" in splits else splits[0]
+    return ds[read], _unread_splits(file, splits, read, named=split is not None)
+
+
+def _unread_splits(file: str, splits: list, read: str, named: bool = False) -> str | None:
     """The warning line for a saved DatasetDict whose splits other than `read` are not read, or None.
     Said, not refused: a user who saved train and test may expect test to be held out, but prefopt makes its
     own held-out split from the split it reads, and the rest would go unused unseen."""
     others = [s for s in splits if s != read]
     if not others:
         return None
+    fix = "" if named else f"; to read another split, set data.split (e.g. --set data.split={others[0]})"
     return (f"{file}: a DatasetDict of splits {', '.join(splits)}: only {read} is read, not {', '.join(others)} "
-            f"(prefopt makes the held-out split from {read}); to use another split, save it alone "
-            f"(datasets.load_from_disk('{file}')['{others[0]}'].save_to_disk(DIR)) and point data.path at DIR")
+            f"(prefopt makes the held-out split from {read}){fix}")
 
 
 def _decode_class_labels(table: pd.DataFrame, features, file: str) -> pd.DataFrame:

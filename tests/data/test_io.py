@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefopt.data.io import canonical_rows, load_prompts, load_rows, normalize_labels, prompt_keys
+from prefopt.data.io import READ_NOTES, canonical_rows, load_prompts, load_rows, normalize_labels, prompt_keys
 from prefopt.errors import UserError
 
 CHAT = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
@@ -494,13 +494,48 @@ def test_a_saved_dataset_dict_says_which_split_is_read_and_which_are_not(tmp_pat
     datasets.DatasetDict({"train": split("p"), "test": split("t"), "extra": split("x")}).save_to_disk(str(both))
     (line,) = warnings(both)
     assert line.startswith(f"{both}: a DatasetDict of splits train, test, extra: only train is read, not test, extra")
-    assert f"datasets.load_from_disk('{both}')['test'].save_to_disk(DIR)) and point data.path at DIR" in line
+    assert line.endswith("; to read another split, set data.split (e.g. --set data.split=test)")
     assert "\n" not in line
     # one split, train or not, or a Dataset: nothing goes unread, nothing to say
     for name, saved in (("train", datasets.DatasetDict({"train": split("p")})),
                         ("only", datasets.DatasetDict({"test": split("p")})), ("plain", split("p"))):
         saved.save_to_disk(str(tmp_path / name))
         assert warnings(tmp_path / name) == [], name
+
+
+def test_data_split_reads_the_named_split_of_a_saved_dataset_dict(tmp_path):
+    """Published preference sets are saved as train_prefs/test_prefs: with no split named train they were
+    refused with 'save the split to use on its own' and no way to name one. data.split names it; a split the
+    folder lacks is refused with the choices, and so is data.split on a file or a Dataset, which have none."""
+    import datasets
+
+    def split(tag):
+        return datasets.Dataset.from_list([{"prompt": f"{tag}{i}", "chosen": f"a{i}", "rejected": f"b{i}"}
+                                           for i in range(10)])
+
+    prefs = tmp_path / "prefs"
+    datasets.DatasetDict({"train_prefs": split("p"), "test_prefs": split("t")}).save_to_disk(str(prefs))
+    e = error(prefs)  # none named: one line naming the splits and the key that picks one
+    assert e.field == "data.path" and "several splits (train_prefs, test_prefs)" in e.message
+    assert "set data.split to the one to read (e.g. --set data.split=train_prefs)" in e.message
+    for name, tag in (("train_prefs", "p"), ("test_prefs", "t")):
+        rows = load_rows(str(prefs), split=name)
+        assert set(rows["prompt"]) == {f"{tag}{i}" for i in range(10)}, name
+        (note,) = rows.attrs[READ_NOTES]  # named, the other split is still said to go unread, without the fix
+        assert f"only {name} is read" in note and "set data.split" not in note
+    with pytest.raises(UserError) as raised:
+        load_rows(str(prefs), split="train_pref")
+    assert raised.value.field == "data.split"
+    assert raised.value.message == ("unknown split 'train_pref'; did you mean 'train_prefs'? choices: test_prefs, "
+                                    "train_prefs")
+    split("p").save_to_disk(str(tmp_path / "plain"))
+    (tmp_path / "d.jsonl").write_text('{"prompt": "p", "completion": "c", "label": true}\n')
+    for path, words in ((tmp_path / "plain", "holds one Dataset, not a DatasetDict"), (tmp_path / "d.jsonl",
+                                                                                        "is a jsonl file")):
+        with pytest.raises(UserError) as raised:
+            load_rows(str(path), split="train")
+        assert raised.value.field == "data.split" and words in raised.value.message, path
+        assert raised.value.message.endswith("remove data.split"), path
 
 
 @pytest.mark.parametrize("sep", [";", "\t"])
