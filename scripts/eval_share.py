@@ -38,12 +38,13 @@ def eval_tokens(run: Path, tok, rows_of: dict) -> dict:
     from prefopt.models import encode
 
     recipe = yaml.safe_load((run / "recipe.yaml").read_text())
-    path = recipe["data"]["path"]
-    if path not in rows_of:
+    data = recipe["data"]
+    key = (data["path"], data.get("split"))  # data.split: another split of one saved DatasetDict, other rows
+    if key not in rows_of:
         from prefopt.data.io import load_rows
 
-        rows_of[path] = load_rows(path, recipe["data"].get("format", "auto"))
-    rows = rows_of[path]
+        rows_of[key] = load_rows(data["path"], data.get("format", "auto"), data.get("split"))
+    rows = rows_of[key]
     items = pd.read_csv(run / "eval_items.csv")
     max_length = recipe["train"].get("max_length")
     scored = sum(len(encode(tok, rows["prompt"][i], rows["completion"][i], max_length)[0]) for i in items["row_id"])

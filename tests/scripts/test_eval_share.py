@@ -58,3 +58,31 @@ def test_a_results_folder_without_runs_is_one_line(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.splitlines() == [
         f"eval_share: error: {tmp_path}/runs: no such folder; give --results a folder `prefopt run` wrote"]
+
+
+def test_a_run_on_a_named_split_is_counted_on_that_split(tiny_model, tmp_path):
+    """Two runs naming two splits of one saved DatasetDict scored different rows: each is counted on its own
+    split's rows, not on the first split read from that folder."""
+    import datasets
+    import yaml
+    from transformers import AutoTokenizer
+
+    from prefopt.models import encode
+
+    rows = {"short": ["ok", "no"], "long": ["a much longer completion than the short split has " * 3] * 2}
+    folder = tmp_path / "dd"
+    datasets.DatasetDict({name: datasets.Dataset.from_dict(
+        {"prompt": ["Say something.", "Say more."], "completion": c, "label": [True, False]})
+        for name, c in rows.items()}).save_to_disk(str(folder))
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    cache, counted = {}, {}
+    for name in ("short", "long"):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "recipe.yaml").write_text(yaml.safe_dump({"data": {"path": str(folder), "split": name},
+                                                         "train": {"max_length": 64}, "eval": {"max_new_tokens": 4}}))
+        pd.DataFrame({"row_id": [0, 1]}).to_csv(run / "eval_items.csv", index=False)
+        counted[name] = eval_share.eval_tokens(run, tok, cache)["scored"]
+        assert counted[name] == sum(len(encode(tok, p, c, 64)[0]) for p, c in zip(["Say something.", "Say more."],
+                                                                                  rows[name]))
+    assert counted["long"] > counted["short"]
