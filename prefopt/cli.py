@@ -76,6 +76,19 @@ def names_from(choices):
     return names
 
 
+def model_name(text: str) -> str:
+    """An argparse type: an alias, a model folder or (online) a hub id, as model.name takes it; the text is kept as
+    given. An unknown one was found only when the model was loaded (make_dataset.py, rejudge_strict.py: a
+    UserError traceback, after torch and transformers were imported)."""
+    from .models import check_model
+
+    try:
+        check_model(text)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(e.message) from None
+    return text
+
+
 def seed_list(text: str) -> list[int]:
     """An argparse type: comma-separated seeds, as `prefopt run --seeds` reads them (parse_seeds)."""
     try:

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,14 @@ def resolve_model(name: str, *, file: str | None = None, field: str = "model.nam
     """Return a loadable path (or hub id) for `name`; convert and cache an alias on first use."""
     if name in MODEL_ALIASES:
         return str(_materialize_alias(name, file=file, field=field))
+    return check_model(name, file=file, field=field)
+
+
+def check_model(name: str, *, file: str | None = None, field: str = "model.name") -> str:
+    """`name` if it can name a model (an alias, a model directory, a hub id when online), else a UserError;
+    converts, downloads and loads nothing, so a script's --model is checked while its options are parsed."""
+    if name in MODEL_ALIASES:
+        return name
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -67,8 +75,8 @@ def resolve_model(name: str, *, file: str | None = None, field: str = "model.nam
     if name.count("/") != 1 or name.startswith((".", "/", "~")) or offline:
         why = "HF_HUB_OFFLINE is set, so hub ids cannot be used" if offline and name.count("/") == 1 else \
             "no such directory"
-        raise UserError(file, field, f"unknown model '{name}' ({why}); use a local model directory or one of the "
-                        f"aliases: {', '.join(sorted(MODEL_ALIASES))}")
+        raise UserError(file, field, f"unknown model '{name}' ({why}); use a local model directory or an alias: "
+                        f"{did_you_mean(name, MODEL_ALIASES)}")
     return name  # a hub id: transformers downloads it when online
 
 

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from prefopt.cli import OneLineParser, at_least
+from prefopt.cli import OneLineParser, at_least, model_name
 from prefopt.verifiers import instructions
 
 # --- prompts --------------------------------------------------------------------------------------------
@@ -539,7 +539,7 @@ def main(argv=None) -> int:
                     help="the dataset written, with its .meta.json beside it (default: data/feedback.jsonl)")
     ap.add_argument("--readme", type=Path, default=None, help="the data README written (default: README.md next to "
                     "--out)")
-    ap.add_argument("--model", default="smollm2-135m-instruct",
+    ap.add_argument("--model", type=model_name, default="smollm2-135m-instruct",
                     help="alias or model folder that samples the completions (default: smollm2-135m-instruct)")
     ap.add_argument("--prompts", type=at_least(1), default=256, help="prompts built and sampled (default 256)")
     ap.add_argument("--samples-per-prompt", type=at_least(1), default=6,
@@ -567,6 +567,9 @@ def main(argv=None) -> int:
     ap.add_argument("--exclude", type=Path, default=Path("data/feedback.jsonl"),
                     help="with --test-prompts: the training data, whose questions the test prompts must not ask "
                     "(default: data/feedback.jsonl)")
+    # set before the options are parsed: --model is checked then, and a hub id must fail there, not at loading
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = ap.parse_args(argv)
     # checked before the model is loaded: select_rows and generate refused these only after generation
     if args.desirable > args.rows:
@@ -592,8 +595,6 @@ def main(argv=None) -> int:
         write_atomic(args.out.with_suffix(".meta.json"), json.dumps(meta, indent=2) + "\n")
         print(f"wrote {args.out}: {len(rows)} prompts, families {meta['families']}", file=sys.stderr)
         return 0
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     if args.from_pool:
         reading = args.from_pool

@@ -21,15 +21,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from prefopt.cli import OneLineParser, at_least  # noqa: E402
+from prefopt.cli import OneLineParser, at_least, model_name  # noqa: E402
 
 
 def main(argv=None) -> int:
     ap = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     ap.add_argument("source", type=Path, help="a results folder (runs/<recipe>/<run>/eval_generations.jsonl)")
     ap.add_argument("copy", type=Path, help="where to write the re-judged copy (must not exist)")
-    ap.add_argument("--model", default="smollm2-135m-instruct", help="whose tokenizer generated the answers "
-                    "(default: smollm2-135m-instruct)")
+    ap.add_argument("--model", type=model_name, default="smollm2-135m-instruct",
+                    help="whose tokenizer generated the answers (default: smollm2-135m-instruct)")
     ap.add_argument("--max-new-tokens", type=at_least(1), default=48, help="the runs' eval.max_new_tokens (default 48)")
     args = ap.parse_args(argv)
 

@@ -5,7 +5,8 @@ traceback, nothing written and no model loaded. Before, bench_ray.py, rejudge.py
 argparse's usage above the error; a missing recipe was a traceback (bench_dtype.py, plain_trl.py), a child's error
 under the script's own (bench_malloc.py, profile_step.py, gpu_check.py) or, in bench_ray.py, came after the
 previous results were deleted; `bench_dtype.py --seeds x` was a traceback, `bench_overhead.py --methods kto,x` a
-KeyError after the first method's runs, and `bench_overhead.py --model x` benchmarked SmolLM2."""
+KeyError after the first method's runs, `bench_overhead.py --model x` benchmarked SmolLM2, and `make_dataset.py
+--model x` or `rejudge_strict.py --model x` was a traceback once the model was to be loaded."""
 
 from __future__ import annotations
 
@@ -91,6 +92,13 @@ RECIPE = str(ROOT / "recipes" / "orpo.yaml")
     ("bench_overhead", ["--model", "smollm", "--steps", "0"], "--model: invalid choice: 'smollm' (choose from 'tiny', 'smollm2')"),
     ("gpu_check", ["--dry", "--backends", "transformer", "--steps", "0"], "--backends: unknown name 'transformer' in 'transformer'; "
      "did you mean 'transformers'? choices: auto, transformers, unsloth"),
+    # an unknown --model: found only when the model was loaded, a UserError traceback (exit 1)
+    ("make_dataset", ["--model", "smollm2-135m", "--prompts", "1", "--out", "x.jsonl"], "--model: unknown model "
+     "'smollm2-135m' (no such directory); use a local model directory or an alias: did you mean "
+     "'smollm2-135m-instruct'? choices: smollm2-135m-instruct"),
+    ("rejudge_strict", ["results", "copy", "--model", "smollm2-135m"], "--model: unknown model 'smollm2-135m' (no such "
+     "directory); use a local model directory or an alias: did you mean 'smollm2-135m-instruct'? choices: "
+     "smollm2-135m-instruct"),
 ])
 def test_a_bad_command_line_is_one_line_exit_2_and_writes_nothing(script, args, needle, tmp_path):
     out = _run(script, args, tmp_path)
