@@ -207,5 +207,24 @@ def test_a_dataset_dict_split_refused_alike_by_data_and_run(sets, field, words, 
     assert main(["data", recipe, *sets[:2], "--set", "data.split=train_prefs"]) == 0  # named: read
 
 
+@pytest.mark.parametrize("sep, name", [(";", "semicolons"), ("\t", "tabs")])
+def test_prompts_csv_not_comma_separated_is_said_alike_by_data_and_run(sep, name, write_recipe, tmp_path, capsys):
+    """An eval.prompts CSV saved with semicolons or tabs was told it had no 'prompt' column (the header read as one
+    column 'prompt;constraint'); it is told the separator, as the data file is, by `data` and `run` alike."""
+    prompts = tmp_path / "p.csv"
+    prompts.write_text(f'prompt{sep}constraint\nWrite in lowercase.{sep}{{"id": "lowercase"}}\n')
+    recipe = str(write_recipe("kto"))
+    lines = []
+    for command in (["data", recipe], ["run", recipe, "--results", str(tmp_path / "results")]):
+        code = main([*command, "--set", f"eval.prompts={prompts}", "--set", "eval.verifier=instructions"])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        lines.append(err.strip())
+    assert lines[0] == lines[1] == (f"prefopt: error: {prompts}: eval.prompts: the columns are separated by {name}, "
+                                    "not commas; save the file as comma-separated CSV (a spreadsheet's 'CSV (comma "
+                                    "delimited)'; pandas: DataFrame.to_csv(path, index=False))"), lines
+    assert not (tmp_path / "results").exists()
+
+
 def test_the_table_covers_at_least_forty_bad_inputs():
     assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)

@@ -297,15 +297,17 @@ def _read_csv(path: Path, field: str = "data.path"):
 
 
 def _comma_separated(text: str, path: Path, field: str) -> None:
-    """A header that names the needed columns between semicolons or tabs (a spreadsheet's export in a locale
-    whose list separator is ';', a TSV named .csv) read as one column: the message asked to rename the columns
-    it listed, or to check the quoting of a row with a quoted line break, neither of which is the fix."""
+    """A header that names columns, `prompt` among them, between semicolons or tabs (a spreadsheet's export in a
+    locale whose list separator is ';', a TSV named .csv) read as one column: the message asked to rename the
+    columns it listed, or to check the quoting of a row with a quoted line break, neither of which is the fix.
+    `prompt` is the column both the data file (either layout) and eval.prompts need, so one check serves both
+    (eval.prompts was told it lacked a 'prompt' column)."""
     header = text.split("\n", 1)[0].rstrip("\r")
     if "," in header:
         return
     for sep, name in ((";", "semicolons"), ("\t", "tabs")):
-        names = {c.strip().strip('"') for c in header.split(sep)}
-        if set(UNPAIRED) <= names or set(PAIRED) <= names:
+        names = [c.strip().strip('"') for c in header.split(sep)]
+        if len(names) > 1 and "prompt" in names:
             raise UserError(str(path), field, f"the columns are separated by {name}, not commas; save the file "
                             "as comma-separated CSV (a spreadsheet's 'CSV (comma delimited)'; pandas: "
                             "DataFrame.to_csv(path, index=False))")

@@ -547,3 +547,6 @@ def test_csv_separated_by_semicolons_or_tabs_says_so(tmp_path, sep):
         path.write_text(f"prompt{sep}completion{sep}label\n" + body.replace(";", sep))
         e = error(path)
         assert e.field == "data.path" and "not commas" in e.message and "to_csv" in e.message
+    # a prompts file of one column is not taken for one: its header holds no separator, whatever its rows hold
+    path.write_text("prompt\nUse a; b\n")
+    assert list(load_prompts(path)["prompt"]) == ["Use a; b"]
