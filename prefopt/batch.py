@@ -79,7 +79,9 @@ def run_jobs(jobs: list, *, results: Path, engine: str = "auto", address: str | 
         if not pending:
             done = []
         elif pick_engine(engine, len(pending), address) == "local":
-            note = _unused_on_local(len(pending), storage, max_concurrent, distributed)
+            # an --address here is the environment's (check_options refuses --engine local's own)
+            note = _unused_on_local(len(pending), storage, max_concurrent, distributed,
+                                    address if engine == "local" else None)
             if note:
                 from .console import main_process
 
@@ -102,18 +104,23 @@ def run_jobs(jobs: list, *, results: Path, engine: str = "auto", address: str | 
     return [by_dir[d] for d in where]
 
 
-def _unused_on_local(n_runs: int, storage: str | None, max_concurrent: int | None, distributed: bool) -> str | None:
+def _unused_on_local(n_runs: int, storage: str | None, max_concurrent: int | None, distributed: bool,
+                     env_address: str | None = None) -> str | None:
     """What --engine auto, having chosen local, leaves unused, and why, in one line (None: nothing). A note, not
     the refusal --engine local gets: auto's choice turns on how many runs are left and on this machine, so one
     command line must still work when a batch resumes with one run to go. --address never gets here (auto with
-    a cluster address is Ray, or refused); --max-concurrent is moot for one run, on Ray too."""
-    unused = [f"--storage {storage}"] if storage else []
+    a cluster address is Ray, or refused); --max-concurrent is moot for one run, on Ray too. `env_address`:
+    $RAY_ADDRESS under --engine local, which went unused without a word; a note too, not a refusal, as it may
+    be set for the whole machine (--engine local refuses the rest, so it comes alone)."""
+    unused = [f"$RAY_ADDRESS {env_address}"] if env_address else []
+    if storage:
+        unused.append(f"--storage {storage}")
     if (max_concurrent or 1) > 1 and n_runs > 1:
         unused.append(f"--max-concurrent {max_concurrent}")
     if not unused:
         return None
-    why = ("this is torchrun/accelerate" if distributed else "Ray is not installed" if not ray_available() else
-           "one run to do: --engine auto starts Ray for several")
+    why = ("--engine local" if env_address else "this is torchrun/accelerate" if distributed else
+           "Ray is not installed" if not ray_available() else "one run to do: --engine auto starts Ray for several")
     runs = f"the {n_runs} runs run one at a time" if n_runs > 1 else "the run runs"
     return (f"{' and '.join(unused)} {'is' if len(unused) == 1 else 'are'} for the ray engine, not used here "
             f"({why}): {runs} in this process{', nothing is written under --storage' if storage else ''}")

@@ -406,6 +406,28 @@ def test_ray_options_on_the_local_engine_are_refused(option, value, write_recipe
     assert ran == []
 
 
+def test_ray_address_from_the_environment_on_the_local_engine_is_said(write_recipe, tmp_path, capsys, monkeypatch):
+    """$RAY_ADDRESS under --engine local went unused without a word (an --address is refused); a one-line note now,
+    not a refusal: the variable may be set for the whole machine, and the runs still run here."""
+    from prefopt import runner
+
+    ran = []
+    monkeypatch.setattr(runner, "run_one", lambda recipe, *, results, force=False: ran.append(recipe.seed)
+                        or results / f"seed{recipe.seed}")
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    recipe = str(write_recipe("dpo"))
+    assert main(["run", recipe, "--results", str(tmp_path / "r"), "--engine", "local", "--seeds", "1,2",
+                 "--no-compare"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "prefopt: note: $RAY_ADDRESS 10.0.0.1:6379 is for the ray engine, not used here (--engine local): the 2 runs "
+        "run one at a time in this process"]
+    assert ran == [1, 2]
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert main(["run", recipe, "--results", str(tmp_path / "r"), "--engine", "local", "--seeds", "3",
+                 "--no-compare"]) == 0
+    assert "note" not in capsys.readouterr().err and ran == [1, 2, 3]
+
+
 def test_help_says_what_each_command_does_and_every_option():
     # `list` was said to show "methods, data strategies, verifiers and model aliases" (it also lists pairings,
     # backends and the shipped recipes); `tune` to write results/tuned/ whatever --results said; and
