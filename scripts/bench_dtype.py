@@ -136,14 +136,14 @@ def report(name: str, runs: pd.DataFrame, against: str = "auto") -> list[str]:
 def main(argv=None) -> int:
     p = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     p.add_argument("--recipes", nargs="+", type=readable_file("a recipe file, e.g. recipes/orpo.yaml"),
-                   default=["recipes/kto_mixed.yaml", "recipes/dpo.yaml", "recipes/orpo.yaml"],
-                   help="recipes compared, each on both sides (default: recipes/kto_mixed.yaml recipes/dpo.yaml "
-                   "recipes/orpo.yaml)")
+                   default=[str(ROOT / "recipes" / f"{n}.yaml") for n in ("kto_mixed", "dpo", "orpo")],
+                   help="recipes compared, each on both sides, from the folder the command is started in (default: "
+                   "the repository's recipes/kto_mixed.yaml recipes/dpo.yaml recipes/orpo.yaml)")
     p.add_argument("--seeds", type=seed_list, default=[1, 2, 42],
                    help="comma-separated seeds, one run per side each (default: 1,2,42)")
     p.add_argument("--steps", type=at_least(1), help="train.max_steps for both sides (default: each recipe's own)")
     p.add_argument("--results", type=Path, default=ROOT / "results" / "bench_dtype",
-                   help="where the runs are written and found again (default: results/bench_dtype)")
+                   help="where the runs are written and found again (default: the repository's results/bench_dtype)")
     p.add_argument("--markdown", type=Path, help="also write the tables to this file (default: print only)")
     p.add_argument("--against", choices=["auto", "bf16"], default="auto",
                    help="the other side: the recipe's model.dtype auto (default), or bf16 autocast forced on")
@@ -151,6 +151,11 @@ def main(argv=None) -> int:
                    "(default: off)")
     p.add_argument("extra", nargs="*", help="after --: more `prefopt run` arguments for every run (default: none)")
     args = p.parse_args(argv)
+    # the runs start in the repository (the shipped recipes' data paths are relative to it) while the options
+    # are checked and the runs found again here: a relative recipe or --results was one file at parse time and
+    # in collect(), another (or none) in the runs. The caller's paths, made absolute once.
+    args.recipes = [str(Path(r).resolve()) for r in args.recipes]
+    args.results = args.results.resolve()
     seeds = args.seeds
     try:
         for recipe in [] if args.report_only else args.recipes:

@@ -4,6 +4,7 @@ each side resolved to, the per-step losses sit side by side, and a second call r
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -58,3 +59,24 @@ def test_a_run_that_fails_stops_the_bench_in_one_line(tmp_path):
         f"prefopt: error: {bad}: bogus: unknown key; choices: data, eval, method, model, name, seed, seeds, train, "
         "tune, tuned",
         "bench_dtype: stopped: the run above failed (exit 2); finished runs are kept and skipped by the same command"]
+
+
+def test_relative_paths_are_the_callers_at_parse_and_in_the_runs(write_recipe, tmp_path, monkeypatch, capsys):
+    """The options were checked, and the runs found again, from the caller's folder, but the runs started in the
+    repository: `--recipes mine.yaml` passed the check and the runs failed (or ran the repository's file of that
+    name), and the default recipes from another folder were a traceback. Paths are made absolute once, at parse.
+    The runs themselves are recorded here, not started."""
+    spec = importlib.util.spec_from_file_location("bench_dtype", ROOT / "scripts" / "bench_dtype.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    started = []
+    monkeypatch.setattr(bench, "run", lambda recipe, side, seed, steps, results, extra:
+                        started.append((recipe, results)))
+    write_recipe("kto", name="mine")
+    monkeypatch.chdir(tmp_path)
+    assert bench.main(["--recipes", "mine.yaml", "--seeds", "1", "--results", "r"]) == 0
+    assert started == [(str(tmp_path / "mine.yaml"), tmp_path / "r")] * 2  # float32, then auto
+    assert "### mine" in capsys.readouterr().out
+    assert bench.main(["--report-only", "--results", "r"]) == 0  # the default recipes: the repository's
+    out = capsys.readouterr().out
+    assert all(f"### {n}" in out for n in ("kto_mixed", "dpo", "orpo")), out
