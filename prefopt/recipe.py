@@ -341,19 +341,18 @@ def check_values(r: Recipe) -> None:
     def bad(field: str, message: str) -> None:
         errors.append(UserError(f, field, message))
 
-    if r.model.backend not in BACKENDS:
-        bad("model.backend", f"unknown backend '{r.model.backend}'; {did_you_mean(r.model.backend, BACKENDS)}")
-    dtypes = ("auto", "float32", "bfloat16", "float16")
-    if r.model.dtype not in dtypes:
-        bad("model.dtype", f"unknown dtype '{r.model.dtype}'; {did_you_mean(r.model.dtype, dtypes)}")
+    def one_of(field: str, value, choices, what: str) -> None:
+        if value not in choices:
+            bad(field, f"unknown {what} '{value}'; {did_you_mean(value, choices)}")
+
+    one_of("model.backend", r.model.backend, BACKENDS, "backend")
+    one_of("model.dtype", r.model.dtype, ("auto", "float32", "bfloat16", "float16"), "dtype")
     from .data import PAIRINGS, STRATEGIES
 
     # named here too (prepare_data checks them again, with the method's form), so that they are reported
     # beside the other sections' problems rather than after them are fixed
-    if r.data.strategy not in STRATEGIES:
-        bad("data.strategy", f"unknown strategy '{r.data.strategy}'; {did_you_mean(r.data.strategy, STRATEGIES)}")
-    if r.data.pairing not in PAIRINGS:
-        bad("data.pairing", f"unknown pairing '{r.data.pairing}'; {did_you_mean(r.data.pairing, PAIRINGS)}")
+    one_of("data.strategy", r.data.strategy, STRATEGIES, "strategy")
+    one_of("data.pairing", r.data.pairing, PAIRINGS, "pairing")
     if not 0 < r.data.eval_fraction < 1:
         bad("data.eval_fraction", f"must be between 0 and 1 (exclusive), got {r.data.eval_fraction}; "
             "0.1 holds out a tenth of the prompts")
@@ -381,11 +380,8 @@ def check_values(r: Recipe) -> None:
             "train nothing and a negative rate climbs the loss")
     from .selection import HIGHER_IS_BETTER, SELECTIONS
 
-    if r.eval.select not in SELECTIONS:
-        bad("eval.select", f"unknown value '{r.eval.select}'; {did_you_mean(r.eval.select, SELECTIONS)}")
-    if r.eval.select_metric not in HIGHER_IS_BETTER:
-        bad("eval.select_metric", f"unknown metric '{r.eval.select_metric}'; "
-            f"{did_you_mean(r.eval.select_metric, HIGHER_IS_BETTER)}")
+    one_of("eval.select", r.eval.select, SELECTIONS, "value")
+    one_of("eval.select_metric", r.eval.select_metric, HIGHER_IS_BETTER, "metric")
     if r.eval.select == "best" and (r.data.validation_fraction == 0 or not r.model.lora.enabled):
         bad("eval.select", "best needs a validation split and a LoRA adapter to keep: set "
             "data.validation_fraction above 0 and model.lora.enabled: true, or use eval.select: last")
@@ -444,16 +440,12 @@ def check_values(r: Recipe) -> None:
             f"{r.data.folds}, got {r.data.fold}; leave it out to run every fold")
     from .search import SAMPLERS, check as check_space
 
-    if r.eval.split not in ("test", "validation"):
-        bad("eval.split", f"unknown split '{r.eval.split}'; {did_you_mean(r.eval.split, ('test', 'validation'))}")
+    one_of("eval.split", r.eval.split, ("test", "validation"), "split")
     if r.eval.split == "validation" and (r.data.validation_fraction == 0 or r.eval.select == "best"):
         bad("eval.split", "validation scores the run on the validation split: it needs "
             "data.validation_fraction above 0 and eval.select: last (best would choose on the same rows)")
-    if r.tune.sampler not in SAMPLERS:
-        bad("tune.sampler", f"unknown sampler '{r.tune.sampler}'; {did_you_mean(r.tune.sampler, SAMPLERS)}")
-    if r.tune.metric not in HIGHER_IS_BETTER:
-        bad("tune.metric", f"unknown validation metric '{r.tune.metric}'; "
-            f"{did_you_mean(r.tune.metric, HIGHER_IS_BETTER)}")
+    one_of("tune.sampler", r.tune.sampler, SAMPLERS, "sampler")
+    one_of("tune.metric", r.tune.metric, HIGHER_IS_BETTER, "validation metric")
     if r.tune.trials < 1:
         bad("tune.trials", f"must be at least 1, got {r.tune.trials}")
     if r.tune.seed < 0:
