@@ -84,3 +84,25 @@ def test_readme_names_every_file_a_shipped_run_directory_holds():
     assert "metrics.json" in names and "trained.json" in names
     missing = sorted(n for n in names if f"`{n}`" not in results)
     assert not missing, f"README's Results section does not name {missing}"
+
+
+def test_readme_dtype_table_and_loss_claim_match_results_bench_dtype():
+    """The README's float32-vs-auto table quotes results/bench_dtype.md (s/step, speed-up, eval s, peak MB per
+    recipe), and its per-step-loss sentence names as agreeing at step 1 only the recipes whose step-1 losses
+    are equal there (ORPO's are not: it once said all agreed at the first steps)."""
+    readme = (ROOT / "README.md").read_text()
+    bench = (ROOT / "results" / "bench_dtype.md").read_text()
+    table = re.findall(r"^\| (\w+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+)x \| ([\d.]+) → ([\d.]+) \| (\d+) → (\d+) \|$",
+                       readme, flags=re.M)
+    assert len(table) == 3
+    sections = {s.split("\n", 1)[0]: s for s in bench.split("\n### ")[1:]}
+    agree = []
+    for name, f32, auto, speed, ev32, evauto, mb32, mbauto in table:
+        section = sections[name]
+        assert f"| float32 | float32 | 1, 2, 42 | 24 | {f32} | {ev32} | {mb32} |" in section
+        assert f"| auto | float32 + bf16 autocast | 1, 2, 42 | 24 | {auto} | {evauto} | {mbauto} |" in section
+        assert f"**{speed}x**" in section
+        step1 = re.search(r"^\| 1 \| ([\d.]+) \| ([\d.]+) \|$", section, flags=re.M)
+        if step1.group(1) == step1.group(2):
+            agree.append({"kto_mixed": "KTO", "dpo": "DPO", "orpo": "ORPO"}[name])
+    assert f"agree at steps 1-2 for {' and '.join(agree)} " in " ".join(readme.split())
