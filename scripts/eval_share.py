@@ -5,8 +5,10 @@ the tokens its training fed the policy against the tokens its evaluation fed it,
     python scripts/eval_share.py --markdown results/eval_share.md
 
 Both sides are counted alike, with the model's tokenizer and prefopt's own encoding (the max_length cut),
-padding left out: training, every (prompt, completion) sequence of the rows its steps took (steps x batch x
-accumulation, in the run's training order, times its processes; a pair is two sequences); evaluation, each
+padding left out: training, every (prompt, completion) sequence of steps x batch x accumulation rows, times
+its processes (a pair is two sequences): the first rows of the prepared training data, which are the rows
+KTO's steps took (it reads them in order) and, for the methods whose trainer draws its rows at random (DPO,
+IPO, ORPO, SimPO, SFT), a sample of the same size, not those rows themselves; evaluation, each
 held-out row's prompt and completion (the reference's scores come from the cache), each test prompt
 (prefilled) and each greedy answer's tokens after its first (one decode step each). A training token costs
 the policy a forward and a backward pass (plus a reference forward for the methods that have one, and KTO's
@@ -65,7 +67,8 @@ def eval_tokens(run: Path, tok, rows_of: dict) -> dict:
 
 
 def train_tokens(run: Path, tok, steps: int) -> int:
-    """Tokens of the (prompt, completion) sequences of the training rows the run's steps took."""
+    """Tokens of the (prompt, completion) sequences of as many training rows as the run's steps took: the first
+    rows of the prepared data (exactly KTO's, a same-size sample for a trainer that draws rows at random)."""
     from prefopt.methods import get_method
     from prefopt.models import encode
     from prefopt.recipe import load_recipe

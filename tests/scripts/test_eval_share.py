@@ -1,5 +1,5 @@
 """scripts/eval_share.py on a tiny run: the tokens evaluation fed the policy, counted from the run's own
-records, agree with what the scorer recorded, and training's are the sequences its steps took."""
+records, agree with what the scorer recorded, and training's are as many sequences as its steps took."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def test_tokens_are_counted_from_the_runs_records(write_recipe, tiny_model, tmp_
     assert 0 < counted["decoded"] <= 6 * 3  # six answers, at most 3 decode steps after the prefill's token
     assert counted["prefill"] > 6
 
-    # training: 2 steps of 3 pairs, each pair two sequences, in the run's training order
+    # training: 2 steps of 3 pairs, each pair two sequences: the first rows of the prepared data (DPO's trainer
+    # draws its rows at random, so a sample of the size its steps took, as the script's docstring says)
     from prefopt.recipe import load_recipe
     from prefopt.preflight import check_data
 
