@@ -154,7 +154,7 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
                        "pair has r(chosen) > r(rejected) (ties are not wins). Its reward_auc 0.5, reward_margin 0 and "
                        f"kl 0 hold by definition{scored}." if pairs else
                        f"The reference's reward_auc 0.5 and kl 0 hold by definition (r ≡ 0){scored}."), ""]
-        lines += _mixed_reference(split, measured)
+        lines += _mixed_reference(spread_split, measured)  # the runs the reference row averages
         lines += tuned_lines(split)
         if folds > 1:
             lines += spread_lines(spread_split, [r for r in s["recipe"] if r != REFERENCE])
@@ -177,7 +177,8 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame, analyses: dict |
 
 def _mixed_reference(split: pd.DataFrame, measured: list[str]) -> list[str]:
     """Where a test's runs ran in several precisions, the reference row's *_ref means average untrained models
-    that answered differently (bf16 autocast against float32): said, with each precision's own value."""
+    that answered differently (bf16 autocast against float32): said, with each precision's own value. `split`:
+    the runs that row averages (complete_pools: a seed still missing a fold is in neither)."""
     kinds = pd.Series([precision(r) for r in split.itertuples()], index=split.index)
     measured = [m for m in measured if f"{m}_ref" in split]
     if kinds.nunique() < 2 or not measured:

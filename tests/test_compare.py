@@ -1077,6 +1077,31 @@ def test_runs_in_two_precisions_get_a_reference_each_not_one_picked_or_averaged_
     assert "verified_success_ref 1 (b)." in text
 
 
+
+def test_a_precision_only_unfinished_cross_fitted_runs_used_is_not_said_to_be_averaged_in(tmp_path):
+    """A cross-fitted test whose float32 recipe has all its folds while a bf16-autocast one is still running:
+    the reference row averages the *_ref of the complete pools only (float32), but the note under it said
+    that row averages two precisions and gave the unfinished runs' value as one of them."""
+    root = tmp_path / "results"
+    for recipe, folds, bf16 in (("whole", (0, 1, 2), False), ("partial", (0, 2), True)):
+        for f in folds:
+            m = fake_metrics(recipe, 42, f"fold{f}", 0.6 + 0.05 * f, method="dpo", verifier=False)
+            m.update(run_id=f"seed42-fold{f}-{recipe}", fold=f, folds=3, partition="part", weights_dtype="float32",
+                     autocast_bf16=bf16, desirable_nll_ref=3.0 if bf16 else 2.0)
+            add_run(root, m)
+    compare.rebuild(root)
+    s = pd.read_csv(root / "summary.csv")
+    assert s.loc[s.recipe == "reference", "desirable_nll_mean"].item() == pytest.approx(2.0)  # float32's alone
+    assert "precisions" not in (root / "summary.md").read_text()
+
+    m = fake_metrics("partial", 42, "fold1", 0.65, method="dpo", verifier=False)  # its last fold finishes
+    m.update(run_id="seed42-fold1-partial", fold=1, folds=3, partition="part", weights_dtype="float32",
+             autocast_bf16=True, desirable_nll_ref=3.0)
+    add_run(root, m)
+    compare.rebuild(root)
+    assert "Its runs ran in 2 precisions" in (root / "summary.md").read_text()
+
+
 def in_precision(run: Path, bf16: bool) -> None:
     """Makes a run of two_recipes_three_seeds one with IFEval-like constraints generated in float32 or under
     bf16 autocast, whose untrained model passes no prompt in float32 and every prompt under autocast."""
