@@ -99,7 +99,7 @@ def heldout_bars(s: pd.DataFrame, metric: str, comparison=None) -> tuple[np.ndar
     if comparison is not None and all(n in comparison.estimates or r is not None for n, r in zip(names, refs)):
         rows = [r if n == REFERENCE else comparison.estimates[n] for n, r in zip(names, refs)]
         value, low, high = (np.array([r[i] for r in rows], dtype=float) for i in range(3))
-        return value, low, high, "bootstrap over prompts and seeds"
+        return value, low, high, "bootstrap over prompts and seeds" + _unvalued_note(comparison)
     value = s[f"{metric}_mean"].to_numpy(dtype=float)
     low, high = (s.get(f"{metric}_ci95_{k}", pd.Series(math.nan, index=s.index)).to_numpy(dtype=float)
                  for k in ("low", "high"))
@@ -110,6 +110,14 @@ def heldout_bars(s: pd.DataFrame, metric: str, comparison=None) -> tuple[np.ndar
     if _n_folds(s) > 1:
         return value, low, high, "none (folds of one split are not independent)"
     return value, low, high, "t over seeds, 3+ seeds"
+
+
+def _unvalued_note(comparison) -> str:
+    """A second line under a bootstrap interval where resamples without a value were left out of it
+    (Comparison.unvalued, which summary.md also gives): else the plot alone reads as over all of them."""
+    if not comparison.unvalued:
+        return ""
+    return f"\nover resamples with a value: up to {comparison.unvalued} of {comparison.n_resamples} had none"
 
 
 def _paired_reference(comparison, kind) -> tuple | None:
@@ -210,7 +218,7 @@ def forest_figure(comparisons: dict, fp: str):
                     markersize=7)
         ax.axvline(0, color="0.4", linewidth=1, linestyle="--")
         ax.set_yticks(range(len(names)), names, fontsize="small")
-        ax.set(title=f"{metric}: Δ vs untrained", xlabel=f"Δ [95% CI] ({c.prompts} prompts)")
+        ax.set(title=f"{metric}: Δ vs untrained", xlabel=f"Δ [95% CI] ({c.prompts} prompts)" + _unvalued_note(c))
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(f"test {fp}: difference from the untrained model (filled: Holm p < 0.05)")
     return fig

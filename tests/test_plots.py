@@ -32,6 +32,27 @@ def test_forest_plot_titles_and_axis_fit_whatever_the_number_of_recipes(n):
         assert label.y0 >= page.y0 and title.y1 <= page.y1, "the x axis or a title falls outside the figure"
 
 
+
+def test_intervals_over_fewer_resamples_say_so_under_the_forest_and_bars_and_only_then():
+    """summary.md says how many bootstrap resamples had no value (an AUC of prompts of one label only) and are
+    left out of the intervals; the forest plot and the bars drew the same intervals without a word of it."""
+    fewer = _comparison("reward_auc", ["orpo", "kto_natural"])
+    fewer.unvalued = 137
+    forest = forest_figure({"reward_auc": fewer, "kl": _comparison("kl", ["orpo", "kto_natural"])}, "bfae55777815")
+    auc, kl = forest.axes[:2]
+    assert auc.get_xlabel() == "Δ [95% CI] (222 prompts)\nover resamples with a value: up to 137 of 2000 had none"
+    assert kl.get_xlabel() == "Δ [95% CI] (222 prompts)"  # none left out: as before
+    forest.canvas.draw()
+    label = auc.xaxis.label.get_window_extent(forest.canvas.get_renderer())
+    assert label.y0 >= forest.bbox.y0, "the second line falls off the figure"
+    bars = metrics_figure(_crossfitted_summary(), "bfae55777815", {"reward_auc": fewer})
+    assert bars.axes[0].get_title().endswith("95% CI: bootstrap over prompts and seeds\n"
+                                             "over resamples with a value: up to 137 of 2000 had none")
+    fewer.unvalued = 0
+    bars = metrics_figure(_crossfitted_summary(), "bfae55777815", {"reward_auc": fewer})
+    assert bars.axes[0].get_title().endswith("95% CI: bootstrap over prompts and seeds")
+
+
 def test_forest_plot_keeps_each_recipes_colour_across_panels():
     """Each panel sorts its rows by Δ; colours went by row, so a recipe changed colour from panel to panel."""
     recipes = ["kto_balanced", "kto_natural"]
