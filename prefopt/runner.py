@@ -23,7 +23,8 @@ from .errors import UserError
 from .methods import MethodSpec, get_method
 from .preflight import (TRL_DEFAULT_EPOCHS, check_prompt_lengths, checked_data, prepare_data,
                         train_settings, world)
-from .recipe import Recipe, check_train_fields
+from .recipe import Recipe
+from .recipe_checks import check_train_fields
 from . import resume
 from . import results as res
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError, raise_all
-from .recipe import Recipe, apply_sets, check_space_limits, parse_set, read_yaml
+from .recipe import Recipe, apply_sets, parse_set, read_yaml
+from .recipe_checks import check_space_limits
 
 TUNING, TUNED = "tuning", "tuned"
 
@@ -120,7 +121,7 @@ def trial_recipes(recipe: Recipe, trials: int) -> tuple[list[dict], list[Recipe]
     if len(chosen) < trials:  # every recipe gets the same number of distinct trials, or none is tuned
         raise UserError(recipe.source, "tune.space", f"its search space has only {len(chosen)} distinct settings "
                         f"for {trials} trials; widen it or ask for --trials {len(chosen)} for every recipe")
-    from .recipe import check_values
+    from .recipe_checks import check_values
 
     out = []
     for i, values in enumerate(chosen, 1):

@@ -5,7 +5,8 @@ import yaml
 
 from prefopt.errors import UserError
 from prefopt.errors import UserErrors
-from prefopt.recipe import apply_sets, check_train_fields, identity_of, load_recipe, parse_set
+from prefopt.recipe import apply_sets, identity_of, load_recipe, parse_set
+from prefopt.recipe_checks import check_train_fields
 
 
 def write(tmp_path, data, name="r.yaml"):

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from prefopt.methods import get_method
-from prefopt.recipe import check_train_fields, load_recipe
+from prefopt.recipe import load_recipe
+from prefopt.recipe_checks import check_train_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
