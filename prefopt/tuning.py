@@ -60,7 +60,7 @@ def check_space_config(recipe: Recipe, space: dict, report: dict, epochs: int) -
     space's limits: its own checks (warmup_steps >= 0, a known scheduler, ...) ran only as each trial began,
     so a range reaching a refused value failed minutes into tuning, after earlier trials had trained."""
     from .methods import get_method
-    from .runner import config_kwargs
+    from .trainer_config import config_kwargs
     from .search import corners, shown
 
     spec = get_method(recipe.method, file=recipe.source)

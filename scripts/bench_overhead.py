@@ -41,7 +41,7 @@ def bench(method: str, model: str, data: str, steps: int, work: Path, repeats: i
     from prefopt.methods import get_method
     from prefopt.recipe import load_recipe
     from prefopt.preflight import prepare_data
-    from prefopt.runner import config_kwargs, lora_kwargs
+    from prefopt.trainer_config import config_kwargs, lora_kwargs
 
     raw = yaml.safe_load((ROOT / "recipes" / f"{RECIPE[method]}.yaml").read_text())
     raw["model"].update(name=model, backend="transformers", dtype="float32")

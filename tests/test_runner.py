@@ -662,7 +662,7 @@ def test_completion_only_log_prob_head_matches_the_full_one(tiny_model, monkeypa
     from transformers import AutoModelForCausalLM
     from trl.trainer import utils as trl_utils
 
-    from prefopt.runner import score_completion_tokens_only
+    from prefopt.trainer_config import score_completion_tokens_only
 
     torch.manual_seed(0)
     ids = torch.randint(3, 200, (3, 20))
